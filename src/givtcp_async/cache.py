@@ -1,0 +1,99 @@
+"""Register cache: the last good copy of every register page, per device address and bank.
+
+Pages come from our own reads and from the dongle's fan-out of other clients' reads; both pass
+the page-level gate first (:func:`givtcp_async.quality.pages.judge_page`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from givtcp_async.protocol.frames import FunctionCode, ReadResponse, WriteResponse
+from givtcp_async.quality.pages import PageKey, PageVerdict, judge_page
+
+_BANK_OF: dict[int, str] = {
+    int(FunctionCode.READ_HOLDING): "HR",
+    int(FunctionCode.READ_INPUT): "IR",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    key: PageKey
+    values: tuple[int, ...]
+    received: float  # monotonic clock
+    solicited: bool
+
+
+class RegisterCache:
+    """Accepts pages through the page gate and answers single-register look-ups."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._pages: dict[PageKey, Page] = {}
+        self._registers: dict[tuple[int, str], dict[int, int]] = {}
+        self._updated: dict[tuple[int, str, int], float] = {}
+        self.rejections: Counter[PageVerdict] = Counter()
+        self.accepted = 0
+
+    def offer(self, frame: ReadResponse, solicited: bool = True) -> PageVerdict:
+        """Store a read response's page unless the gate refuses it; returns the verdict."""
+        bank = _BANK_OF.get(int(frame.function))
+        if bank is None:  # meter "product" pages are not cached
+            return PageVerdict.OK
+        key = PageKey(frame.device_address, bank, frame.base_register)
+        previous = self._pages.get(key)
+        verdict = judge_page(key, frame.values, previous.values if previous else None)
+        if verdict is not PageVerdict.OK:
+            self.rejections[verdict] += 1
+            return verdict
+        now = self._clock()
+        self._pages[key] = Page(key, frame.values, now, solicited)
+        regs = self._registers.setdefault((frame.device_address, bank), {})
+        for i, value in enumerate(frame.values):
+            regs[frame.base_register + i] = value
+            self._updated[(frame.device_address, bank, frame.base_register + i)] = now
+        self.accepted += 1
+        return verdict
+
+    def offer_write(self, frame: WriteResponse) -> None:
+        """A write echo carries the register's new value: keep the cache in step with it."""
+        regs = self._registers.get((frame.device_address, "HR"))
+        if regs is not None and frame.register in regs:
+            regs[frame.register] = frame.value
+            self._updated[(frame.device_address, "HR", frame.register)] = self._clock()
+
+    def get(self, device_address: int, bank: str, register: int) -> int | None:
+        return self._registers.get((device_address, bank), {}).get(register)
+
+    def getter(self, device_address: int, bank: str) -> Callable[[int], int | None]:
+        """A look-up function for one device and bank (what field decoding takes)."""
+        return self._registers.setdefault((device_address, bank), {}).get
+
+    def updated_at(self, device_address: int, bank: str, register: int) -> float | None:
+        """Monotonic time the register last changed hands (page read or write echo)."""
+        return self._updated.get((device_address, bank, register))
+
+    def page(self, device_address: int, bank: str, base: int) -> Page | None:
+        return self._pages.get(PageKey(device_address, bank, base))
+
+    def pages(self) -> list[Page]:
+        return list(self._pages.values())
+
+    def forget_device(self, device_address: int) -> None:
+        """Drop everything cached for an address (e.g. a battery that disappeared)."""
+        for key in [k for k in self._pages if k.device_address == device_address]:
+            del self._pages[key]
+        for bank in ("HR", "IR"):
+            self._registers.pop((device_address, bank), None)
+
+    def raw(self, device_address: int) -> dict[str, int]:
+        """Every cached register of one address as {"HR:0": value, "IR:5": value, ...}."""
+        out: dict[str, int] = {}
+        for bank in ("HR", "IR"):
+            for reg, value in sorted(self._registers.get((device_address, bank), {}).items()):
+                out[f"{bank}:{reg}"] = value
+        return out

@@ -1,0 +1,73 @@
+"""Page-level data-quality gate: which register pages may enter the cache (SPEC §3.6, §6.3).
+
+CRC failures never get this far (the stream decoder drops them). Here a page with a valid CRC is
+still refused when it carries the leaked-buffer fingerprint (Pattern A), when a page that held
+data suddenly reads all zero (Pattern B), or when a battery page shows no valid pack serial.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from givtcp_async.quality.patterns import is_all_zero, is_pattern_a
+
+SERIAL_RE: Final = re.compile(r"^[A-Z0-9]{10}$")
+BATTERY_ADDRESSES: Final = range(0x32, 0x38)
+# LV pack page: IR(60..119); the pack serial lives in IR110..114, the cells in IR60..75.
+_PACK_SERIAL_OFFSET: Final = 110 - 60
+_PACK_CELLS: Final = slice(0, 16)
+_PACK_FIRMWARE_OFFSET: Final = 98 - 60
+
+
+class PageVerdict(StrEnum):
+    OK = "ok"
+    PATTERN_A = "pattern_a"
+    ZERO_PAGE = "zero_page"
+    NO_PACK = "no_pack"  # an absent battery slot: a valid answer, but not a battery
+    PACK_CELLS_ZERO = "pack_cells_zero"
+
+
+def ascii_from_registers(values: Sequence[int]) -> str:
+    """Two characters per register, high byte first, NULs stripped."""
+    raw = b"".join(v.to_bytes(2, "big") for v in values)
+    return raw.replace(b"\x00", b"").decode("ascii", errors="replace")
+
+
+def is_valid_serial(text: str) -> bool:
+    """A GivEnergy serial: exactly ten upper-case letters and digits."""
+    return bool(SERIAL_RE.match(text))
+
+
+@dataclass(frozen=True, slots=True)
+class PageKey:
+    device_address: int
+    bank: str  # "HR" or "IR"
+    base: int
+
+
+def judge_page(key: PageKey, values: Sequence[int], previous: Sequence[int] | None) -> PageVerdict:
+    """Whether a CRC-valid page may replace ``previous`` in the cache."""
+    if key.bank == "IR" and key.base == 0 and len(values) >= 60 and is_pattern_a(values):
+        return PageVerdict.PATTERN_A
+    if is_all_zero(values) and (
+        (previous is not None and not is_all_zero(previous))
+        # Page 0 of either bank always holds data (device type code, grid voltage, status).
+        or (key.base == 0 and key.device_address not in BATTERY_ADDRESSES)
+    ):
+        return PageVerdict.ZERO_PAGE
+    if (
+        key.device_address in BATTERY_ADDRESSES
+        and key.bank == "IR"
+        and key.base == 60
+        and len(values) >= 60
+    ):
+        serial = ascii_from_registers(values[_PACK_SERIAL_OFFSET : _PACK_SERIAL_OFFSET + 5])
+        if not is_valid_serial(serial):
+            return PageVerdict.NO_PACK
+        if not any(values[_PACK_CELLS]) and values[_PACK_FIRMWARE_OFFSET]:
+            return PageVerdict.PACK_CELLS_ZERO
+    return PageVerdict.OK

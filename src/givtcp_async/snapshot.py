@@ -1,0 +1,113 @@
+"""Immutable per-refresh snapshots, and their rendering in GivTCP's runAll shape.
+
+A :class:`Snapshot` holds only validated readings (see :mod:`givtcp_async.quality.gates`). Sinks
+(MQTT, REST, Influx) read snapshots and never touch registers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from givtcp_async.quality.gates import Reading
+from givtcp_async.registers.models import Model
+from givtcp_async.registers.schema import Derived, Field
+
+Spec = Field | Derived
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    """Readings of one battery pack or meter, keyed by field name."""
+
+    address: int
+    serial: str
+    values: Mapping[str, Reading]
+    specs: Mapping[str, Spec]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything known about one inverter after one refresh."""
+
+    serial: str
+    model: Model
+    taken_at: datetime  # timezone-aware
+    values: Mapping[str, Reading]
+    specs: Mapping[str, Spec]
+    batteries: tuple[DeviceSnapshot, ...] = ()
+    meters: tuple[DeviceSnapshot, ...] = ()
+    stats: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Mapping[str, int]] | None = None
+
+    def value(self, name: str) -> Any:
+        """The published value of an inverter-level field (None when unavailable)."""
+        reading = self.values.get(name)
+        return None if reading is None else reading.value
+
+    def stale(self) -> list[str]:
+        """Names of readings currently republished as their last good value."""
+        names = [n for n, r in self.values.items() if r.stale and r.value is not None]
+        for dev in (*self.batteries, *self.meters):
+            names.extend(f"{dev.serial}/{n}" for n, r in dev.values.items() if r.stale)
+        return sorted(names)
+
+    def runall(self, *, units: bool = False) -> dict[str, Any]:
+        """The GivTCP-shaped nested tree (JSON-ready); ``units`` gives {value, unit} leaves."""
+        tree: dict[str, Any] = {}
+        _fill(tree, self.values, self.specs, units)
+        if self.batteries:
+            details = tree.setdefault("Battery_Details", {})
+            for bat in self.batteries:
+                _fill(details.setdefault(bat.serial, {}), bat.values, bat.specs, units)
+        if self.meters:
+            details = tree.setdefault("Meter_Details", {})
+            for meter in self.meters:
+                _fill(
+                    details.setdefault(f"Meter_ID{meter.address}", {}),
+                    meter.values,
+                    meter.specs,
+                    units,
+                )
+        if self.stats:
+            tree["Stats"] = {k: _jsonable(v) for k, v in self.stats.items()}
+        if self.raw is not None:
+            tree["raw"] = {k: dict(v) for k, v in self.raw.items()}
+        return tree
+
+    def flat(self) -> dict[str, Any]:
+        """Every leaf of :meth:`runall` keyed by its slash-joined path (the MQTT topic tail)."""
+        out: dict[str, Any] = {}
+        _flatten(self.runall(), "", out)
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _fill(
+    tree: dict[str, Any], values: Mapping[str, Reading], specs: Mapping[str, Spec], units: bool
+) -> None:
+    for name, reading in values.items():
+        if reading.value is None:
+            continue  # unavailable: never published
+        spec = specs[name]
+        node = tree
+        for part in spec.path:
+            node = node.setdefault(part, {})
+        value = _jsonable(reading.value)
+        node[name] = {"value": value, "unit": reading.unit} if units else value
+
+
+def _flatten(node: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for key, value in node.items():
+        path = f"{prefix}/{key}" if prefix else key
+        if isinstance(value, Mapping) and not ("value" in value and "unit" in value):
+            _flatten(value, path, out)
+        else:
+            out[path] = value
