@@ -14,8 +14,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from givtcp_async.errors import GivTcpError
+from givtcp_async.errors import ConfigError, GivTcpError
+
+if TYPE_CHECKING:
+    from givtcp_async.config import Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -101,6 +105,80 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return asyncio.run(_simulate(args))
 
 
+# --- configuration ---------------------------------------------------------------------------
+
+# option dest -> (flag, settings key it overrides)
+_CONFIG_OVERRIDES = {
+    "cfg_host": ("--host", "inverters.0.host"),
+    "cfg_port": ("--port", "inverters.0.port"),
+    "cfg_mqtt_host": ("--mqtt-host", "mqtt.host"),
+    "cfg_log_level": ("--log-level", "logging.level"),
+}
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE`` and the common setting overrides to a subcommand's parser."""
+    group = parser.add_argument_group("configuration")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="TOML configuration file (default: $GIVTCP_CONFIG, ./givtcp-async.toml, "
+        "/etc/givtcp-async/config.toml)",
+    )
+    group.add_argument(
+        "--host", dest="cfg_host", metavar="HOST", help="inverter address (inverters[0].host)"
+    )
+    group.add_argument(
+        "--port", dest="cfg_port", type=int, metavar="PORT", help="dongle port (inverters[0].port)"
+    )
+    group.add_argument("--mqtt-host", dest="cfg_mqtt_host", metavar="HOST", help="MQTT broker")
+    group.add_argument(
+        "--log-level", dest="cfg_log_level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR"
+    )
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings overrides given by :func:`add_config_options` flags, as dotted keys."""
+    return {
+        key: getattr(args, dest)
+        for dest, (_, key) in _CONFIG_OVERRIDES.items()
+        if getattr(args, dest, None) is not None
+    }
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """Load the configuration named by the ``--config`` flag, with the flag overrides applied."""
+    from givtcp_async.config import load_config
+
+    return load_config(
+        getattr(args, "config", None),
+        overrides=config_overrides(args),
+        override_labels={key: flag for flag, key in _CONFIG_OVERRIDES.values()},
+    )
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from givtcp_async.config import find_config_file, masked, unused_legacy_variables
+
+    try:
+        settings = load_settings(args)
+        source = find_config_file(args.config)
+    except ConfigError as err:
+        for line in str(err).splitlines():
+            print(f"givtcp-async: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"givtcp-async: note: configuration file: {source or 'none'}", file=sys.stderr)
+    unused = unused_legacy_variables()
+    if unused:
+        print(
+            f"givtcp-async: note: GivTCP variables not used by givtcp-async: {', '.join(unused)}",
+            file=sys.stderr,
+        )
+    print(json.dumps(masked(settings), indent=2))
+    return EXIT_OK
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -154,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
         "drop, bad_crc, truncate, splice, zero_page, garbage_page, garbage, disconnect, refuse",
     )
     sim.set_defaults(handler=_cmd_simulate)
+
+    cfg = sub.add_parser("config", help="inspect the configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    chk = cfg_sub.add_parser(
+        "check",
+        help="validate the configuration and print the effective settings",
+        description="Validate the configuration (file, GIVTCP_* and GivTCP environment "
+        "variables, flags) and print the effective settings as JSON with secrets masked. "
+        "Exit 2 with one line per bad key if it is invalid.",
+    )
+    add_config_options(chk)
+    chk.set_defaults(handler=_cmd_config_check)
     return parser
 
 
