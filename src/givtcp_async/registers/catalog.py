@@ -1,0 +1,82 @@
+"""The whole register map, and which of it applies to a model.
+
+A field applies to a model when its ``families`` include the model's family (or are None) *and*
+every one of its registers lies in a block the model's plan reads: the candidate blocks, plus any
+probe block that answered. So an optional page (the HR240 slot page on older Gen3 firmware, the
+HR300 page on a Gen3 hybrid) brings its fields in only once a read has confirmed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from givtcp_async.registers.battery import BATTERY_FIELDS
+from givtcp_async.registers.derived import DERIVED
+from givtcp_async.registers.ems import EMS_FIELDS
+from givtcp_async.registers.gateway import GATEWAY_FIELDS
+from givtcp_async.registers.hv import BAMS_FIELDS, BCU_FIELDS, BMU_FIELDS, HV_FIELDS
+from givtcp_async.registers.inverter import INVERTER_FIELDS
+from givtcp_async.registers.meter import METER_FIELDS
+from givtcp_async.registers.models import Model
+from givtcp_async.registers.plan import (
+    BAMS,
+    Block,
+    battery_blocks,
+    candidate_blocks,
+    fields_covered,
+    meter_blocks,
+)
+from givtcp_async.registers.schema import Derived, Field, Source
+from givtcp_async.registers.three_phase import THREE_PHASE_FIELDS
+
+# Every field read from the inverter address (0x11), whatever the model.
+ALL_INVERTER_FIELDS: Final[tuple[Field, ...]] = (
+    INVERTER_FIELDS + THREE_PHASE_FIELDS + EMS_FIELDS + GATEWAY_FIELDS
+)
+ALL_FIELDS: Final[tuple[Field, ...]] = (
+    ALL_INVERTER_FIELDS + BATTERY_FIELDS + METER_FIELDS + HV_FIELDS
+)
+
+_BY_SOURCE: Final[dict[Source, tuple[Field, ...]]] = {
+    Source.INVERTER: ALL_INVERTER_FIELDS,
+    Source.BATTERY: BATTERY_FIELDS,
+    Source.METER: METER_FIELDS,
+    Source.BMU: BMU_FIELDS,
+    Source.BCU: BCU_FIELDS,
+    Source.BAMS: BAMS_FIELDS,
+}
+# One representative address per device kind, to find the page(s) its fields must lie in.
+_DEVICE_PAGES: Final[dict[Source, list[Block]]] = {
+    Source.BATTERY: battery_blocks([0x32]),
+    Source.METER: meter_blocks([0x01]),
+    Source.BMU: battery_blocks([0x50]),
+    Source.BCU: battery_blocks([0x70]),
+    Source.BAMS: battery_blocks([BAMS]),
+}
+
+
+def blocks_for(model: Model, available: Iterable[Block] = ()) -> list[Block]:
+    """The inverter-address blocks a model's fields may use: candidates plus confirmed probes."""
+    return candidate_blocks(model) + list(available)
+
+
+def fields_for(
+    model: Model,
+    *,
+    source: Source = Source.INVERTER,
+    available: Iterable[Block] = (),
+) -> list[Field]:
+    """The fields of one device kind (default: the inverter itself) that apply to ``model``."""
+    fields = [f for f in _BY_SOURCE[source] if f.applies_to(model.family)]
+    if source is Source.INVERTER:
+        blocks: Sequence[Block] = blocks_for(model, available)
+    else:
+        blocks = _DEVICE_PAGES[source]
+    return fields_covered(fields, blocks)
+
+
+def derived_for(model: Model, fields: Iterable[Field | Derived]) -> list[Derived]:
+    """The derived values for ``model`` whose inputs are all among ``fields``."""
+    names = {f.name for f in fields}
+    return [d for d in DERIVED if d.applies_to(model.family) and set(d.inputs) <= names]
