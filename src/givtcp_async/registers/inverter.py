@@ -218,7 +218,8 @@ DETAIL_FIELDS: Final[tuple[Field, ...]] = (
     _ir("Warning_Code", DETAILS_PATH, (40,), enc=Enc.HEX, kind=Kind.STATUS,
         families=c.SP_INPUT, ha=DIAGNOSTIC),
     _ir("Work_Time_Total", DETAILS_PATH, (47, 48), enc=Enc.U32, unit="h", kind=Kind.INFO,
-        families=c.SP_INPUT, bounds=(0, 876_000), ha=DIAGNOSTIC),
+        families=c.SP_INPUT - {Family.HV_GEN3}, bounds=(0, 876_000), ha=DIAGNOSTIC,
+        description="IR47-48 (HV Gen3 reads IR47 = 11034, IR48 = 0: word order unknown, omitted)"),
 )  # fmt: skip
 
 # --- Control -------------------------------------------------------------------------------------

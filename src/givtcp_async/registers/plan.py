@@ -117,9 +117,14 @@ def probe_blocks(model: Model) -> list[Block]:
         # GivTCP probes these on hybrids; Gen3 firmware <= 302 may still have the slot page.
         slot = [] if model.extended_slots else _hr(240)
         return slot + _hr(300) + _ir(240)
-    if fam is Family.AIO:
+    if fam in (Family.AIO, Family.HV_GEN3):
         return _ir(240)
-    if fam in (Family.THREE_PHASE, Family.AC_THREE_PHASE, Family.AIO_HYBRID):
+    if fam in (
+        Family.THREE_PHASE,
+        Family.AC_THREE_PHASE,
+        Family.AIO_HYBRID,
+        Family.AIO_COMMERCIAL,
+    ):
         return _hr(240)  # slots 3-10 (SPEC §4.7)
     return []
 
