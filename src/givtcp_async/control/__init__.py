@@ -1,0 +1,1 @@
+"""Control: one catalogue of functions, validated, planned, executed, verified and accounted for."""
