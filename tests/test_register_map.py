@@ -8,6 +8,7 @@ pages are merged into the inverter's (except IR60-119, the battery page at 0x32)
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from givtcp_async.registers.models import Model, detect_model
 from givtcp_async.registers.plan import covering, source_of
 from givtcp_async.registers.schema import Bank, Derived, Enc, Family, Field, Kind, Source
 from givtcp_async.simulator.store import RegisterStore
-from tests.conftest import CAPTURES
+from tests.conftest import CAPTURES, VECTORS
 
 HR = int(FunctionCode.READ_HOLDING)
 IR = int(FunctionCode.READ_INPUT)
@@ -761,3 +762,49 @@ def test_scale_helpers() -> None:
     assert [scale_decimals(s) for s in (1, 10, 0.1, 0.01, 0.001)] == [0, 0, 1, 2, 3]
     assert apply_scale(12345, 0.001) == 12.345
     assert isinstance(apply_scale(5, 1), int)
+
+
+# --- the Gen1 register dump in vectors.json ----------------------------------------------------
+
+
+def _vector(name: str) -> dict[tuple[str, int], int]:
+    dumps = json.loads(VECTORS.read_text())["register_dumps"]
+    regs = next(d["registers"] for d in dumps if d["name"] == name)
+    return {(k.split(":")[0], int(k.split(":")[1])): v for k, v in regs.items()}
+
+
+def test_vector_dump_gen1_daytime() -> None:
+    """DW's Gen1 fixture (daytime, discharging, a little solar), decoded and derived."""
+    regs = _vector("json_inverter_daytime_discharging_with_solar_generation")
+    model = detect_model({r: v for (bank, r), v in regs.items() if bank == "HR"})
+    assert model.family is Family.HYBRID_GEN1  # HR0 = 8193 = 0x2001, HR21 = 449
+    fields = fields_for(model)
+    hr = {r: v for (bank, r), v in regs.items() if bank == "HR"}
+    ir = {r: v for (bank, r), v in regs.items() if bank == "IR"}
+    values = {f.name: decode_field(f, (hr if f.bank is Bank.HOLDING else ir).get) for f in fields}
+    assert values["Grid_Voltage"] == 236.3  # IR5 = 2363
+    assert values["Battery_Discharge_Energy_Total_kWh"] == 173.0  # IR180 = 1730
+    d = {
+        x.name: x.compute({n: values[n] for n in x.inputs}, model)
+        for x in derived_for(model, fields)
+    }
+    assert d["PV_Power"] == 245  # IR18 + IR20 = 117 + 128
+    assert d["Battery_to_House"] == 339  # discharge IR52 360 - export IR30 21
+    assert d["Battery_to_Grid"] == 21  # exporting: 360 - 339
+    assert d["Solar_to_House"] == 245  # min(245, load IR42 515)
+    assert d["Grid_to_House"] == 0  # not importing
+    # (IR44 3.8 - IR35 9.3) - (IR25 0.0 - IR26 19.8) = 14.3 kWh
+    assert d["Load_Energy_Today_kWh"] == 14.3
+    # 160 Ah x 51.2 V = 8.192 kWh; (68 - 4) % of it = 5.243 kWh at 0.36 kW = 873.8 min
+    assert d["Discharge_Time_Remaining"] == 874
+    assert d["Mode"] == "Eco"  # HR27 = 1, HR59 = 0, HR110 = 4
+    pack_regs = _vector("json_battery_daytime_discharging")
+    pack = {
+        f.name: decode_field(f, lambda r: pack_regs.get(("IR", r)))
+        for f in fields_for(model, source=Source.BATTERY)
+    }
+    assert pack["Battery_Cell_1_Voltage"] == 3.232  # IR60 = 3232 mV
+    assert pack["Battery_SOC"] == 67  # IR100
+    assert pack["Battery_Discharge_Energy_Total_kWh"] == 169.6  # IR105 = 1696
+    assert pack["Battery_Charge_Energy_Total_kWh"] == 174.4  # IR106 = 1744
+    assert str(pack["Battery_Serial_Number"]).startswith("BG")  # IR110 = 16967 = "BG"
