@@ -236,7 +236,7 @@ def test_ac_golden() -> None:
     v = decoded(p)
     assert v["Invertor_Serial_Number"] == "CE2231G000"
     assert v["Battery_Charge_Rate_AC"] == 100  # HR313
-    assert v["Enable_EPS"] == "enable"  # HR317 = 1
+    assert v["EPS_Enable"] == "enable"  # HR317 = 1
     assert v["Battery_pause_mode"] == "Disabled"  # HR318 = 0
     assert v["Discharge_end_time_slot_1"] == "23:59:00"  # HR57 = 0x0937 = 2359
     assert v["Invertor_Temperature"] == 42.0  # IR41 = 0x01a4 = 420
@@ -305,10 +305,10 @@ def test_ems_golden() -> None:
     p = plant(EMS)
     v = decoded(p)
     assert v["Invertor_Serial_Number"] == "EMS2522000"
-    assert v["Enable_EMS_Plant"] == "enable"  # HR2040 = 1
-    assert v["EMS_Discharge_start_time_slot_1"] == "19:00:00"  # HR2044 = 0x076c = 1900
-    assert v["EMS_Discharge_end_time_slot_1"] == "23:59:00"  # HR2045 = 2359
-    assert v["EMS_Charge_Target_SOC_1"] == 100  # HR2055
+    assert v["EMS_Plant_Enable"] == "enable"  # HR2040 = 1
+    assert v["Discharge_start_time_slot_1"] == "19:00:00"  # HR2044 = 0x076c = 1900
+    assert v["Discharge_end_time_slot_1"] == "23:59:00"  # HR2045 = 2359
+    assert v["Charge_Target_SOC_1"] == 100  # HR2055
     assert v["Export_Target_SOC_3"] == 4  # HR2070
     assert v["Export_Limit"] == 9500  # HR2071 = 0x251c
     assert v["Inverter_Count"] == 2  # IR2041

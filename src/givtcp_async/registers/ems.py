@@ -2,10 +2,11 @@
 
 Holding registers (SPEC §4.7, §5.1): plant enable HR2040; discharge slots HR2044-2052, charge
 slots HR2053-2061 and export slots HR2062-2070 as start / end / target-SOC triples; export power
-limit HR2071 (W). Names follow GivTCP's EMS controls (``setEMSChargeStart1`` ...,
-``setExportTarget1`` ...): ``EMS_Charge_start_time_slot_n``, ``EMS_Charge_Target_SOC_n``,
-``Export_start_time_slot_n``, ``Export_Target_SOC_n``; ``Enable_EMS_Plant`` (setEmsPlant) and
-the discharge-target control name ``setEMSDischargeTarget<n>`` are chosen here.
+limit HR2071 (W). The plant's charge and discharge slots use the inverter names
+(``Charge_start_time_slot_n``, ``Charge_Target_SOC_n``, ``Discharge_...``; GivTCP's EMS
+commands ``setEMSChargeStart<n>`` etc. are aliases of the same controls), export slots
+``Export_start_time_slot_n`` / ``Export_Target_SOC_n``; ``EMS_Plant_Enable`` (setEmsPlant) and
+``Export_Limit`` (Control, setExportLimit) match the control catalogue's read-back paths.
 
 Input registers: the spec gives no layout. The capture (ems_arm1036, two inverters, two meters)
 supports only ``Inverter_Count`` (IR2041 = 2) and ``Meter_Count`` (IR2044 = 2).
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Final
 
 from givtcp_async.registers import common as c
-from givtcp_async.registers.schema import DIAGNOSTIC, HA, Bank, Enc, Family, Field, Kind
+from givtcp_async.registers.schema import DIAGNOSTIC, Bank, Enc, Family, Field, Kind
 
 HR = Bank.HOLDING
 IR = Bank.INPUT
@@ -27,6 +28,7 @@ DETAILS: Final = ("Invertor_Details",)
 
 
 def _triple(kind: str, prefix: str, control: str, base: int, n: int) -> list[Field]:
+    """Start, end and SOC target of slot ``n`` at ``base + 3(n-1)``."""
     reg = base + 3 * (n - 1)
     return [
         Field(f"{prefix}_start_time_slot_{n}", SLOTS, HR, (reg,), enc=Enc.TIME,
@@ -41,13 +43,14 @@ def _triple(kind: str, prefix: str, control: str, base: int, n: int) -> list[Fie
 
 
 EMS_FIELDS: Final[tuple[Field, ...]] = (
-    Field("Enable_EMS_Plant", CONTROL, HR, (2040,), enc=Enc.BOOL, options=c.ENABLE,
+    Field("EMS_Plant_Enable", CONTROL, HR, (2040,), enc=Enc.BOOL, options=c.ENABLE,
           kind=Kind.SETTING, families=_EMS, ha=c.SWITCH, control="setEmsPlant"),
-    *(f for n in (1, 2, 3) for f in _triple("discharge", "EMS_Discharge", "EMSDischarge", 2044, n)),
-    *(f for n in (1, 2, 3) for f in _triple("charge", "EMS_Charge", "EMSCharge", 2053, n)),
+    *(f for n in (1, 2, 3) for f in _triple("discharge", "Discharge", "Discharge", 2044, n)),
+    *(f for n in (1, 2, 3) for f in _triple("charge", "Charge", "Charge", 2053, n)),
     *(f for n in (1, 2, 3) for f in _triple("export", "Export", "Export", 2062, n)),
-    Field("Export_Limit", DETAILS, HR, (2071,), unit="W", kind=Kind.SETTING, families=_EMS,
-          bounds=(0, 65535), ha=HA(device_class="power"), description="plant export limit"),
+    Field("Export_Limit", CONTROL, HR, (2071,), unit="W", kind=Kind.SETTING, families=_EMS,
+          bounds=(0, 65535), ha=c.POWER_NUMBER, control="setExportLimit",
+          description="plant export limit"),
     Field("Inverter_Count", DETAILS, IR, (2041,), kind=Kind.INFO, families=_EMS,
           bounds=(0, 32), ha=DIAGNOSTIC),
     Field("Meter_Count", DETAILS, IR, (2044,), kind=Kind.INFO, families=_EMS, bounds=(0, 8),

@@ -12,7 +12,8 @@ chosen in GivTCP's style:
 * ``Device_Type_Code``, ``DSP_Firmware_Version``, ``ARM_Firmware_Version``, ``Certification``,
   ``Invertor_Status``, ``Battery_Charge_Status``, ``System_Mode``, ``Fault_Code``,
   ``Warning_Code``, ``Charger_Temperature``, ``Work_Time_Total`` (diagnostics);
-* ``Local_control_mode`` (HR311, GivTCP's setLocalControlMode) and ``Enable_EPS`` (HR317).
+* ``Export_Priority`` (HR311; GivTCP's setLocalControlMode is an alias of setExportPriority) and
+  ``EPS_Enable`` (HR317, enableEPS), matching the control catalogue's read-back paths.
 
 Values decode as GivTCP publishes them: times "HH:MM:SS", on/off settings "enable"/"disable".
 """
@@ -292,11 +293,10 @@ CONTROL_FIELDS: Final[tuple[Field, ...]] = (
     _percent("Battery_Discharge_Rate_AC", 314, "setDischargeRateAC", c.HR300_PAGE),
     _hr("Battery_pause_mode", CONTROL_PATH, (318,), options=c.PAUSE_MODE, kind=Kind.SETTING,
         families=c.HR300_PAGE, ha=c.SELECT, control="setBatteryPauseMode"),
-    _hr("Local_control_mode", CONTROL_PATH, (311,), options=c.LOCAL_CONTROL_MODE,
-        kind=Kind.SETTING, families=c.HR300_PAGE, ha=c.SELECT, control="setLocalControlMode",
+    _hr("Export_Priority", CONTROL_PATH, (311,), options=c.LOCAL_CONTROL_MODE,
+        kind=Kind.SETTING, families=c.HR300_PAGE, ha=c.SELECT, control="setExportPriority",
         description="HR311 export priority: load, battery or grid first"),
-    _hr("Enable_EPS", CONTROL_PATH, (317,), enc=Enc.BOOL, options=c.ENABLE, kind=Kind.SETTING,
-        families=c.HR300_PAGE, ha=c.ENUM_SENSOR, description="HR317; GivTCP has no control"),
+    _switch("EPS_Enable", 317, "enableEPS", c.HR300_PAGE, "HR317 (not a GivTCP control)"),
 )  # fmt: skip
 
 
