@@ -79,6 +79,10 @@ def _transparent(adapter_serial: bytes, unit_id: int, sub_without_crc: bytes) ->
     """Wrap a sub-frame (CRC appended here) in the transparent outer frame."""
     _check_serial("adapter_serial", adapter_serial)
     _check_u8("unit_id", unit_id)
+    # Only sizes the decoder accepts: sub-frame >= 8 bytes, whole frame <= MAX_FRAME_LEN.
+    size = TRANSPARENT_PREFIX_LEN + len(sub_without_crc) + 2
+    if len(sub_without_crc) < 6 or size > MAX_FRAME_LEN:
+        raise EncodeError(f"frame of {size} bytes is outside 34..{MAX_FRAME_LEN}")
     sub = sub_without_crc + crc16(sub_without_crc).to_bytes(2, "big")
     # The 8-byte field after the adapter serial is the sub-frame's length (SPEC §2.2, §7 #1).
     body = adapter_serial + len(sub).to_bytes(8, "big") + sub
@@ -186,6 +190,10 @@ class ReadResponse:
         return (self.device_address, int(self.function), self.base_register, len(self.values))
 
     def encode(self) -> bytes:
+        if self.function not in READ_FUNCTIONS:
+            raise EncodeError(f"function {self.function:#04x} is not a read")
+        _check_u8("device_address", self.device_address)
+        _check_u16("base_register", self.base_register)
         _check_serial("serial", self.serial)
         for v in self.values:
             _check_u16("register value", v)
@@ -218,6 +226,9 @@ class WriteResponse:
         return (self.device_address, 6, self.register)
 
     def encode(self) -> bytes:
+        _check_u8("device_address", self.device_address)
+        _check_u16("register", self.register)
+        _check_u16("value", self.value)
         _check_serial("serial", self.serial)
         sub = (
             struct.pack(">BB", self.device_address, 6)
@@ -245,6 +256,11 @@ class ErrorResponse:
     kind = "error_response"
 
     def encode(self) -> bytes:
+        _check_u8("device_address", self.device_address)
+        if not 0 <= self.function < ERROR_BIT:
+            raise EncodeError(f"function must be 0..0x7f (no error bit), got {self.function}")
+        _check_u16("field1", self.field1)
+        _check_u16("field2", self.field2)
         _check_serial("serial", self.serial)
         sub = (
             struct.pack(">BB", self.device_address, self.function | ERROR_BIT)
@@ -267,6 +283,7 @@ class NullResponse:
     function = FunctionCode.NULL
 
     def encode(self) -> bytes:
+        _check_u8("device_address", self.device_address)
         sub = bytes([self.device_address, 0]) + self.body
         return _transparent(self.adapter_serial, self.unit_id, sub)
 
@@ -316,12 +333,17 @@ def frame_length(header: bytes) -> int | None:
 
 
 def is_lan_config(frame: bytes) -> bool:
-    """True for the LAN-config broadcast (bytes 18-24 zero, byte 25 = ',')."""
+    """True for the LAN-config broadcast (bytes 18-24 zero, byte 25 = ',', then ASCII text).
+
+    The text check matters: any transparent frame with a 44-byte sub-frame (a 13-register read
+    response, say) has the same bytes 18-25, but its function byte (27) is never printable.
+    """
     return (
         len(frame) > 26
         and frame[7] == _MAIN_TRANSPARENT
         and frame[18:25] == bytes(7)
         and frame[25] == 0x2C
+        and all(0x20 <= b < 0x7F or b in (0x0A, 0x0D) for b in frame[26:-2])
     )
 
 
