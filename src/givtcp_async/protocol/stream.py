@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from givtcp_async.errors import CrcMismatch, FrameError
-from givtcp_async.protocol.frames import HEADER_LEN, MARKER, Frame, decode_frame, frame_length
+from givtcp_async.errors import CrcMismatch, FrameError, MalformedFrame
+from givtcp_async.protocol.frames import (
+    HEADER_LEN,
+    MARKER,
+    Frame,
+    Heartbeat,
+    LanConfigBroadcast,
+    decode_frame,
+    frame_length,
+)
 
 
 @dataclass(slots=True)
@@ -66,6 +74,24 @@ class FrameStream:
             return False
         return True
 
+    def _marker_inside(self, total: int) -> bool | None:
+        """Does another frame start inside the first ``total`` bytes? None: not known yet.
+
+        Only asked for heartbeats and LAN-config broadcasts, which carry no CRC: one cut
+        short by the next frame would otherwise still decode and swallow that frame's first
+        bytes. A marker may straddle the end, so up to 3 bytes past ``total`` are looked at;
+        when they have not arrived and the last bytes could begin a marker, the answer waits.
+        (Real heartbeats end in a serial digit and type 01/02, which never begin a marker.)
+        """
+        buf = self._buf
+        if buf.find(MARKER, 1, total + len(MARKER) - 1) > 0:
+            return True
+        for pos in range(max(1, total - len(MARKER) + 1), total):
+            seg = bytes(buf[pos : pos + len(MARKER)])
+            if len(seg) < len(MARKER) and MARKER.startswith(seg):
+                return None
+        return False
+
     def feed_detailed(self, data: bytes) -> list[Frame | RejectedFrame]:
         """Valid frames and rejected whole frames completed by ``data``, in stream order."""
         buf = self._buf
@@ -92,7 +118,9 @@ class FrameStream:
                 # A truncated frame followed by a whole one would otherwise hold the whole one
                 # back until enough bytes arrive to complete the (bogus) declared length.
                 inner = buf.find(MARKER, 1)
-                if inner > 0 and self._valid_frame_at(inner):
+                while inner > 0 and not self._valid_frame_at(inner):
+                    inner = buf.find(MARKER, inner + 1)  # several frames may be cut short
+                if inner > 0:
                     self.stats.truncated += 1
                     del buf[:inner]
                     continue
@@ -100,15 +128,29 @@ class FrameStream:
             raw = bytes(buf[:total])
             try:
                 frame = decode_frame(raw)
+                if isinstance(frame, Heartbeat | LanConfigBroadcast):
+                    inside = self._marker_inside(total)
+                    if inside is None:
+                        break
+                    if inside:
+                        raise MalformedFrame(f"{frame.kind} cut short by the next frame")
             except FrameError as err:
                 if isinstance(err, CrcMismatch):
                     self.stats.crc_failures += 1
                 else:
                     self.stats.malformed += 1
                 out.append(RejectedFrame(raw, err))
-                # A spliced frame: resume at the next marker inside it, else after it.
-                inner = buf.find(MARKER, 1, total)
-                del buf[: inner if inner > 0 else total]
+                # A spliced frame: resume at the next marker that starts inside it (it may
+                # run past its end), else after it, keeping the last bytes when the rest of a
+                # marker that starts there has not arrived yet.
+                inner = buf.find(MARKER, 1)
+                if 0 < inner < total:
+                    cut = inner
+                elif inner < 0:
+                    cut = max(1, min(total, len(buf) - (len(MARKER) - 1)))
+                else:
+                    cut = total
+                del buf[:cut]
                 continue
             self.stats.frames += 1
             out.append(frame)
