@@ -1,0 +1,214 @@
+"""Turn the register cache into a validated :class:`~givtcp_async.snapshot.Snapshot`.
+
+Decoding follows the register map; every value passes the value gates; derived values are
+computed only from fresh inputs. Values whose page was not refreshed recently enough are
+republished as their last good value, marked stale, and disappear after ``stale_after``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, tzinfo
+from typing import Any
+
+import structlog
+
+from givtcp_async.cache import RegisterCache
+from givtcp_async.quality.gates import GateSettings, Reading, ValueGate
+from givtcp_async.registers.decode import decode_field
+from givtcp_async.registers.models import Model
+from givtcp_async.registers.plan import source_of
+from givtcp_async.registers.schema import Derived, Enc, Field, Source
+from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
+
+log = structlog.get_logger(__name__)
+
+INVERTER_ADDRESS = 0x11
+
+
+# Pack-level totals published at inverter level too when the inverter has no register of its
+# own for them (every model but Gen1); the packs of one plant report the same counter.
+LIFTED_PACK_TOTALS = ("Battery_Charge_Energy_Total_kWh", "Battery_Discharge_Energy_Total_kWh")
+LIFTED_PATH = ("Energy", "Total")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSet:
+    """The map entries that apply to one model: the inverter's, each device kind's, derived."""
+
+    inverter: tuple[Field, ...]
+    devices: Mapping[Source, tuple[Field, ...]] = field(default_factory=dict)
+    derived: tuple[Derived, ...] = ()
+
+    def specs(self) -> dict[str, Spec]:
+        every: list[Spec] = [*self.inverter, *self.derived]
+        return {s.name: s for s in every}
+
+
+@dataclass
+class SnapshotAssembler:
+    """Builds successive snapshots of one inverter; owns the gates' memory of last good values."""
+
+    model: Model
+    serial: str
+    fields: FieldSet
+    tz: tzinfo
+    gate_settings: GateSettings = field(default_factory=GateSettings)
+    fresh_age: Mapping[str, float] = field(default_factory=lambda: {"IR": 90.0, "HR": 400.0})
+    print_raw: bool = False
+    clock: Callable[[], float] = time.monotonic
+    _gate: ValueGate = field(init=False)
+    _device_gates: dict[str, ValueGate] = field(init=False, default_factory=dict)
+    _specs: dict[str, Spec] = field(init=False)
+    _device_specs: dict[Source, dict[str, Spec]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._gate = ValueGate(self.model, self.gate_settings, self.clock)
+        self._specs = self.fields.specs()
+        self._device_specs = {
+            src: {f.name: f for f in fs} for src, fs in self.fields.devices.items()
+        }
+        pack_fields = {f.name: f for f in self.fields.devices.get(Source.BATTERY, ())}
+        for name in LIFTED_PACK_TOTALS:
+            if name not in self._specs and name in pack_fields:
+                self._specs[name] = replace(pack_fields[name], path=LIFTED_PATH)
+
+    @property
+    def rejections(self) -> dict[str, int]:
+        """Rejected readings by "field:reason", over this assembler's lifetime."""
+        out: dict[str, int] = {}
+        for gate in (self._gate, *self._device_gates.values()):
+            for (name, reason), n in gate.rejections.items():
+                key = f"{name}:{reason.value}"
+                out[key] = out.get(key, 0) + n
+        return out
+
+    def _fresh(self, cache: RegisterCache, address: int, spec: Field, now: float) -> bool:
+        updated = cache.updated_at(address, spec.bank.value, spec.registers[0])
+        return updated is not None and now - updated <= self.fresh_age.get(spec.bank.value, 90.0)
+
+    def _decode(
+        self,
+        cache: RegisterCache,
+        address: int,
+        specs: Sequence[Field],
+        gate: ValueGate,
+        local: datetime,
+        inverter_time: datetime | None,
+    ) -> dict[str, Reading]:
+        now = self.clock()
+        out: dict[str, Reading] = {}
+        getters = {b: cache.getter(address, b) for b in ("HR", "IR")}
+        for spec in specs:
+            if not self._fresh(cache, address, spec, now):
+                out[spec.name] = gate.unrefreshed(spec)
+                continue
+            value = decode_field(spec, getters[spec.bank.value])
+            if isinstance(value, datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=self.tz)
+            out[spec.name] = gate.check(spec, value, local_time=local, inverter_time=inverter_time)
+        return out
+
+    def _inverter_time(self, cache: RegisterCache) -> datetime | None:
+        for spec in self.fields.inverter:
+            if spec.enc is Enc.DATETIME:
+                value = decode_field(spec, cache.getter(INVERTER_ADDRESS, spec.bank.value))
+                if isinstance(value, datetime):
+                    return value.replace(tzinfo=self.tz) if value.tzinfo is None else value
+        return None
+
+    def _derive(
+        self, readings: dict[str, Reading], local: datetime, inverter_time: datetime | None
+    ) -> None:
+        for spec in self.fields.derived:
+            inputs = [readings.get(n) for n in spec.inputs]
+            if any(r is None or r.stale or r.value is None for r in inputs):
+                readings[spec.name] = self._gate.unrefreshed(spec)
+                continue
+            values: dict[str, Any] = {
+                n: r.value for n, r in zip(spec.inputs, inputs, strict=True) if r is not None
+            }
+            try:
+                value = spec.compute(values, self.model)
+            except (ArithmeticError, TypeError, ValueError) as err:
+                log.warning("derived value failed", field=spec.name, error=repr(err))
+                value = None
+            readings[spec.name] = self._gate.check(
+                spec, value, local_time=local, inverter_time=inverter_time
+            )
+
+    def build(
+        self,
+        cache: RegisterCache,
+        *,
+        devices: Sequence[int] = (),
+        now: datetime,
+        stats: Mapping[str, Any] | None = None,
+    ) -> Snapshot:
+        """A snapshot of what the cache holds now; ``now`` must be timezone-aware.
+
+        ``devices`` are the battery-side and meter addresses detection found.
+        """
+        local = now.astimezone(self.tz)
+        inverter_time = self._inverter_time(cache)
+        inv_fields = [f for f in self.fields.inverter if f.source is Source.INVERTER]
+        readings = self._decode(
+            cache, INVERTER_ADDRESS, inv_fields, self._gate, local, inverter_time
+        )
+        snaps = [self._device(cache, addr, local, inverter_time) for addr in devices]
+        batteries = tuple(d for d in snaps if source_of(d.address) is not Source.METER)
+        meters = tuple(d for d in snaps if source_of(d.address) is Source.METER)
+        self._lift_pack_totals(readings, batteries)
+        self._derive(readings, local, inverter_time)
+        raw: dict[str, dict[str, int]] | None = None
+        if self.print_raw:
+            raw = {"invertor": cache.raw(INVERTER_ADDRESS)}
+            for snap in snaps:
+                raw[snap.serial or f"0x{snap.address:02x}"] = cache.raw(snap.address)
+        return Snapshot(
+            serial=self.serial,
+            model=self.model,
+            taken_at=local,
+            values=readings,
+            specs=self._specs,
+            batteries=batteries,
+            meters=meters,
+            stats=dict(stats or {}),
+            raw=raw,
+        )
+
+    def _lift_pack_totals(
+        self, readings: dict[str, Reading], packs: Sequence[DeviceSnapshot]
+    ) -> None:
+        for name in LIFTED_PACK_TOTALS:
+            if name in readings or name not in self._specs:
+                continue
+            first = next(
+                (
+                    p.values[name]
+                    for p in packs
+                    if source_of(p.address) is Source.BATTERY and name in p.values
+                ),
+                None,
+            )
+            if first is not None:
+                readings[name] = first
+
+    def _device(
+        self, cache: RegisterCache, address: int, local: datetime, inverter_time: datetime | None
+    ) -> DeviceSnapshot:
+        source = source_of(address)
+        gate = self._device_gates.get(str(address))
+        if gate is None:
+            gate = self._device_gates[str(address)] = ValueGate(
+                self.model, self.gate_settings, self.clock
+            )
+        specs = self.fields.devices.get(source, ())
+        readings = self._decode(cache, address, specs, gate, local, inverter_time)
+        serial = next(
+            (str(r.value) for n, r in readings.items() if n.endswith("Serial_Number") and r.value),
+            "",
+        )
+        return DeviceSnapshot(address, serial, readings, self._device_specs.get(source, {}))

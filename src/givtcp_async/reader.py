@@ -1,0 +1,238 @@
+"""Plant detection and block refresh over a :class:`DongleConnection` (the I/O half of issue #3).
+
+Detection reads HR(0..59) to learn the model, probes the optional blocks the model may have,
+finds the batteries (LV packs by a valid serial; ``num_batteries`` overrides) and meters, and
+returns the read plan. Refresh reads blocks one by one through the connection's queue and feeds
+every answer through the page gate into the register cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from givtcp_async.assemble import INVERTER_ADDRESS, FieldSet
+from givtcp_async.cache import RegisterCache
+from givtcp_async.connection import DongleConnection, Priority
+from givtcp_async.errors import CommunicationError, DetectionError
+from givtcp_async.protocol.frames import FunctionCode, ReadResponse
+from givtcp_async.quality.pages import PageVerdict, ascii_from_registers, is_valid_serial
+from givtcp_async.registers.catalog import derived_for, fields_for
+from givtcp_async.registers.models import BatterySide, Model, detect_model
+from givtcp_async.registers.plan import (
+    BAMS,
+    BCUS,
+    BMUS,
+    LV_PACKS,
+    METERS,
+    Block,
+    Cadence,
+    ReadPlan,
+    probe_blocks,
+    read_plan,
+    source_of,
+)
+from givtcp_async.registers.schema import Bank, Source
+
+log = structlog.get_logger(__name__)
+
+_FUNCTION = {Bank.HOLDING: FunctionCode.READ_HOLDING, Bank.INPUT: FunctionCode.READ_INPUT}
+
+
+@dataclass(frozen=True, slots=True)
+class PlantLayout:
+    """What detection found: model, serial, devices behind the inverter, and what to read."""
+
+    model: Model
+    serial: str
+    devices: tuple[int, ...]  # battery-side and meter addresses
+    available: tuple[Block, ...]  # optional blocks that answered their probe
+    plan: ReadPlan
+    fields: FieldSet
+
+    @property
+    def batteries(self) -> tuple[int, ...]:
+        return tuple(a for a in self.devices if source_of(a) is not Source.METER)
+
+    @property
+    def meters(self) -> tuple[int, ...]:
+        return tuple(a for a in self.devices if source_of(a) is Source.METER)
+
+
+@dataclass(slots=True)
+class RefreshReport:
+    """Outcome of one refresh: blocks read, blocks refused by the page gate, blocks that failed."""
+
+    read: list[Block] = field(default_factory=list)
+    refused: list[tuple[Block, PageVerdict]] = field(default_factory=list)
+    failed: list[tuple[Block, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.refused
+
+
+def field_set(model: Model, available: Iterable[Block] = ()) -> FieldSet:
+    """The map entries for ``model`` given the optional blocks that answered."""
+    avail = list(available)
+    inverter = tuple(fields_for(model, available=avail))
+    devices = {
+        src: tuple(fields_for(model, source=src))
+        for src in (Source.BATTERY, Source.METER, Source.BMU, Source.BCU, Source.BAMS)
+    }
+    return FieldSet(inverter=inverter, devices=devices, derived=tuple(derived_for(model, inverter)))
+
+
+class PlantReader:
+    """Reads one plant through one connection into one cache."""
+
+    def __init__(
+        self,
+        conn: DongleConnection,
+        cache: RegisterCache,
+        *,
+        probe_timeout: float = 1.0,
+        probe_meters: bool = True,
+    ) -> None:
+        self.conn = conn
+        self.cache = cache
+        self.probe_timeout = probe_timeout
+        self.probe_meters = probe_meters
+
+    async def _read(
+        self,
+        block: Block,
+        *,
+        priority: Priority = Priority.POLL,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> ReadResponse:
+        return await self.conn.read(
+            block.device_address,
+            _FUNCTION[block.bank],
+            block.base,
+            block.count,
+            priority=priority,
+            timeout=timeout,
+            retries=retries,
+        )
+
+    async def _probe(self, block: Block, retries: int = 1) -> ReadResponse | None:
+        try:
+            return await self._read(
+                block, priority=Priority.COMMAND, timeout=self.probe_timeout, retries=retries
+            )
+        except CommunicationError:
+            return None
+
+    async def detect(self, *, num_batteries: int | None = None) -> PlantLayout:
+        """Identify the plant; raises :class:`DetectionError` when HR(0..59) cannot be read."""
+        try:
+            first = await self.conn.read(
+                INVERTER_ADDRESS,
+                FunctionCode.READ_HOLDING,
+                0,
+                60,
+                priority=Priority.COMMAND,
+                retries=3,
+            )
+        except CommunicationError as err:
+            raise DetectionError(f"cannot read the inverter's identity: {err}") from err
+        self.cache.offer(first)
+        holding = dict(enumerate(first.values))
+        model = detect_model(holding)
+        serial = ascii_from_registers(first.values[13:18])
+        available: list[Block] = []
+        for block in probe_blocks(model):
+            resp = await self._probe(block)
+            if resp is not None and self.cache.offer(resp) is PageVerdict.OK:
+                available.append(block)
+        devices = [
+            *await self._find_batteries(model, num_batteries),
+            *await self._find_meters(model),
+        ]
+        plan = read_plan(
+            model,
+            batteries=[d for d in devices if d not in METERS],
+            meters=[d for d in devices if d in METERS],
+            available=available,
+        )
+        layout = PlantLayout(
+            model, serial, tuple(devices), tuple(available), plan, field_set(model, available)
+        )
+        log.info(
+            "plant detected",
+            serial=serial,
+            model=model.name,
+            dtc=model.dtc,
+            firmware=model.firmware,
+            devices=[f"0x{d:02x}" for d in devices],
+            blocks=len(plan.blocks),
+        )
+        return layout
+
+    async def _find_batteries(self, model: Model, num_batteries: int | None) -> list[int]:
+        if model.battery_side is BatterySide.NONE or num_batteries == 0:
+            return []
+        if model.battery_side is BatterySide.LV:
+            if num_batteries is not None:
+                return list(LV_PACKS)[:num_batteries]
+            found = []
+            for addr in LV_PACKS:
+                resp = await self._probe(Block(addr, Bank.INPUT, 60, 60, Cadence.STATIC))
+                if resp is not None and self._is_pack(resp):
+                    self.cache.offer(resp)
+                    found.append(addr)
+            return found
+        # HV: the stack controller, its configuration page and the modules that answer.
+        found = []
+        if await self._probe(Block(BAMS, Bank.INPUT, 60, 5, Cadence.STATIC), retries=0) is not None:
+            found.append(BAMS)
+        for addr in BCUS:
+            if (
+                await self._probe(Block(addr, Bank.INPUT, 60, 60, Cadence.STATIC), retries=0)
+                is None
+            ):
+                break
+            found.append(addr)
+        limit = len(BMUS) if num_batteries is None else num_batteries
+        for addr in list(BMUS)[:limit]:
+            resp = await self._probe(Block(addr, Bank.INPUT, 60, 60, Cadence.STATIC), retries=0)
+            if resp is None or not any(resp.values):
+                break
+            found.append(addr)
+        return found
+
+    @staticmethod
+    def _is_pack(resp: ReadResponse) -> bool:
+        return is_valid_serial(ascii_from_registers(resp.values[50:55]))
+
+    async def _find_meters(self, model: Model) -> list[int]:
+        if not self.probe_meters:
+            return []
+        found = []
+        for addr in METERS:
+            resp = await self._probe(Block(addr, Bank.INPUT, 60, 30, Cadence.STATIC), retries=0)
+            if resp is not None and resp.values[0] != 0:
+                found.append(addr)
+        return found
+
+    async def refresh(
+        self, blocks: Sequence[Block], *, priority: Priority = Priority.POLL
+    ) -> RefreshReport:
+        """Read ``blocks`` in order; failures are reported, never raised."""
+        report = RefreshReport()
+        for block in blocks:
+            try:
+                resp = await self._read(block, priority=priority)
+            except CommunicationError as err:
+                report.failed.append((block, f"{type(err).__name__}: {err}"))
+                continue
+            verdict = self.cache.offer(resp)
+            if verdict is PageVerdict.OK:
+                report.read.append(block)
+            else:
+                report.refused.append((block, verdict))
+        return report
