@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -61,9 +62,21 @@ def _cmd_capture_decode(args: argparse.Namespace) -> int:
 # --- simulate --------------------------------------------------------------------------------
 
 
+_PLANT_OPTIONS = (
+    ("speed", "--speed"),
+    ("start", "--start"),
+    ("batteries", "--batteries"),
+    ("seed", "--seed"),
+)
+
+
 async def _simulate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from datetime import datetime
+
     from givtcp_async.protocol.capture import load_capture
     from givtcp_async.simulator.faults import FaultInjector, parse_fault_option
+    from givtcp_async.simulator.plant import MAX_BATTERIES, Plant, build_default_plant
     from givtcp_async.simulator.server import DongleSimulator, SimulatorConfig
     from givtcp_async.simulator.store import RegisterStore
 
@@ -74,28 +87,55 @@ async def _simulate(args: argparse.Namespace) -> int:
         except ValueError as err:
             return _fail(f"--fault: {err}", EXIT_USAGE)
         faults.set_probability(kind, probability)
-    if args.capture is None:
-        return _fail("--capture FILE is required (no built-in plant yet)", EXIT_USAGE)
-    try:
-        store = RegisterStore.from_capture(load_capture(Path(args.capture)))
-    except OSError as err:
-        return _fail(f"cannot read {args.capture}: {err.strerror}", EXIT_USAGE)
-    except GivTcpError as err:
-        return _fail(f"{args.capture}: {err}", EXIT_USAGE)
     config = SimulatorConfig(
         host=args.host,
         port=args.port,
         heartbeat_interval=args.heartbeat,
         response_delay=args.response_delay,
     )
+    plant: Plant | None = None
+    if args.capture is None:
+        speed = 1.0 if args.speed is None else args.speed
+        if not (math.isfinite(speed) and speed >= 0):
+            return _fail(f"--speed: must be a number >= 0, got {args.speed}", EXIT_USAGE)
+        batteries = 2 if args.batteries is None else args.batteries
+        if not 1 <= batteries <= MAX_BATTERIES:
+            return _fail(f"--batteries: must be 1..{MAX_BATTERIES}, got {batteries}", EXIT_USAGE)
+        try:
+            start = None if args.start is None else datetime.fromisoformat(args.start)
+        except ValueError:
+            return _fail(f"--start: not an ISO 8601 date/time: {args.start!r}", EXIT_USAGE)
+        plant = build_default_plant(
+            speed=speed, start=start, seed=args.seed or 0, batteries=batteries
+        )
+        store = plant.store
+        config = replace(config, adapter_serial=plant.dongle_serial.encode("ascii"))
+    else:
+        given = [flag for dest, flag in _PLANT_OPTIONS if getattr(args, dest) is not None]
+        if given:
+            return _fail(
+                f"{', '.join(given)}: only for the built-in plant, not --capture", EXIT_USAGE
+            )
+        try:
+            store = RegisterStore.from_capture(load_capture(Path(args.capture)))
+        except OSError as err:
+            return _fail(f"cannot read {args.capture}: {err.strerror}", EXIT_USAGE)
+        except GivTcpError as err:
+            return _fail(f"{args.capture}: {err}", EXIT_USAGE)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with DongleSimulator(store, config, faults=faults) as sim:
+            runner: asyncio.Task[None] | None = None
+            if plant is not None:
+                plant.attach(sim)
+                runner = asyncio.create_task(plant.run(), name="plant")
             print(json.dumps({"listening": f"{config.host}:{sim.port}"}), flush=True)
             await stop.wait()
+            if runner is not None:
+                runner.cancel()
     except OSError as err:
         return _fail(f"cannot listen on {args.host}:{args.port}: {err.strerror}")
     return EXIT_OK
@@ -177,6 +217,62 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         )
     print(json.dumps(masked(settings), indent=2))
     return EXIT_OK
+
+
+# --- read ------------------------------------------------------------------------------------
+
+
+async def _read(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from givtcp_async.assemble import SnapshotAssembler
+    from givtcp_async.cache import RegisterCache
+    from givtcp_async.connection import DongleConnection
+    from givtcp_async.quality.gates import GateSettings
+    from givtcp_async.reader import PlantReader
+
+    inverter = settings.inverters[0]
+    tz = ZoneInfo(settings.data.timezone)
+    cache = RegisterCache()
+    async with DongleConnection(inverter.connection_settings()) as conn:
+        try:
+            await conn.wait_connected(args.timeout)
+            reader = PlantReader(conn, cache, probe_meters=not args.no_meters)
+            layout = await reader.detect(num_batteries=inverter.num_batteries)
+            report = await reader.refresh(layout.plan.blocks)
+        except GivTcpError as err:
+            return _fail(f"cannot read the inverter: {err}")
+    if report.failed:
+        names = ", ".join(f"{b.bank.value}({b.base},{b.count})@0x{b.device_address:02x}"
+                          for b, _ in report.failed)  # fmt: skip
+        print(f"givtcp-async: note: blocks not read: {names}", file=sys.stderr)
+    assembler = SnapshotAssembler(
+        layout.model,
+        layout.serial,
+        layout.fields,
+        tz,
+        gate_settings=GateSettings(stale_after=settings.data.stale_after),
+        print_raw=args.raw or settings.data.print_raw,
+    )
+    snapshot = assembler.build(cache, devices=layout.devices, now=datetime.now(tz))
+    with contextlib.suppress(BrokenPipeError):
+        print(
+            json.dumps(
+                snapshot.runall(units=args.units), indent=None if args.compact else 2, default=str
+            )
+        )
+    return EXIT_OK if snapshot.values else EXIT_FAILED
+
+
+def _cmd_read(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args)
+    except ConfigError as err:
+        for line in str(err).splitlines():
+            print(f"givtcp-async: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(_read(args, settings))
 
 
 # --- write -----------------------------------------------------------------------------------
@@ -349,11 +445,27 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate",
         help="run a simulated dongle (the inverter side of the protocol)",
-        description="Serve the GivEnergy dongle protocol on TCP, answering from a capture.",
+        description="Serve the GivEnergy dongle protocol on TCP: a simulated Gen3 hybrid plant "
+        "with LV batteries on a simulated clock, or the registers of a capture (--capture).",
     )
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     sim.add_argument("--port", type=int, default=8899, help="TCP port (8899)")
-    sim.add_argument("--capture", metavar="FILE", help="seed the registers from a capture")
+    sim.add_argument(
+        "--capture", metavar="FILE", help="answer from a capture's registers instead of the plant"
+    )
+    sim.add_argument(
+        "--speed",
+        type=float,
+        metavar="X",
+        help="simulated seconds per real second (1; 3600 = an hour a second; 0 = frozen)",
+    )
+    sim.add_argument(
+        "--start",
+        metavar="ISO",
+        help="simulated start, e.g. 2024-06-21T12:00 (Europe/London unless it has an offset; now)",
+    )
+    sim.add_argument("--batteries", type=int, metavar="N", help="LV battery packs, 1-6 (2)")
+    sim.add_argument("--seed", type=int, metavar="N", help="weather and house-load noise seed (0)")
     sim.add_argument(
         "--heartbeat",
         type=float,
@@ -389,6 +501,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_options(chk)
     chk.set_defaults(handler=_cmd_config_check)
+
+    rd = sub.add_parser(
+        "read",
+        help="read the inverter once and print the runAll JSON",
+        description="Connect, detect the model and batteries, read every block once and print "
+        "GivTCP's runAll tree as JSON. Exit 1 when the inverter cannot be read.",
+    )
+    rd.add_argument("--raw", action="store_true", help="include the raw register values")
+    rd.add_argument("--units", action="store_true", help="leaves as {value, unit}")
+    rd.add_argument("--compact", action="store_true", help="one line of JSON")
+    rd.add_argument("--no-meters", action="store_true", help="do not probe meters 0x01-0x08")
+    rd.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connect timeout (10)")
+    add_config_options(rd)
+    rd.set_defaults(handler=_cmd_read)
+
     wr = sub.add_parser(
         "write",
         help="run one control command and print its result as JSON",
