@@ -89,7 +89,17 @@ def parse_line(text: str, line: int) -> CaptureRecord | None:
 
 def read_capture(lines: Iterable[str]) -> Iterator[CaptureRecord]:
     """Parse capture lines in order; raises :class:`CaptureFormatError` on a bad line."""
-    for number, text in enumerate(lines, start=1):
+    it = iter(lines)
+    number = 0
+    while True:
+        try:
+            text = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as err:
+            # A text file decodes in chunks, so the bad byte may lie a few lines further on.
+            raise CaptureFormatError(f"line {number + 1} or later: not UTF-8 text") from err
+        number += 1
         record = parse_line(text, number)
         if record is not None:
             yield record
