@@ -225,6 +225,10 @@ class PlantReader:
         """Read ``blocks`` in order; failures are reported, never raised."""
         report = RefreshReport()
         for block in blocks:
+            if not self.conn.connected:
+                # Queueing reads behind a dead link only delays the next poll: fail them now.
+                report.failed.append((block, "NotConnected: link down"))
+                continue
             try:
                 resp = await self._read(block, priority=priority)
             except CommunicationError as err:

@@ -51,7 +51,7 @@ class Reading:
 class _Track:
     value: Any = None  # last good (as published, after unwrapping)
     at: float = 0.0  # monotonic time it was last confirmed
-    offset: float = 0.0  # added to a wrapped 16-bit counter
+    offset: float = 0  # added to a wrapped 16-bit counter
     candidate: Any = None  # a suspicious value waiting for confirmation
     confirmations: int = 0
 
@@ -154,9 +154,9 @@ class ValueGate:
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
             return self._reject(name, Reason.OUT_OF_BOUNDS, track, spec)
         if spec.kind is Kind.TOTAL:
-            return self._check_total(name, spec, float(value), track)
+            return self._check_total(name, spec, value, track)
         if spec.kind is Kind.TODAY:
-            return self._check_today(name, spec, float(value), track, local_time, inverter_time)
+            return self._check_today(name, spec, value, track, local_time, inverter_time)
         if spec.ha is not None and spec.ha.device_class == "battery":
             return self._check_soc(name, spec, value, track)
         return self._accept(track, value, spec)
@@ -167,7 +167,11 @@ class ValueGate:
 
     def _check_total(self, name: str, spec: Spec, raw: float, track: _Track) -> Reading:
         s = self.settings
-        wrap = 65536 * spec.scale if isinstance(spec, Field) and spec.enc is Enc.U16 else None
+        wrap = (
+            _round_like(65536 * spec.scale, spec.scale)
+            if isinstance(spec, Field) and spec.enc is Enc.U16
+            else None
+        )
         value = raw + track.offset
         if track.value is None:
             if raw == 0:
@@ -188,7 +192,7 @@ class ValueGate:
                 track.offset += wrap
                 value += wrap
             elif last - value <= s.backwards_tolerance:
-                return self._accept(track, last, spec)
+                return self._accept(track, track.value, spec)
             else:
                 return self._reject(name, Reason.WENT_BACKWARDS, track, spec)
         if value - last > self._max_rise(track):
@@ -212,7 +216,7 @@ class ValueGate:
         last = float(track.value)
         if value < last:
             if last - value <= s.backwards_tolerance:
-                return self._accept(track, last, spec)
+                return self._accept(track, track.value, spec)
             near_midnight = any(
                 t is not None and _in_window(t.time(), s.midnight_before, s.midnight_after)
                 for t in (local_time, inverter_time)
@@ -244,7 +248,9 @@ class ValueGate:
 
 
 def _round_like(value: float, raw: float) -> float:
-    """Keep the raw reading's precision after adding a wrap offset (no 0.30000000000000004)."""
+    """Keep the raw reading's type and precision after adding an offset (no 0.30000000000000004)."""
+    if isinstance(raw, int) and float(value).is_integer():
+        return int(value)
     text = repr(raw)
     decimals = len(text.split(".")[1]) if "." in text else 0
     return round(value, decimals)

@@ -1,0 +1,364 @@
+"""One coordinator per inverter: connection, detection, the poll schedule, snapshots, commands.
+
+Sinks (MQTT, REST, Influx) never talk to the inverter: they read :attr:`snapshot`, follow
+:meth:`updates`, and hand commands to :meth:`execute`, which goes through the same serialised
+connection queue as the polls (writes first).
+
+Poll schedule: live blocks every ``poll_interval``; settings blocks every ``settings_interval``
+and straight after every command that reached the inverter. When refreshes fail, the interval
+doubles (up to 8x) until a clean refresh, so a struggling dongle is not hammered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from givtcp_async import __version__
+from givtcp_async.assemble import SnapshotAssembler
+from givtcp_async.cache import RegisterCache
+from givtcp_async.config import InverterConfig, Settings
+from givtcp_async.connection import DongleConnection
+from givtcp_async.control.accounting import WriteLedger
+from givtcp_async.control.clock import Clock, SystemClock
+from givtcp_async.control.executor import CommandResult, Controller, ControlMemory
+from givtcp_async.control.overrides import OverrideManager
+from givtcp_async.control.persist import state_file
+from givtcp_async.errors import CommunicationError, GivTcpError
+from givtcp_async.protocol.frames import ReadResponse, WriteResponse
+from givtcp_async.quality.gates import GateSettings
+from givtcp_async.reader import PlantLayout, PlantReader, RefreshReport
+from givtcp_async.registers.plan import Cadence
+from givtcp_async.snapshot import Snapshot
+
+log = structlog.get_logger(__name__)
+
+MAX_BACKOFF_FACTOR = 8
+DETECT_RETRY_MAX = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """How the link to one inverter is doing."""
+
+    connected: bool
+    detected: bool
+    online: bool  # answering: a good poll within ``offline_after``
+    last_good_poll: datetime | None
+    consecutive_failures: int
+    polls: int
+    failed_polls: int
+    backoff_factor: int
+
+
+class InverterCoordinator:
+    """Owns one inverter. Run :meth:`run` as a task; cancel it to stop (cleanly)."""
+
+    def __init__(
+        self,
+        config: InverterConfig,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        offline_after: float | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.tz: tzinfo = ZoneInfo(settings.data.timezone)
+        self.offline_after = offline_after or settings.mqtt.offline_after
+        self.cache = RegisterCache(clock=self._monotonic)
+        self.conn = DongleConnection(config.connection_settings(), on_response=self._on_fanout)
+        self.reader = PlantReader(self.conn, self.cache)
+        self.layout: PlantLayout | None = None
+        self.controller: Controller | None = None
+        self.overrides: OverrideManager | None = None
+        self.assembler: SnapshotAssembler | None = None
+        self.snapshot: Snapshot | None = None
+        self._version = 0
+        self._changed = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._slow_due = True
+        self._next_slow: datetime | None = None
+        self._backoff = 1
+        self._polls = 0
+        self._failed_polls = 0
+        self._consecutive_failures = 0
+        self._last_good: datetime | None = None
+        self._detected = asyncio.Event()
+
+    # --- time ------------------------------------------------------------------------------
+
+    def _monotonic(self) -> float:
+        return self.clock.now().timestamp()
+
+    def now(self) -> datetime:
+        return self.clock.now().astimezone(self.tz)
+
+    # --- public API --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def serial(self) -> str | None:
+        return self.layout.serial if self.layout else self.config.serial
+
+    def health(self) -> Health:
+        now = self.now()
+        online = (
+            self.conn.connected
+            and self._last_good is not None
+            and (now - self._last_good).total_seconds() <= self.offline_after
+        )
+        return Health(
+            connected=self.conn.connected,
+            detected=self.layout is not None,
+            online=online,
+            last_good_poll=self._last_good,
+            consecutive_failures=self._consecutive_failures,
+            polls=self._polls,
+            failed_polls=self._failed_polls,
+            backoff_factor=self._backoff,
+        )
+
+    async def wait_detected(self) -> PlantLayout:
+        await self._detected.wait()
+        assert self.layout is not None
+        return self.layout
+
+    async def updates(self) -> AsyncIterator[Snapshot]:
+        """Every new snapshot; a slow consumer skips to the latest one."""
+        seen = 0
+        while True:
+            async with self._changed:
+                while self._version <= seen:
+                    await self._changed.wait()
+                seen = self._version
+                snap = self.snapshot
+            if snap is not None:
+                yield snap
+
+    def request_refresh(self, *, settings: bool = True) -> None:
+        """Poll now (and re-read the settings blocks)."""
+        if settings:
+            self._slow_due = True
+        self._wake.set()
+
+    async def execute(
+        self, function: str, payload: str | bytes | Mapping[str, Any] | None = None
+    ) -> CommandResult:
+        """Run one control command; never raises for a command that cannot be carried out."""
+        if self.controller is None:
+            return CommandResult(
+                function=function,
+                status="failed",
+                message="the inverter has not been detected yet (no connection)",
+                at=self.clock.now(),
+            )
+        try:
+            return await self.controller.execute(function, payload)
+        except GivTcpError as err:
+            return CommandResult(
+                function=function, status="failed", message=str(err), at=self.clock.now()
+            )
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters for /metrics: connection, cache, gates, polls and writes."""
+        health = self.health()
+        out: dict[str, Any] = {f"connection_{k}": v for k, v in self.conn.stats.as_dict().items()}
+        out["pages_accepted"] = self.cache.accepted
+        for verdict, n in self.cache.rejections.items():
+            out[f"pages_rejected_{verdict.value}"] = n
+        out["polls"] = health.polls
+        out["failed_polls"] = health.failed_polls
+        out["consecutive_failures"] = health.consecutive_failures
+        out["online"] = int(health.online)
+        out["values_rejected"] = sum(self.assembler.rejections.values()) if self.assembler else 0
+        out["writes_total"] = self.controller.ledger.total if self.controller else 0
+        return out
+
+    # --- running -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, detect, then poll until cancelled; on the way out restore overrides."""
+        await self.conn.start()
+        try:
+            await self._detect()
+            assert self.overrides is not None
+            for result in await self.overrides.start():
+                log.info("override restored at start", function=result.function,
+                         status=result.status)  # fmt: skip
+            await self._poll_forever()
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self.overrides is not None:
+            try:
+                async with asyncio.timeout(3.0):
+                    await self.overrides.stop(restore=True)
+            except (TimeoutError, GivTcpError) as err:
+                log.warning("could not restore overrides on shutdown; kept for next start",
+                            error=repr(err))  # fmt: skip
+        await self.conn.close()
+
+    async def _detect(self) -> None:
+        delay = 2.0
+        while True:
+            try:
+                await self.conn.wait_connected(None)
+                layout = await self.reader.detect(num_batteries=self.config.num_batteries)
+                break
+            except CommunicationError as err:
+                log.warning("detection failed, retrying", host=self.config.host,
+                            error=str(err), retry_in=delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DETECT_RETRY_MAX)
+        self._attach(layout)
+
+    def _attach(self, layout: PlantLayout) -> None:
+        self.layout = layout
+        control = self.settings.control
+        state_dir: Path = control.state_dir
+        self.controller = Controller(
+            self.conn,
+            layout.model,
+            cache=self.cache,
+            ledger=WriteLedger(
+                state_file(state_dir, layout.serial, "writes"),
+                daily_budget=control.write_budget_per_day or None,
+                clock=self.clock,
+                tz=self.tz,
+            ),
+            memory=ControlMemory(state_file(state_dir, layout.serial, "control")),
+            clock=self.clock,
+            tz=self.tz,
+        )
+        self.controller.add_listener(self._after_command)
+        self.overrides = OverrideManager(
+            self.controller,
+            state_file(state_dir, layout.serial, "overrides"),
+            deadman_minutes=control.dead_man_minutes or None,
+            clock=self.clock,
+        )
+        self.assembler = SnapshotAssembler(
+            layout.model,
+            layout.serial,
+            layout.fields,
+            self.tz,
+            gate_settings=GateSettings(stale_after=self.settings.data.stale_after),
+            fresh_age={
+                "IR": self.config.poll_interval * (MAX_BACKOFF_FACTOR + 2),
+                "HR": self.config.settings_interval * 2 + self.config.poll_interval * 4,
+            },
+            print_raw=self.settings.data.print_raw,
+            clock=self._monotonic,
+        )
+        self._detected.set()
+
+    def _after_command(self, result: CommandResult) -> None:
+        if result.written:
+            self.request_refresh(settings=True)
+
+    def _on_fanout(self, frame: ReadResponse | WriteResponse, solicited: bool) -> None:
+        # Other clients' traffic (cloud, app, another poller) is free data: cache it.
+        if solicited:
+            return
+        if isinstance(frame, ReadResponse):
+            self.cache.offer(frame, solicited=False)
+        else:
+            self.cache.offer_write(frame)
+
+    async def poll_once(self) -> Snapshot:
+        """One refresh: live blocks, plus settings blocks when due; then a new snapshot."""
+        assert self.layout is not None
+        assert self.assembler is not None
+        now = self.now()
+        slow = self._slow_due or self._next_slow is None or now >= self._next_slow
+        plan = self.layout.plan
+        blocks = list(plan.by_cadence(Cadence.FAST))
+        if slow:
+            blocks = list(plan.by_cadence(Cadence.SLOW)) + blocks
+        self._slow_due = False
+        report = await self.reader.refresh(blocks)
+        self._account(report, slow, now)
+        snap = self.assembler.build(
+            self.cache, devices=self.layout.devices, now=self.now(), stats=self._stats()
+        )
+        await self._publish(snap)
+        return snap
+
+    def _account(self, report: RefreshReport, slow: bool, started: datetime) -> None:
+        self._polls += 1
+        slow_failed = any(b.cadence is Cadence.SLOW for b, _ in report.failed)
+        if slow:
+            if slow_failed:
+                self._slow_due = True
+            else:
+                self._next_slow = started + timedelta(seconds=self.config.settings_interval)
+        if report.failed:
+            self._failed_polls += 1
+            self._consecutive_failures += 1
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF_FACTOR)
+            log.info("poll incomplete", failed=len(report.failed), backoff=self._backoff,
+                     first=report.failed[0][1])  # fmt: skip
+        else:
+            self._consecutive_failures = 0
+            self._backoff = 1
+        if report.read:
+            self._last_good = self.now()
+
+    def _stats(self) -> dict[str, Any]:
+        health = self.health()
+        last = health.last_good_poll
+        return {
+            "Last_Updated_Time": last,
+            "status": "online" if health.online else "offline",
+            "Time_Since_Last_Update": (
+                round((self.now() - last).total_seconds(), 1) if last else None
+            ),
+            "GivTCP_Version": f"givtcp-async {__version__}",
+            "Write_Count": self.controller.ledger.total if self.controller else 0,
+            "Timeout_Error": self.conn.stats.timeouts,
+        }
+
+    async def _publish(self, snap: Snapshot) -> None:
+        async with self._changed:
+            self.snapshot = snap
+            self._version += 1
+            self._changed.notify_all()
+
+    async def _poll_forever(self) -> None:
+        while True:
+            started = self.clock.now()
+            try:
+                await self.poll_once()
+            except GivTcpError as err:  # a bug-free poll never raises; keep the loop alive
+                log.error("poll failed", error=repr(err))
+            interval = self.config.poll_interval * self._backoff
+            await self._sleep_or_wake(started + timedelta(seconds=interval))
+
+    async def _sleep_or_wake(self, until: datetime) -> None:
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(sleeper, waker, return_exceptions=True)
+            self._wake.clear()
