@@ -6,15 +6,21 @@ checked without the project's register map.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from givtcp_async.cli import main
 from givtcp_async.connection import ConnectionSettings, DongleConnection
 from givtcp_async.errors import DeviceErrorResponse, RequestTimeout
 from givtcp_async.protocol.frames import FunctionCode
@@ -31,6 +37,7 @@ from givtcp_async.simulator.plant import (
 from tests.conftest import CAPTURES
 
 LONDON = ZoneInfo("Europe/London")
+REPO = Path(__file__).resolve().parents[1]
 HR = FunctionCode.READ_HOLDING
 IR = FunctionCode.READ_INPUT
 NOMINAL_V = 51.2
@@ -901,3 +908,66 @@ def test_bad_plant_options_are_refused() -> None:
         option = next(iter(kwargs))
         with pytest.raises(ValueError, match=option):
             PlantConfig(**kwargs)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batteries", "7"], "--batteries"),
+        (["--batteries", "0"], "--batteries"),
+        (["--start", "yesterday"], "--start"),
+        (["--speed", "-1"], "--speed"),
+        (["--speed", "nan"], "--speed"),
+        (["--capture", "FILE", "--seed", "3"], "--seed"),
+    ],
+)
+def test_simulate_refuses_bad_plant_options(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capture = next((CAPTURES / "hybrid_2_bat_a").glob("*.jsonl"))
+    argv = ["simulate", "--port", "0", *[str(capture) if a == "FILE" else a for a in args]]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "listening" not in captured.out
+
+
+async def test_simulate_serves_the_default_plant_without_a_capture() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "givtcp_async", "simulate", "--port", "0", "--speed", "0",
+        "--start", "2024-06-21T12:00:00", "--batteries", "3", "--seed", "7",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        listening = None
+        async with asyncio.timeout(30):
+            while listening is None:
+                line = await proc.stdout.readline()
+                assert line, "simulate exited before listening"
+                with contextlib.suppress(ValueError):
+                    listening = json.loads(line)["listening"]
+        port = int(listening.rsplit(":", 1)[1])
+        settings = ConnectionSettings(host="127.0.0.1", port=port, pacing=0.0)
+        async with DongleConnection(settings) as conn:
+            await conn.wait_connected(5)
+            hr = await inverter_page(conn, HR)
+            assert hr[0] == 0x2001
+            assert hr[55] == 3 * 186
+            assert hr[35:41] == [24, 6, 21, 12, 0, 0]  # frozen clock
+            assert text(hr[13:18]) == "SA2347G007"
+            assert (await conn.read(0x34, IR, 60, 60)).values[50] != 0
+            assert (await conn.read(0x35, IR, 60, 60)).values == (0,) * 60
+            assert (await conn.write(0x11, 116, 80)).value == 80
+            with pytest.raises(DeviceErrorResponse):
+                await conn.write(0x11, 116, 101)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            code = await proc.wait()
+    assert code == 0
