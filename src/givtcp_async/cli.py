@@ -219,6 +219,31 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- run -------------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from givtcp_async.daemon import Daemon
+    from givtcp_async.logging_setup import configure_logging
+
+    try:
+        settings = load_settings(args)
+    except ConfigError as err:
+        for line in str(err).splitlines():
+            print(f"givtcp-async: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings)
+
+    async def serve() -> None:
+        await Daemon(settings).serve_until_signalled()
+
+    try:
+        asyncio.run(serve())
+    except GivTcpError as err:
+        return _fail(str(err))
+    return EXIT_OK
+
+
 # --- read ------------------------------------------------------------------------------------
 
 
@@ -501,6 +526,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_options(chk)
     chk.set_defaults(handler=_cmd_config_check)
+
+    run = sub.add_parser(
+        "run",
+        help="run the daemon: poll the inverters, serve MQTT, REST and InfluxDB",
+        description="Run the daemon until SIGTERM or SIGINT. Configuration comes from the TOML "
+        "file, GIVTCP_* variables and GivTCP's own variables (see `config check`).",
+    )
+    add_config_options(run)
+    run.set_defaults(handler=_cmd_run)
 
     rd = sub.add_parser(
         "read",

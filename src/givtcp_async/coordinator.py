@@ -217,7 +217,10 @@ class InverterCoordinator:
         while True:
             try:
                 await self.conn.wait_connected(None)
-                layout = await self.reader.detect(num_batteries=self.config.num_batteries)
+                # Meters are scanned after the first poll: absent ones time out on some models.
+                layout = await self.reader.detect(
+                    num_batteries=self.config.num_batteries, meters=False
+                )
                 break
             except CommunicationError as err:
                 log.warning("detection failed, retrying", host=self.config.host,
@@ -339,10 +342,14 @@ class InverterCoordinator:
             self._changed.notify_all()
 
     async def _poll_forever(self) -> None:
+        meters_scanned = False
         while True:
             started = self.clock.now()
             try:
                 await self.poll_once()
+                if not meters_scanned and self.layout is not None:
+                    self.layout = await self.reader.add_meters(self.layout)
+                    meters_scanned = True
             except GivTcpError as err:  # a bug-free poll never raises; keep the loop alive
                 log.error("poll failed", error=repr(err))
             interval = self.config.poll_interval * self._backoff

@@ -9,7 +9,7 @@ every answer through the page gate into the register cache.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -119,16 +119,24 @@ class PlantReader:
             retries=retries,
         )
 
-    async def _probe(self, block: Block, retries: int = 1) -> ReadResponse | None:
+    async def _probe(
+        self, block: Block, retries: int = 1, timeout: float | None = None
+    ) -> ReadResponse | None:
         try:
             return await self._read(
-                block, priority=Priority.COMMAND, timeout=self.probe_timeout, retries=retries
+                block,
+                priority=Priority.COMMAND,
+                timeout=timeout or self.probe_timeout,
+                retries=retries,
             )
         except CommunicationError:
             return None
 
-    async def detect(self, *, num_batteries: int | None = None) -> PlantLayout:
-        """Identify the plant; raises :class:`DetectionError` when HR(0..59) cannot be read."""
+    async def detect(self, *, num_batteries: int | None = None, meters: bool = True) -> PlantLayout:
+        """Identify the plant; raises :class:`DetectionError` when HR(0..59) cannot be read.
+
+        ``meters=False`` skips the meter scan (see :meth:`add_meters`).
+        """
         try:
             first = await self.conn.read(
                 INVERTER_ADDRESS,
@@ -151,7 +159,7 @@ class PlantReader:
                 available.append(block)
         devices = [
             *await self._find_batteries(model, num_batteries),
-            *await self._find_meters(model),
+            *(await self._find_meters(model) if meters else []),
         ]
         plan = read_plan(
             model,
@@ -214,10 +222,30 @@ class PlantReader:
             return []
         found = []
         for addr in METERS:
-            resp = await self._probe(Block(addr, Bank.INPUT, 60, 30, Cadence.STATIC), retries=0)
+            # Absent meters time out on some models: a short timeout keeps the scan brief.
+            resp = await self._probe(
+                Block(addr, Bank.INPUT, 60, 30, Cadence.STATIC),
+                retries=0,
+                timeout=min(self.probe_timeout, 0.5),
+            )
             if resp is not None and resp.values[0] != 0:
                 found.append(addr)
         return found
+
+    async def add_meters(self, layout: PlantLayout) -> PlantLayout:
+        """``layout`` with the meters that answer a probe (for a detection that skipped them)."""
+        meters = await self._find_meters(layout.model)
+        if not meters:
+            return layout
+        devices = tuple(d for d in layout.devices if d not in METERS) + tuple(meters)
+        plan = read_plan(
+            layout.model,
+            batteries=[d for d in devices if d not in METERS],
+            meters=meters,
+            available=layout.available,
+        )
+        log.info("meters found", serial=layout.serial, meters=[f"0x{m:02x}" for m in meters])
+        return replace(layout, devices=devices, plan=plan)
 
     async def refresh(
         self, blocks: Sequence[Block], *, priority: Priority = Priority.POLL

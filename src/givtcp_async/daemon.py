@@ -1,0 +1,137 @@
+"""The daemon: one event loop, one task group, every inverter and every sink.
+
+Each configured inverter gets an :class:`InverterCoordinator`; each enabled output (MQTT, REST,
+InfluxDB) is a :class:`Service` that only reads the coordinators' snapshots and submits commands
+to them. Stopping (SIGTERM/SIGINT or :meth:`Daemon.stop`) cancels the group: every task cleans up
+(overrides restored, "offline" published, sockets closed) within ``shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import structlog
+
+from givtcp_async.config import Settings
+from givtcp_async.control.clock import Clock
+from givtcp_async.coordinator import InverterCoordinator
+from givtcp_async.systemd import SystemdNotifier
+
+log = structlog.get_logger(__name__)
+
+
+class Service(Protocol):
+    """An output of the daemon: runs until cancelled, then cleans up promptly."""
+
+    name: str
+
+    async def run(self) -> None: ...
+
+
+ServiceFactory = Callable[["Daemon"], Service | None]
+
+
+class _Shutdown(Exception):
+    """Raised inside the task group to cancel every other task."""
+
+
+def default_services(daemon: Daemon) -> list[Service]:
+    """The outputs the configuration enables."""
+    services: list[Service] = []
+    for factory in SERVICE_FACTORIES:
+        service = factory(daemon)
+        if service is not None:
+            services.append(service)
+    return services
+
+
+# Each output module registers a factory here (kept in one place so the order is explicit).
+SERVICE_FACTORIES: list[ServiceFactory] = []
+
+
+class Daemon:
+    """Runs the coordinators and services of one configuration."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        services: Sequence[Service] | None = None,
+        notifier: SystemdNotifier | None = None,
+        shutdown_timeout: float = 4.5,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.coordinators = [
+            InverterCoordinator(inv, settings, clock=clock) for inv in settings.inverters
+        ]
+        self.services = list(services) if services is not None else default_services(self)
+        self.notifier = notifier or SystemdNotifier()
+        self.shutdown_timeout = shutdown_timeout
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def coordinator(self, serial: str) -> InverterCoordinator | None:
+        """The coordinator of the inverter with ``serial`` (once detected)."""
+        return next((c for c in self.coordinators if c.serial == serial), None)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def healthy(self) -> bool:
+        """The loop is alive and at least one inverter answered recently (or none configured)."""
+        return any(c.health().online for c in self.coordinators) or not self.coordinators
+
+    async def _group(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for coord in self.coordinators:
+                tg.create_task(coord.run(), name=f"inverter-{coord.config.host}")
+            for service in self.services:
+                tg.create_task(service.run(), name=f"service-{service.name}")
+            tg.create_task(self.notifier.watchdog(self.healthy), name="watchdog")
+            self.notifier.ready(f"{len(self.coordinators)} inverter(s)")
+            self.started.set()
+            log.info("daemon started", inverters=len(self.coordinators),
+                     services=[s.name for s in self.services])  # fmt: skip
+            await self._stop.wait()
+            raise _Shutdown
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; returns once everything has stopped (bounded in time)."""
+        group = asyncio.create_task(self._group(), name="daemon")
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({group, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            self._stop.set()
+            self.notifier.stopping()
+            done, _ = await asyncio.wait({group}, timeout=self.shutdown_timeout)
+            if not done:
+                log.warning("shutdown is taking too long; cancelling", budget=self.shutdown_timeout)
+                group.cancel()
+                await asyncio.wait({group}, timeout=1.0)
+        if group.done() and not group.cancelled():
+            exc = group.exception()
+            if isinstance(exc, BaseExceptionGroup):
+                _, rest = exc.split(_Shutdown)
+                if rest is not None:
+                    raise rest
+            elif exc is not None and not isinstance(exc, _Shutdown):
+                raise exc
+        log.info("daemon stopped")
+
+    async def serve_until_signalled(self) -> None:
+        """:meth:`run` with SIGTERM and SIGINT wired to :meth:`stop`."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            await self.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
