@@ -592,9 +592,7 @@ class Plant:
 
     def advance_to(self, t: float) -> None:
         """Integrate the model up to simulated POSIX time ``t`` (never backwards)."""
-        if self._controls_dirty:
-            self._controls = self._parse_controls()
-            self._controls_dirty = False
+        self._refresh_controls()
         dt_max = self.config.step_seconds
         while self._t < t:
             nxt = min(t, self._t + dt_max, (math.floor(self._t / 60) + 1) * 60.0)
@@ -791,6 +789,12 @@ class Plant:
             discharge_at=discharge_at,
             pause_at=pause_at,
         )
+
+    def _refresh_controls(self) -> None:
+        """Re-read the steering registers after a write (the store applies it after the hook)."""
+        if self._controls_dirty:
+            self._controls = self._parse_controls()
+            self._controls_dirty = False
 
     def _on_write(self, device: int, register: int, value: int) -> int | None:
         """The store's write hook: refuse what the inverter would refuse, react to the rest."""
@@ -1253,9 +1257,7 @@ class Plant:
         Computed from the model's state, not from the registers; call :meth:`sync` (or
         :meth:`advance`) first to bring it to the clock's now.
         """
-        if self._controls_dirty:
-            self._controls = self._parse_controls()
-            self._controls_dirty = False
+        self._refresh_controls()
         inst = self._instant if self._instant is not None else self._compute_instant()
         c = self._controls
         hr = self.store.holding
