@@ -153,8 +153,14 @@ def allowed_registers(model: Model) -> dict[int, Rule]:
     return rules
 
 
-def refusal(model: Model, register: int, value: int) -> dict[str, object] | None:
-    """Why writing ``value`` to ``register`` is refused on ``model`` (None when allowed)."""
+def refusal(
+    model: Model, register: int, value: int, *, restore: bool = False
+) -> dict[str, object] | None:
+    """Why writing ``value`` to ``register`` is refused on ``model`` (None when allowed).
+
+    ``restore``: ``value`` was read from this register earlier and is being put back; any u16
+    passes the value rule then, except on HR163 (a command, never restored).
+    """
     rules = allowed_registers(model)
     rule = rules.get(register)
     if rule is None:
@@ -163,14 +169,24 @@ def refusal(model: Model, register: int, value: int) -> dict[str, object] | None
             "value": value,
             "allowed": f"not on the write allow-list of the {model.name} ({model.dtc})",
         }
+    if restore and register != REBOOT:
+        rule = U16
     if not rule.check(value):
         return {"field": f"HR{register}", "value": value, "allowed": rule.allowed}
     return None
 
 
-def check_writes(model: Model, writes: Iterable[tuple[int, int]]) -> None:
-    """Raise :class:`WriteNotAllowed` naming every (register, value) the allow-list refuses."""
-    problems = [p for reg, value in writes if (p := refusal(model, reg, value)) is not None]
+def check_writes(model: Model, writes: Iterable[tuple[int, int] | tuple[int, int, bool]]) -> None:
+    """Raise :class:`WriteNotAllowed` naming every write the allow-list refuses.
+
+    Each write is (register, value) or (register, value, restore).
+    """
+    problems = []
+    for write in writes:
+        reg, value = write[0], write[1]
+        restore = bool(write[2]) if len(write) > 2 else False
+        if (p := refusal(model, reg, value, restore=restore)) is not None:
+            problems.append(p)
     if problems:
         detail = "; ".join(
             f"{p['field']} := {p['value']} (allowed: {p['allowed']})" for p in problems

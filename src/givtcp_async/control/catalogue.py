@@ -34,12 +34,16 @@ class Write:
     ``always``: write even if the register already holds the value (reboot).
     ``expect``: write only while the register still holds this value (restores of timed
     overrides leave alone a register someone else changed meanwhile).
+    ``restore``: the value was read from the inverter and is written back as it was, so the
+    allow-list checks the register but not the value rule (a slot may hold the 60 "unset"
+    sentinel, SPEC §4.1).
     """
 
     register: int
     value: int
     always: bool = False
     expect: int | None = None
+    restore: bool = False
 
 
 class Verify(StrEnum):
@@ -138,9 +142,7 @@ class ControlFunction:
     def available(self, model: Model) -> bool:
         return self.unavailable_reason(model) is None
 
-    def parse(
-        self, raw: str | bytes | Mapping[str, Any] | None, model: Model | None = None
-    ) -> p.Payload:
+    def parse(self, raw: p.RawPayload, model: Model | None = None) -> p.Payload:
         """Validate a payload in any GivTCP form; raises ValidationFailed."""
         if model is not None:
             reason = self.unavailable_reason(model)
@@ -1339,7 +1341,7 @@ class Catalogue:
     def resolve(
         self,
         name: str,
-        raw: str | bytes | Mapping[str, Any] | None,
+        raw: p.RawPayload,
         model: Model | None = None,
     ) -> tuple[ControlFunction, p.Payload]:
         """Function and validated payload for a request; routers pick the slot's function.

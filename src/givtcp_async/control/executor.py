@@ -47,7 +47,7 @@ from givtcp_async.control.catalogue import (
 )
 from givtcp_async.control.clock import Clock, SystemClock
 from givtcp_async.control.layout import CLOCK, Layout
-from givtcp_async.control.payloads import Payload
+from givtcp_async.control.payloads import Payload, RawPayload
 from givtcp_async.control.persist import read_json, write_json
 from givtcp_async.errors import (
     CommunicationError,
@@ -196,9 +196,7 @@ class Controller:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    async def execute(
-        self, name: str, raw: str | bytes | Mapping[str, Any] | None = None
-    ) -> CommandResult:
+    async def execute(self, name: str, raw: RawPayload = None) -> CommandResult:
         """Parse, validate and run one command given as GivTCP sends it. Never raises for a
         command that cannot be carried out: the result says why."""
         at = self.clock.now()
@@ -216,9 +214,7 @@ class Controller:
             return await self.overrides.handle(fn, payload)
         return await self.run(fn, payload)
 
-    async def preview(
-        self, name: str, raw: str | bytes | Mapping[str, Any] | None = None
-    ) -> list[Write]:
+    async def preview(self, name: str, raw: RawPayload = None) -> list[Write]:
         """The writes a command would make now, without writing (raises on rejection)."""
         fn, payload = self.catalogue.resolve(name, raw, self.model)
         async with self.lock:
@@ -327,7 +323,7 @@ class Controller:
                 "failed", f"{function}: reading the inverter failed ({err}); nothing written"
             )
         try:
-            allowlist.check_writes(self.model, ((w.register, w.value) for w in writes))
+            allowlist.check_writes(self.model, ((w.register, w.value, w.restore) for w in writes))
         except WriteNotAllowed as err:
             problems = getattr(err, "problems", [])
             return result("rejected", f"{function}: {err}; nothing written", errors=problems)
@@ -390,7 +386,9 @@ class Controller:
                 echoes[w.register] = echo.value
                 if self.cache is not None:
                     self.cache.offer_write(echo)
-                if echo.value != w.value:
+                if echo.value != w.value and verify is Verify.NONE:
+                    notes[w.register] = f"echoed {echo.value} (a command register: not compared)"
+                elif echo.value != w.value:
                     notes[w.register] = f"echo mismatch: inverter holds {echo.value}"
                     failure = f"HR{w.register} := {w.value} echoed {echo.value}"
                     break

@@ -80,7 +80,7 @@ class ActiveOverride:
 
     def restore_plan(self) -> list[Write]:
         return [
-            Write(reg, self.saved[reg], expect=self.applied[reg])
+            Write(reg, self.saved[reg], expect=self.applied[reg], restore=True)
             for reg in self.order
             if reg in self.saved and reg in self.applied
         ]

@@ -516,14 +516,21 @@ _P = TypeVar("_P", bound="Payload")
 # --- parsing -----------------------------------------------------------------------------------
 
 
-def raw_to_dict(
-    raw: str | bytes | Mapping[str, Any] | None, scalar_field: str | None
-) -> dict[str, Any]:
-    """GivTCP's payload forms as a dict of fields (before validation)."""
+RawPayload = str | bytes | int | float | Mapping[str, Any] | None
+
+
+def raw_to_dict(raw: RawPayload, scalar_field: str | None) -> dict[str, Any]:
+    """GivTCP's payload forms as a dict of fields (before validation).
+
+    A mapping is the fields; text is a JSON object, a JSON scalar or a plain value; a bare
+    number (or bool) is a plain value. Plain values fill ``scalar_field``.
+    """
     if raw is None:
         return {}
     if isinstance(raw, Mapping):
         return dict(raw)
+    if isinstance(raw, int | float):
+        return {} if scalar_field is None else {scalar_field: raw}
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -564,7 +571,7 @@ def raw_to_dict(
 
 def parse_payload(
     payload_type: type[_P],
-    raw: str | bytes | Mapping[str, Any] | None,
+    raw: RawPayload,
     model: Model | None = None,
     *,
     function: str = "",
