@@ -10,6 +10,7 @@ must be back as it was. A sweep then runs every function on every model it is av
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,14 @@ def test_every_function_has_an_example_that_validates() -> None:
         assert fn.summary
         assert fn.writes
         example_dict(fn)  # the example maps onto the payload's fields
+
+
+def test_readme_lists_every_function_and_alias() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Control") : readme.index("## Configuration")]
+    for fn in CATALOGUE:
+        for name in (fn.name, *fn.aliases):
+            listed = re.sub(r"\d+$", "N", name) if re.search(r"\d+$", name) else name
+            assert f"`{listed}`" in section or f"`{listed}` (N" in section, name
+    for router in CATALOGUE.routers:
+        assert f"`{router}`" in section, router

@@ -1215,7 +1215,8 @@ def _overrides() -> list[ControlFunction]:
             force_charge,
             _all(_battery, _need("charge slot", lambda lay: lay.charge_slot(1))),
             "HR116 := 100, [HR242 := 100 on extended-slot models], HR94/95 := now..now+N, "
-            "HR96 := 1, HR111 := 50, [HR318 := 0 where pause mode exists]; 3ph: HR1111 := 100, "
+            "HR96 := 1, HR111 := 50 (Gateway HR313 := 100), [HR318 := 0 where pause mode "
+            "exists]; 3ph: HR1111 := 100, "
             "HR1113/1114 window, HR1112 := 1, HR1110 := 100, HR1123 := 1. All restored at the end",
             "overrides",
             example="30",
@@ -1229,7 +1230,8 @@ def _overrides() -> list[ControlFunction]:
             p.DurationPayload,
             force_export,
             _all(_battery, _need("discharge slot", lambda lay: lay.discharge_slot(1))),
-            "HR110 := 4, [HR272 := 4 on extended-slot models], HR112 := 50, HR27 := 0, "
+            "HR110 := 4, [HR272 := 4 on extended-slot models], HR112 := 50 (Gateway "
+            "HR314 := 100), HR27 := 0, "
             "HR59 := 1, HR56/57 := now..now+N, [HR318 := 0]; 3ph: HR1109 := 4, HR1108 := 100, "
             "HR1122 := 1, HR1123 := 0, HR1118/1119 window. All restored at the end",
             "overrides",
