@@ -561,6 +561,12 @@ class Plant:
             p.temp_c += self._ambient_c + 2.0
         self._heatsink_c = self._ambient_c + 6.0
         self._day = math.floor((self._t + self._utc_offset(self._t)) / _DAY)
+        # Warm up over one step ending at the start time, so that a frozen plant (speed 0)
+        # already shows live power flows rather than an idle inverter.
+        start_t = self._t
+        self._t = start_t - cfg.step_seconds
+        self._compute_env(int(self._t // 60), self._utc_offset(self._t))
+        self.advance_to(start_t)
         self._encode()
 
     # --- public API ----------------------------------------------------------------------------
