@@ -251,3 +251,31 @@ async def test_cancel_or_extend_without_a_running_override(tmp_path: Path) -> No
         ext = await r.manager.extend("forceExport", 10)
         assert ext.status == "rejected"
         assert r.writes_seen(mark) == []
+
+
+async def test_apply_with_an_echo_mismatch_is_rolled_back_too(tmp_path: Path) -> None:
+    async with rig("gen3", tmp_path) as r:
+        saved = _prepare(r)
+        once = [True]
+
+        def corrupt(_device: int, register: int, value: int) -> int:
+            if register == 95 and once:
+                once.clear()
+                return 1201
+            return value
+
+        r.store.write_hooks.append(corrupt)
+        result = await r.controller.execute("forceCharge", "30")
+        assert result.status == "partial"
+        assert "rolled back: ok" in result.message
+        assert _hrs(r, FORCE_CHARGE_REGS) == saved  # HR95 too, though it held 1201
+        assert r.manager.active() == {}
+
+
+async def test_overrides_refused_before_the_manager_starts(tmp_path: Path) -> None:
+    async with rig("gen1", tmp_path) as r:
+        controller, _manager = r.new_controller()  # not started: its state is not loaded
+        mark = r.sim.mark()
+        result = await controller.execute("forceCharge", "30")
+        assert result.status == "rejected"
+        assert r.writes_seen(mark) == []

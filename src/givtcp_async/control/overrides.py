@@ -112,6 +112,17 @@ class ActiveOverride:
         )
 
 
+def _note_applied(rec: ActiveOverride, res: CommandResult) -> None:
+    """Record what the inverter holds after an apply, so the restore expects the truth."""
+    for change in res.registers:
+        if change.readback is not None:
+            rec.applied[change.register] = change.readback
+        elif change.written and change.echo is not None:
+            rec.applied[change.register] = change.echo
+        elif change.old is not None and not change.written:
+            rec.applied[change.register] = change.old
+
+
 class OverrideManager:
     """Starts, extends, cancels, persists and restores the timed overrides of one inverter.
 
@@ -225,6 +236,8 @@ class OverrideManager:
         """Start, extend or (``Cancel``) end the override ``fn``."""
         if not isinstance(payload, DurationPayload):
             return rejected(fn.name, f"{fn.name} needs a duration payload")
+        if not self._started:
+            return rejected(fn.name, f"{fn.name}: timed overrides are not running (start() first)")
         if payload.cancel:
             return await self.cancel(fn.name)
         async with self.controller.lock:
@@ -334,6 +347,8 @@ class OverrideManager:
         self._persist()  # the pending restore is on disk before anything is written
 
         res = await ctrl.carry_out_plan(fn.name, payload_json, lambda _v: writes, (), fn.verify)
+        _note_applied(rec, res)
+        self._persist()
         if res.status == "ok" or not fresh:
             self._schedule(fn.name)
             verb = "started" if fresh else "extended"
