@@ -537,18 +537,21 @@ class DongleConnection:
                 continue
             self.stats.timeouts += 1
             self._consecutive_timeouts += 1
-            if self._consecutive_timeouts >= s.max_consecutive_timeouts:
-                # Leave it in _inflight: the session's end re-queues or fails it.
-                raise ConnectionLost(f"{self._consecutive_timeouts} consecutive timeouts")
-            self._inflight = None
-            if pending.attempts > pending.retries:
+            exhausted = pending.attempts > pending.retries
+            if exhausted:
+                self._inflight = None
                 pending.future.set_exception(
                     RequestTimeout(
                         f"{pending.request.kind} {request_key(pending.request)} unanswered after "
                         f"{pending.attempts} attempt(s)"
                     )
                 )
+            if self._consecutive_timeouts >= s.max_consecutive_timeouts:
+                # One with retries left stays in _inflight: the session's end re-queues it.
+                raise ConnectionLost(f"{self._consecutive_timeouts} consecutive timeouts")
+            if exhausted:
                 continue
+            self._inflight = None
             # The dongle has multi-second silent windows: wait before retrying, and accept a
             # late answer that arrives meanwhile. If the link drops now, _late re-queues it.
             key = request_key(pending.request)
