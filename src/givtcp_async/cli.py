@@ -577,8 +577,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from givtcp_async.config import LoggingConfig
+    from givtcp_async.logging_setup import configure_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Logs always go to stderr: stdout carries only a command's JSON output. Commands that load
+    # the configuration reconfigure logging from it.
+    configure_logging(LoggingConfig())
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
