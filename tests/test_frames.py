@@ -122,11 +122,14 @@ def test_every_vector_decodes_except_the_named_bad_crc_ones() -> None:
     assert incomplete == EXPECTED_VECTOR_INCOMPLETE
 
 
-@pytest.mark.parametrize("vec", VECTOR_LIST, ids=lambda v: f"{v.index}:{v.name[:40]}")
+@pytest.mark.parametrize(
+    "vec",
+    [v for v in VECTOR_LIST if v.summary is not None],
+    ids=lambda v: f"{v.index}:{v.name[:40]}",
+)
 def test_vector_matches_its_summary(vec: Vector) -> None:
     s = vec.summary
-    if s is None:
-        pytest.skip("raw buffer without a summary")
+    assert s is not None
     outcome = decode_outcome(vec.raw)
     assert len(vec.raw) == s["bytes"]
     if isinstance(outcome, MalformedFrame):

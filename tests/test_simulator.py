@@ -302,7 +302,7 @@ async def test_heartbeats_every_interval_and_silent_client_closed_after_three() 
             # Every heartbeat_sent is one interval after the previous one (or the connect).
             times = [e.time for e in sent_to_silent] + [timeout_ev.time]
             gaps = [b - a for a, b in itertools.pairwise(times)]
-            assert all(0.18 <= g <= 0.6 for g in gaps), gaps
+            assert all(0.18 <= g <= 1.0 for g in gaps), gaps
             for e in sent_to_silent:
                 assert isinstance(e.frame, Heartbeat)
                 assert e.frame.adapter_type == 2
