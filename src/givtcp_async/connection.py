@@ -556,7 +556,9 @@ class DongleConnection:
             # late answer that arrives meanwhile. If the link drops now, _late re-queues it.
             key = request_key(pending.request)
             self._late[key] = pending
-            await asyncio.sleep(s.retry_delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(s.retry_delay):
+                    await pending.answered.wait()  # a late answer ends the wait at once
             self._late.pop(key, None)
             if not pending.answered.is_set() and not pending.future.done():
                 heapq.heappush(self._heap, pending)  # keeps its place: same priority and seq
