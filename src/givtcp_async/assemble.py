@@ -19,7 +19,7 @@ from givtcp_async.cache import RegisterCache
 from givtcp_async.quality.gates import GateSettings, Reading, ValueGate
 from givtcp_async.registers.decode import decode_field
 from givtcp_async.registers.models import Model
-from givtcp_async.registers.plan import source_of
+from givtcp_async.registers.plan import Block, source_of
 from givtcp_async.registers.schema import Derived, Enc, Field, Source
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
 
@@ -97,12 +97,16 @@ class SnapshotAssembler:
         gate: ValueGate,
         local: datetime,
         inverter_time: datetime | None,
+        missed: Sequence[Block] = (),
     ) -> dict[str, Reading]:
         now = self.clock()
         out: dict[str, Reading] = {}
         getters = {b: cache.getter(address, b) for b in ("HR", "IR")}
+        missed_here = [b for b in missed if b.device_address == address]
         for spec in specs:
-            if not self._fresh(cache, address, spec, now):
+            if not self._fresh(cache, address, spec, now) or any(
+                b.covers(spec.bank, r) for b in missed_here for r in spec.registers
+            ):
                 out[spec.name] = gate.unrefreshed(spec)
                 continue
             value = decode_field(spec, getters[spec.bank.value])
@@ -146,18 +150,21 @@ class SnapshotAssembler:
         devices: Sequence[int] = (),
         now: datetime,
         stats: Mapping[str, Any] | None = None,
+        missed: Sequence[Block] = (),
     ) -> Snapshot:
         """A snapshot of what the cache holds now; ``now`` must be timezone-aware.
 
-        ``devices`` are the battery-side and meter addresses detection found.
+        ``devices`` are the battery-side and meter addresses detection found; ``missed`` the
+        blocks this refresh asked for but did not get (failed or refused by the page gate):
+        their values are republished as last good, stale.
         """
         local = now.astimezone(self.tz)
         inverter_time = self._inverter_time(cache)
         inv_fields = [f for f in self.fields.inverter if f.source is Source.INVERTER]
         readings = self._decode(
-            cache, INVERTER_ADDRESS, inv_fields, self._gate, local, inverter_time
+            cache, INVERTER_ADDRESS, inv_fields, self._gate, local, inverter_time, missed
         )
-        snaps = [self._device(cache, addr, local, inverter_time) for addr in devices]
+        snaps = [self._device(cache, addr, local, inverter_time, missed) for addr in devices]
         batteries = tuple(d for d in snaps if source_of(d.address) is not Source.METER)
         meters = tuple(d for d in snaps if source_of(d.address) is Source.METER)
         self._lift_pack_totals(readings, batteries)
@@ -197,7 +204,12 @@ class SnapshotAssembler:
                 readings[name] = first
 
     def _device(
-        self, cache: RegisterCache, address: int, local: datetime, inverter_time: datetime | None
+        self,
+        cache: RegisterCache,
+        address: int,
+        local: datetime,
+        inverter_time: datetime | None,
+        missed: Sequence[Block] = (),
     ) -> DeviceSnapshot:
         source = source_of(address)
         gate = self._device_gates.get(str(address))
@@ -206,7 +218,7 @@ class SnapshotAssembler:
                 self.model, self.gate_settings, self.clock
             )
         specs = self.fields.devices.get(source, ())
-        readings = self._decode(cache, address, specs, gate, local, inverter_time)
+        readings = self._decode(cache, address, specs, gate, local, inverter_time, missed)
         serial = next(
             (str(r.value) for n, r in readings.items() if n.endswith("Serial_Number") and r.value),
             "",

@@ -296,7 +296,11 @@ class InverterCoordinator:
         report = await self.reader.refresh(blocks)
         self._account(report, slow, now)
         snap = self.assembler.build(
-            self.cache, devices=self.layout.devices, now=self.now(), stats=self._stats()
+            self.cache,
+            devices=self.layout.devices,
+            now=self.now(),
+            stats=self._stats(),
+            missed=[b for b, _ in (*report.failed, *report.refused)],
         )
         await self._publish(snap)
         return snap
