@@ -1,0 +1,94 @@
+"""One full refresh of the default plant, and the CPU time to turn it into a snapshot.
+
+The default simulated plant (Gen3 hybrid, two packs) answers every request after a fixed delay,
+like a real dongle (~0.25 s per 60-register read; a smaller delay keeps the run short). A full
+refresh reads every block of the read plan through the connection queue with the default pacing.
+The lower bound is requests x the simulator's response time: the dongle's own time, which no
+client can avoid. The decode figure is the CPU time of SnapshotAssembler.build on a warm cache.
+
+Run: ``.venv/bin/python -m bench.bench_refresh [--delay S] [--pacing S] [--refreshes N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from givtcp_async.assemble import SnapshotAssembler
+from givtcp_async.cache import RegisterCache
+from givtcp_async.connection import ConnectionSettings, DongleConnection
+from givtcp_async.reader import PlantReader
+from givtcp_async.simulator.plant import Plant, PlantConfig
+
+LONDON = ZoneInfo("Europe/London")
+
+
+async def run(delay: float, pacing: float, refreshes: int, builds: int) -> None:
+    plant = Plant(PlantConfig(speed=0, start=datetime(2026, 6, 21, 13, 0, tzinfo=LONDON)))
+    sim = plant.simulator(plant.simulator_config(response_delay=delay, heartbeat_interval=3600))
+    await sim.start()
+    try:
+        settings = ConnectionSettings("127.0.0.1", sim.port, pacing=pacing)
+        async with DongleConnection(settings) as conn:
+            await conn.wait_connected(5)
+            cache = RegisterCache()
+            reader = PlantReader(conn, cache, probe_meters=False)
+            layout = await reader.detect()
+            blocks = layout.plan.blocks
+            walls = []
+            for _ in range(refreshes):
+                mark = sim.mark()
+                t0 = time.perf_counter()
+                report = await reader.refresh(blocks)
+                walls.append(time.perf_counter() - t0)
+                assert report.ok, report
+                assert len(sim.requests_seen(mark)) == len(blocks)
+        assembler = SnapshotAssembler(layout.model, layout.serial, layout.fields, LONDON)
+        now = datetime.now(LONDON)
+        assembler.build(cache, devices=layout.devices, now=now)  # warm the gates
+        cpu = []
+        for _ in range(builds):
+            t0 = time.process_time()
+            snap = assembler.build(cache, devices=layout.devices, now=now)
+            cpu.append(time.process_time() - t0)
+    finally:
+        await sim.close()
+    bound = len(blocks) * delay
+    wall = statistics.median(walls)
+    values = len(snap.values) + sum(len(b.values) for b in snap.batteries)
+    print(
+        f"full refresh of the default plant: {len(blocks)} requests "
+        f"({', '.join(f'{b.bank.value}{b.base}@0x{b.device_address:02x}' for b in blocks)})"
+    )
+    print(f"  pacing {pacing * 1000:.0f} ms, simulator response {delay * 1000:.0f} ms per request")
+    print(
+        f"  wall time (median of {refreshes}): {wall * 1000:.1f} ms; lower bound "
+        f"{bound * 1000:.1f} ms; ratio {wall / bound:.2f}"
+    )
+    print(
+        f"decode one refresh into a snapshot ({values} values): "
+        f"{statistics.median(cpu) * 1000:.2f} ms CPU (median of {builds})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--delay", type=float, default=0.25, help="simulator response time (s)")
+    parser.add_argument("--pacing", type=float, default=0.25, help="gap between frames (s)")
+    parser.add_argument("--refreshes", type=int, default=3)
+    parser.add_argument("--builds", type=int, default=200)
+    args = parser.parse_args()
+    logging.disable(logging.INFO)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    asyncio.run(run(args.delay, args.pacing, args.refreshes, args.builds))
+
+
+if __name__ == "__main__":
+    main()
