@@ -179,3 +179,80 @@ def _inputs(rng: random.Random, corpus: Sequence[bytes], n: int) -> Iterator[byt
         for _ in range(rng.choice((1, 1, 1, 2, 3))):
             data = mutate(rng, data, corpus)
         yield data
+
+
+# --- command payloads ----------------------------------------------------------------------
+
+# Field names GivTCP's payloads use, so that objects often look almost right.
+PAYLOAD_KEYS = (
+    "chargeToPercent", "dischargeToPercent", "reservePercent", "exportToPercent", "start",
+    "finish", "slot", "mode", "state", "dateTime", "duration", "chargeRate", "dischargeRate",
+    "enable", "boost", "current", "rate", "value", "percent", "minutes", "",
+)  # fmt: skip
+_WORDS = (
+    "enable", "disable", "Enable", "on", "off", "true", "false", "Eco", "Eco (Paused)",
+    "Timed Demand", "Timed Export", "Cancel", "Normal", "Start", "Off", "Charge Only",
+    "PauseCharge", "PauseBoth", "Disabled", "Load", "Battery", "Grid", "NaN", "inf", "-0",
+    "null", "{}", "[]", "\u0000", "é", "💡", "DROP TABLE", " ",
+)  # fmt: skip
+
+
+def _random_time(rng: random.Random) -> str:
+    h, m = rng.randrange(-2, 30), rng.randrange(-5, 75)
+    return rng.choice([f"{h:02d}{m:02d}", f"{h:02d}:{m:02d}", f"{h}:{m}:{rng.randrange(70)}",
+                       f"{h:02d}.{m:02d}", f"{h}h{m}", str(rng.randrange(3000))])  # fmt: skip
+
+
+def random_scalar(rng: random.Random) -> object:
+    """A value of the kinds GivTCP payloads carry, valid or not."""
+    choice = rng.randrange(9)
+    if choice == 0:
+        return rng.randrange(-200, 200)
+    if choice == 1:
+        return str(rng.randrange(-10, 10_000))
+    if choice == 2:
+        return rng.choice([rng.uniform(-1e6, 1e6), 0.5, 99.9, 1e308, -0.0])
+    if choice == 3:
+        return rng.choice(_WORDS)
+    if choice == 4:
+        return _random_time(rng)
+    if choice == 5:
+        day, month = rng.randrange(0, 40), rng.randrange(0, 15)
+        return f"{day:02d}/{month:02d}/{rng.randrange(1990, 2100)} {_random_time(rng)}"
+    if choice == 6:
+        return rng.choice([True, False, None])
+    if choice == 7:
+        return [random_scalar(rng) for _ in range(rng.randrange(3))]
+    return rng.randbytes(rng.randrange(8)).decode("latin-1")
+
+
+def random_payload(rng: random.Random, example: object = None) -> object:
+    """A payload as MQTT or REST might carry it: none, a scalar, an object, or raw bytes.
+
+    ``example`` (a valid payload of the function) is mutated about a third of the time, so
+    that many inputs are valid or nearly so.
+    """
+    choice = rng.randrange(7)
+    if choice == 0 and isinstance(example, dict):
+        mutated = dict(example)
+        key = rng.choice([*mutated, rng.choice(PAYLOAD_KEYS)])
+        op = rng.randrange(3)
+        if op == 0:
+            mutated[key] = random_scalar(rng)
+        elif op == 1:
+            mutated.pop(key, None)
+        else:
+            mutated[rng.choice(PAYLOAD_KEYS) + rng.choice(["", "x", "_2"])] = random_scalar(rng)
+        return mutated
+    if choice == 1 and example is not None:
+        return example
+    if choice == 2:
+        return None
+    if choice == 3:
+        return {rng.choice(PAYLOAD_KEYS): random_scalar(rng) for _ in range(rng.randrange(4))}
+    if choice == 4:
+        return rng.randbytes(rng.randrange(20))
+    if choice == 5:
+        text = rng.choice(['{"', '{"state":', '{"slot": "3", "start"', "[1,2", '"80"', "{}"])
+        return text.encode()
+    return random_scalar(rng)
