@@ -336,6 +336,7 @@ class InfluxConfig(_Section):
     bucket: NonEmpty | None = Field(default=None, validate_default=True)
     buffer_max_age: float = Field(default=3600.0, ge=0, le=7 * 86400)
     buffer_max_points: int = Field(default=100_000, ge=0, le=10_000_000)
+    legacy_measurement: bool = False
 
     @model_validator(mode="before")
     @classmethod

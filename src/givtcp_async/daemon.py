@@ -18,6 +18,7 @@ import structlog
 from givtcp_async.config import Settings
 from givtcp_async.control.clock import Clock
 from givtcp_async.coordinator import InverterCoordinator
+from givtcp_async.sinks.influx import influx_service
 from givtcp_async.systemd import SystemdNotifier
 
 log = structlog.get_logger(__name__)
@@ -49,7 +50,9 @@ def default_services(daemon: Daemon) -> list[Service]:
 
 
 # Each output module registers a factory here (kept in one place so the order is explicit).
-SERVICE_FACTORIES: list[ServiceFactory] = []
+SERVICE_FACTORIES: list[ServiceFactory] = [
+    influx_service,
+]
 
 
 class Daemon:

@@ -1,0 +1,470 @@
+"""InfluxDB v2 output: every snapshot becomes a few points, written in order, never lost to a
+short outage.
+
+Layout (the default):
+
+* one point per group per poll, measurement named after the group: ``power`` (runAll
+  ``Power/Power``), ``flows`` (``Power/Flows``), ``energy_today`` (``Energy/Today``),
+  ``energy_total`` (``Energy/Total``), ``battery_stack`` (``Battery_Details/Battery_Stack_1``),
+  ``inverter`` (the temperatures of ``Invertor_Details``); one ``battery`` point per pack (tag
+  ``battery_serial``) and one ``meter`` point per meter (tag ``meter_address``);
+* tags ``serial`` (the inverter's) and ``model`` on every point;
+* fields: GivTCP's field names in lower case (``pv_power``, ``solar_to_house``,
+  ``import_energy_today_kwh``), only values that are numeric, available and fresh (a value
+  republished as stale is not written again) and that are measurements or counters (no
+  settings, identity or status codes); always written as floats, so a field's type never
+  changes from one point to the next (InfluxDB refuses a write that would change it);
+* the timestamp is the snapshot's, in milliseconds.
+
+With ``influx.legacy_measurement`` the points look like GivTCP's instead: measurement = the
+inverter serial, one tag ``tagKey=GivReal``, the fields of the four power and energy groups in
+one point.
+
+Delivery: points wait in a bounded in-memory buffer until InfluxDB acknowledges them, and go out
+oldest first in batches. While InfluxDB is unreachable or failing, the writer retries with
+capped exponential back-off; nothing is lost while the outage is shorter than
+``buffer_max_age`` and fewer than ``buffer_max_points`` points are waiting. Beyond either bound
+the oldest waiting points are dropped and counted (0 switches that bound off). A batch InfluxDB
+refuses as malformed (400, 422) is dropped and counted as rejected rather than retried forever.
+The coordinators are never waited on: snapshots are read from their latest-only stream and the
+buffer absorbs a slow or absent database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import aiohttp
+import structlog
+
+from givtcp_async.backoff import Backoff
+from givtcp_async.config import InfluxConfig
+from givtcp_async.registers.schema import Kind
+from givtcp_async.snapshot import Snapshot, Spec
+
+if TYPE_CHECKING:
+    from givtcp_async.coordinator import InverterCoordinator
+    from givtcp_async.daemon import Daemon
+    from givtcp_async.quality.gates import Reading
+
+log = structlog.get_logger(__name__)
+
+__all__ = [
+    "LEGACY_GROUPS",
+    "MEASUREMENTS",
+    "InfluxService",
+    "PointBuffer",
+    "influx_service",
+    "snapshot_points",
+]
+
+#: runAll group (path) -> measurement name, for inverter-level values.
+MEASUREMENTS: Final[Mapping[tuple[str, ...], str]] = {
+    ("Power", "Power"): "power",
+    ("Power", "Flows"): "flows",
+    ("Energy", "Today"): "energy_today",
+    ("Energy", "Total"): "energy_total",
+    ("Battery_Details", "Battery_Stack_1"): "battery_stack",
+    ("Invertor_Details",): "inverter",
+}
+BATTERY_MEASUREMENT: Final = "battery"
+METER_MEASUREMENT: Final = "meter"
+#: The groups GivTCP wrote, all into one point (``legacy_measurement``).
+LEGACY_GROUPS: Final = frozenset(
+    {("Power", "Power"), ("Power", "Flows"), ("Energy", "Today"), ("Energy", "Total")}
+)
+LEGACY_TAG: Final = ("tagKey", "GivReal")
+#: What is worth a time series: no settings, identity or status codes.
+WRITTEN_KINDS: Final = frozenset({Kind.MEASUREMENT, Kind.TOTAL, Kind.TODAY})
+#: Statuses that mean "this batch is malformed": retrying it can never succeed.
+REJECTED_STATUSES: Final = frozenset({400, 422})
+DEFAULT_BATCH: Final = 1000
+
+
+# --- snapshot -> line protocol --------------------------------------------------------------
+
+
+def _escape_key(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _escape_measurement(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _fields(
+    values: Mapping[str, Reading], specs: Mapping[str, Spec], keep: Callable[[Spec], bool]
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, reading in values.items():
+        if reading.stale or reading.value is None:
+            continue
+        spec = specs.get(name)
+        if spec is None or spec.kind not in WRITTEN_KINDS or not keep(spec):
+            continue
+        number = _number(reading.value)
+        if number is not None:
+            out[name.lower()] = number
+    return out
+
+
+def _in_group(path: tuple[str, ...]) -> Callable[[Spec], bool]:
+    return lambda spec: spec.path == path
+
+
+def _line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, float], ms: int) -> str:
+    tag_text = "".join(
+        f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v != ""
+    )
+    field_text = ",".join(f"{_escape_key(k)}={v!r}" for k, v in sorted(fields.items()))
+    return f"{_escape_measurement(measurement)}{tag_text} {field_text} {ms}"
+
+
+def snapshot_points(snap: Snapshot, *, legacy: bool = False) -> list[str]:
+    """The line-protocol points of one snapshot (millisecond timestamps); see the module doc."""
+    ms = round(snap.taken_at.timestamp() * 1000)
+    if legacy:
+        fields = _fields(snap.values, snap.specs, lambda spec: spec.path in LEGACY_GROUPS)
+        return [_line(snap.serial, dict([LEGACY_TAG]), fields, ms)] if fields else []
+    base = {"serial": snap.serial, "model": snap.model.name}
+    lines: list[str] = []
+    for path, measurement in MEASUREMENTS.items():
+        fields = _fields(snap.values, snap.specs, _in_group(path))
+        if fields:
+            lines.append(_line(measurement, base, fields, ms))
+    for pack in snap.batteries:
+        fields = _fields(pack.values, pack.specs, lambda spec: True)
+        if fields:
+            tags = {**base, "battery_serial": pack.serial}
+            lines.append(_line(BATTERY_MEASUREMENT, tags, fields, ms))
+    for meter in snap.meters:
+        fields = _fields(meter.values, meter.specs, lambda spec: True)
+        if fields:
+            tags = {**base, "meter_address": str(meter.address)}
+            lines.append(_line(METER_MEASUREMENT, tags, fields, ms))
+    return lines
+
+
+# --- the buffer ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Entry:
+    born: float  # monotonic time it was buffered
+    line: str
+
+
+class PointBuffer:
+    """Points not yet acknowledged, oldest first, bounded by count and by age.
+
+    :meth:`take` moves the oldest points into the batch being written; then exactly one of
+    :meth:`acknowledge` (it arrived), :meth:`retry` (it did not: back in front) or
+    :meth:`reject` (refused for good) settles it. ``max_points`` bounds every unacknowledged
+    point, the batch in flight included; beyond it the oldest are dropped. Points of the batch
+    in flight cannot be called back, so they are only marked: if the write then fails they are
+    discarded, and if it succeeds they arrived after all and are not counted as dropped.
+    ``max_age`` drops waiting points buffered longer ago than that (a batch put back by
+    :meth:`retry` is checked again). A bound of 0 is switched off.
+
+    Invariant: ``added == written + dropped + rejected + len(buffer)``.
+    """
+
+    def __init__(
+        self,
+        max_points: int,
+        max_age: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_points = max_points
+        self.max_age = max_age
+        self._clock = clock
+        self._waiting: deque[_Entry] = deque()
+        self._flight: list[_Entry] = []
+        self._doomed = 0  # the oldest points in flight that the count bound dropped
+        self.added = 0
+        self.written = 0
+        self.dropped_full = 0
+        self.dropped_age = 0
+        self.rejected = 0
+
+    def __len__(self) -> int:
+        """Points not yet acknowledged, dropped or rejected (waiting plus in flight)."""
+        return len(self._waiting) + len(self._flight) - self._doomed
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._flight)
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_full + self.dropped_age
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest unacknowledged point has waited (0 when none)."""
+        live = self._flight[self._doomed :]
+        first = live[0] if live else self._waiting[0] if self._waiting else None
+        return 0.0 if first is None else max(0.0, self._clock() - first.born)
+
+    def add(self, lines: Iterable[str]) -> None:
+        now = self._clock()
+        for line in lines:
+            self._waiting.append(_Entry(now, line))
+            self.added += 1
+        self.enforce()
+
+    def enforce(self) -> None:
+        """Drop the oldest points that are too old or too many."""
+        if self.max_age > 0:
+            limit = self._clock() - self.max_age
+            while self._waiting and self._waiting[0].born < limit:
+                self._waiting.popleft()
+                self.dropped_age += 1
+        if self.max_points > 0:
+            while len(self) > self.max_points:
+                if self._doomed < len(self._flight):
+                    self._doomed += 1
+                else:
+                    self._waiting.popleft()
+                self.dropped_full += 1
+
+    def take(self, limit: int) -> list[str]:
+        """Move up to ``limit`` of the oldest waiting points into flight; their lines."""
+        if self._flight:
+            raise RuntimeError("a batch is already in flight")
+        self.enforce()
+        while self._waiting and len(self._flight) < limit:
+            self._flight.append(self._waiting.popleft())
+        return [e.line for e in self._flight]
+
+    def acknowledge(self) -> int:
+        """The batch in flight arrived (all of it, marked points included); its size."""
+        n = len(self._flight)
+        self.written += n
+        self.dropped_full -= self._doomed
+        self._flight.clear()
+        self._doomed = 0
+        return n
+
+    def reject(self) -> int:
+        """The batch in flight was refused for good; the points newly lost."""
+        n = len(self._flight) - self._doomed
+        self.rejected += n
+        self._flight.clear()
+        self._doomed = 0
+        return n
+
+    def retry(self) -> None:
+        """The batch in flight did not arrive: back in front (less the marked points)."""
+        self._waiting.extendleft(reversed(self._flight[self._doomed :]))
+        self._flight.clear()
+        self._doomed = 0
+        self.enforce()
+
+
+# --- the service -----------------------------------------------------------------------------
+
+
+def _write_errors() -> tuple[type[BaseException], ...]:
+    from influxdb_client.client.exceptions import InfluxDBError
+
+    return (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
+
+
+def _status(err: BaseException) -> int | None:
+    """The HTTP status InfluxDB answered with (not aiohttp's own 400 for a garbled reply)."""
+    from influxdb_client.rest import ApiException
+
+    status = getattr(err, "status", None) if isinstance(err, ApiException) else None
+    return status if isinstance(status, int) and status > 0 else None
+
+
+class InfluxService:
+    """Writes every coordinator's snapshots to InfluxDB v2 (see the module doc)."""
+
+    name = "influx"
+
+    def __init__(
+        self,
+        config: InfluxConfig,
+        coordinators: Sequence[InverterCoordinator],
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        request_timeout: float = 10.0,
+        retry: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not config.url or not config.bucket:
+            raise ValueError("influx.url and influx.bucket are required")
+        self.config = config
+        self.coordinators = list(coordinators)
+        self.batch_size = max(1, batch_size)
+        self.request_timeout = request_timeout
+        self.retry = retry or Backoff(initial=1.0, maximum=60.0)
+        self.buffer = PointBuffer(config.buffer_max_points, config.buffer_max_age, clock=clock)
+        self.snapshots = 0
+        self.writes = 0
+        self.failures = 0
+        self.up = False
+        self.last_error: str | None = None
+        self._changed = asyncio.Event()
+        self._failing_since: float | None = None
+        self._clock = clock
+
+    # --- observation ---------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, float]:
+        """Counters for /metrics (``influx_`` prefixed; points are line-protocol lines)."""
+        buf = self.buffer
+        return {
+            "influx_up": float(self.up),
+            "influx_snapshots": self.snapshots,
+            "influx_points_buffered": len(buf),
+            "influx_points_written": buf.written,
+            "influx_points_dropped": buf.dropped,
+            "influx_points_dropped_full": buf.dropped_full,
+            "influx_points_dropped_age": buf.dropped_age,
+            "influx_points_rejected": buf.rejected,
+            "influx_writes": self.writes,
+            "influx_write_failures": self.failures,
+            "influx_oldest_buffered_seconds": round(buf.oldest_age(), 3),
+        }
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds; it is re-checked after every change of state."""
+        while not predicate():
+            event = self._changed
+            await event.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # --- running -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+        secret = self.config.token.get_secret_value() if self.config.token else None
+        client = InfluxDBClientAsync(
+            url=self.config.url,
+            token=secret or "",
+            org=self.config.org or "",
+            timeout=int(self.request_timeout * 1000),
+        )
+        api = client.write_api()
+        log.info("influx output started", url=self.config.url, bucket=self.config.bucket,
+                 layout="givtcp" if self.config.legacy_measurement else "grouped")  # fmt: skip
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for coord in self.coordinators:
+                    tg.create_task(self._follow(coord), name=f"influx-{coord.config.host}")
+                tg.create_task(self._write_loop(api), name="influx-writer")
+        finally:
+            await self._last_flush(api)
+            await client.close()  # type: ignore[no-untyped-call]
+
+    async def _follow(self, coord: InverterCoordinator) -> None:
+        legacy = self.config.legacy_measurement
+        async for snap in coord.updates():
+            self.buffer.add(snapshot_points(snap, legacy=legacy))
+            self.snapshots += 1
+            self._notify()
+
+    async def _write_loop(self, api: Any) -> None:
+        while True:
+            await self.wait_for(lambda: self.buffer.waiting > 0)
+            lines = self.buffer.take(self.batch_size)
+            if not lines:
+                self._notify()  # everything waiting had expired
+                continue
+            if not await self._write(api, lines):
+                self._notify()
+                await asyncio.sleep(self.retry.next_delay())
+            else:
+                self._notify()
+
+    async def _write(self, api: Any, lines: list[str]) -> bool:
+        """One batch; True when InfluxDB took it (or refused it for good)."""
+        from influxdb_client.domain.write_precision import WritePrecision
+
+        try:
+            await api.write(
+                bucket=self.config.bucket,
+                org=self.config.org or "",
+                record=lines,
+                write_precision=WritePrecision.MS,
+            )
+        except asyncio.CancelledError:
+            self.buffer.retry()
+            raise
+        except _write_errors() as err:
+            status = _status(err)
+            if status in REJECTED_STATUSES:
+                n = self.buffer.reject()
+                log.error("influx refused a batch as malformed; dropped", status=status,
+                          points=n, error=_short(err))  # fmt: skip
+                return True
+            self.buffer.retry()
+            self.failures += 1
+            self.up = False
+            self.last_error = _short(err)
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+                log.warning("influx write failed; buffering and retrying", status=status,
+                            error=self.last_error, buffered=len(self.buffer))  # fmt: skip
+            return False
+        self.writes += 1
+        n = self.buffer.acknowledge()
+        self.up = True
+        self.retry.reset()
+        if self._failing_since is not None:
+            log.info("influx reachable again", outage=round(self._clock() - self._failing_since, 1),
+                     dropped=self.buffer.dropped, sent=n)  # fmt: skip
+            self._failing_since = None
+        return True
+
+    async def _last_flush(self, api: Any, budget: float = 1.0) -> None:
+        """On the way out, one bounded attempt to send what is waiting."""
+        if self.up and self.buffer.waiting:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(budget):
+                    while self.buffer.waiting:
+                        if not await self._write(api, self.buffer.take(self.batch_size)):
+                            break
+        if len(self.buffer):
+            log.warning("influx points not written at shutdown", points=len(self.buffer))
+
+
+def _short(err: BaseException) -> str:
+    status = _status(err)
+    if status is not None:
+        reason = getattr(err, "reason", "") or ""
+        return f"HTTP {status} {reason}".strip()
+    return f"{type(err).__name__}: {err}".strip().rstrip(":")
+
+
+def influx_service(daemon: Daemon) -> InfluxService | None:
+    """The daemon's service factory: an :class:`InfluxService` when ``influx`` is enabled."""
+    config = daemon.settings.influx
+    if not config.enabled:
+        return None
+    return InfluxService(config, daemon.coordinators)
