@@ -13,7 +13,7 @@ import json
 import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -234,14 +234,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     configure_logging(settings)
 
-    async def serve() -> None:
+    async def serve() -> int:
         await Daemon(settings).serve_until_signalled()
+        return EXIT_OK
 
+    return _run_daemon(serve())
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _run_daemon(main: Coroutine[Any, Any, int]) -> int:
+    """Run a daemon coroutine; a failure of the daemon or a service is one line per cause and
+    exit 1 (e.g. ``cannot listen on 127.0.0.1:6345: address already in use``)."""
     try:
-        asyncio.run(serve())
-    except GivTcpError as err:
-        return _fail(str(err))
-    return EXIT_OK
+        return asyncio.run(main)
+    except (GivTcpError, OSError, BaseExceptionGroup) as err:
+        for leaf in _leaves(err):
+            if isinstance(leaf, KeyboardInterrupt):
+                raise leaf from None
+            text = str(leaf) or type(leaf).__name__
+            if not isinstance(leaf, GivTcpError | OSError):
+                text = f"{type(leaf).__name__}: {text}"
+            print(f"givtcp-async: failed: {text}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 # --- read ------------------------------------------------------------------------------------
@@ -445,6 +464,186 @@ def _cmd_write(args: argparse.Namespace) -> int:
     return asyncio.run(_write(args, settings))
 
 
+# --- discover --------------------------------------------------------------------------------
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    import time
+
+    from givtcp_async import discover
+
+    if not 1 <= args.port <= 65535:
+        return _fail(f"--port: must be 1..65535, got {args.port}", EXIT_USAGE)
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= 60):
+        return _fail(f"--timeout: must be > 0 and at most 60, got {args.timeout}", EXIT_USAGE)
+    if not 1 <= args.concurrency <= 1024:
+        return _fail(f"--concurrency: must be 1..1024, got {args.concurrency}", EXIT_USAGE)
+    if args.targets:
+        try:
+            networks = discover.parse_targets(args.targets)
+        except ValueError as err:
+            return _fail(str(err), EXIT_USAGE)
+    else:
+        networks, notes = discover.local_networks()
+        for note in notes:
+            print(f"givtcp-async: note: {note}", file=sys.stderr)
+        if not networks:
+            return _fail(
+                "no local IPv4 network found; give one, e.g. `discover 192.168.1.0/24`",
+                EXIT_USAGE,
+            )
+    targets = discover.targets_of(networks)
+    print(
+        f"givtcp-async: scanning {len(targets)} address(es) in "
+        f"{', '.join(map(str, networks))} on port {args.port}",
+        file=sys.stderr,
+    )
+
+    def write(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    progress = discover.Progress(len(targets), write, tty=sys.stderr.isatty())
+    started = time.monotonic()
+    found = asyncio.run(
+        discover.scan(
+            targets,
+            args.port,
+            timeout=args.timeout,
+            concurrency=args.concurrency,
+            on_result=progress,
+        )
+    )
+    progress.finish()
+    with contextlib.suppress(BrokenPipeError):
+        print(json.dumps([d.to_json() for d in found], indent=2), flush=True)
+    elapsed = time.monotonic() - started
+    print(f"givtcp-async: {len(found)} dongle(s) found in {elapsed:.1f} s", file=sys.stderr)
+    if not found:
+        return EXIT_FAILED
+    first = found[0]
+    port = "" if first.port == discover.DEFAULT_PORT else f" --port {first.port}"
+    print(
+        f"givtcp-async: note: try `givtcp-async read --host {first.address}{port}`, then set "
+        f"GIVTCP_INVERTERS__0__HOST={first.address} (or [[inverters]] host) for `run`",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+
+class _PlantClock:
+    """The daemon's clock following the demo plant's simulated clock (``--speed``)."""
+
+    def __init__(self, plant: Any) -> None:
+        self._plant = plant
+
+    def now(self) -> Any:
+        return self._plant.clock.now()
+
+    async def sleep_until(self, when: Any) -> None:
+        while (remaining := (when - self.now()).total_seconds()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(min(remaining / self._plant.clock.speed, 1.0))
+
+
+DEMO_POLL_SECONDS = 5.0
+DEMO_MAX_SPEED = 720.0
+
+
+async def _demo(args: argparse.Namespace, base: Settings) -> int:
+    import tempfile
+
+    from givtcp_async.config import InverterConfig
+    from givtcp_async.daemon import Daemon
+    from givtcp_async.simulator.plant import build_default_plant
+
+    plant = build_default_plant(speed=args.speed, seed=args.seed, batteries=args.batteries)
+    sim = plant.simulator()
+    try:
+        await sim.start()
+    except OSError as err:
+        return _fail(f"cannot start the simulated dongle: {err.strerror}")
+    runner = asyncio.create_task(plant.run(), name="demo-plant")
+    try:
+        with tempfile.TemporaryDirectory(prefix="givtcp-async-demo-") as state:
+            # Polls every DEMO_POLL_SECONDS of real time, whatever the plant's speed.
+            poll = DEMO_POLL_SECONDS * max(1.0, args.speed)
+            inverter = InverterConfig(
+                host="127.0.0.1",
+                port=sim.port,
+                poll_interval=poll,
+                settings_interval=max(poll, 60.0),
+            )
+            settings = base.model_copy(
+                update={
+                    "inverters": [inverter],
+                    "control": base.control.model_copy(update={"state_dir": Path(state)}),
+                }
+            )
+            clock = _PlantClock(plant) if args.speed != 1 else None
+            daemon = Daemon(settings, clock=clock)
+            rest = settings.rest
+            shown = "127.0.0.1" if rest.host in ("0.0.0.0", "::") else rest.host
+            info: dict[str, Any] = {
+                "dashboard": f"http://{shown}:{rest.port}/" if rest.enabled else None,
+                "simulator": f"127.0.0.1:{sim.port}",
+                "serial": plant.serial,
+                "mqtt": f"{settings.mqtt.host}:{settings.mqtt.port}"
+                if settings.mqtt.enabled
+                else None,
+                "influx": settings.influx.url if settings.influx.enabled else None,
+                "services": [s.name for s in daemon.services],
+            }
+            print(json.dumps(info), flush=True)
+            if rest.enabled:
+                print(
+                    f"givtcp-async: demo: dashboard at {info['dashboard']} (Ctrl-C stops)",
+                    file=sys.stderr,
+                )
+            await daemon.serve_until_signalled()
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        await sim.close()
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from givtcp_async.logging_setup import configure_logging
+
+    if not (math.isfinite(args.speed) and 1 <= args.speed <= DEMO_MAX_SPEED):
+        return _fail(f"--speed: must be 1..{DEMO_MAX_SPEED:g}, got {args.speed}", EXIT_USAGE)
+    if not 1 <= args.batteries <= 6:
+        return _fail(f"--batteries: must be 1..6, got {args.batteries}", EXIT_USAGE)
+    overrides: dict[str, Any] = {
+        "inverters.0.host": "127.0.0.1",  # replaced by the simulator once it listens
+        "rest.enabled": True,
+        "rest.port": args.rest_port,
+        "mqtt.host": args.cfg_mqtt_host,
+        "mqtt.internal_broker": True if args.internal_broker else None,
+        "logging.level": args.cfg_log_level,
+    }
+    labels = {
+        "rest.port": "--port",
+        "mqtt.host": "--mqtt-host",
+        "mqtt.internal_broker": "--internal-broker",
+        "logging.level": "--log-level",
+    }
+    from givtcp_async.config import load_config
+
+    try:
+        settings = load_config(args.config, overrides=overrides, override_labels=labels)
+    except ConfigError as err:
+        for line in str(err).splitlines():
+            print(f"givtcp-async: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings)
+    return _run_daemon(_demo(args, settings))
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -573,6 +772,88 @@ def build_parser() -> argparse.ArgumentParser:
     wr.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connect timeout (10)")
     add_config_options(wr)
     wr.set_defaults(handler=_cmd_write)
+
+    from givtcp_async.discover import DEFAULT_CONCURRENCY, DEFAULT_PORT, DEFAULT_TIMEOUT
+
+    disc = sub.add_parser(
+        "discover",
+        help="find GivEnergy dongles on the network and print them as JSON",
+        description="Scan this host's IPv4 networks (or the given CIDRs and addresses) for "
+        "GivEnergy dongles. An address counts only when it answers a real protocol read "
+        "(holding registers 0-59 of the inverter) with a valid frame: other devices with the "
+        "port open are not reported. Progress goes to stderr, a JSON list of the dongles "
+        "found (address, port, serial, model, firmware, dongle serial) to stdout. Exit 0 when "
+        "at least one was found, 1 when none, 2 for bad usage.",
+    )
+    disc.add_argument(
+        "targets",
+        nargs="*",
+        metavar="CIDR",
+        help="networks or addresses to scan, e.g. 192.168.1.0/24 (default: this host's "
+        "networks, each at most a /22, else the /24 around this host)",
+    )
+    disc.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"dongle TCP port ({DEFAULT_PORT})"
+    )
+    disc.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds to connect, and again to answer, per address ({DEFAULT_TIMEOUT:g})",
+    )
+    disc.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"addresses probed at once ({DEFAULT_CONCURRENCY})",
+    )
+    disc.set_defaults(handler=_cmd_discover)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the simulated inverter and the daemon in one process, dashboard on 6345",
+        description="Start the simulated plant (a Gen3 hybrid with LV batteries, as `simulate` "
+        "serves) and the daemon polling it, in one process: REST and the dashboard on "
+        "http://127.0.0.1:6345/ (rest.host/rest.port, --port), MQTT when a broker is "
+        "configured (--mqtt-host, mqtt.host) or the internal one is on (--internal-broker), "
+        "InfluxDB when configured. The configuration is read as for `run`, but its inverters "
+        "are replaced by the simulator and control state goes to a temporary directory. Prints "
+        "one JSON line (dashboard URL, simulator address, serial, services); runs until Ctrl-C "
+        "or SIGTERM. Exit 0 after a clean stop, 1 when something cannot start, 2 for bad usage.",
+    )
+    demo.add_argument(
+        "--port",
+        dest="rest_port",
+        type=int,
+        metavar="PORT",
+        help="REST and dashboard port (rest.port, default 6345)",
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help=f"simulated seconds per real second, 1-{DEMO_MAX_SPEED:g} (1); polls stay "
+        f"{DEMO_POLL_SECONDS:g} s apart in real time",
+    )
+    demo.add_argument("--batteries", type=int, default=2, metavar="N", help="LV packs, 1-6 (2)")
+    demo.add_argument("--seed", type=int, default=0, metavar="N", help="weather and load seed (0)")
+    demo_cfg = demo.add_argument_group("configuration")
+    demo_cfg.add_argument(
+        "--config", metavar="FILE", type=Path, help="TOML configuration file (as for run)"
+    )
+    demo_cfg.add_argument("--mqtt-host", dest="cfg_mqtt_host", metavar="HOST", help="MQTT broker")
+    demo_cfg.add_argument(
+        "--internal-broker",
+        action="store_true",
+        help="start the built-in mosquitto broker on 127.0.0.1 (mqtt.internal_broker)",
+    )
+    demo_cfg.add_argument(
+        "--log-level", dest="cfg_log_level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR"
+    )
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 

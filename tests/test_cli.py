@@ -1,0 +1,352 @@
+"""The command line as a user runs it: real subprocesses against real simulators over TCP.
+
+``write`` (test_control_cli), ``simulate`` (test_simulator), ``capture decode`` (test_capture) and
+``config check`` (test_config) have their own files; here are ``read``, ``discover``, ``demo``,
+``run`` and ``--help`` for every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from givtcp_async import discover
+from givtcp_async.cli import build_parser
+from givtcp_async.simulator.plant import Plant, PlantConfig
+from givtcp_async.simulator.server import DongleSimulator
+from tests.servers import free_port
+
+CLI = [sys.executable, "-m", "givtcp_async"]
+_SETTINGS_ENV = re.compile(
+    r"^(GIVTCP_(?!SHARED$).*|INVERTOR_IP.*|NUM_?BATTERIES.*|MQTT_.*|INFLUX_.*|LOG_LEVEL"
+    r"|DEBUG_FILE_LOCATION|PRINT_RAW|HA_AUTO_D|HADEVICEPREFIX.*|SELF_RUN.*|NOTIFY_SOCKET"
+    r"|WATCHDOG_.*)$"
+)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any setting a developer may have exported."""
+    return {**{k: v for k, v in os.environ.items() if not _SETTINGS_ENV.match(k)}, **extra}
+
+
+async def cli(
+    *args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run the CLI to completion (asynchronously, so in-process simulators keep serving)."""
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        *args,
+        cwd=cwd,
+        env=env or clean_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+# --- --help ----------------------------------------------------------------------------------
+
+
+def _commands() -> list[list[str]]:
+    """Every command and subcommand path of the parser."""
+    out: list[list[str]] = [[]]
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    out.append([*prefix, name])
+                    walk(sub, [*prefix, name])
+
+    walk(build_parser(), [])
+    return out
+
+
+async def test_help_everywhere(tmp_path: Path) -> None:
+    commands = _commands()
+    names = {" ".join(c) for c in commands}
+    assert {"run", "read", "write", "discover", "simulate", "demo", "capture decode",
+            "config check"} <= names  # fmt: skip
+    results = await asyncio.gather(*(cli(*c, "--help", cwd=tmp_path) for c in commands))
+    for command, (code, out, err) in zip(commands, results, strict=True):
+        assert code == 0, (command, err)
+        assert out.startswith("usage: givtcp-async"), command
+        assert err == "", (command, err)
+
+
+async def test_unknown_command_is_usage_error(tmp_path: Path) -> None:
+    code, _, err = await cli("frobnicate", cwd=tmp_path)
+    assert code == 2
+    assert "invalid choice" in err
+
+
+# --- simulators on loopback addresses --------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def simulators(hosts: list[str]) -> AsyncIterator[tuple[int, dict[str, str]]]:
+    """A simulated plant on each host, all on one port; (port, host -> inverter serial)."""
+    for _ in range(20):
+        port = free_port()
+        sims: list[DongleSimulator] = []
+        serials: dict[str, str] = {}
+        try:
+            for i, host in enumerate(hosts):
+                plant = Plant(PlantConfig(seed=10 + i))
+                sim = plant.simulator(plant.simulator_config(host=host, port=port))
+                sims.append(sim)
+                await sim.start()
+                serials[host] = plant.serial
+        except OSError:  # the port is taken on one of the addresses: try another
+            for sim in sims:
+                await sim.close()
+            continue
+        try:
+            yield port, serials
+        finally:
+            for sim in sims:
+                await sim.close()
+        return
+    raise RuntimeError("no port free on every address")
+
+
+@contextlib.asynccontextmanager
+async def listener(host: str, port: int, reply: bytes | None) -> AsyncIterator[None]:
+    """Something else listening on the dongle port: it sends ``reply`` (None: stays silent)."""
+    connections: set[asyncio.StreamWriter] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.add(writer)
+        try:
+            await reader.read(100)  # whatever the client says
+            if reply is not None:
+                writer.write(reply)
+                await writer.drain()
+                writer.close()
+            else:
+                await reader.read()  # silent until the client hangs up
+        except OSError:
+            pass
+        finally:
+            connections.discard(writer)
+            writer.close()
+
+    server = await asyncio.start_server(handle, host, port)
+    try:
+        yield
+    finally:
+        server.close()
+        for writer in list(connections):
+            writer.transport.abort()
+        await server.wait_closed()
+
+
+# --- read ------------------------------------------------------------------------------------
+
+
+async def test_read_prints_the_runall_groups(tmp_path: Path) -> None:
+    fast = clean_env(GIVTCP_INVERTERS__0__PACING="0")
+    async with simulators(["127.0.0.1"]) as (port, serials):
+        code, out, err = await cli(
+            "read", "--host", "127.0.0.1", "--port", str(port), "--no-meters", "--compact",
+            cwd=tmp_path, env=fast,
+        )  # fmt: skip
+        assert code == 0, err
+        assert len(out.splitlines()) == 1
+        tree = json.loads(out)
+        assert {"Power", "Energy", "Invertor_Details", "Control", "Timeslots",
+                "Battery_Details"} <= set(tree)  # fmt: skip
+        assert {"Power", "Flows"} <= set(tree["Power"])
+        assert {"Today", "Total"} <= set(tree["Energy"])
+        assert tree["Invertor_Details"]["Invertor_Serial_Number"] == serials["127.0.0.1"]
+        assert "raw" not in tree
+
+        code, out, err = await cli(
+            "read", "--host", "127.0.0.1", "--port", str(port), "--no-meters", "--raw", "--units",
+            cwd=tmp_path, env=fast,
+        )  # fmt: skip
+        assert code == 0, err
+        tree = json.loads(out)
+        assert tree["raw"]
+        soc = tree["Power"]["Power"]["SOC"]
+        assert soc["unit"] == "%"
+        assert 0 <= soc["value"] <= 100
+
+
+async def test_read_failures(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens
+    code, out, err = await cli(
+        "read", "--host", "127.0.0.1", "--port", str(port), "--timeout", "1", cwd=tmp_path
+    )
+    assert (code, out) == (1, "")
+    assert "cannot read the inverter" in err
+    code, _, err = await cli("read", cwd=tmp_path)  # no inverter configured anywhere
+    assert code == 2
+    assert "no inverter configured" in err
+
+
+# --- discover --------------------------------------------------------------------------------
+
+
+async def test_discover_finds_exactly_the_dongles(tmp_path: Path) -> None:
+    dongles = ["127.0.0.2", "127.0.0.3", "127.0.0.5"]
+    async with simulators(dongles) as (port, serials):
+        http = b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>camera</html>\r\n"
+        async with (
+            listener("127.0.0.4", port, http),  # a camera with the port open
+            listener("127.0.0.6", port, None),  # accepts, never answers
+        ):
+            started = time.monotonic()
+            code, out, err = await cli(
+                "discover", "127.0.0.0/29", "--port", str(port), "--timeout", "1", cwd=tmp_path
+            )
+            elapsed = time.monotonic() - started
+    assert code == 0, err
+    found = json.loads(out)
+    assert [d["address"] for d in found] == dongles
+    for item in found:
+        assert item["serial"] == serials[item["address"]]
+        assert item["port"] == port
+        assert item["model"] == "Hybrid Gen3"
+        assert item["device_type_code"] == "2001"
+        assert re.fullmatch(r"D0\.\d+-A0\.\d+", item["firmware"])
+        assert item["adapter_serial"].startswith("WG")
+    assert "scanning 6 address(es) in 127.0.0.0/29" in err
+    assert "3 dongle(s) found" in err
+    assert elapsed < 10
+
+
+async def test_discover_nothing_found_and_bad_targets(tmp_path: Path) -> None:
+    port = free_port()
+    code, out, err = await cli(
+        "discover", "127.0.0.8/30", "--port", str(port), "--timeout", "0.5", cwd=tmp_path
+    )
+    assert code == 1, err
+    assert json.loads(out) == []
+    assert "0 dongle(s) found" in err
+    for bad in (["not-a-network"], ["10.0.0.0/8"], ["::1"], ["127.0.0.1", "--timeout", "0"]):
+        code, out, err = await cli("discover", *bad, cwd=tmp_path)
+        assert (code, out) == (2, ""), bad
+        assert err.startswith("givtcp-async: ")
+
+
+async def test_discover_a_loopback_24_is_fast(tmp_path: Path) -> None:
+    async with simulators(["127.0.0.200"]) as (port, serials):
+        started = time.monotonic()
+        code, out, err = await cli("discover", "127.0.0.0/24", "--port", str(port), cwd=tmp_path)
+        elapsed = time.monotonic() - started
+    assert code == 0, err
+    assert [d["serial"] for d in json.loads(out)] == [serials["127.0.0.200"]]
+    assert "254/254 probed, 1 found" in err
+    assert elapsed < 10
+
+
+async def test_probe_rejects_what_is_not_a_dongle() -> None:
+    port = free_port()
+    garbage = bytes(range(256)) * 8
+    async with listener("127.0.0.1", port, garbage):
+        assert await discover.probe("127.0.0.1", port, timeout=1) is None
+    async with listener("127.0.0.1", port, None):
+        started = time.monotonic()
+        assert await discover.probe("127.0.0.1", port, timeout=0.5) is None
+        assert time.monotonic() - started < 2
+    assert await discover.probe("127.0.0.1", port, timeout=0.5) is None  # nothing listens
+
+
+def test_targets_and_local_networks() -> None:
+    nets = discover.parse_targets(["127.0.0.0/30", "127.0.0.1", "127.0.0.9/31"])
+    assert discover.targets_of(nets) == ["127.0.0.1", "127.0.0.2", "127.0.0.8", "127.0.0.9"]
+    with pytest.raises(ValueError, match="at most a /16"):
+        discover.parse_targets(["10.0.0.0/15"])
+    networks, _ = discover.local_networks()  # reads the interfaces only; sends nothing
+    for net in networks:
+        assert not net.is_loopback
+        assert net.prefixlen >= discover.MAX_LOCAL_PREFIX or net.prefixlen == 24
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """``givtcp-async demo`` on a free port; (process, its JSON line)."""
+    import subprocess
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else ""
+        info = json.loads(line)
+        yield proc, info
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_demo_runs_the_plant_and_stops_on_sigterm(demo: tuple[Any, dict[str, Any]]) -> None:
+    proc, info = demo
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", info["dashboard"])
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", info["simulator"])
+    assert info["mqtt"] is None
+    assert info["influx"] is None
+    assert proc.stderr is not None
+    for line in proc.stderr:  # JSON log lines; the daemon has read the simulated inverter
+        if '"plant detected"' in line:
+            assert json.loads(line)["serial"] == info["serial"]
+            break
+    else:
+        pytest.fail("demo exited before reading the plant")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0
+    assert time.monotonic() - started < 5
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+async def test_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[[inverters]]\nhost = "127.0.0.1"\n\n[mqtt]\nport = 70000\n')
+    code, out, err = await cli("run", "--config", str(path), cwd=tmp_path)
+    assert (code, out) == (2, "")
+    assert "mqtt.port" in err
+    code, _, err = await cli("run", cwd=tmp_path)  # nothing configured
+    assert code == 2
+    assert "no inverter configured" in err
+    code, _, err = await cli("run", "--config", str(tmp_path / "missing.toml"), cwd=tmp_path)
+    assert code == 2
+    assert "missing.toml" in err
