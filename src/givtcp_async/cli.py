@@ -576,10 +576,16 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
                 poll_interval=poll,
                 settings_interval=max(poll, 60.0),
             )
+            # At --speed X the daemon runs on the plant's clock: the offline and stale limits,
+            # in simulated seconds, grow with the poll interval.
+            offline = min(86400.0, max(base.mqtt.offline_after, 3 * poll))
+            stale = min(86400.0, max(base.data.stale_after, 4 * poll))
             settings = base.model_copy(
                 update={
                     "inverters": [inverter],
                     "control": base.control.model_copy(update={"state_dir": Path(state)}),
+                    "mqtt": base.mqtt.model_copy(update={"offline_after": offline}),
+                    "data": base.data.model_copy(update={"stale_after": stale}),
                 }
             )
             clock = _PlantClock(plant) if args.speed != 1 else None
