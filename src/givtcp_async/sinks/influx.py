@@ -24,7 +24,8 @@ Delivery: points wait in a bounded in-memory buffer until InfluxDB acknowledges 
 oldest first in batches. While InfluxDB is unreachable or failing, the writer retries with
 capped exponential back-off; nothing is lost while the outage is shorter than
 ``buffer_max_age`` and fewer than ``buffer_max_points`` points are waiting. Beyond either bound
-the oldest waiting points are dropped and counted (0 switches that bound off). A batch InfluxDB
+the oldest points are dropped and counted (0 switches that bound off; see :class:`PointBuffer`
+for the batch in flight). A batch InfluxDB
 refuses as malformed (400, 422) is dropped and counted as rejected rather than retried forever.
 The coordinators are never waited on: snapshots are read from their latest-only stream and the
 buffer absorbs a slow or absent database.
