@@ -287,7 +287,12 @@ def test_targets_and_local_networks() -> None:
     assert discover.targets_of(nets) == ["127.0.0.1", "127.0.0.2", "127.0.0.8", "127.0.0.9"]
     with pytest.raises(ValueError, match="at most a /16"):
         discover.parse_targets(["10.0.0.0/15"])
-    networks, _ = discover.local_networks()  # reads the interfaces only; sends nothing
+    # Both ways of listing interfaces agree (iproute2's `ip`, and ioctl where it is missing, as
+    # in the Docker image); they read the interfaces only and send nothing.
+    by_ip = discover._interfaces_ip()
+    assert by_ip is not None
+    assert set(discover._interfaces_ioctl()) <= set(by_ip)
+    networks, _ = discover.local_networks()
     for net in networks:
         assert not net.is_loopback
         assert net.prefixlen >= discover.MAX_LOCAL_PREFIX or net.prefixlen == 24
