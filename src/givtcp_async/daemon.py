@@ -18,7 +18,9 @@ import structlog
 from givtcp_async.config import Settings
 from givtcp_async.control.clock import Clock
 from givtcp_async.coordinator import InverterCoordinator
+from givtcp_async.sinks.broker import broker_service
 from givtcp_async.sinks.influx import influx_service
+from givtcp_async.sinks.mqtt import mqtt_service
 from givtcp_async.systemd import SystemdNotifier
 
 log = structlog.get_logger(__name__)
@@ -51,6 +53,8 @@ def default_services(daemon: Daemon) -> list[Service]:
 
 # Each output module registers a factory here (kept in one place so the order is explicit).
 SERVICE_FACTORIES: list[ServiceFactory] = [
+    broker_service,  # before mqtt_service, which waits for it
+    mqtt_service,
     influx_service,
 ]
 

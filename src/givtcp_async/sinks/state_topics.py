@@ -1,18 +1,24 @@
 """Which MQTT messages a snapshot becomes: GivTCP's topic layout, payload text, change detection.
 
 Pure (no I/O): the MQTT client publishes what :meth:`StateTopics.messages` returns.
+
+Every leaf of the snapshot's runAll tree goes to ``<root>/<serial>/<path>`` (for example
+``GivEnergy/SA1234G567/Power/Power/SOC``); the whole tree also goes, as one JSON document, to
+``<root>/<serial>/runAll``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from givtcp_async.snapshot import Snapshot
+
+JSON_DOCUMENT = "runAll"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,36 +48,81 @@ def state_base(root: str, serial: str) -> str:
     return f"{root}/{serial}"
 
 
+def leaves(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a runAll tree keyed by its slash-joined path; None leaves are left out."""
+    out: dict[str, Any] = {}
+    _leaves(tree, prefix, out)
+    return out
+
+
+def _leaves(node: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for key, value in node.items():
+        path = f"{prefix}/{key}" if prefix else key
+        if isinstance(value, Mapping):
+            _leaves(value, path, out)
+        elif value is not None:
+            out[path] = value
+
+
 @dataclass
 class StateTopics:
     """Turns successive snapshots of one inverter into the messages worth publishing.
 
     The first call (and the first after :meth:`reset`) returns every value; later calls return
     only values whose payload changed, unless ``changes_only`` is off. Values that became
-    unavailable are not published (their last message stays; availability covers them).
+    unavailable are not published (their last message stays; availability covers them), and
+    neither is anything non-finite. Paths in ``exclude`` (relative to ``<root>/<serial>``) are
+    owned by someone else (the availability topic ``Stats/status``).
     """
 
     root: str
     retain: bool = True
     changes_only: bool = True
     publish_json: bool = True
+    exclude: Collection[str] = ()
     _last: dict[str, str] = field(default_factory=dict)
 
     def reset(self) -> None:
         """Forget what was published: the next snapshot is published in full."""
         self._last.clear()
 
+    def topics(self, snapshot: Snapshot) -> dict[str, str]:
+        """Every state topic of ``snapshot`` with its payload (no change detection)."""
+        base = state_base(self.root, snapshot.serial)
+        out: dict[str, str] = {}
+        for path, value in leaves(snapshot.runall()).items():
+            if path in self.exclude:
+                continue
+            try:
+                out[f"{base}/{path}"] = payload_text(value)
+            except ValueError:
+                continue  # non-finite: never published
+        return out
+
     def messages(self, snapshot: Snapshot) -> list[Message]:
         base = state_base(self.root, snapshot.serial)
+        tree = snapshot.runall()
         out: list[Message] = []
-        for path, value in snapshot.flat().items():
-            topic = f"{base}/{path}"
-            text = payload_text(value)
-            if self.changes_only and self._last.get(topic) == text:
+        last = self._last
+        for path, value in leaves(tree).items():
+            if path in self.exclude:
                 continue
-            self._last[topic] = text
+            try:
+                text = payload_text(value)
+            except ValueError:
+                continue
+            topic = f"{base}/{path}"
+            if self.changes_only and last.get(topic) == text:
+                continue
+            last[topic] = text
             out.append(Message(topic, text, self.retain))
         if self.publish_json:
-            doc = json.dumps(snapshot.runall(), separators=(",", ":"), default=str)
-            out.append(Message(f"{base}/runAll", doc, self.retain))
+            doc = json.dumps(tree, separators=(",", ":"), default=_json_default)
+            out.append(Message(f"{base}/{JSON_DOCUMENT}", doc, self.retain))
         return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

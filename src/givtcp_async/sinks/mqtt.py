@@ -1,0 +1,517 @@
+"""The MQTT service: state, availability, commands and Home Assistant discovery over one client.
+
+Topics (``<root>`` is ``mqtt.topic``, GivEnergy by default):
+
+* ``<root>/<serial>/<group>/.../<Field>``: every snapshot value, retained (``mqtt.retain``);
+  after a full publish only changed values (``mqtt.changes_only``). ``<root>/<serial>/runAll``:
+  the whole snapshot as one JSON document.
+* ``<root>/bridge/status``: ``online`` while the daemon is connected; the broker publishes the
+  retained last will ``offline`` if the daemon dies, and the daemon publishes it on shutdown.
+* ``<root>/<serial>/Stats/status``: ``online`` while the inverter answers, ``offline`` once no
+  poll has succeeded for ``mqtt.offline_after`` seconds and on shutdown (retained).
+* Commands: ``<root>/<serial>/control/<function>`` and GivTCP's ``<root>/control/<serial>/
+  <function>``; the payload is JSON or a plain value as in the control catalogue. The result
+  goes, not retained, to ``<root>/<serial>/control/<function>/result``. Retained and empty
+  command messages are never executed (a broker replaying an old command, or someone clearing
+  one, must not act); they and unknown serials get a ``rejected`` result saying why.
+* Discovery (:mod:`givtcp_async.sinks.discovery`) under ``mqtt.discovery_prefix``, announced
+  after every (re)connection, when an inverter's layout changes, and a moment after Home
+  Assistant's ``<prefix>/status`` says ``online``.
+
+aiomqtt 2.x does not reconnect by itself: :meth:`MqttService.run` loops over connections with
+capped, jittered back-off, and every connection starts with a full publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import aiomqtt
+import structlog
+
+from givtcp_async.backoff import Backoff
+from givtcp_async.config import MqttConfig, Settings
+from givtcp_async.control.executor import CommandResult, rejected
+from givtcp_async.sinks import discovery
+from givtcp_async.sinks.discovery import (
+    OFFLINE,
+    ONLINE,
+    STATUS_PATH,
+    DiscoveryConfig,
+    bridge_topic,
+    ha_status_topic,
+    result_topic,
+    status_topic,
+)
+from givtcp_async.sinks.state_topics import Message, StateTopics
+from givtcp_async.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from givtcp_async.coordinator import Health, InverterCoordinator
+    from givtcp_async.daemon import Daemon
+
+log = structlog.get_logger(__name__)
+
+MAX_PENDING_COMMANDS: Final = 32
+PUBLISH_BATCH: Final = 100
+GOODBYE_TIMEOUT: Final = 1.5
+KEEPALIVE: Final = 30
+CONTROL: Final = "control"
+
+
+def is_online(health: Health, now: datetime, offline_after: float) -> bool:
+    """The inverter answered within ``offline_after`` seconds (a dropped link alone is not
+    enough to call it offline: the coordinator reconnects within seconds)."""
+    last = health.last_good_poll
+    return last is not None and (now - last).total_seconds() <= offline_after
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """The TLS context ``mqtt.tls`` describes (None: plain TCP)."""
+    tls = cfg.tls
+    if not tls.enabled:
+        return None
+    ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.certfile is not None:
+        ctx.load_cert_chain(str(tls.certfile), str(tls.keyfile) if tls.keyfile else None)
+    if tls.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def client_options(cfg: MqttConfig) -> dict[str, Any]:
+    """Keyword arguments for :class:`aiomqtt.Client` (connection, credentials, TLS, last will)."""
+    assert cfg.host is not None
+    return {
+        "hostname": cfg.host,
+        "port": cfg.port,
+        "username": cfg.username,
+        "password": cfg.password.get_secret_value() if cfg.password else None,
+        "identifier": cfg.effective_client_id(),
+        "will": aiomqtt.Will(bridge_topic(cfg.topic), OFFLINE, qos=1, retain=True),
+        "clean_session": True,
+        "keepalive": KEEPALIVE,
+        "timeout": 10.0,
+        "tls_context": tls_context(cfg),
+        "tls_insecure": cfg.tls.insecure if cfg.tls.enabled else None,
+        "logger": logging.getLogger("givtcp_async.sinks.mqtt.client"),
+        # Results and state go out at once instead of waiting behind a delayed ACK (~40 ms).
+        "socket_options": [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+    }
+
+
+def parse_command_topic(root: str, topic: str) -> tuple[str, str] | None:
+    """``(serial, function)`` of a control topic in either form, else None."""
+    if not topic.startswith(root + "/"):
+        return None
+    parts = topic[len(root) + 1 :].split("/")
+    if len(parts) != 3 or not all(parts):
+        return None
+    if parts[0] == CONTROL:
+        return parts[1], parts[2]
+    if parts[1] == CONTROL:
+        return parts[0], parts[2]
+    return None
+
+
+def configuration_url(settings: Settings) -> str | None:
+    """The REST dashboard's address for HA's "Visit" link, when the REST API runs."""
+    rest = settings.rest
+    if not rest.enabled:
+        return None
+    host = rest.host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{rest.port}/"
+
+
+@dataclass(eq=False)
+class _Inverter:
+    """What the service tracks for one coordinator."""
+
+    coord: InverterCoordinator
+    topics: StateTopics
+    discovery: DiscoveryConfig
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    announced: tuple[Any, ...] | None = None
+    status: str | None = None
+
+    @property
+    def serial(self) -> str | None:
+        return self.coord.serial
+
+    def forget(self) -> None:
+        """A new connection: everything is published again."""
+        self.topics.reset()
+        self.announced = None
+        self.status = None
+
+
+@dataclass
+class MqttStats:
+    connections: int = 0
+    connection_failures: int = 0
+    messages: int = 0
+    announcements: int = 0
+    commands: int = 0
+    commands_rejected: int = 0
+    results_undelivered: int = 0
+
+
+class MqttService:
+    """Publishes every inverter's state and serves commands over one aiomqtt client."""
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        *,
+        backoff: Backoff | None = None,
+        ha_birth_delay: tuple[float, float] = (1.0, 5.0),
+        health_interval: float = 2.0,
+    ) -> None:
+        self.daemon = daemon
+        self.cfg = daemon.settings.mqtt
+        self.root = self.cfg.topic
+        self.backoff = backoff or Backoff(initial=1.0, maximum=60.0)
+        self.ha_birth_delay = ha_birth_delay
+        self.health_interval = health_interval
+        url = configuration_url(daemon.settings)
+        self.inverters = [
+            _Inverter(
+                coord,
+                StateTopics(
+                    self.root,
+                    retain=self.cfg.retain,
+                    changes_only=self.cfg.changes_only,
+                    exclude=(STATUS_PATH,),
+                ),
+                DiscoveryConfig(
+                    root=self.root,
+                    prefix=self.cfg.discovery_prefix,
+                    device_prefix=coord.config.name,
+                    time_entities=self.cfg.time_entities,
+                    configuration_url=url,
+                ),
+            )
+            for coord in daemon.coordinators
+        ]
+        self.stats = MqttStats()
+        self.connected = asyncio.Event()  # set while a connection is up (tests, health)
+        self.stopped = asyncio.Event()  # set once offline has been published on shutdown
+        self._client: aiomqtt.Client | None = None
+        self._commands: set[asyncio.Task[None]] = set()
+        self._sessions = asyncio.Condition()
+
+    async def wait_connected(self, times: int = 1) -> None:
+        """Return once ``times`` connections in all have been set up (subscribed, serving)."""
+        async with self._sessions:
+            await self._sessions.wait_for(lambda: self.stats.connections >= times)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect on loss; on cancellation publish offline and stop."""
+        try:
+            await self._wait_for_internal_broker()
+            while True:
+                await self._connection()
+                delay = self.backoff.next_delay()
+                log.info("MQTT reconnecting", retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+        finally:
+            self.stopped.set()
+            await self._cancel_commands()
+
+    async def _wait_for_internal_broker(self) -> None:
+        from givtcp_async.sinks.broker import BrokerService
+
+        for service in self.daemon.services:
+            if isinstance(service, BrokerService):
+                await service.ready.wait()
+
+    async def _connection(self) -> None:
+        """One connection, until it fails (returns) or the service is cancelled (raises)."""
+        client = aiomqtt.Client(**client_options(self.cfg))
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as err:
+            self.stats.connection_failures += 1
+            level = log.warning if self.backoff.failures == 0 else log.debug
+            level("MQTT connection failed", host=self.cfg.host, port=self.cfg.port,
+                  error=str(err))  # fmt: skip
+            return
+        except asyncio.CancelledError:
+            _abandon(client)
+            raise
+        log.info("MQTT connected", host=self.cfg.host, port=self.cfg.port,
+                 client_id=self.cfg.effective_client_id())  # fmt: skip
+        try:
+            try:
+                await self._session(client)
+                _checkpoint()
+            except* aiomqtt.MqttError as group:
+                log.warning("MQTT connection lost", error=str(group.exceptions[0]))
+            except* Exception as group:  # a bug must not take the daemon down: log, reconnect
+                log.error("MQTT session failed", exc_info=group.exceptions[0])
+        except asyncio.CancelledError:
+            self._client = None
+            await self._goodbye(client)
+            raise
+        finally:
+            self._client = None
+            self.connected.clear()
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await client.__aexit__(None, None, None)
+            _abandon(client)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        for inv in self.inverters:
+            inv.forget()
+        await client.publish(bridge_topic(self.root), ONLINE, qos=1, retain=True)
+        await client.subscribe(
+            [
+                (f"{self.root}/+/{CONTROL}/+", 1),
+                (f"{self.root}/{CONTROL}/+/+", 1),
+                (ha_status_topic(self.cfg.discovery_prefix), 1),
+            ]
+        )
+        self._client = client
+        self.connected.set()
+        self.backoff.reset()
+        async with self._sessions:
+            self.stats.connections += 1
+            self._sessions.notify_all()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._listen(client, tg), name="mqtt-listen")
+            tg.create_task(self._watch_health(client), name="mqtt-health")
+            for inv in self.inverters:
+                tg.create_task(self._follow(client, inv), name=f"mqtt-{inv.coord.name}")
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        """Clean shutdown: every inverter and the bridge go offline (retained)."""
+        try:
+            async with asyncio.timeout(GOODBYE_TIMEOUT):
+                for inv in self.inverters:
+                    if inv.serial is not None:
+                        await client.publish(
+                            status_topic(self.root, inv.serial), OFFLINE, qos=1, retain=True
+                        )
+                await client.publish(bridge_topic(self.root), OFFLINE, qos=1, retain=True)
+        except (aiomqtt.MqttError, TimeoutError) as err:
+            log.warning("could not publish offline on shutdown", error=str(err))
+        else:
+            log.info("MQTT offline published")
+        self.stopped.set()
+
+    async def _cancel_commands(self) -> None:
+        tasks = list(self._commands)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
+    # --- state -----------------------------------------------------------------------------
+
+    async def _follow(self, client: aiomqtt.Client, inv: _Inverter) -> None:
+        async for snap in inv.coord.updates():
+            await self._publish_snapshot(client, inv, snap)
+            _checkpoint()
+
+    async def _publish_snapshot(
+        self, client: aiomqtt.Client, inv: _Inverter, snap: Snapshot, *, full: bool = False
+    ) -> None:
+        async with inv.lock:
+            if full:
+                inv.topics.reset()
+            if self.cfg.discovery:
+                sig = discovery.signature(snap)
+                if full or inv.announced != sig:
+                    await self._publish(client, discovery.messages(snap, inv.discovery))
+                    inv.announced = sig
+                    inv.topics.reset()  # state after config, for non-retained state
+                    self.stats.announcements += 1
+                    log.info("discovery announced", serial=snap.serial)
+            await self._publish(client, inv.topics.messages(snap))
+            await self._update_status(client, inv)
+
+    async def _publish(self, client: aiomqtt.Client, messages: Sequence[Message]) -> None:
+        await publish_all(client, messages)
+        self.stats.messages += len(messages)
+
+    async def publish_state_now(self) -> None:
+        """Republish everything (discovery and full state) on the current connection."""
+        client = self._client
+        if client is None:
+            return
+        for inv in self.inverters:
+            snap = inv.coord.snapshot
+            if snap is not None:
+                await self._publish_snapshot(client, inv, snap, full=True)
+
+    # --- availability ------------------------------------------------------------------------
+
+    async def _watch_health(self, client: aiomqtt.Client) -> None:
+        while True:
+            for inv in self.inverters:
+                await self._update_status(client, inv)
+            _checkpoint()
+            await asyncio.sleep(self.health_interval)
+
+    async def _update_status(self, client: aiomqtt.Client, inv: _Inverter) -> None:
+        serial = inv.serial
+        if serial is None:
+            return
+        coord = inv.coord
+        online = is_online(coord.health(), coord.now(), coord.offline_after)
+        status = ONLINE if online else OFFLINE
+        if status != inv.status:
+            await client.publish(status_topic(self.root, serial), status, qos=1, retain=True)
+            if inv.status is not None:
+                log.info("inverter availability", serial=serial, status=status)
+            inv.status = status
+
+    # --- incoming ----------------------------------------------------------------------------
+
+    async def _listen(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+        ha_status = ha_status_topic(self.cfg.discovery_prefix)
+        async for message in client.messages:
+            topic = message.topic.value
+            if topic == ha_status:
+                if message.payload in (b"online", "online") and not message.retain:
+                    delay = random.uniform(*self.ha_birth_delay)
+                    log.info("Home Assistant started; announcing again", delay=round(delay, 2))
+                    tg.create_task(self._after_ha_birth(delay), name="mqtt-ha-birth")
+                continue
+            parsed = parse_command_topic(self.root, topic)
+            if parsed is not None:
+                self._on_command(parsed[0], parsed[1], _payload_bytes(message.payload),
+                                 retained=message.retain)  # fmt: skip
+
+    async def _after_ha_birth(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self.cfg.discovery:
+            await self.publish_state_now()
+
+    def _on_command(self, serial: str, function: str, payload: bytes, *, retained: bool) -> None:
+        self.stats.commands += 1
+        target = serial.upper()
+        inv = next((i for i in self.inverters if (i.serial or "").upper() == target), None)
+        reason: str | None = None
+        if retained:
+            reason = (
+                "retained command message ignored: a command is executed only when it is "
+                "published, never replayed by the broker (publish it without the retain flag)"
+            )
+        elif not payload.strip():
+            reason = "empty payload ignored (clearing a retained message is not a command)"
+        elif inv is None:
+            served = ", ".join(i.serial for i in self.inverters if i.serial) or "none detected yet"
+            reason = f"inverter {serial} is not served by this daemon (serving: {served})"
+        elif len(self._commands) >= MAX_PENDING_COMMANDS:
+            reason = f"too many commands waiting ({MAX_PENDING_COMMANDS}); try again later"
+        if reason is not None or inv is None:
+            self.stats.commands_rejected += 1
+            log.warning("MQTT command rejected", serial=serial, function=function,
+                        reason=reason)  # fmt: skip
+            result = rejected(function, reason or "rejected", at=datetime.now().astimezone())
+            self._spawn(self._deliver(serial, function, result))
+            return
+        log.info("MQTT command", serial=inv.serial, function=function)
+        self._spawn(self._execute(inv, serial, function, payload))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name="mqtt-command")
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _execute(self, inv: _Inverter, serial: str, function: str, payload: bytes) -> None:
+        result = await inv.coord.execute(function, payload)
+        log.info("MQTT command done", serial=serial, function=function, status=result.status,
+                 message=result.message)  # fmt: skip
+        await self._deliver(serial, function, result)
+
+    async def _deliver(self, serial: str, function: str, result: CommandResult) -> None:
+        body = {"serial": serial, **result.to_json()}
+        client = self._client
+        if client is None:
+            self.stats.results_undelivered += 1
+            log.warning("MQTT command result not delivered (not connected)", serial=serial,
+                        function=function, status=result.status)  # fmt: skip
+            return
+        try:
+            await client.publish(
+                result_topic(self.root, serial, function),
+                json.dumps(body, separators=(",", ":"), default=str),
+                qos=1,
+                retain=False,
+            )
+        except aiomqtt.MqttError as err:
+            self.stats.results_undelivered += 1
+            log.warning("MQTT command result not delivered", serial=serial, function=function,
+                        status=result.status, error=str(err))  # fmt: skip
+
+
+async def publish_all(client: aiomqtt.Client, messages: Sequence[Message]) -> None:
+    """Publish at QoS 0 in order, up to :data:`PUBLISH_BATCH` at a time (a third less CPU than
+    one by one: paho writes a batch in one go). Raises the first error."""
+    # No per-message timeout: aiomqtt would wrap each wait in asyncio.wait_for, which on Python
+    # 3.11 can swallow a cancellation; a dead link ends the session (and these waits) instead.
+    for start in range(0, len(messages), PUBLISH_BATCH):
+        batch = messages[start : start + PUBLISH_BATCH]
+        outcomes = await asyncio.gather(
+            *(
+                client.publish(m.topic, m.payload, qos=0, retain=m.retain, timeout=math.inf)
+                for m in batch
+            ),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+
+def _checkpoint() -> None:
+    """Raise if this task was asked to stop and an await swallowed the request (Python 3.11's
+    ``asyncio.wait_for``, used inside aiomqtt, can return a result instead of cancelling)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+def _abandon(client: aiomqtt.Client) -> None:
+    """Close the client's socket whatever state it is in (no leaked connection)."""
+    # aiomqtt 2.x has no public way to drop a half-open link; paho's own close unregisters the
+    # event loop's callbacks before closing the socket.
+    paho = client._client
+    with contextlib.suppress(Exception):
+        paho._sock_close()
+
+
+def mqtt_service(daemon: Daemon) -> MqttService | None:
+    """The daemon's factory: the MQTT service when ``mqtt.enabled``."""
+    return MqttService(daemon) if daemon.settings.mqtt.enabled else None

@@ -1,0 +1,233 @@
+"""MQTT test helpers: an independent aiomqtt client that records messages, and Home Assistant's
+discovery rules written down as a checker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any
+
+import aiomqtt
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    seq: int
+    topic: str
+    payload: str
+    retain: bool
+
+
+@dataclass
+class Watcher:
+    """Records every message a test client receives; waits for the ones a test expects."""
+
+    client: aiomqtt.Client
+    log: list[Seen] = field(default_factory=list)
+    latest: dict[str, Seen] = field(default_factory=dict)
+    _signal: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def mark(self) -> int:
+        return len(self.log)
+
+    async def _pump(self) -> None:
+        async for msg in self.client.messages:
+            payload = msg.payload
+            text = payload.decode() if isinstance(payload, bytes | bytearray) else str(payload)
+            seen = Seen(len(self.log), msg.topic.value, text, msg.retain)
+            self.log.append(seen)
+            self.latest[seen.topic] = seen
+            self._signal.set()
+            self._signal = asyncio.Event()
+
+    async def wait(
+        self, predicate: Callable[[Seen], bool], *, after: int = 0, timeout: float = 10.0
+    ) -> Seen:
+        """The first message at or after ``after`` that satisfies ``predicate``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                signal = self._signal
+                for seen in self.log[after:]:
+                    if predicate(seen):
+                        return seen
+                after = len(self.log)
+                await signal.wait()
+
+    async def wait_topic(
+        self, topic: str, payload: str | None = None, *, after: int = 0, timeout: float = 10.0
+    ) -> Seen:
+        return await self.wait(
+            lambda s: s.topic == topic and (payload is None or s.payload == payload),
+            after=after,
+            timeout=timeout,
+        )
+
+    async def sync(self) -> None:
+        """Return once every message the broker had for this client has arrived."""
+        topic = f"test/sync/{next(_ids)}"
+        await self.client.subscribe(topic)
+        mark = self.mark()
+        await self.client.publish(topic, "sync")
+        await self.wait_topic(topic, after=mark)
+
+    async def result(self, topic: str, *, after: int, timeout: float = 10.0) -> dict[str, Any]:
+        seen = await self.wait_topic(topic, after=after, timeout=timeout)
+        body: dict[str, Any] = json.loads(seen.payload)
+        return body
+
+
+@contextlib.asynccontextmanager
+async def watching(port: int, *topics: str, **options: Any) -> AsyncIterator[Watcher]:
+    """A test client on 127.0.0.1:``port`` subscribed to ``topics``."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"test-{next(_ids)}", **options) as c:
+        watcher = Watcher(c)
+        pump = asyncio.create_task(watcher._pump())
+        try:
+            for topic in topics:
+                await c.subscribe(topic, qos=1)
+            yield watcher
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await pump
+
+
+# --- Home Assistant's rules --------------------------------------------------------------------
+
+# Units Home Assistant accepts per sensor/number device class (the classes this project uses).
+UNITS: Mapping[str, set[str]] = {
+    "power": {"W", "kW", "MW", "GW", "mW", "BTU/h"},
+    "energy": {"Wh", "kWh", "MWh", "GWh", "TWh", "mWh", "J", "kJ", "MJ", "GJ", "cal", "kcal"},
+    "energy_storage": {"Wh", "kWh", "MWh", "GWh", "TWh", "mWh", "J", "kJ", "MJ", "GJ"},
+    "voltage": {"V", "mV", "kV", "µV", "MV"},
+    "current": {"A", "mA"},
+    "frequency": {"Hz", "kHz", "MHz", "GHz"},
+    "temperature": {"°C", "°F", "K"},
+    "battery": {"%"},
+    "duration": {"d", "h", "min", "s", "ms", "µs"},
+}
+STATE_CLASSES = {"measurement", "total", "total_increasing"}
+PLATFORMS = {"sensor", "number", "select", "switch", "button", "time"}
+_ENTITY_ID = re.compile(r"^(?P<platform>[a-z_]+)\.[a-z0-9_]+$")
+_ID_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def problems(topic: str, config: Mapping[str, Any]) -> list[str]:
+    """What Home Assistant would refuse or mis-handle in one discovery payload."""
+    out: list[str] = []
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[-1] != "config":
+        return [f"{topic}: not <prefix>/<platform>/<node>/<object>/config"]
+    platform = parts[1]
+    if platform not in PLATFORMS:
+        out.append(f"unknown platform {platform}")
+    if not (_ID_CHARS.match(parts[2]) and _ID_CHARS.match(parts[3])):
+        out.append("node or object id outside [A-Za-z0-9_-]")
+    if "object_id" in config:
+        out.append("object_id is gone since HA 2026.4")
+    m = _ENTITY_ID.match(str(config.get("default_entity_id", "")))
+    if m is None or m["platform"] != platform:
+        out.append(f"default_entity_id {config.get('default_entity_id')!r}")
+    for key in ("unique_id", "name"):
+        if not isinstance(config.get(key), str) or not config[key]:
+            out.append(f"missing {key}")
+    device = config.get("device", {})
+    if not device.get("identifiers") or not device.get("name"):
+        out.append("device needs identifiers and name")
+    if not config.get("origin", {}).get("name"):
+        out.append("origin needs a name")
+    avail = config.get("availability")
+    if not avail or not all(a.get("topic") for a in avail):
+        out.append("availability list")
+    if config.get("availability_mode") != "all":
+        out.append("availability_mode should be all")
+    if platform != "sensor" and platform != "button" and "command_topic" not in config:
+        out.append("controls need a command_topic")
+    if platform == "button" and "command_topic" not in config:
+        out.append("button needs a command_topic")
+    if platform in ("sensor", "switch", "number", "time") and "state_topic" not in config:
+        out.append("state_topic missing")
+    out.extend(_platform_problems(platform, config))
+    return [f"{topic}: {p}" for p in out]
+
+
+def _platform_problems(platform: str, config: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    dc = config.get("device_class")
+    unit = config.get("unit_of_measurement")
+    sc = config.get("state_class")
+    if platform == "sensor":
+        if config.get("entity_category") == "config":
+            out.append("a sensor cannot be a config entity")
+        if sc is not None and sc not in STATE_CLASSES:
+            out.append(f"state_class {sc}")
+        if dc == "enum":
+            if not config.get("options") or unit or sc:
+                out.append("enum needs options and no unit or state_class")
+        elif dc == "timestamp":
+            if unit or sc:
+                out.append("timestamp takes no unit or state_class")
+        elif dc is not None and (dc not in UNITS or unit not in UNITS[dc]):
+            out.append(f"unit {unit!r} not allowed for {dc}")
+        if dc == "energy" and sc not in ("total", "total_increasing"):
+            out.append("energy needs total or total_increasing")
+    elif platform == "number":
+        lo, hi, step = config.get("min"), config.get("max"), config.get("step")
+        if not all(isinstance(v, int | float) for v in (lo, hi, step)):
+            out.append("number needs numeric min, max and step (min defaults to 1)")
+        elif not (lo < hi and step > 0):  # type: ignore[operator]
+            out.append("number range")
+        if config.get("mode", "auto") not in ("auto", "box", "slider"):
+            out.append("number mode")
+        if dc is not None and (dc not in UNITS or unit not in UNITS[dc]):
+            out.append(f"unit {unit!r} not allowed for {dc}")
+    elif platform == "select":
+        options = config.get("options")
+        if not options or not all(isinstance(o, str) for o in options):
+            out.append("select needs options (strings)")
+        elif len(set(options)) != len(options):
+            out.append("duplicate options")
+    elif platform == "switch":
+        for key in ("payload_on", "payload_off", "state_on", "state_off"):
+            if not isinstance(config.get(key), str):
+                out.append(f"switch needs {key}")
+    elif platform == "button" and dc not in (None, "restart", "update", "identify"):
+        out.append(f"button device_class {dc}")
+    return out
+
+
+def state_problems(platform: str, config: Mapping[str, Any], value: str | None) -> list[str]:
+    """Whether the value on an entity's state topic is one HA would accept."""
+    if "state_topic" not in config:
+        return []
+    name = config["unique_id"]
+    if value is None:
+        return [f"{name}: nothing on {config['state_topic']}"]
+    dc = config.get("device_class")
+    try:
+        if platform == "sensor":
+            if dc == "enum":
+                assert value in config["options"], "not an option"
+            elif dc == "timestamp":
+                assert datetime.fromisoformat(value).tzinfo is not None, "no time zone"
+            elif config.get("state_class") or dc in UNITS:
+                float(value)
+        elif platform == "number":
+            assert config["min"] <= float(value) <= config["max"], "out of range"
+        elif platform == "select":
+            assert value in config["options"], "not an option"
+        elif platform == "switch":
+            assert value in (config["state_on"], config["state_off"]), "not on/off"
+        elif platform == "time":
+            time.fromisoformat(value)
+    except (AssertionError, ValueError) as err:
+        return [f"{name}: {value!r}: {err}"]
+    return []

@@ -1,0 +1,370 @@
+"""The MQTT service end to end: a real mosquitto, the simulated plant, the real daemon.
+
+A separate aiomqtt client plays Home Assistant, Predbat or a user: it reads what the daemon
+publishes and publishes commands. Every wait is for a message or a simulator event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from givtcp_async.backoff import Backoff
+from givtcp_async.simulator.plant import PlantConfig
+from givtcp_async.simulator.server import DongleSimulator, SimEvent
+from givtcp_async.sinks.mqtt import MqttService
+from tests.harness import Rig, running_daemon
+from tests.mqtt_support import Watcher, problems, state_problems, watching
+from tests.servers import Mosquitto
+
+ROOT = "GivEnergy"
+BRIDGE = f"{ROOT}/bridge/status"
+FROZEN = PlantConfig(speed=0)
+
+
+def mqtt_settings(broker: Mosquitto, **extra: Any) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": broker.port, "client_id": "givtcp-async-test", **extra}
+
+
+def service(rig: Rig) -> MqttService:
+    svc = next(s for s in rig.daemon.services if isinstance(s, MqttService))
+    svc.backoff = Backoff(initial=0.05, maximum=0.3)
+    svc.ha_birth_delay = (0.0, 0.05)
+    return svc
+
+
+def holding(sim: DongleSimulator) -> dict[tuple[int, int], int]:
+    return {(dev, reg): v for (dev, fn, reg), v in sim.store.snapshot().items() if fn == 3}
+
+
+def is_write(register: int) -> Any:
+    def check(ev: SimEvent) -> bool:
+        return ev.kind == "request" and getattr(ev.frame, "register", None) == register
+
+    return check
+
+
+async def started(rig: Rig, w: Watcher, index: int = 0) -> str:
+    """The inverter's serial, once its state (after its discovery) has been published."""
+    snap = await rig.first_snapshot(index)
+    await w.wait_topic(f"{ROOT}/{snap.serial}/runAll")
+    return snap.serial
+
+
+async def test_discovery_payloads_follow_ha_rules_and_every_state_topic_has_a_value(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig:
+        async with watching(mosquitto.port, f"{ROOT}/#") as w:
+            serial = await started(rig, w)
+        # A fresh subscriber sees exactly what the broker retains for Home Assistant.
+        ha_cm = watching(mosquitto.port, "homeassistant/#", f"{ROOT}/#")
+        ha = await ha_cm.__aenter__()
+        await ha.sync()
+        mark = ha.mark()
+    try:
+        # The daemon stopped: it said so on the bridge and on the inverter's availability topic.
+        await ha.wait_topic(BRIDGE, "offline", after=mark)
+        await ha.wait_topic(f"{ROOT}/{serial}/Stats/status", "offline", after=mark)
+    finally:
+        await ha_cm.__aexit__(None, None, None)
+    assert all(s.retain for s in ha.log[:mark] if not s.topic.startswith("test/"))
+    configs = {
+        s.topic: json.loads(s.payload)
+        for s in ha.log[:mark]
+        if s.topic.startswith("homeassistant/") and s.payload
+    }
+    retained = {s.topic: s.payload for s in ha.log[:mark]}
+    assert len(configs) > 200
+    found: list[str] = []
+    for topic, config in configs.items():
+        found += problems(topic, config)
+        value = retained.get(config.get("state_topic", ""))
+        found += state_problems(topic.split("/")[1], config, value)
+    assert found == []
+    by_id = {c["default_entity_id"]: c for c in configs.values()}
+    low = serial.lower()
+    # Predbat's ids and platforms (GivTCP's): slots are selects of HH:MM:SS by default.
+    for entity in (
+        f"sensor.givtcp_{low}_soc",
+        f"sensor.givtcp_{low}_soc_kwh",
+        f"number.givtcp_{low}_target_soc",
+        f"number.givtcp_{low}_battery_charge_rate",
+        f"switch.givtcp_{low}_enable_charge_schedule",
+        f"select.givtcp_{low}_mode",
+        f"select.givtcp_{low}_charge_start_time_slot_1",
+        f"button.givtcp_{low}_reboot_invertor",
+    ):
+        assert entity in by_id, entity
+    assert len(by_id[f"select.givtcp_{low}_charge_start_time_slot_1"]["options"]) == 1440
+    # Energy dashboard: grid, solar and both battery directions as energy totals in kWh.
+    for name in ("import", "export", "pv", "battery_charge", "battery_discharge"):
+        cfg = by_id[f"sensor.givtcp_{low}_{name}_energy_total_kwh"]
+        assert (cfg["device_class"], cfg["unit_of_measurement"]) == ("energy", "kWh")
+        assert cfg["state_class"] in ("total", "total_increasing")
+    # One device per inverter and per battery pack, the packs hanging off the inverter.
+    devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
+    inverter = by_id[f"sensor.givtcp_{low}_soc"]["device"]
+    assert inverter["serial_number"] == serial
+    assert inverter["manufacturer"] == "GivEnergy"
+    packs = [json.loads(d) for d in devices if json.loads(d).get("via_device")]
+    assert len(devices) == 3
+    assert len(packs) == 2
+    assert all(p["via_device"] == inverter["identifiers"][0] for p in packs)
+
+
+async def test_commands_in_both_topic_forms_write_the_inverter_and_report(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with (
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+        watching(mosquitto.port, f"{ROOT}/#") as w,
+    ):
+        serial = await started(rig, w)
+        sim_mark, mark = rig.sim.mark(), w.mark()
+        await w.client.publish(f"{ROOT}/{serial}/control/setChargeTarget", "55")
+        result = await w.result(f"{ROOT}/{serial}/control/setChargeTarget/result", after=mark)
+        assert (result["status"], result["serial"]) == ("ok", serial)
+        await rig.sim.wait_for(is_write(116), after=sim_mark)
+        assert rig.sim.store.holding(116) == 55
+        # The new value reaches its state topic (the command triggers a refresh).
+        await w.wait_topic(f"{ROOT}/{serial}/Control/Target_SOC", "55", after=mark)
+
+        # GivTCP's form with a JSON payload; an HA time-slot select's option.
+        mark = w.mark()
+        await w.client.publish(
+            f"{ROOT}/control/{serial}/setBatteryReserve", json.dumps({"reservePercent": "20"})
+        )
+        await w.client.publish(f"{ROOT}/control/{serial}/setChargeStart1", "01:30:00")
+        for fn in ("setBatteryReserve", "setChargeStart1"):
+            result = await w.result(f"{ROOT}/{serial}/control/{fn}/result", after=mark)
+            assert result["status"] == "ok", result
+        assert rig.sim.store.holding(110) == 20
+        assert rig.sim.store.holding(94) == 130
+        # Results are never retained: a replay must not look like a fresh answer.
+        assert not any(s.retain for s in w.log[mark:] if s.topic.endswith("/result"))
+
+
+async def test_bad_commands_get_a_rejected_result_and_change_nothing(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with watching(mosquitto.port, f"{ROOT}/+/control/+/result") as w:
+        # A retained command waiting on the broker before the daemon starts.
+        await w.client.publish(
+            f"{ROOT}/control/SA2347G000/setChargeTarget", "60", qos=1, retain=True
+        )
+        async with running_daemon(
+            tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)
+        ) as rig:
+            snap = await rig.first_snapshot()
+            serial = snap.serial
+            assert serial == "SA2347G000"
+            replayed = await w.result(f"{ROOT}/{serial}/control/setChargeTarget/result", after=0)
+            assert replayed["status"] == "rejected"
+            assert "retained" in replayed["message"]
+            before = holding(rig.sim)
+            bad = {
+                "noSuchFunction": "1",
+                "setChargeTarget": "150",
+                "setBatteryReserve": "{not json",
+                "setChargeStart2": "25:61",
+                "enableChargeSchedule": "perhaps",
+                "rebootInverter": "",
+            }
+            mark = w.mark()
+            for function, payload in bad.items():
+                await w.client.publish(f"{ROOT}/{serial}/control/{function}", payload)
+            await w.client.publish(f"{ROOT}/XX0000X000/control/setChargeTarget", "50")
+            results = {}
+            for function in bad:
+                topic = f"{ROOT}/{serial}/control/{function}/result"
+                results[function] = await w.result(topic, after=mark)
+            stranger = await w.result(f"{ROOT}/XX0000X000/control/setChargeTarget/result",
+                                      after=mark)  # fmt: skip
+            assert {f: r["status"] for f, r in results.items()} == dict.fromkeys(bad, "rejected")
+            assert "not served by this daemon" in stranger["message"]
+            assert results["setBatteryReserve"]["message"]
+            # The daemon is still serving: a good command after the bad ones works.
+            mark = w.mark()
+            await w.client.publish(f"{ROOT}/{serial}/control/setBatteryCutoff", "6")
+            good = await w.result(f"{ROOT}/{serial}/control/setBatteryCutoff/result", after=mark)
+            assert good["status"] == "ok"
+            after = holding(rig.sim)
+            changed = {k for k in before if before[k] != after.get(k)}
+            assert changed == {(0x11, 114)}
+
+
+async def test_broker_restart_reconnects_republishes_and_serves_commands(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig:
+        svc = service(rig)
+        async with watching(mosquitto.port, f"{ROOT}/#") as w:
+            serial = await started(rig, w)
+        await asyncio.to_thread(mosquitto.restart)  # no persistence: every retained message lost
+        async with watching(mosquitto.port, f"{ROOT}/#", "homeassistant/#") as w:
+            await w.wait_topic(BRIDGE, "online", timeout=15)
+            await w.wait_topic(f"{ROOT}/{serial}/runAll")
+            async with watching(mosquitto.port, f"{ROOT}/#", "homeassistant/#") as fresh:
+                await fresh.sync()  # the broker holds everything again
+            assert fresh.latest[f"{ROOT}/{serial}/Power/Power/SOC"].retain
+            assert fresh.latest[f"homeassistant/sensor/GivEnergy/{serial}_SOC/config"].retain
+            assert fresh.latest[f"{ROOT}/{serial}/Stats/status"].payload == "online"
+            mark = w.mark()
+            await w.client.publish(f"{ROOT}/{serial}/control/setChargeTarget", "70")
+            result = await w.result(f"{ROOT}/{serial}/control/setChargeTarget/result", after=mark)
+            assert result["status"] == "ok"
+        assert svc.stats.connections == 2
+
+
+async def test_last_will_marks_the_bridge_offline_when_the_link_dies(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with (
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+        watching(mosquitto.port, f"{ROOT}/#") as w,
+    ):
+        svc = service(rig)
+        await started(rig, w)
+        mark = w.mark()
+        client = svc._client
+        assert client is not None
+        # Cut the TCP link under the daemon, as a crash or a network fault would.
+        sock = client._client.socket()
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(socket.SHUT_RDWR)
+        await w.wait_topic(BRIDGE, "offline", after=mark)  # the broker's last will
+        await w.wait_topic(BRIDGE, "online", after=mark)  # the daemon is back
+
+
+async def test_home_assistant_restart_gets_discovery_again(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with (
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+        watching(mosquitto.port, f"{ROOT}/#", "homeassistant/+/GivEnergy/#") as w,
+    ):
+        service(rig)
+        serial = await started(rig, w)
+        mark = w.mark()
+        await w.client.publish("homeassistant/status", "online")
+        soc = f"homeassistant/sensor/GivEnergy/{serial}_SOC/config"
+        await w.wait_topic(soc, after=mark)
+        await w.wait_topic(f"{ROOT}/{serial}/Power/Power/SOC", after=mark)
+
+
+async def test_two_inverters_each_have_their_own_topics_device_and_commands(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with (
+        running_daemon(
+            tmp_path, plants=2, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)
+        ) as rig,
+        watching(mosquitto.port, f"{ROOT}/#", "homeassistant/sensor/GivEnergy/#") as w,
+    ):
+        first, second = await started(rig, w, 0), await started(rig, w, 1)
+        assert first != second
+        await w.sync()
+        soc1 = json.loads(w.latest[f"homeassistant/sensor/GivEnergy/{first}_SOC/config"].payload)
+        soc2 = json.loads(w.latest[f"homeassistant/sensor/GivEnergy/{second}_SOC/config"].payload)
+        assert soc1["device"]["identifiers"] != soc2["device"]["identifiers"]
+        assert soc2["default_entity_id"] == f"sensor.givtcp2_{second.lower()}_soc"
+        assert soc2["state_topic"] == f"{ROOT}/{second}/Power/Power/SOC"
+        assert {a["topic"] for a in soc2["availability"]} == {
+            BRIDGE,
+            f"{ROOT}/{second}/Stats/status",
+        }
+        before_first = holding(rig.simulators[0])
+        mark = w.mark()
+        await w.client.publish(f"{ROOT}/{second}/control/setChargeTarget", "42")
+        result = await w.result(f"{ROOT}/{second}/control/setChargeTarget/result", after=mark)
+        assert result["status"] == "ok"
+        assert rig.simulators[1].store.holding(116) == 42
+        assert holding(rig.simulators[0]) == before_first
+
+
+def _connections_to(port: int) -> int:
+    """Established TCP connections from this process's sockets to 127.0.0.1:``port``."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if state == "01" and int(remote.split(":")[1], 16) == port and inode in inodes:
+                count += 1
+    return count
+
+
+async def test_shutdown_is_prompt_publishes_offline_and_leaves_nothing(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    before = set(asyncio.all_tasks())
+    async with watching(mosquitto.port, f"{ROOT}/#") as w:
+        async with running_daemon(
+            tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)
+        ) as rig:
+            serial = await started(rig, w)
+            assert _connections_to(mosquitto.port) == 2  # the daemon's and the test's
+            service(rig).ha_birth_delay = (0.0, 0.0)
+            # A command in flight at shutdown is seen through or cancelled, never left behind.
+            await w.client.publish(f"{ROOT}/{serial}/control/setChargeTarget", "45")
+            await w.wait(lambda s: s.topic.endswith("/result"))
+            # Stop in the middle of a full republish (Home Assistant asked for one).
+            await w.client.publish("homeassistant/status", "online")
+            await w.client.subscribe("homeassistant/#")
+            await w.wait(lambda s: s.topic.startswith("homeassistant/sensor/"))
+            mark = w.mark()
+            rig.daemon.stop()
+            stopping = time.monotonic()
+        assert time.monotonic() - stopping < 5.0
+        await w.wait_topic(f"{ROOT}/{serial}/Stats/status", "offline", after=mark)
+        await w.wait_topic(BRIDGE, "offline", after=mark)
+        assert _connections_to(mosquitto.port) == 1  # only the test's own client
+    leftover = set(asyncio.all_tasks()) - before
+    if leftover:  # cancelled helpers of the test's own client finish their last step
+        await asyncio.wait(leftover, timeout=1.0)
+    assert [t for t in leftover if not t.done()] == []
+
+
+@pytest.mark.parametrize("time_entities", ["time"])
+async def test_time_entities_replace_the_slot_selects(
+    tmp_path: Path, mosquitto: Mosquitto, time_entities: str
+) -> None:
+    settings = mqtt_settings(mosquitto, time_entities=time_entities)
+    async with (
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=settings) as rig,
+        watching(mosquitto.port, f"{ROOT}/#", "homeassistant/+/GivEnergy/#") as w,
+    ):
+        serial = await started(rig, w)
+        await w.sync()
+        slot = json.loads(
+            w.latest[
+                f"homeassistant/time/GivEnergy/{serial}_Charge_start_time_slot_1/config"
+            ].payload
+        )
+        assert slot["default_entity_id"] == f"time.givtcp_{serial.lower()}_charge_start_time_slot_1"
+        assert problems(f"homeassistant/time/GivEnergy/{serial}_x/config", slot) == []
+        # The select form of the same slot is removed (an empty retained config).
+        old = w.latest[f"homeassistant/select/GivEnergy/{serial}_Charge_start_time_slot_1/config"]
+        assert old.payload == ""
+        mark = w.mark()
+        await w.client.publish(slot["command_topic"], "02:15:00")  # what HA's time entity sends
+        result = await w.result(f"{slot['command_topic']}/result", after=mark)
+        assert result["status"] == "ok"
+        await w.wait_topic(slot["state_topic"], "02:15:00", after=mark)
