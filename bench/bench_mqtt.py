@@ -1,0 +1,176 @@
+"""MQTT costs: CPU time per full snapshot publish, and command latency to the inverter.
+
+1. A real snapshot of the simulated plant (Gen3 hybrid, two battery packs) is taken once. Then,
+   with nothing else running in the process, the bench measures the CPU time (``process_time``)
+   to turn it into its state messages (every topic plus the runAll JSON) and to publish them
+   with aiomqtt to a real mosquitto on 127.0.0.1, and the same for the Home Assistant discovery
+   announcement. Repeated; best and median are printed.
+2. The daemon runs against the simulator and mosquitto. A separate client publishes
+   ``setChargeTarget`` commands (alternating values, so every one writes); for each, the latency
+   runs from just before the publish to the write request arriving at the simulator (its event
+   log, same clock), and to the result message arriving back. The controller reads the register
+   fresh before writing (skip-if-equal), so one read round trip is part of the latency.
+
+Run: ``.venv/bin/python -m bench.bench_mqtt [--repeat N] [--commands N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiomqtt
+import structlog
+
+from givtcp_async.protocol.frames import WriteRequest
+from givtcp_async.simulator.plant import PlantConfig
+from givtcp_async.simulator.server import SimEvent
+from givtcp_async.sinks import discovery
+from givtcp_async.sinks.mqtt import publish_all
+from givtcp_async.sinks.state_topics import StateTopics
+from givtcp_async.snapshot import Snapshot
+from tests.harness import running_daemon
+from tests.mqtt_support import watching
+from tests.servers import Mosquitto
+
+ROOT = "GivEnergy"
+# Without it the command publish waits behind the client's own PUBACK for the last result until
+# the broker's delayed ACK (~40 ms): Nagle's algorithm, not the daemon.
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def percentile(data: list[float], p: float) -> float:
+    ordered = sorted(data)
+    k = (len(ordered) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+async def take_snapshot(workdir: Path) -> Snapshot:
+    async with running_daemon(workdir / "snap", plant_config=PlantConfig(speed=0)) as rig:
+        await rig.first_snapshot()
+        return await rig.next_snapshot()  # meters scanned, every block read
+
+
+class Timer:
+    """CPU (``process_time``) and wall time of a block, in milliseconds."""
+
+    def __enter__(self) -> Timer:
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu = (time.process_time() - self.cpu) * 1000
+        self.wall = (time.perf_counter() - self.wall) * 1000
+
+
+async def publish_costs(snap: Snapshot, port: int, repeat: int) -> None:
+    topics = StateTopics(ROOT)
+    cfg = discovery.DiscoveryConfig(root=ROOT)
+    rows: dict[str, list[Timer]] = {"state": [], "state (build only)": [], "discovery": []}
+    sizes: dict[str, tuple[int, int]] = {}
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-publisher") as client:
+        for i in range(repeat + 1):  # round 0 warms up caches and the connection
+            topics.reset()
+            with Timer() as build:
+                state = topics.messages(snap)
+            with Timer() as whole:
+                topics.reset()
+                state = topics.messages(snap)
+                await publish_all(client, state)  # what the service does
+            with Timer() as announce:
+                configs = discovery.messages(snap, cfg)
+                await publish_all(client, configs)
+            if i:
+                rows["state"].append(whole)
+                rows["state (build only)"].append(build)
+                rows["discovery"].append(announce)
+            sizes["state"] = sizes["state (build only)"] = (
+                len(state),
+                sum(len(m.payload) for m in state),
+            )
+            sizes["discovery"] = (len(configs), sum(len(m.payload) for m in configs))
+    for name, timers in rows.items():
+        cpu = [t.cpu for t in timers]
+        n, size = sizes[name]
+        print(
+            f"{name:>19}: {n} messages, {size / 1024:.0f} KiB; CPU best {min(cpu):.1f} ms, "
+            f"median {statistics.median(cpu):.1f} ms; wall median "
+            f"{statistics.median(t.wall for t in timers):.1f} ms"
+        )
+
+
+async def command_latency(workdir: Path, broker: Mosquitto, commands: int) -> None:
+    mqtt = {"host": "127.0.0.1", "port": broker.port, "client_id": "bench-daemon"}
+    to_write: list[float] = []
+    to_result: list[float] = []
+    async with (
+        running_daemon(workdir / "cmd", plant_config=PlantConfig(speed=0), mqtt=mqtt) as rig,
+        watching(broker.port, f"{ROOT}/+/control/+/result", socket_options=NODELAY) as w,
+    ):
+        snap = await rig.first_snapshot()
+        serial = snap.serial
+        loop = asyncio.get_running_loop()
+        command = f"{ROOT}/{serial}/control/setChargeTarget"
+
+        def is_write(ev: SimEvent) -> bool:
+            return ev.kind == "request" and isinstance(ev.frame, WriteRequest)
+
+        await rig.next_snapshot()  # the meter scan after the first poll is over
+        for i in range(commands + 3):
+            value = 50 + i % 2
+            mark, seen = rig.sim.mark(), w.mark()
+            t0 = loop.time()
+            await w.client.publish(command, str(value))
+            event = await rig.sim.wait_for(is_write, after=mark)
+            result = await w.wait_topic(f"{command}/result", after=seen)
+            t1 = loop.time()
+            if i >= 3:  # warm-up
+                to_write.append((event.time - t0) * 1000)
+                to_result.append((t1 - t0) * 1000)
+            assert '"status":"ok"' in result.payload, result.payload
+            # Let the refresh that follows every write finish: commands are timed on a daemon
+            # that is not busy polling (a poll in flight delays a command by up to one read).
+            async for fresh in rig.coordinator.updates():
+                if fresh.value("Target_SOC") == value:
+                    break
+    for name, data in (("publish -> write at simulator", to_write),
+                       ("publish -> result received", to_result)):  # fmt: skip
+        print(
+            f"{name}: p50 {percentile(data, 0.5):.1f} ms, p95 {percentile(data, 0.95):.1f} ms, "
+            f"max {max(data):.1f} ms over {len(data)} commands"
+        )
+
+
+async def main(repeat: int, commands: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        broker = Mosquitto(workdir)
+        broker.start()
+        try:
+            snap = await take_snapshot(workdir)
+            print(f"snapshot of {snap.serial}: {len(snap.flat())} values")
+            await publish_costs(snap, broker.port, repeat)
+            await command_latency(workdir, broker, commands)
+        finally:
+            broker.stop()
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20, help="full publishes timed (20)")
+    parser.add_argument("--commands", type=int, default=50, help="commands timed (50)")
+    args = parser.parse_args()
+    logging.disable(logging.CRITICAL)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    asyncio.run(main(args.repeat, args.commands))
+
+
+if __name__ == "__main__":
+    cli()
