@@ -26,7 +26,8 @@ from givtcp_async import discover
 from givtcp_async.cli import build_parser
 from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.simulator.server import DongleSimulator
-from tests.servers import free_port
+from tests.mqtt_support import watching
+from tests.servers import Mosquitto, free_port
 
 CLI = [sys.executable, "-m", "givtcp_async"]
 _SETTINGS_ENV = re.compile(
@@ -347,6 +348,42 @@ def test_demo_runs_the_plant_and_stops_on_sigterm(demo: tuple[Any, dict[str, Any
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
     assert time.monotonic() - started < 5
+
+
+async def test_demo_publishes_to_a_configured_broker(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "demo", "--port", str(free_port()), "--mqtt-host", "127.0.0.1",
+        cwd=tmp_path,
+        env=clean_env(GIVTCP_MQTT__PORT=str(mosquitto.port)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            info = json.loads(await proc.stdout.readline())
+        assert info["mqtt"] == f"127.0.0.1:{mosquitto.port}"
+        assert "mqtt" in info["services"]
+        serial = info["serial"]
+        async with watching(mosquitto.port, "GivEnergy/#") as watch:
+            soc = await watch.wait_topic(f"GivEnergy/{serial}/Power/Power/SOC", timeout=30)
+            assert 0 <= float(soc.payload) <= 100
+            # The simulated inverter obeys GivTCP's control topic.
+            mark = watch.mark()
+            await watch.client.publish(f"GivEnergy/control/{serial}/setChargeTarget", "80")
+            result = await watch.wait_topic(
+                f"GivEnergy/{serial}/control/setChargeTarget/result", after=mark, timeout=30
+            )
+            assert json.loads(result.payload)["status"] == "ok"
+            mark = watch.mark()
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(5):
+                assert await proc.wait() == 0
+            await watch.wait_topic("GivEnergy/bridge/status", "offline", after=mark)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 # --- run -------------------------------------------------------------------------------------
