@@ -109,6 +109,8 @@ def settings_for(
         for sim in simulators
     ]
     control = {"state_dir": str(state_dir), **sections.pop("control", {})}
+    # REST is on by default in the daemon: tests that do not ask for it must not take port 6345.
+    sections.setdefault("rest", {"enabled": False})
     return Settings.model_validate({"inverters": inverters, "control": control, **sections})
 
 

@@ -21,6 +21,7 @@ from givtcp_async.coordinator import InverterCoordinator
 from givtcp_async.sinks.broker import broker_service
 from givtcp_async.sinks.influx import influx_service
 from givtcp_async.sinks.mqtt import mqtt_service
+from givtcp_async.sinks.rest import rest_service
 from givtcp_async.systemd import SystemdNotifier
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,7 @@ SERVICE_FACTORIES: list[ServiceFactory] = [
     broker_service,  # before mqtt_service, which waits for it
     mqtt_service,
     influx_service,
+    rest_service,
 ]
 
 

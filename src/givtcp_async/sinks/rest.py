@@ -1,0 +1,590 @@
+"""The REST API, the live dashboard, OpenAPI, Prometheus metrics and server-sent events.
+
+One aiohttp application served inside the daemon's event loop (:class:`RestService`). It only
+reads the coordinators' snapshots and hands commands to :meth:`InverterCoordinator.execute`, so
+every write goes through the inverter's one serialised queue.
+
+Routes (unprefixed routes address the first configured inverter; ``/<serial>/...`` any of them,
+by serial or configured name):
+
+* ``GET /runAll`` (aliases ``/readData``, ``/getCache``): the latest snapshot, GivTCP's layout;
+* ``POST /<function>``: every control function, alias and slot router of the catalogue, with
+  GivTCP's JSON body, a plain value, or no body; answered with the command's result;
+* ``GET /health``, ``/metrics``, ``/openapi.json``, ``/docs``, ``/functions``, ``/inverters``,
+  ``/events`` (server-sent events) and ``/`` (the dashboard).
+
+Status codes of control routes: 200 ok; 400 unreadable body; 401 token missing or wrong; 403 a
+browser request from another site; 404 unknown function or inverter; 405 GET on a control route;
+413 body too large; 422 payload refused or function unavailable on the model; 429 write budget
+used up; 502 the inverter failed (nothing changed) or did only part (``written`` says what);
+503 the inverter is not reachable or not ready. Nothing is ever written for a 4xx.
+
+A port that cannot be bound stops the daemon (``cannot listen on HOST:PORT: ...``); on
+cancellation the server closes its sockets and event streams within ``shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+
+from givtcp_async import __version__
+from givtcp_async.config import RestConfig
+from givtcp_async.control.catalogue import CATALOGUE, Catalogue
+from givtcp_async.control.executor import CommandResult, rejected
+from givtcp_async.control.layout import Layout
+from givtcp_async.errors import NotConnected, UnknownFunction
+from givtcp_async.sinks import metrics
+from givtcp_async.sinks.openapi import build_openapi, docs_html
+
+if TYPE_CHECKING:
+    from givtcp_async.coordinator import InverterCoordinator
+    from givtcp_async.daemon import Daemon
+    from givtcp_async.snapshot import Snapshot
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["RestService", "build_app", "http_status", "rest_service"]
+
+MAX_BODY: Final = 64 * 1024
+DATA_ROUTES: Final = ("runAll", "readData", "getCache")
+# First path segments that are GET routes: a POST there is a wrong method, not a function.
+GET_ROUTES: Final = frozenset(
+    {*(r.lower() for r in DATA_ROUTES), "health", "metrics", "openapi.json", "docs",
+     "functions", "inverters", "events", "dashboard"}
+)  # fmt: skip
+ASSETS: Final = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+_TRUE: Final = frozenset({"1", "true", "yes"})
+_FALSE: Final = frozenset({"0", "false", "no", ""})
+DASHBOARD_CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error", "message", ...}`` JSON with ``status``."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": error, "message": message, **extra}
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body, status=self.status, headers=self.headers,
+                                 dumps=_dumps)  # fmt: skip
+
+
+def http_status(result: CommandResult, *, reachable: bool) -> int:
+    """The HTTP status of a command result (``reachable``: the inverter link is up)."""
+    if result.status == "ok":
+        return 200
+    if result.status == "rejected":
+        fields = {e.get("field") for e in result.errors}
+        if not fields:
+            return 503  # not ready yet (e.g. timed overrides still starting)
+        if "payload" in fields:
+            return 400
+        if "budget" in fields:
+            return 429
+        return 422
+    if result.status == "failed" and not reachable:
+        return 503
+    return 502
+
+
+def raw_name(catalogue: Catalogue, name: str) -> str:
+    """The canonical name of a function or alias (slot routers keep their own name)."""
+    try:
+        return catalogue.get(name).name
+    except UnknownFunction:
+        return name
+
+
+def result_body(result: CommandResult, serial: str | None) -> dict[str, Any]:
+    """The command result JSON, with GivTCP's ``result`` key and what was written."""
+    body = result.to_json()
+    body["result"] = result.message
+    body["serial"] = serial
+    body["written"] = [
+        {"register": c.register, "value": c.echo if c.echo is not None else c.new}
+        for c in result.registers
+        if c.written
+    ]
+    return body
+
+
+def health_of(coord: InverterCoordinator) -> dict[str, Any]:
+    health = coord.health()
+    last = health.last_good_poll
+    age = round(max(0.0, (coord.now() - last).total_seconds()), 3) if last else None
+    return {
+        "serial": coord.serial,
+        "name": coord.name,
+        "online": health.online,
+        "connected": health.connected,
+        "detected": health.detected,
+        "last_good_poll": last.isoformat() if last else None,
+        "last_good_poll_age_seconds": age,
+        "stale_after_seconds": coord.offline_after,
+        "consecutive_failures": health.consecutive_failures,
+        "polls": health.polls,
+        "failed_polls": health.failed_polls,
+    }
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("givtcp_async.sinks").joinpath("dashboard", name).read_bytes()
+
+
+class RestService:
+    """The daemon's REST service; :meth:`run` serves until cancelled, then closes everything."""
+
+    name = "rest"
+
+    def __init__(
+        self,
+        config: RestConfig,
+        coordinators: Sequence[InverterCoordinator],
+        *,
+        ping_interval: float = 15.0,
+        shutdown_timeout: float = 1.0,
+        connect_wait: float = 5.0,
+    ) -> None:
+        if not coordinators:
+            raise ValueError("the REST service needs at least one inverter")
+        self.config = config
+        self.coordinators = list(coordinators)
+        self.ping_interval = ping_interval
+        self.shutdown_timeout = shutdown_timeout
+        self.connect_wait = connect_wait
+        self.counters = metrics.RestCounters()
+        self.listening = asyncio.Event()
+        self.url: str | None = None
+        self._closing = asyncio.Event()
+        self._token = config.token.get_secret_value().encode() if config.token else None
+        self._openapi: dict[tuple[str | None, bool], dict[str, Any]] = {}
+        self._assets: dict[str, bytes] = {}
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        runner = web.AppRunner(
+            build_app(self), access_log=None, handle_signals=False,
+            shutdown_timeout=self.shutdown_timeout,
+        )  # fmt: skip
+        await runner.setup()
+        try:
+            await self._listen(runner)
+            await asyncio.Event().wait()
+        finally:
+            self._closing.set()
+            self.listening.clear()
+            await runner.cleanup()
+            log.info("REST API stopped")
+
+    async def _listen(self, runner: web.AppRunner) -> None:
+        host, port = self.config.host, self.config.port
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as err:
+            # The daemon stops with this one line (``run`` exits 1); systemd or Docker restarts.
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise OSError(
+                f"cannot listen on {host}:{port}: {reason[:1].lower()}{reason[1:]}"
+            ) from err
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}"
+        self.listening.set()
+        log.info("REST API listening", url=self.url, auth=self._token is not None)
+
+    # --- addressing and auth -------------------------------------------------------------------
+
+    def target(self, request: web.Request) -> InverterCoordinator:
+        key = request.match_info.get("serial")
+        if key is None:
+            return self.coordinators[0]
+        for coord in self.coordinators:
+            if (coord.serial or "").upper() == key.upper() or coord.name.lower() == key.lower():
+                return coord
+        known = [c.serial or c.name for c in self.coordinators]
+        raise ApiError(404, "unknown inverter", f"no inverter {key!r} is served here",
+                       inverters=known)  # fmt: skip
+
+    def authorise(self, request: web.Request) -> None:
+        """Control routes: the bearer token when configured, else same-origin browsers only."""
+        if self._token is not None:
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                value.strip().encode(), self._token
+            ):
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "this route needs the header Authorization: Bearer <rest.token>",
+                    headers={"WWW-Authenticate": 'Bearer realm="givtcp-async"'},
+                )
+            return
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return
+        hosts = {h.lower() for h in (request.host, request.headers.get("X-Forwarded-Host")) if h}
+        if urlsplit(origin).netloc.lower() not in hosts:
+            raise ApiError(
+                403,
+                "cross-site request",
+                f"a page from {origin} may not control the inverter (set rest.token and send "
+                "it to allow other sites)",
+            )
+
+    # --- data routes ---------------------------------------------------------------------------
+
+    async def runall(self, request: web.Request) -> web.Response:
+        coord = self.target(request)
+        units = request.query.get("units", "").lower()
+        if units not in _TRUE | _FALSE:
+            raise ApiError(400, "bad parameter", "units must be true or false", field="units",
+                           value=request.query.get("units"), allowed="true, false")  # fmt: skip
+        snap = coord.snapshot
+        if snap is None:
+            raise ApiError(503, "no data yet", "the inverter has not been read since start",
+                           headers={"Retry-After": "5"}, serial=coord.serial)  # fmt: skip
+        return web.json_response(snap.runall(units=units in _TRUE), dumps=_dumps)
+
+    async def health(self, request: web.Request) -> web.Response:
+        inverters = [health_of(c) for c in self.coordinators]
+        ok = all(i["online"] for i in inverters)
+        body = {"status": "ok" if ok else "stale", "version": __version__, "inverters": inverters}
+        return web.json_response(body, status=200 if ok else 503, dumps=_dumps)
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        text = metrics.render(self.coordinators, self.counters)
+        return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    async def inverters(self, request: web.Request) -> web.Response:
+        out = []
+        for index, coord in enumerate(self.coordinators):
+            model = coord.layout.model if coord.layout else None
+            out.append(
+                {
+                    "index": index,
+                    "serial": coord.serial,
+                    "name": coord.name,
+                    "model": model.name if model else None,
+                    "prefix": "" if index == 0 else f"/{coord.serial or coord.name}",
+                    "online": coord.health().online,
+                }
+            )
+        return web.json_response({"inverters": out}, dumps=_dumps)
+
+    async def functions(self, request: web.Request) -> web.Response:
+        coord = self.target(request)
+        catalogue = self._catalogue(coord)
+        model = coord.layout.model if coord.layout else None
+        routers = {
+            r.name: {"target": r.target, "slots": r.count(Layout(model)) if model else None}
+            for r in catalogue.routers.values()
+        }
+        body = {
+            "serial": coord.serial,
+            "model": model.name if model else None,
+            "functions": [fn.describe(model) for fn in catalogue],
+            "aliases": dict(catalogue.aliases),
+            "routers": routers,
+        }
+        return web.json_response(body, dumps=_dumps)
+
+    def openapi_doc(self) -> dict[str, Any]:
+        coord = self.coordinators[0]
+        model = coord.layout.model if coord.layout else None
+        key = (model.name if model else None, self._token is not None)
+        if key not in self._openapi:
+            self._openapi[key] = build_openapi(
+                self._catalogue(coord), model=model, auth=self._token is not None
+            )
+        return self._openapi[key]
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(self.openapi_doc(), dumps=_dumps)
+
+    async def docs(self, request: web.Request) -> web.Response:
+        return web.Response(text=docs_html(self.openapi_doc()), content_type="text/html")
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        return self._asset_response("index.html", "text/html")
+
+    async def asset(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in ASSETS:
+            raise ApiError(404, "not found", f"no dashboard file {name!r}")
+        return self._asset_response(name, ASSETS[name])
+
+    def _asset_response(self, name: str, content_type: str) -> web.Response:
+        if name not in self._assets:
+            self._assets[name] = _asset(name)
+        headers = {"Content-Security-Policy": DASHBOARD_CSP, "Cache-Control": "no-cache"}
+        return web.Response(body=self._assets[name], content_type=content_type,
+                            charset="utf-8", headers=headers)  # fmt: skip
+
+    # --- server-sent events --------------------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        coord = self.target(request)
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await resp.prepare(request)
+        if request.method == "HEAD":
+            return resp
+        latest: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=1)
+
+        async def pump() -> None:
+            async for snap in coord.updates():
+                if latest.full():
+                    latest.get_nowait()
+                latest.put_nowait(snap)
+
+        tasks: set[asyncio.Future[Any]] = set()
+        pumper = asyncio.ensure_future(pump())
+        closing = asyncio.ensure_future(self._closing.wait())
+        tasks |= {pumper, closing}
+        self.counters.event_clients += 1
+        try:
+            await resp.write(b"retry: 3000\n\n")
+            await self._send(resp, "health", health_of(coord))
+            while not self._closing.is_set():
+                getter = asyncio.ensure_future(latest.get())
+                tasks.add(getter)
+                await asyncio.wait(
+                    {getter, closing, pumper},
+                    timeout=self.ping_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if getter.done():
+                    await self._send(resp, "snapshot", self._snapshot_event(coord, getter.result()))
+                elif closing.done() or pumper.done():
+                    break
+                else:
+                    await self._send(resp, "health", health_of(coord))
+                getter.cancel()
+                tasks.discard(getter)
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away (RuntimeError: aiohttp refuses writes after close)
+        finally:
+            self.counters.event_clients -= 1
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return resp
+
+    @staticmethod
+    def _snapshot_event(coord: InverterCoordinator, snap: Snapshot) -> dict[str, Any]:
+        return {
+            "serial": snap.serial,
+            "taken_at": snap.taken_at.isoformat(),
+            "runAll": snap.runall(),
+            "health": health_of(coord),
+        }
+
+    @staticmethod
+    async def _send(resp: web.StreamResponse, event: str, data: Any) -> None:
+        await resp.write(f"event: {event}\ndata: {_dumps(data)}\n\n".encode())
+
+    # --- control routes ------------------------------------------------------------------------
+
+    def _catalogue(self, coord: InverterCoordinator) -> Catalogue:
+        return coord.controller.catalogue if coord.controller is not None else CATALOGUE
+
+    async def wrong_method(self, request: web.Request) -> web.Response:
+        """GET on a control route: control is POST only (GET must never change anything)."""
+        coord = self.target(request)
+        name = request.match_info["function"]
+        if name not in self._catalogue(coord):
+            raise ApiError(404, "not found", f"no route {request.path}; see /docs")
+        raise ApiError(
+            405,
+            "method not allowed",
+            f"{name} is a control function: call it with POST (GET never changes anything)",
+            headers={"Allow": "POST"},
+        )
+
+    async def control(self, request: web.Request) -> web.Response:
+        name = request.match_info["function"]
+        if name.lower() in GET_ROUTES:
+            raise ApiError(405, "method not allowed", f"/{name} is read with GET",
+                           headers={"Allow": "GET, HEAD"})  # fmt: skip
+        self.authorise(request)
+        coord = self.target(request)
+        catalogue = self._catalogue(coord)
+        if name not in catalogue:
+            raise ApiError(
+                404,
+                "unknown function",
+                f"{name!r} is not a control function; GET /functions lists them (and /docs)",
+                function=name,
+                functions="/functions",
+            )
+        raw = await self._payload(request, name, catalogue)
+        started = time.perf_counter()
+        if isinstance(raw, CommandResult):
+            result = raw
+        elif not await self._link_up(coord):
+            result = CommandResult(
+                function=raw_name(catalogue, name),
+                status="failed",
+                message=f"{name}: the inverter is not connected (waited {self.connect_wait:g} s)"
+                "; nothing written",
+                at=coord.clock.now(),
+            )
+        else:
+            result = await coord.execute(name, raw)
+        elapsed = time.perf_counter() - started
+        health = coord.health()
+        status = http_status(result, reachable=health.connected and health.detected)
+        serial = metrics.inverter_label(coord)
+        self.counters.command(serial, result.function, result.status, elapsed)
+        log.info("REST command", function=result.function, status=result.status, http=status,
+                 serial=coord.serial, ms=round(elapsed * 1000, 1))  # fmt: skip
+        return web.json_response(result_body(result, coord.serial), status=status, dumps=_dumps)
+
+    async def _link_up(self, coord: InverterCoordinator) -> bool:
+        """Wait briefly for a link that is down (reconnecting) rather than queue for 30 s."""
+        if coord.conn.connected:
+            return True
+        try:
+            await coord.conn.wait_connected(self.connect_wait)
+        except NotConnected:
+            return False
+        return True
+
+    @staticmethod
+    async def _payload(
+        request: web.Request, name: str, catalogue: Catalogue
+    ) -> str | dict[str, Any] | CommandResult | None:
+        """The body as a payload (any content type), or a rejection when it cannot be read."""
+        body = await request.read()
+        function = raw_name(catalogue, name)
+        if not body.strip():
+            return None
+
+        def refuse(message: str, value: Any, allowed: str) -> CommandResult:
+            errors = [{"field": "payload", "value": value, "allowed": allowed, "message": message}]
+            return rejected(function, f"{function}: {message}", errors)
+
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return refuse("payload is not UTF-8 text", repr(body[:40]), "UTF-8 text")
+        stripped = text.strip()
+        if stripped[0] not in "{[":
+            return text
+        try:
+            value = json.loads(stripped)
+        except (ValueError, RecursionError):
+            return refuse("payload is not valid JSON", stripped[:80],
+                          "a JSON object or a plain value")  # fmt: skip
+        if not isinstance(value, dict):
+            return refuse("payload must be a JSON object or a plain value", value if len(
+                stripped) <= 200 else stripped[:80], "a JSON object or a plain value")  # fmt: skip
+        return value
+
+    # --- middleware ----------------------------------------------------------------------------
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            resp = await handler(request)
+        except ApiError as err:
+            resp = err.response()
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            headers = {k: v for k, v in exc.headers.items()
+                       if k.lower() not in ("content-type", "content-length")}  # fmt: skip
+            message = exc.text or exc.reason
+            if exc.status == 404:
+                message = f"no route {request.path}; see /docs or /openapi.json"
+            resp = web.json_response({"error": exc.reason.lower(), "message": message},
+                                     status=exc.status, headers=headers)  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("REST handler failed", method=request.method, path=request.path)
+            resp = web.json_response(
+                {"error": "internal error", "message": "the request failed; see the daemon log"},
+                status=500,
+            )
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        self.counters.requests[(route, request.method, resp.status)] += 1
+        if not resp.prepared:
+            resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+
+def build_app(service: RestService) -> web.Application:
+    app = web.Application(middlewares=[service.middleware], client_max_size=MAX_BODY)
+    r = app.router
+    r.add_get("/", service.dashboard)
+    r.add_get("/dashboard/{name}", service.asset)
+    r.add_get("/health", service.health)
+    r.add_get("/metrics", service.metrics_text)
+    r.add_get("/openapi.json", service.openapi)
+    r.add_get("/docs", service.docs)
+    r.add_get("/inverters", service.inverters)
+    r.add_get("/functions", service.functions)
+    r.add_get("/events", service.events)
+    for route in DATA_ROUTES:
+        r.add_get(f"/{route}", service.runall)
+    r.add_post("/{function}", service.control)
+    r.add_get("/{function}", service.wrong_method)
+    for route in DATA_ROUTES:
+        r.add_get(f"/{{serial}}/{route}", service.runall)
+    r.add_get("/{serial}/functions", service.functions)
+    r.add_get("/{serial}/events", service.events)
+    r.add_post("/{serial}/{function}", service.control)
+    r.add_get("/{serial}/{function}", service.wrong_method)
+
+    async def on_shutdown(_app: web.Application) -> None:
+        service._closing.set()  # event streams end at once
+
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+def rest_service(daemon: Daemon) -> RestService | None:
+    """The daemon's service factory: a :class:`RestService` when ``rest.enabled``."""
+    if not daemon.settings.rest.enabled:
+        return None
+    return RestService(daemon.settings.rest, daemon.coordinators)
