@@ -14,9 +14,11 @@ import pytest
 from givtcp_async.config import Settings
 from givtcp_async.control.catalogue import CATALOGUE, ControlFunction
 from givtcp_async.daemon import Daemon
+from givtcp_async.protocol.frames import WriteRequest
+from givtcp_async.simulator.faults import FaultKind
 from givtcp_async.sinks.rest import RestService
 from tests.control_support import example_dict
-from tests.rest_support import TOKEN, RestRig, rest_rig
+from tests.rest_support import TOKEN, RestRig, rest_rig, settled
 from tests.servers import free_port
 from tests.test_control_validation import cases
 
@@ -339,6 +341,52 @@ async def test_cross_site_browser_posts_are_refused_without_a_token(tmp_path: Pa
         assert r.writes_seen(mark) == []
         status, _ = await r.post("setChargeTarget", "50", headers={"Origin": r.base})
         assert (status, r.hr(116)) == (200, 50)
+
+
+# --- results the inverter did not fully carry out -----------------------------------------------
+
+
+def _write_to(register: int) -> Any:
+    return lambda req: isinstance(req, WriteRequest) and req.register == register
+
+
+async def test_failed_and_partial_commands_are_502_saying_what_was_written(
+    tmp_path: Path,
+) -> None:
+    async with rest_rig(tmp_path, inverter={"write_retries": 0}) as r:
+        await settled(r.rig)
+        start, finish = r.hr(94), r.hr(95)
+        # The first write is never answered: nothing changed, the link is up -> 502 failed.
+        r.rig.sim.faults.add(FaultKind.DROP, match=_write_to(94))
+        status, body = await r.post("setChargeSlot1", {"start": "0111", "finish": "0222"})
+        assert status == 502, body
+        assert body["status"] == "failed"
+        assert body["written"] == []
+        assert (r.hr(94), r.hr(95)) == (start, finish)
+
+        # The second write is never answered: the first one took -> 502 partial, and exactly
+        # that write is reported.
+        r.rig.sim.faults.add(FaultKind.DROP, match=_write_to(95))
+        status, body = await r.post("setChargeSlot1", {"start": "0333", "finish": "0444"})
+        assert status == 502, body
+        assert body["status"] == "partial"
+        assert body["written"] == [{"register": 94, "value": 333}]
+        assert "HR94" in body["message"]
+        second = body["registers"][1]
+        assert (second["register"], second["written"]) == (95, False)
+        assert second["note"].startswith("no echo")
+        assert (r.hr(94), r.hr(95)) == (333, finish)
+
+
+async def test_the_daily_write_budget_is_429_and_writes_nothing(tmp_path: Path) -> None:
+    async with rest_rig(tmp_path, control={"write_budget_per_day": 1}) as r:
+        status, body = await r.post("setChargeTarget", "61")
+        assert (status, r.hr(116)) == (200, 61)
+        mark = r.rig.sim.mark()
+        status, body = await r.post("setBatteryReserve", "30")
+        assert status == 429, body
+        assert body["errors"][0]["field"] == "budget"
+        assert r.writes_seen(mark) == []
 
 
 # --- health, unreachable inverter ----------------------------------------------------------------

@@ -561,8 +561,15 @@ def _op_html(doc: Mapping[str, Any], path: str, method: str, op: Mapping[str, An
             "<pre>curl -X POST -H 'Content-Type: application/json' "
             f"-d {html.escape(repr(example))} http://HOST:6345{html.escape(path)}</pre>"
         )
-    codes = ", ".join(op.get("responses", {}))
-    parts.append(f"<p class=s>Responses: {html.escape(codes)}</p></div></details>")
+    rows = []
+    for code, response in op.get("responses", {}).items():
+        ref = response.get("$ref", "")
+        if isinstance(ref, str) and ref.startswith("#/components/responses/"):
+            response = doc["components"]["responses"].get(ref.rsplit("/", 1)[1], {})
+        text = html.escape(str(response.get("description", "")))
+        rows.append(f"<tr><td>{html.escape(code)}</td><td>{text}</td></tr>")
+    parts.append("<table><tr><th>status</th><th>when</th></tr>" + "".join(rows) + "</table>")
+    parts.append("</div></details>")
     return "".join(parts)
 
 
