@@ -103,7 +103,7 @@ async def watching(port: int, *topics: str, **options: Any) -> AsyncIterator[Wat
 # --- Home Assistant's rules --------------------------------------------------------------------
 
 # Units Home Assistant accepts per sensor/number device class (the classes this project uses).
-UNITS: Mapping[str, set[str]] = {
+UNITS: Mapping[str, set[str | None]] = {
     "power": {"W", "kW", "MW", "GW", "mW", "BTU/h"},
     "energy": {"Wh", "kWh", "MWh", "GWh", "TWh", "mWh", "J", "kJ", "MJ", "GJ", "cal", "kcal"},
     "energy_storage": {"Wh", "kWh", "MWh", "GWh", "TWh", "mWh", "J", "kJ", "MJ", "GJ"},
@@ -113,6 +113,9 @@ UNITS: Mapping[str, set[str]] = {
     "temperature": {"°C", "°F", "K"},
     "battery": {"%"},
     "duration": {"d", "h", "min", "s", "ms", "µs"},
+    "power_factor": {None, "%"},
+    "apparent_power": {"VA", "kVA"},
+    "reactive_power": {"var", "kvar"},
 }
 STATE_CLASSES = {"measurement", "total", "total_increasing"}
 PLATFORMS = {"sensor", "number", "select", "switch", "button", "time"}
@@ -218,8 +221,8 @@ def state_problems(platform: str, config: Mapping[str, Any], value: str | None) 
                 assert value in config["options"], "not an option"
             elif dc == "timestamp":
                 assert datetime.fromisoformat(value).tzinfo is not None, "no time zone"
-            elif config.get("state_class") or dc in UNITS:
-                float(value)
+            elif config.get("state_class") or dc in UNITS or "unit_of_measurement" in config:
+                float(value)  # HA treats the sensor as numeric
         elif platform == "number":
             assert config["min"] <= float(value) <= config["max"], "out of range"
         elif platform == "select":

@@ -243,6 +243,32 @@ async def test_last_will_marks_the_bridge_offline_when_the_link_dies(
         await w.wait_topic(BRIDGE, "online", after=mark)  # the daemon is back
 
 
+async def test_inverter_availability_follows_whether_it_answers(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    # The daemon runs on the plant's clock at 60x: 5 s polls and offline_after = 60 s (above the
+    # 40 s of a poll interval backed off 8x) take 83 ms and 1 s of real time.
+    settings = mqtt_settings(mosquitto, offline_after=60)
+    async with (
+        running_daemon(
+            tmp_path, plant_config=PlantConfig(speed=60), use_plant_clock=True, mqtt=settings
+        ) as rig,
+        watching(mosquitto.port, f"{ROOT}/#") as w,
+    ):
+        service(rig).health_interval = 0.05
+        serial = await started(rig, w)
+        status = f"{ROOT}/{serial}/Stats/status"
+        await w.wait_topic(status, "online")
+        await rig.next_snapshot()  # past the meter scan that follows the first poll
+        mark = w.mark()
+        rig.sim.refuse_connections(1.0)  # the dongle goes away for a while
+        rig.sim.disconnect_all()
+        offline = await w.wait_topic(status, "offline", after=mark)
+        back = await w.wait_topic(status, "online", after=offline.seq)
+        assert back.retain is False  # a live update, retained by the broker for newcomers
+        assert w.latest[BRIDGE].payload == "online"  # the daemon itself never went away
+
+
 async def test_home_assistant_restart_gets_discovery_again(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:

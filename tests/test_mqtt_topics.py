@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,10 +16,11 @@ from givtcp_async.quality.gates import Reading
 from givtcp_async.registers.catalog import derived_for, fields_for
 from givtcp_async.registers.inverter import CONTROL_FIELDS
 from givtcp_async.registers.models import detect_model
+from givtcp_async.registers.schema import Source
 from givtcp_async.sinks import discovery as d
 from givtcp_async.sinks.mqtt import configuration_url, is_online, parse_command_topic
 from givtcp_async.sinks.state_topics import StateTopics
-from givtcp_async.snapshot import Snapshot, Spec
+from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
 from tests.mqtt_support import problems
 
 GEN3 = detect_model({0: 0x2001, 19: 308, 21: 308})
@@ -80,13 +82,25 @@ def test_changes_only_off_republishes_everything() -> None:
     assert not any(m.retain for m in topics.messages(snap))
 
 
+def device(source: Source, address: int, serial: str) -> DeviceSnapshot:
+    specs = {f.name: f for f in fields_for(GEN3, source=source)}
+    return DeviceSnapshot(address, serial, {n: Reading(1) for n in specs}, specs)
+
+
 def test_every_discovered_state_topic_is_one_the_state_publisher_writes() -> None:
-    snap = snapshot(every_value(), stats={"Last_Updated_Time": NOW, "Write_Count": 0})
+    snap = replace(
+        snapshot(every_value(), stats={"Last_Updated_Time": NOW, "Write_Count": 0}),
+        batteries=(device(Source.BATTERY, 0x32, "DZ2348G101"),),
+        meters=(device(Source.METER, 1, ""),),
+    )
     published = StateTopics("GivEnergy").topics(snap)
     entities = d.entities(snap, d.DiscoveryConfig())
     assert d.state_topics(entities) <= set(published)
+    assert "GivEnergy/SA1234G567/Meter_Details/Meter_ID1" in str(d.state_topics(entities))
+    pack = next(e for e in entities if "DZ2348G101" in e.config["unique_id"])
+    assert pack.config["device"]["via_device"] == "givtcp_SA1234G567"
     assert len({e.config["unique_id"] for e in entities}) == len(entities)
-    assert all(not problems(e.topic("homeassistant"), e.config) for e in entities)
+    assert [p for e in entities for p in problems(e.topic("homeassistant"), e.config)] == []
 
 
 def test_controls_become_entities_of_their_platform_commanding_their_function() -> None:

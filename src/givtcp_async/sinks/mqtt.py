@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 MAX_PENDING_COMMANDS: Final = 32
+MAX_PAYLOAD: Final = 64 * 1024  # no command needs more; a bigger one is not parsed
 PUBLISH_BATCH: Final = 100
 GOODBYE_TIMEOUT: Final = 1.5
 KEEPALIVE: Final = 30
@@ -271,13 +272,15 @@ class MqttService:
                 log.error("MQTT session failed", exc_info=group.exceptions[0])
         except asyncio.CancelledError:
             self._client = None
+            for task in self._commands:  # the inverters are stopping too: no command can finish
+                task.cancel()
             await self._goodbye(client)
             raise
         finally:
             self._client = None
             self.connected.clear()
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                async with asyncio.timeout(2.0):
+                async with asyncio.timeout(1.0):
                     await client.__aexit__(None, None, None)
             _abandon(client)
 
@@ -325,7 +328,7 @@ class MqttService:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=2.0)
+            await asyncio.wait(tasks, timeout=1.0)
 
     # --- state -----------------------------------------------------------------------------
 
@@ -382,10 +385,10 @@ class MqttService:
         online = is_online(coord.health(), coord.now(), coord.offline_after)
         status = ONLINE if online else OFFLINE
         if status != inv.status:
-            await client.publish(status_topic(self.root, serial), status, qos=1, retain=True)
-            if inv.status is not None:
+            changed, inv.status = inv.status is not None, status  # before the await: no repeats
+            if changed:
                 log.info("inverter availability", serial=serial, status=status)
-            inv.status = status
+            await client.publish(status_topic(self.root, serial), status, qos=1, retain=True)
 
     # --- incoming ----------------------------------------------------------------------------
 
@@ -421,6 +424,8 @@ class MqttService:
             )
         elif not payload.strip():
             reason = "empty payload ignored (clearing a retained message is not a command)"
+        elif len(payload) > MAX_PAYLOAD:
+            reason = f"payload of {len(payload)} bytes is too large (at most {MAX_PAYLOAD})"
         elif inv is None:
             served = ", ".join(i.serial for i in self.inverters if i.serial) or "none detected yet"
             reason = f"inverter {serial} is not served by this daemon (serving: {served})"
