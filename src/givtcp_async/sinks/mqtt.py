@@ -32,7 +32,7 @@ import math
 import random
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -162,6 +162,43 @@ class _Inverter:
         self.status = None
 
 
+class _SessionTasks:
+    """The tasks of one connection: :meth:`run` returns or raises when one of them fails (or
+    when cancelled) and always leaves every one of them finished."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str, *, lasting: bool = True) -> None:
+        """Start a task; a ``lasting`` one ending at all ends the connection, any one failing
+        does."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._done(t, lasting))
+
+    def _done(self, task: asyncio.Task[None], lasting: bool) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or self._failed.done():
+            return
+        error = task.exception()
+        if error is None and lasting:
+            error = RuntimeError(f"{task.get_name()} ended")
+        if error is not None:
+            self._failed.set_result(error)
+
+    async def run(self) -> None:
+        try:
+            error = await self._failed
+        finally:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+        raise error
+
+
 @dataclass
 class MqttStats:
     connections: int = 0
@@ -212,6 +249,7 @@ class MqttService:
             )
             for coord in daemon.coordinators
         ]
+        self._options = client_options(self.cfg)  # a bad TLS file fails here, at start
         self.stats = MqttStats()
         self.connected = asyncio.Event()  # set while a connection is up (tests, health)
         self.stopped = asyncio.Event()  # set once offline has been published on shutdown
@@ -232,6 +270,7 @@ class MqttService:
             await self._wait_for_internal_broker()
             while True:
                 await self._connection()
+                _checkpoint()  # a stop that arrived with a connection error is not lost
                 delay = self.backoff.next_delay()
                 log.info("MQTT reconnecting", retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
@@ -248,7 +287,7 @@ class MqttService:
 
     async def _connection(self) -> None:
         """One connection, until it fails (returns) or the service is cancelled (raises)."""
-        client = aiomqtt.Client(**client_options(self.cfg))
+        client = aiomqtt.Client(**self._options)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as err:
@@ -265,11 +304,11 @@ class MqttService:
         try:
             try:
                 await self._session(client)
-                _checkpoint()
             except* aiomqtt.MqttError as group:
                 log.warning("MQTT connection lost", error=str(group.exceptions[0]))
             except* Exception as group:  # a bug must not take the daemon down: log, reconnect
                 log.error("MQTT session failed", exc_info=group.exceptions[0])
+            _checkpoint()  # a stop may arrive together with an error, or be swallowed (3.11)
         except asyncio.CancelledError:
             self._client = None
             for task in self._commands:  # the inverters are stopping too: no command can finish
@@ -301,11 +340,14 @@ class MqttService:
         async with self._sessions:
             self.stats.connections += 1
             self._sessions.notify_all()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._listen(client, tg), name="mqtt-listen")
-            tg.create_task(self._watch_health(client), name="mqtt-health")
-            for inv in self.inverters:
-                tg.create_task(self._follow(client, inv), name=f"mqtt-{inv.coord.name}")
+        # Plain tasks rather than a TaskGroup: on Python 3.11 a TaskGroup whose child fails
+        # leaves a cancellation request on this task, which would read as a stop.
+        tasks = _SessionTasks()
+        tasks.spawn(self._listen(client, tasks), "mqtt-listen")
+        tasks.spawn(self._watch_health(client), "mqtt-health")
+        for inv in self.inverters:
+            tasks.spawn(self._follow(client, inv), f"mqtt-{inv.coord.name}")
+        await tasks.run()
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         """Clean shutdown: every inverter and the bridge go offline (retained)."""
@@ -392,7 +434,7 @@ class MqttService:
 
     # --- incoming ----------------------------------------------------------------------------
 
-    async def _listen(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+    async def _listen(self, client: aiomqtt.Client, tasks: _SessionTasks) -> None:
         ha_status = ha_status_topic(self.cfg.discovery_prefix)
         async for message in client.messages:
             topic = message.topic.value
@@ -400,7 +442,7 @@ class MqttService:
                 if message.payload in (b"online", "online") and not message.retain:
                     delay = random.uniform(*self.ha_birth_delay)
                     log.info("Home Assistant started; announcing again", delay=round(delay, 2))
-                    tg.create_task(self._after_ha_birth(delay), name="mqtt-ha-birth")
+                    tasks.spawn(self._after_ha_birth(delay), "mqtt-ha-birth", lasting=False)
                 continue
             parsed = parse_command_topic(self.root, topic)
             if parsed is not None:
