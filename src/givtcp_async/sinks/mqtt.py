@@ -445,9 +445,11 @@ class MqttService:
                     tasks.spawn(self._after_ha_birth(delay), "mqtt-ha-birth", lasting=False)
                 continue
             parsed = parse_command_topic(self.root, topic)
-            if parsed is not None:
-                self._on_command(parsed[0], parsed[1], _payload_bytes(message.payload),
-                                 retained=message.retain)  # fmt: skip
+            if parsed is None:  # e.g. an empty level: nothing to answer to
+                log.warning("MQTT message on a control topic ignored", topic=topic)
+                continue
+            self._on_command(parsed[0], parsed[1], _payload_bytes(message.payload),
+                             retained=message.retain)  # fmt: skip
 
     async def _after_ha_birth(self, delay: float) -> None:
         await asyncio.sleep(delay)
