@@ -15,7 +15,10 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -331,7 +334,17 @@ def demo(tmp_path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
                 stream.close()
 
 
-def test_demo_runs_the_plant_and_stops_on_sigterm(demo: tuple[Any, dict[str, Any]]) -> None:
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError as err:
+        return 0, str(err)
+
+
+def test_demo_serves_health_and_stops_on_sigterm(demo: tuple[Any, dict[str, Any]]) -> None:
     proc, info = demo
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", info["dashboard"])
     assert re.fullmatch(r"127\.0\.0\.1:\d+", info["simulator"])
@@ -344,6 +357,24 @@ def test_demo_runs_the_plant_and_stops_on_sigterm(demo: tuple[Any, dict[str, Any
             break
     else:
         pytest.fail("demo exited before reading the plant")
+    # Keep reading its logs so that a full pipe never blocks it.
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    # /health says 200 once the first poll has succeeded. Another process's HTTP endpoint gives
+    # no event to wait on, so it is asked every 0.1 s (as Docker's HEALTHCHECK would).
+    deadline = time.monotonic() + 20
+    status, body = 0, ""
+    while time.monotonic() < deadline:
+        status, body = _get(info["dashboard"] + "health")
+        if status == 200:
+            break
+        time.sleep(0.1)
+    assert status == 200, body
+    health = json.loads(body)
+    assert [i["serial"] for i in health["inverters"]] == [info["serial"]]
+    assert health["inverters"][0]["online"] is True
+    status, body = _get(info["dashboard"] + "runAll")
+    assert status == 200
+    assert json.loads(body)["Invertor_Details"]["Invertor_Serial_Number"] == info["serial"]
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0

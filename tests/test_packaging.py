@@ -17,9 +17,11 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,6 +215,38 @@ def test_healthcheck_command_follows_health() -> None:
     with _health_server(503) as port:
         assert _healthcheck(port) != 0
     assert _healthcheck(free_port()) != 0  # nothing listening
+
+
+def test_healthcheck_command_against_the_daemon(tmp_path: Path) -> None:
+    """The real /health of `givtcp-async demo`: healthy once the simulated inverter answers,
+    unhealthy once the daemon is gone."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIVTCP_", "MQTT_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "givtcp_async", "demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["dashboard"] == f"http://127.0.0.1:{port}/"
+        # Docker runs the check every --interval; here every 0.2 s until it passes (30 s at most).
+        deadline = time.monotonic() + 30
+        while (code := _healthcheck(port)) != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert code == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+        assert _healthcheck(port) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 # --- systemd unit ----------------------------------------------------------------------------
