@@ -432,3 +432,19 @@ async def test_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
     code, _, err = await cli("run", "--config", str(tmp_path / "missing.toml"), cwd=tmp_path)
     assert code == 2
     assert "missing.toml" in err
+
+
+async def test_run_exits_1_when_a_service_cannot_start(tmp_path: Path) -> None:
+    blocker = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", 0)
+    port = blocker.sockets[0].getsockname()[1]
+    try:
+        env = clean_env(GIVTCP_REST__PORT=str(port), GIVTCP_CONTROL__STATE_DIR=str(tmp_path))
+        code, out, err = await cli(
+            "run", "--host", "127.0.0.1", "--port", str(free_port()), cwd=tmp_path, env=env
+        )
+    finally:
+        blocker.close()
+        await blocker.wait_closed()
+    assert (code, out) == (1, "")
+    assert f"givtcp-async: failed: cannot listen on 127.0.0.1:{port}: address already in use" in err
+    assert "Traceback" not in err
