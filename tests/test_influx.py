@@ -7,15 +7,18 @@ labels, and serves them back from ``/api/v1/export``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
 import urllib.parse
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from givtcp_async.backoff import Backoff
 from givtcp_async.config import InfluxConfig
@@ -458,3 +461,60 @@ async def test_factory_builds_the_service_only_when_enabled(tmp_path: Path) -> N
         service = service_of(rig)
         assert service.coordinators == rig.daemon.coordinators
         assert service.config.buffer_max_points == 100_000
+
+
+@contextlib.asynccontextmanager
+async def refusing_server(status: int, message: str) -> AsyncIterator[tuple[str, list[int]]]:
+    """An HTTP server answering every write with ``status`` and InfluxDB's error body; its URL
+    and the number of lines of each request it got."""
+    got: list[int] = []
+
+    async def write(request: web.Request) -> web.Response:
+        got.append(len((await request.text()).splitlines()))
+        return web.json_response({"code": "invalid", "message": message}, status=status)
+
+    app = web.Application()
+    app.router.add_post("/api/v2/write", write)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", got
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_malformed_batch_is_dropped_and_counted(tmp_path: Path) -> None:
+    async with (
+        refusing_server(400, "unable to parse 'power x=': invalid field format") as (url, got),
+        running_daemon(
+            tmp_path, inverter=MANUAL_POLLS, rest=NO_REST, influx=influx_settings(url)
+        ) as rig,
+    ):
+        service = service_of(rig)
+        first = await rig.first_snapshot()
+        await drained(service)
+    assert service.buffer.rejected == service.buffer.added == sum(got)
+    assert service.buffer.rejected >= len(snapshot_points(first))
+    assert service.failures == 0
+    assert service.buffer.written == 0
+
+
+async def test_a_configuration_refusal_keeps_the_points(tmp_path: Path) -> None:
+    async with (
+        refusing_server(400, "Please provide either orgID or org") as (url, got),
+        running_daemon(
+            tmp_path, inverter=MANUAL_POLLS, rest=NO_REST, influx=influx_settings(url)
+        ) as rig,
+    ):
+        service = service_of(rig)
+        service.retry = Backoff(initial=0.05, maximum=0.2)
+        first = await rig.first_snapshot()
+        async with asyncio.timeout(10):
+            await service.wait_for(lambda: service.failures >= 2)
+        assert len(service.buffer) == service.buffer.added >= len(snapshot_points(first))
+        assert service.buffer.rejected == 0
+        assert service.last_error == "HTTP 400 Bad Request: Please provide either orgID or org"
+        assert len(got) >= 2

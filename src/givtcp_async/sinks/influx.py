@@ -25,8 +25,8 @@ oldest first in batches. While InfluxDB is unreachable or failing, the writer re
 capped exponential back-off; nothing is lost while the outage is shorter than
 ``buffer_max_age`` and fewer than ``buffer_max_points`` points are waiting. Beyond either bound
 the oldest points are dropped and counted (0 switches that bound off; see :class:`PointBuffer`
-for the batch in flight). A batch InfluxDB
-refuses as malformed (400, 422) is dropped and counted as rejected rather than retried forever.
+for the batch in flight). A batch InfluxDB refuses as malformed (422, or 400 unless it is about
+the org, bucket or credentials) is dropped and counted as rejected rather than retried forever.
 The coordinators are never waited on: snapshots are read from their latest-only stream and the
 buffer absorbs a slow or absent database.
 """
@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -84,8 +86,10 @@ LEGACY_GROUPS: Final = frozenset(
 LEGACY_TAG: Final = ("tagKey", "GivReal")
 #: What is worth a time series: no settings, identity or status codes.
 WRITTEN_KINDS: Final = frozenset({Kind.MEASUREMENT, Kind.TOTAL, Kind.TODAY})
-#: Statuses that mean "this batch is malformed": retrying it can never succeed.
+#: Statuses that mean "this batch is malformed": retrying it can never succeed. (A 400 about
+#: the org, bucket or token is a configuration problem instead: see :func:`_permanent`.)
 REJECTED_STATUSES: Final = frozenset({400, 422})
+_CONFIG_WORDS: Final = re.compile(r"\b(org|orgid|organi[sz]ation|bucket|token|auth\w*)\b", re.I)
 DEFAULT_BATCH: Final = 1000
 
 
@@ -290,6 +294,33 @@ def _write_errors() -> tuple[type[BaseException], ...]:
     return (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
 
 
+def _message(err: BaseException) -> str:
+    """What InfluxDB said about a refused request (its JSON ``message``, or the body)."""
+    body = getattr(err, "body", None)
+    if isinstance(body, bytes | bytearray):
+        body = bytes(body).decode("utf-8", errors="replace")
+    if not isinstance(body, str):
+        return ""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    text = parsed.get("message") if isinstance(parsed, dict) else None
+    return (text if isinstance(text, str) else body).strip()[:300]
+
+
+def _permanent(err: BaseException) -> bool:
+    """InfluxDB refused the batch itself: sending it again can never succeed.
+
+    422, and 400 unless the message is about the org, bucket or credentials (InfluxDB 2 answers
+    400 to a write without an org): those are fixed on the server, so the points are kept.
+    """
+    status = _status(err)
+    if status not in REJECTED_STATUSES:
+        return False
+    return status == 422 or not _CONFIG_WORDS.search(_message(err))
+
+
 def _status(err: BaseException) -> int | None:
     """The HTTP status InfluxDB answered with (not aiohttp's own 400 for a garbled reply)."""
     from influxdb_client.rest import ApiException
@@ -419,7 +450,7 @@ class InfluxService:
             raise
         except _write_errors() as err:
             status = _status(err)
-            if status in REJECTED_STATUSES:
+            if _permanent(err):
                 n = self.buffer.reject()
                 log.error("influx refused a batch as malformed; dropped", status=status,
                           points=n, error=_short(err))  # fmt: skip
@@ -459,7 +490,8 @@ def _short(err: BaseException) -> str:
     status = _status(err)
     if status is not None:
         reason = getattr(err, "reason", "") or ""
-        return f"HTTP {status} {reason}".strip()
+        message = _message(err)
+        return f"HTTP {status} {reason}".strip() + (f": {message}" if message else "")
     return f"{type(err).__name__}: {err}".strip().rstrip(":")
 
 
