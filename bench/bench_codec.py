@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.common import Row
 from givtcp_async.errors import FrameError
 from givtcp_async.protocol.frames import Frame, decode_frame
 from givtcp_async.protocol.stream import FrameStream
@@ -59,11 +60,8 @@ def rate(work: Callable[[], int], seconds: float) -> tuple[float, int]:
             return best, total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
-    args = parser.parse_args()
-
+def measure(seconds: float) -> list[Row]:
+    """Print the rates; the summary rows (whole-frame decode and 4096-byte stream chunks)."""
     frames, streams = load_frames()
     decoded: list[Frame] = []
     bad = 0
@@ -107,14 +105,25 @@ def main() -> None:
         return len(decoded)
 
     results = [
-        ("decode_frame, whole frames", rate(decode_whole, args.seconds)),
-        ("FrameStream, 4096-byte chunks", rate(stream_chunks(4096), args.seconds)),
-        ("FrameStream, 64-byte chunks", rate(stream_chunks(64), args.seconds)),
-        ("FrameStream, 1-byte chunks", rate(stream_chunks(1), args.seconds / 2)),
-        ("encode, valid frames", rate(encode_all, args.seconds)),
+        ("decode_frame, whole frames", rate(decode_whole, seconds)),
+        ("FrameStream, 4096-byte chunks", rate(stream_chunks(4096), seconds)),
+        ("FrameStream, 64-byte chunks", rate(stream_chunks(64), seconds)),
+        ("FrameStream, 1-byte chunks", rate(stream_chunks(1), seconds / 2)),
+        ("encode, valid frames", rate(encode_all, seconds)),
     ]
     for label, (per_second, _) in results:
         print(f"{label:32s} {per_second:12,.0f} frames/s  {1e6 / per_second:8.2f} µs/frame")
+    return [
+        Row(f"codec: {label}", f"{per_second:,.0f} frames/s ({1e6 / per_second:.0f} µs/frame)")
+        for label, (per_second, _) in results[:2]
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    args = parser.parse_args()
+    measure(args.seconds)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,7 @@ import asyncio
 import logging
 import statistics
 
-import structlog
-
+from bench.common import Row, percentile, quiet_logs
 from givtcp_async.connection import ConnectionSettings, DongleConnection
 from givtcp_async.protocol.frames import FunctionCode
 from givtcp_async.simulator.server import DongleSimulator, SimulatorConfig
@@ -39,14 +38,7 @@ def make_store() -> RegisterStore:
     return store
 
 
-def percentile(data: list[float], p: float) -> float:
-    ordered = sorted(data)
-    k = (len(ordered) - 1) * p
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-async def run(reads: int, delay: float, warmup: int) -> None:
+async def run(reads: int, delay: float, warmup: int) -> list[Row]:
     loop = asyncio.get_running_loop()
     config = SimulatorConfig(response_delay=delay, heartbeat_interval=3600)
     async with DongleSimulator(make_store(), config) as sim:
@@ -89,6 +81,13 @@ async def run(reads: int, delay: float, warmup: int) -> None:
         f"(overhead = {statistics.fmean(overhead) / (mean_dongle * 1000) * 100:.1f} % "
         "of the dongle's time)"
     )
+    return [
+        Row(
+            f"connection: time in our code per read ({delay * 1000:.0f} ms simulated response)",
+            f"p50 {percentile(overhead, 0.5):.2f} ms, p95 {percentile(overhead, 0.95):.2f} ms",
+            f"round trip {mean_total / mean_dongle:.3f} x simulator time",
+        )
+    ]
 
 
 def main() -> None:
@@ -97,7 +96,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.020, help="simulator response delay")
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs(logging.WARNING)
     asyncio.run(run(args.reads, args.delay, args.warmup))
 
 

@@ -22,12 +22,11 @@ import logging
 import socket
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import aiomqtt
-import structlog
 
+from bench.common import Row, Timer, percentile, quiet_logs
 from givtcp_async.protocol.frames import WriteRequest
 from givtcp_async.simulator.plant import PlantConfig
 from givtcp_async.simulator.server import SimEvent
@@ -45,32 +44,13 @@ ROOT = "GivEnergy"
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
-def percentile(data: list[float], p: float) -> float:
-    ordered = sorted(data)
-    k = (len(ordered) - 1) * p
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 async def take_snapshot(workdir: Path) -> Snapshot:
     async with running_daemon(workdir / "snap", plant_config=PlantConfig(speed=0)) as rig:
         await rig.first_snapshot()
         return await rig.next_snapshot()  # meters scanned, every block read
 
 
-class Timer:
-    """CPU (``process_time``) and wall time of a block, in milliseconds."""
-
-    def __enter__(self) -> Timer:
-        self.cpu, self.wall = time.process_time(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cpu = (time.process_time() - self.cpu) * 1000
-        self.wall = (time.perf_counter() - self.wall) * 1000
-
-
-async def publish_costs(snap: Snapshot, port: int, repeat: int) -> None:
+async def publish_costs(snap: Snapshot, port: int, repeat: int) -> list[Row]:
     topics = StateTopics(ROOT)
     cfg = discovery.DiscoveryConfig(root=ROOT)
     rows: dict[str, list[Timer]] = {"state": [], "state (build only)": [], "discovery": []}
@@ -96,6 +76,7 @@ async def publish_costs(snap: Snapshot, port: int, repeat: int) -> None:
                 sum(len(m.payload) for m in state),
             )
             sizes["discovery"] = (len(configs), sum(len(m.payload) for m in configs))
+    summary: list[Row] = []
     for name, timers in rows.items():
         cpu = [t.cpu for t in timers]
         n, size = sizes[name]
@@ -104,9 +85,18 @@ async def publish_costs(snap: Snapshot, port: int, repeat: int) -> None:
             f"median {statistics.median(cpu):.1f} ms; wall median "
             f"{statistics.median(t.wall for t in timers):.1f} ms"
         )
+        if name != "state (build only)":
+            what = "full state publish" if name == "state" else "discovery announcement"
+            summary.append(
+                Row(
+                    f"MQTT: {what} ({n} messages, {size / 1024:.0f} KiB)",
+                    f"{statistics.median(cpu):.1f} ms CPU (best {min(cpu):.1f})",
+                )
+            )
+    return summary
 
 
-async def command_latency(workdir: Path, broker: Mosquitto, commands: int) -> None:
+async def command_latency(workdir: Path, broker: Mosquitto, commands: int) -> list[Row]:
     mqtt = {"host": "127.0.0.1", "port": broker.port, "client_id": "bench-daemon"}
     to_write: list[float] = []
     to_result: list[float] = []
@@ -140,15 +130,23 @@ async def command_latency(workdir: Path, broker: Mosquitto, commands: int) -> No
             async for fresh in rig.coordinator.updates():
                 if fresh.value("Target_SOC") == value:
                     break
+    summary: list[Row] = []
     for name, data in (("publish -> write at simulator", to_write),
                        ("publish -> result received", to_result)):  # fmt: skip
         print(
             f"{name}: p50 {percentile(data, 0.5):.1f} ms, p95 {percentile(data, 0.95):.1f} ms, "
             f"max {max(data):.1f} ms over {len(data)} commands"
         )
+        summary.append(
+            Row(
+                f"MQTT command setChargeTarget: {name}",
+                f"p50 {percentile(data, 0.5):.1f} ms, p95 {percentile(data, 0.95):.1f} ms",
+            )
+        )
+    return summary
 
 
-async def main(repeat: int, commands: int) -> None:
+async def main(repeat: int, commands: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         broker = Mosquitto(workdir)
@@ -156,10 +154,11 @@ async def main(repeat: int, commands: int) -> None:
         try:
             snap = await take_snapshot(workdir)
             print(f"snapshot of {snap.serial}: {len(snap.flat())} values")
-            await publish_costs(snap, broker.port, repeat)
-            await command_latency(workdir, broker, commands)
+            rows = await publish_costs(snap, broker.port, repeat)
+            rows += await command_latency(workdir, broker, commands)
         finally:
             broker.stop()
+    return rows
 
 
 def cli() -> None:
@@ -167,8 +166,7 @@ def cli() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="full publishes timed (20)")
     parser.add_argument("--commands", type=int, default=50, help="commands timed (50)")
     args = parser.parse_args()
-    logging.disable(logging.CRITICAL)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    quiet_logs(logging.CRITICAL)
     asyncio.run(main(args.repeat, args.commands))
 
 

@@ -19,8 +19,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import structlog
-
+from bench.common import Row, quiet_logs
 from givtcp_async.assemble import SnapshotAssembler
 from givtcp_async.cache import RegisterCache
 from givtcp_async.connection import ConnectionSettings, DongleConnection
@@ -30,7 +29,7 @@ from givtcp_async.simulator.plant import Plant, PlantConfig
 LONDON = ZoneInfo("Europe/London")
 
 
-async def run(delay: float, pacing: float, refreshes: int, builds: int) -> None:
+async def run(delay: float, pacing: float, refreshes: int, builds: int) -> list[Row]:
     plant = Plant(PlantConfig(speed=0, start=datetime(2026, 6, 21, 13, 0, tzinfo=LONDON)))
     sim = plant.simulator(plant.simulator_config(response_delay=delay, heartbeat_interval=3600))
     await sim.start()
@@ -76,6 +75,19 @@ async def run(delay: float, pacing: float, refreshes: int, builds: int) -> None:
         f"decode one refresh into a snapshot ({values} values): "
         f"{statistics.median(cpu) * 1000:.2f} ms CPU (median of {builds})"
     )
+    return [
+        Row(
+            f"full refresh of the default plant ({len(blocks)} requests, "
+            f"{delay * 1000:.0f} ms response, {pacing * 1000:.0f} ms pacing)",
+            f"{wall * 1000:.0f} ms",
+            f"lower bound {bound * 1000:.0f} ms ({len(blocks)} x {delay * 1000:.0f} ms); "
+            f"ratio {wall / bound:.2f}",
+        ),
+        Row(
+            f"SnapshotAssembler.build, one refresh ({values} values)",
+            f"{statistics.median(cpu) * 1000:.2f} ms CPU",
+        ),
+    ]
 
 
 def main() -> None:
@@ -85,8 +97,7 @@ def main() -> None:
     parser.add_argument("--refreshes", type=int, default=3)
     parser.add_argument("--builds", type=int, default=200)
     args = parser.parse_args()
-    logging.disable(logging.INFO)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs(logging.WARNING)
     asyncio.run(run(args.delay, args.pacing, args.refreshes, args.builds))
 
 

@@ -14,7 +14,26 @@ import sys
 import time
 
 from bench.bench_codec import load_frames
+from bench.common import Row
 from givtcp_async.testing.fuzz import fuzz, generated_frames
+
+
+def measure(iterations: int, seed: int = 1) -> tuple[list[Row], int]:
+    """Print the outcome; the summary row and the number of contract failures."""
+    corpus = load_frames()[0] + generated_frames(random.Random(seed), 500)
+    t0 = time.perf_counter()
+    report = fuzz(corpus, iterations, seed=seed)
+    elapsed = time.perf_counter() - t0
+    print(report.as_text())
+    print(f"{iterations / elapsed:,.0f} inputs/s over {elapsed:.1f} s (seed {seed})")
+    for failure in report.failures[:20]:
+        print("FAIL", failure)
+    row = Row(
+        f"fuzzing: {iterations:,} mutated frames through decoder and stream",
+        f"{len(report.failures)} contract failures",
+        f"{iterations / elapsed:,.0f} inputs/s",
+    )
+    return [row], len(report.failures)
 
 
 def main() -> int:
@@ -22,15 +41,7 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    corpus = load_frames()[0] + generated_frames(random.Random(args.seed), 500)
-    t0 = time.perf_counter()
-    report = fuzz(corpus, args.iterations, seed=args.seed)
-    elapsed = time.perf_counter() - t0
-    print(report.as_text())
-    print(f"{args.iterations / elapsed:,.0f} inputs/s over {elapsed:.1f} s (seed {args.seed})")
-    for failure in report.failures[:20]:
-        print("FAIL", failure)
-    return 1 if report.failures else 0
+    return 1 if measure(args.iterations, args.seed)[1] else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""What the benchmarks share: the summary table's rows, percentiles, CPU timing, quiet logs."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the summary table: a figure, its value, and what it compares with."""
+
+    figure: str
+    value: str
+    bound: str = ""  # the lower bound or a ratio, where the figure compares with one
+
+
+def percentile(data: Sequence[float], p: float) -> float:
+    """The ``p`` quantile (0..1) of ``data``, interpolated between the closest ranks."""
+    ordered = sorted(data)
+    k = (len(ordered) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def median(data: Sequence[float]) -> float:
+    return statistics.median(data)
+
+
+class Timer:
+    """CPU (``process_time``) and wall time of a block, in milliseconds."""
+
+    def __enter__(self) -> Timer:
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu = (time.process_time() - self.cpu) * 1000
+        self.wall = (time.perf_counter() - self.wall) * 1000
+
+
+def quiet_logs(level: int = logging.WARNING) -> None:
+    """Keep the project's logs (structlog and stdlib) below ``level`` out of the figures."""
+    logging.disable(level - 10)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+
+
+def format_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
+    """The rows as an aligned text table, or a Markdown one."""
+    header = Row("Figure", "Value", "Bound / ratio")
+    if markdown:
+        lines = [f"| {header.figure} | {header.value} | {header.bound} |", "|---|---|---|"]
+        lines += [f"| {r.figure} | {r.value} | {r.bound} |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(getattr(r, col)) for r in (header, *rows)) for col in Row.__slots__]
+    rule = "  ".join("-" * w for w in widths)
+
+    def line(r: Row) -> str:
+        cells = (r.figure, r.value, r.bound)
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
