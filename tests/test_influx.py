@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import re
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
@@ -33,7 +34,8 @@ from givtcp_async.sinks.influx import (
 )
 from givtcp_async.snapshot import Snapshot
 from tests.harness import Rig, running_daemon
-from tests.servers import VictoriaMetrics, free_port
+from tests.rest_support import rest_rig
+from tests.servers import Mosquitto, VictoriaMetrics, free_port
 
 # Only the polls a test asks for (request_refresh), so every count below is exact.
 MANUAL_POLLS = {"poll_interval": 600.0, "settings_interval": 600.0}
@@ -445,6 +447,83 @@ async def test_a_server_that_is_not_influx_is_survived(tmp_path: Path) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_metrics_route_shows_the_influx_and_mqtt_counters(
+    tmp_path: Path, victoria: VictoriaMetrics, mosquitto: Mosquitto, written: list[list[str]]
+) -> None:
+    async with rest_rig(
+        tmp_path,
+        inverter=MANUAL_POLLS,
+        influx=influx_settings(victoria.url),
+        mqtt={"host": "127.0.0.1", "port": mosquitto.port},
+    ) as r:
+        service = service_of(r.rig)
+        await drained(service)
+        before = _by_name(await r.metrics())
+        started = time.time()
+        snap = await poll(r.rig, service)
+        await drained(service, snapshots=service.snapshots)
+        after = _by_name(await r.metrics())
+        new_points = snapshot_points(snap)
+        everything = expected_samples([line for lines in written for line in lines])
+        samples = await stored(victoria, snap.serial, until=len(everything))
+    # The poll's points reached VictoriaMetrics, and the counters moved by what was written.
+    assert expected_samples(new_points) <= set(samples) == everything
+    points = "givtcp_influx_points_written_total"
+    assert after[points][()] - before[points][()] >= len(new_points)
+    assert after[points][()] == service.buffer.written == sum(map(len, written))
+    assert after["givtcp_influx_writes_total"][()] > before["givtcp_influx_writes_total"][()]
+    assert after["givtcp_influx_snapshots_total"][()] == service.snapshots >= 2
+    assert after["givtcp_influx_up"][()] == 1
+    assert after["givtcp_influx_points_buffered"][()] == 0
+    assert after["givtcp_influx_write_failures_total"][()] == 0
+    dropped = after["givtcp_influx_points_dropped_total"]
+    assert dropped == {(("reason", "age"),): 0, (("reason", "full"),): 0}
+    last = after["givtcp_influx_last_write_timestamp_seconds"][()]
+    assert started <= last <= time.time()
+    # The MQTT service's counters are there too.
+    assert after["givtcp_mqtt_connected"][()] == 1
+    assert after["givtcp_mqtt_connections_total"][()] == 1
+    assert after["givtcp_mqtt_messages_total"][()] > 0
+    assert after["givtcp_mqtt_discovery_announcements_total"][()] >= 1
+
+
+def _by_name(
+    samples: dict[str, list[tuple[dict[str, str], float]]],
+) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """/metrics samples by name, then by their labels (sorted pairs)."""
+    return {
+        name: {tuple(sorted(labels.items())): value for labels, value in rows}
+        for name, rows in samples.items()
+    }
+
+
+async def test_metrics_route_without_influx_or_mqtt_has_neither(tmp_path: Path) -> None:
+    async with rest_rig(tmp_path, inverter=MANUAL_POLLS) as r:
+        names = set(await r.metrics())
+    assert names
+    assert not {n for n in names if n.startswith(("givtcp_influx_", "givtcp_mqtt_"))}
+
+
+def test_influx_counters_never_go_down_while_a_marked_batch_is_in_flight() -> None:
+    service = InfluxService(influx_settings_model(buffer_max_points=2), [])
+    buf = service.buffer
+    buf.add(["a", "b"])
+    buf.take(2)
+    buf.add(["c"])  # a, in flight, is dropped by the count bound: it may still arrive
+    assert service.metrics()["influx_points_dropped_full"] == 0
+    buf.acknowledge()  # it did
+    assert service.metrics()["influx_points_dropped_full"] == 0
+    buf.add(["d"])
+    buf.take(2)
+    buf.add(["e"])  # c is marked now
+    buf.retry()  # and did not arrive: dropped for good
+    assert service.metrics()["influx_points_dropped_full"] == 1
+
+
+def influx_settings_model(**extra: Any) -> InfluxConfig:
+    return InfluxConfig.model_validate(influx_settings("http://127.0.0.1:9", **extra))
 
 
 # --- wiring ----------------------------------------------------------------------------------

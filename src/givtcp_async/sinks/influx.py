@@ -223,6 +223,12 @@ class PointBuffer:
     def dropped(self) -> int:
         return self.dropped_full + self.dropped_age
 
+    @property
+    def marked(self) -> int:
+        """Points of the batch in flight that the count bound dropped: counted in
+        :attr:`dropped_full`, but counted as written instead if the write then succeeds."""
+        return self._doomed
+
     def oldest_age(self) -> float:
         """Seconds the oldest unacknowledged point has waited (0 when none)."""
         live = self._flight[self._doomed :]
@@ -356,6 +362,7 @@ class InfluxService:
         self.writes = 0
         self.failures = 0
         self.up = False
+        self.last_write: float | None = None  # Unix time InfluxDB last acknowledged a batch
         self.last_error: str | None = None
         self._changed = asyncio.Event()
         self._failing_since: float | None = None
@@ -364,21 +371,31 @@ class InfluxService:
     # --- observation ---------------------------------------------------------------------
 
     def metrics(self) -> dict[str, float]:
-        """Counters for /metrics (``influx_`` prefixed; points are line-protocol lines)."""
+        """Counters for /metrics (``influx_`` prefixed; points are line-protocol lines).
+
+        Every count only ever grows: a point of the batch in flight that the count bound
+        dropped counts as dropped once that write has failed (it may still arrive), and
+        meanwhile neither as dropped nor as buffered. ``influx_writes`` counts the batches
+        InfluxDB acknowledged, ``influx_write_failures`` the attempts that failed and are
+        retried; ``influx_last_write`` (Unix time) is there once a batch has been acknowledged.
+        """
         buf = self.buffer
-        return {
+        out: dict[str, float] = {
             "influx_up": float(self.up),
             "influx_snapshots": self.snapshots,
             "influx_points_buffered": len(buf),
             "influx_points_written": buf.written,
-            "influx_points_dropped": buf.dropped,
-            "influx_points_dropped_full": buf.dropped_full,
+            "influx_points_dropped": buf.dropped - buf.marked,
+            "influx_points_dropped_full": buf.dropped_full - buf.marked,
             "influx_points_dropped_age": buf.dropped_age,
             "influx_points_rejected": buf.rejected,
             "influx_writes": self.writes,
             "influx_write_failures": self.failures,
             "influx_oldest_buffered_seconds": round(buf.oldest_age(), 3),
         }
+        if self.last_write is not None:
+            out["influx_last_write"] = self.last_write
+        return out
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` holds; it is re-checked after every change of state."""
@@ -467,6 +484,7 @@ class InfluxService:
         self.writes += 1
         n = self.buffer.acknowledge()
         self.up = True
+        self.last_write = time.time()
         self.retry.reset()
         if self._failing_since is not None:
             log.info("influx reachable again", outage=round(self._clock() - self._failing_since, 1),

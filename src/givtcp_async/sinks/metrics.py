@@ -14,7 +14,9 @@ gains no dependency. Families:
 * the REST service's own: ``givtcp_rest_requests_total{route,method,code}``,
   ``givtcp_rest_commands_total{serial,function,status}``,
   ``givtcp_rest_command_duration_seconds`` (a summary: ``_sum`` and ``_count``),
-  ``givtcp_rest_event_clients``.
+  ``givtcp_rest_event_clients``;
+* the other services' counters (their ``metrics()``, see :data:`_SERVICES`): InfluxDB's
+  ``givtcp_influx_*`` and MQTT's ``givtcp_mqtt_*``, when they run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from givtcp_async import __version__
 
@@ -85,6 +87,72 @@ _COUNTERS: Final[dict[str, tuple[str, str, str]]] = {
         "givtcp_register_writes_total", "counter", "Register writes sent to the inverter."),
 }  # fmt: skip
 _PAGES_REJECTED: Final = "pages_rejected_"
+
+# service metrics() key -> (metric name, type, help, labels); None: not exposed (the sum of
+# samples that are)
+_SERVICES: Final[dict[str, tuple[str, str, str, dict[str, str]] | None]] = {
+    "influx_up": (
+        "givtcp_influx_up", "gauge", "1 while the last write to InfluxDB succeeded, else 0.", {}),
+    "influx_snapshots": (
+        "givtcp_influx_snapshots_total", "counter", "Snapshots turned into InfluxDB points.", {}),
+    "influx_points_buffered": (
+        "givtcp_influx_points_buffered", "gauge",
+        "Points waiting for InfluxDB to acknowledge them.", {}),
+    "influx_points_written": (
+        "givtcp_influx_points_written_total", "counter", "Points InfluxDB acknowledged.", {}),
+    "influx_points_dropped": None,
+    "influx_points_dropped_full": (
+        "givtcp_influx_points_dropped_total", "counter",
+        "Points dropped unwritten, by bound (buffer_max_points, buffer_max_age).",
+        {"reason": "full"}),
+    "influx_points_dropped_age": (
+        "givtcp_influx_points_dropped_total", "counter",
+        "Points dropped unwritten, by bound (buffer_max_points, buffer_max_age).",
+        {"reason": "age"}),
+    "influx_points_rejected": (
+        "givtcp_influx_points_rejected_total", "counter",
+        "Points InfluxDB refused as malformed (dropped).", {}),
+    "influx_writes": (
+        "givtcp_influx_writes_total", "counter", "Batches InfluxDB acknowledged.", {}),
+    "influx_write_failures": (
+        "givtcp_influx_write_failures_total", "counter",
+        "Batch writes that failed and are retried.", {}),
+    "influx_oldest_buffered_seconds": (
+        "givtcp_influx_oldest_buffered_seconds", "gauge",
+        "Age of the oldest point waiting for InfluxDB (0 when none).", {}),
+    "influx_last_write": (
+        "givtcp_influx_last_write_timestamp_seconds", "gauge",
+        "Unix time InfluxDB last acknowledged a batch.", {}),
+    "mqtt_connected": (
+        "givtcp_mqtt_connected", "gauge", "1 while connected to the MQTT broker, else 0.", {}),
+    "mqtt_connections": (
+        "givtcp_mqtt_connections_total", "counter", "MQTT connections set up.", {}),
+    "mqtt_connection_failures": (
+        "givtcp_mqtt_connection_failures_total", "counter",
+        "MQTT connection attempts that failed.", {}),
+    "mqtt_messages": (
+        "givtcp_mqtt_messages_total", "counter",
+        "State and discovery messages published.", {}),
+    "mqtt_announcements": (
+        "givtcp_mqtt_discovery_announcements_total", "counter",
+        "Home Assistant discovery announcements (a whole device each).", {}),
+    "mqtt_commands": (
+        "givtcp_mqtt_commands_total", "counter", "Messages received on control topics.", {}),
+    "mqtt_commands_rejected": (
+        "givtcp_mqtt_commands_rejected_total", "counter",
+        "Control messages refused without running (retained, empty, unknown inverter ...).",
+        {}),
+    "mqtt_results_undelivered": (
+        "givtcp_mqtt_results_undelivered_total", "counter",
+        "Command results that could not be published.", {}),
+}  # fmt: skip
+
+
+@runtime_checkable
+class MetricsSource(Protocol):
+    """A service with counters for /metrics (keys as in :data:`_SERVICES`)."""
+
+    def metrics(self) -> Mapping[str, float]: ...
 
 
 def escape_label(value: str) -> str:
@@ -174,7 +242,25 @@ def _values(
         family.add(sample, **labels, **extra)
 
 
-def render(coordinators: Sequence[InverterCoordinator], rest: RestCounters | None = None) -> str:
+def _samples(values: Mapping[str, Any]) -> Iterable[tuple[str, float]]:
+    """The numeric entries of a ``metrics()`` mapping."""
+    for key, value in values.items():
+        sample = numeric(value)
+        if sample is not None:
+            yield key, sample
+
+
+def _add(
+    families: dict[str, Family], name: str, kind: str, text: str, value: float, **labels: str
+) -> None:
+    families.setdefault(name, Family(name, kind, text)).add(value, **labels)
+
+
+def render(
+    coordinators: Sequence[InverterCoordinator],
+    rest: RestCounters | None = None,
+    services: Iterable[MetricsSource] = (),
+) -> str:
     """The whole exposition, every family once, ending in a newline."""
     info = Family("givtcp_info", "gauge", "givtcp-async build information.")
     info.add(1, version=__version__)
@@ -212,22 +298,20 @@ def render(coordinators: Sequence[InverterCoordinator], rest: RestCounters | Non
         health = coord.health()
         if health.last_good_poll is not None:
             age.add(max(0.0, (coord.now() - health.last_good_poll).total_seconds()), serial=serial)
-        for key, value in coord.metrics().items():
-            sample = numeric(value)
-            if sample is None:
-                continue
+        for key, sample in _samples(coord.metrics()):
             if key.startswith(_PAGES_REJECTED):
                 rejected_pages.add(sample, serial=serial, verdict=key[len(_PAGES_REJECTED) :])
                 continue
             name, kind, text = _COUNTERS.get(
                 key, (f"givtcp_{key}", "gauge", f"Coordinator value {key}.")
             )
-            counters.setdefault(name, Family(name, kind, text)).add(sample, serial=serial)
+            _add(counters, name, kind, text, sample, serial=serial)
     families: list[Family] = [info, inverter, battery, meter, taken, age, stale]
     families += counters.values()
     families.append(rejected_pages)
     if rest is not None:
         families += _rest_families(rest)
+    families += _service_families(services)
     return "\n".join(f.render() for f in families if f.samples or f is info) + "\n"
 
 
@@ -255,3 +339,14 @@ def _rest_families(rest: RestCounters) -> Iterable[Family]:
     )
     clients.add(rest.event_clients)
     return (requests, commands, duration, clients)
+
+
+def _service_families(services: Iterable[MetricsSource]) -> Iterable[Family]:
+    families: dict[str, Family] = {}
+    for service in services:
+        for key, sample in _samples(service.metrics()):
+            spec = _SERVICES.get(key, (f"givtcp_{key}", "gauge", f"Service value {key}.", {}))
+            if spec is not None:
+                name, kind, text, labels = spec
+                _add(families, name, kind, text, sample, **labels)
+    return families.values()

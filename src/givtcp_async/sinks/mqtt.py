@@ -33,7 +33,7 @@ import random
 import socket
 import ssl
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -201,6 +201,8 @@ class _SessionTasks:
 
 @dataclass
 class MqttStats:
+    """What the service counts (``messages``: state and discovery messages published)."""
+
     connections: int = 0
     connection_failures: int = 0
     messages: int = 0
@@ -256,6 +258,13 @@ class MqttService:
         self._client: aiomqtt.Client | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._sessions = asyncio.Condition()
+
+    def metrics(self) -> dict[str, float]:
+        """Counters for /metrics (``mqtt_`` prefixed), and whether a connection is up."""
+        out: dict[str, float] = {"mqtt_connected": float(self.connected.is_set())}
+        for key, value in asdict(self.stats).items():
+            out[f"mqtt_{key}"] = value
+        return out
 
     async def wait_connected(self, times: int = 1) -> None:
         """Return once ``times`` connections in all have been set up (subscribed, serving)."""

@@ -30,7 +30,7 @@ import hmac
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -175,7 +175,10 @@ class RestService:
         ping_interval: float = 15.0,
         shutdown_timeout: float = 1.0,
         connect_wait: float = 5.0,
+        metrics_sources: Callable[[], Iterable[metrics.MetricsSource]] = tuple,
     ) -> None:
+        """``metrics_sources``: the other services whose counters /metrics shows, asked at
+        every scrape."""
         if not coordinators:
             raise ValueError("the REST service needs at least one inverter")
         self.config = config
@@ -183,6 +186,7 @@ class RestService:
         self.ping_interval = ping_interval
         self.shutdown_timeout = shutdown_timeout
         self.connect_wait = connect_wait
+        self.metrics_sources = metrics_sources
         self.counters = metrics.RestCounters()
         self.listening = asyncio.Event()
         self.url: str | None = None
@@ -284,7 +288,7 @@ class RestService:
         return web.json_response(body, status=200 if ok else 503, dumps=_dumps)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
-        text = metrics.render(self.coordinators, self.counters)
+        text = metrics.render(self.coordinators, self.counters, self.metrics_sources())
         return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def inverters(self, request: web.Request) -> web.Response:
@@ -584,7 +588,12 @@ def build_app(service: RestService) -> web.Application:
 
 
 def rest_service(daemon: Daemon) -> RestService | None:
-    """The daemon's service factory: a :class:`RestService` when ``rest.enabled``."""
+    """The daemon's service factory: a :class:`RestService` when ``rest.enabled``; /metrics
+    includes the counters of the daemon's other services (InfluxDB, MQTT)."""
     if not daemon.settings.rest.enabled:
         return None
-    return RestService(daemon.settings.rest, daemon.coordinators)
+
+    def sources() -> list[metrics.MetricsSource]:
+        return [s for s in daemon.services if isinstance(s, metrics.MetricsSource)]
+
+    return RestService(daemon.settings.rest, daemon.coordinators, metrics_sources=sources)
