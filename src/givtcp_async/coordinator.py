@@ -86,6 +86,7 @@ class InverterCoordinator:
         self._version = 0
         self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # waiting for the next poll, none requested
         self._slow_due = True
         self._next_slow: datetime | None = None
         self._backoff = 1
@@ -152,7 +153,16 @@ class InverterCoordinator:
         """Poll now (and re-read the settings blocks)."""
         if settings:
             self._slow_due = True
+        self._idle.clear()
         self._wake.set()
+
+    async def wait_idle(self) -> None:
+        """Return once the poll loop is waiting for its next poll with no refresh requested.
+
+        Soak tests and benchmarks change a simulated plant only then, so that no poll reads
+        half of one state and half of the next.
+        """
+        await self._idle.wait()
 
     async def execute(
         self, function: str, payload: str | bytes | Mapping[str, Any] | None = None
@@ -365,9 +375,11 @@ class InverterCoordinator:
             return
         sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
         waker = asyncio.ensure_future(self._wake.wait())
+        self._idle.set()
         try:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._idle.clear()
             for task in (sleeper, waker):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
