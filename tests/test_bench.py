@@ -1,0 +1,89 @@
+"""The benchmark suite (bench/): its command line, its table, and the pieces it measures with."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from bench.__main__ import NAMES
+from bench.bench_cycle import StagedBuild, stats_of
+from bench.bench_memory import proc_cpu, proc_status
+from bench.common import Row, format_table
+from givtcp_async.assemble import SnapshotAssembler
+from givtcp_async.cache import RegisterCache
+from givtcp_async.connection import ConnectionSettings, DongleConnection
+from givtcp_async.reader import PlantReader
+from givtcp_async.simulator.plant import Plant, PlantConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+LONDON = ZoneInfo("Europe/London")
+
+
+def test_python_m_bench_help_lists_every_benchmark() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--quick" in done.stdout
+    for name in ("codec", "connection", "refresh", "cycle", "mqtt", "rest", "memory", "fuzz"):
+        assert name in NAMES
+        assert f"{name}:" in done.stdout
+
+
+def test_table_aligns_columns_and_renders_markdown() -> None:
+    rows = [Row("a figure", "1 ms", "bound 2 ms"), Row("another, longer figure", "10 ms")]
+    lines = format_table(rows).splitlines()
+    assert lines[0].startswith("Figure")
+    assert lines[2].index("1 ms") == lines[3].index("10 ms") == lines[0].index("Value")
+    assert lines[2].endswith("bound 2 ms")
+    assert lines[3] == lines[3].rstrip()
+    markdown = format_table(rows, markdown=True).splitlines()
+    assert markdown[:2] == ["| Figure | Value | Bound / ratio |", "|---|---|---|"]
+    assert markdown[3] == "| another, longer figure | 10 ms |  |"
+
+
+def test_proc_readers_see_this_process() -> None:
+    status = proc_status(os.getpid())
+    assert 1024 * 1024 < status["VmRSS"] <= status["VmHWM"]
+    before = proc_cpu(os.getpid())
+    sum(i * i for i in range(300_000))
+    assert proc_cpu(os.getpid()) >= before > 0
+
+
+async def test_staged_build_equals_snapshot_assembler_build() -> None:
+    """The cycle bench times SnapshotAssembler.build stage by stage: it must build the same."""
+    plant = Plant(
+        PlantConfig(speed=0, start=datetime(2026, 6, 21, 13, tzinfo=LONDON).replace(tzinfo=None))
+    )
+    async with plant.simulator() as sim:
+        settings = ConnectionSettings("127.0.0.1", sim.port, pacing=0.0)
+        async with DongleConnection(settings) as conn:
+            await conn.wait_connected(5)
+            cache = RegisterCache()
+            reader = PlantReader(conn, cache, probe_meters=False)
+            layout = await reader.detect()
+            staged = StagedBuild(SnapshotAssembler(layout.model, layout.serial, layout.fields,
+                                                   LONDON))  # fmt: skip
+            real = SnapshotAssembler(layout.model, layout.serial, layout.fields, LONDON)
+            cpu: dict[str, list[float]] = {k: [] for k in ("decode", "gates", "derived",
+                                                           "assemble")}  # fmt: skip
+            for _ in range(3):
+                assert (await reader.refresh(layout.plan.blocks)).ok
+                plant.advance(15)
+                now = datetime.now(LONDON)
+                stats = stats_of(now)
+                ours = staged.build(cache, devices=layout.devices, now=now, stats=stats, cpu=cpu)
+                theirs = real.build(cache, devices=layout.devices, now=now, stats=stats)
+                assert ours == theirs
+    assert len(ours.values) > 100
+    assert len(ours.batteries) == 2
+    assert all(len(times) == 3 for times in cpu.values())
