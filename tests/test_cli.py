@@ -417,6 +417,75 @@ async def test_demo_publishes_to_a_configured_broker(tmp_path: Path, mosquitto: 
             await proc.wait()
 
 
+async def test_demo_with_the_internal_broker_runs_and_stops_without_warnings(
+    tmp_path: Path,
+) -> None:
+    """Full publishes (discovery, state) and Ctrl-C leave no MQTT client or broker warning on
+    stderr (aiomqtt used to warn of "pending publish calls" at every full publish), and
+    offline is published before the broker stops."""
+    port = free_port()
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("wb") as stderr:  # a file: a full pipe would block the demo
+        proc = await asyncio.create_subprocess_exec(
+            *CLI, "demo", "--port", str(free_port()), "--internal-broker",
+            cwd=tmp_path,
+            env=clean_env(GIVTCP_MQTT__PORT=str(port)),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            info = json.loads(await proc.stdout.readline())
+        assert info["mqtt"] == f"127.0.0.1:{port}"
+        assert info["services"][:2] == ["mqtt-broker", "mqtt"]
+        serial = info["serial"]
+        await _listening(port)  # the broker starts with the daemon
+        async with watching(port, "GivEnergy/#", "homeassistant/#") as watch:
+            # State goes out after discovery: both full publishes are done.
+            await watch.wait_topic(f"GivEnergy/{serial}/Power/Power/SOC", timeout=30)
+            assert any(s.topic.startswith("homeassistant/") for s in watch.log)
+            mark = watch.mark()
+            proc.send_signal(signal.SIGINT)
+            async with asyncio.timeout(10):
+                assert await proc.wait() == 0
+            await watch.wait_topic(f"GivEnergy/{serial}/Stats/status", "offline", after=mark)
+            await watch.wait_topic("GivEnergy/bridge/status", "offline", after=mark)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = stderr_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    events = [r["event"] for r in records]
+    assert not [line for line in lines if "pending publish" in line]
+    mqtt_loggers = ("givtcp_async.sinks.mqtt", "givtcp_async.sinks.broker")
+    noisy = [
+        r
+        for r in records
+        if r["level"] not in ("debug", "info") and r.get("logger", "").startswith(mqtt_loggers)
+    ]
+    assert not noisy
+    assert events.index("MQTT offline published") < events.index("internal MQTT broker stopped")
+    assert "Traceback" not in stderr_path.read_text()
+
+
+async def _listening(port: int, timeout: float = 20.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port`` (another process's
+    socket gives no event to wait on: it is tried every 0.05 s)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+
+
 # --- run -------------------------------------------------------------------------------------
 
 

@@ -252,9 +252,16 @@ class MqttService:
             for coord in daemon.coordinators
         ]
         self._options = client_options(self.cfg)  # a bad TLS file fails here, at start
+        # The most publishes that can wait at once (for the socket at QoS 0, for the broker's
+        # acknowledgement at QoS 1): a batch of a full publish and a status per inverter, the
+        # bridge status and every command's result. aiomqtt warns of "pending publish calls"
+        # beyond its threshold (10 by default, which every full publish exceeds).
+        self.max_pending = len(self.inverters) * (PUBLISH_BATCH + 1) + 1 + MAX_PENDING_COMMANDS
         self.stats = MqttStats()
         self.connected = asyncio.Event()  # set while a connection is up (tests, health)
-        self.stopped = asyncio.Event()  # set once offline has been published on shutdown
+        # Set once stopped: offline published and the client disconnected (the internal broker
+        # waits for it, so that both reach the broker before it stops).
+        self.stopped = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._sessions = asyncio.Condition()
@@ -297,6 +304,7 @@ class MqttService:
     async def _connection(self) -> None:
         """One connection, until it fails (returns) or the service is cancelled (raises)."""
         client = aiomqtt.Client(**self._options)
+        client.pending_calls_threshold = self.max_pending
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as err:
@@ -372,7 +380,6 @@ class MqttService:
             log.warning("could not publish offline on shutdown", error=str(err))
         else:
             log.info("MQTT offline published")
-        self.stopped.set()
 
     async def _cancel_commands(self) -> None:
         tasks = list(self._commands)
