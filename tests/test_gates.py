@@ -227,3 +227,31 @@ def test_battery_page_needs_a_valid_serial() -> None:
     cells_zero = [0] * 16 + page[16:]
     cells_zero[38] = 3022  # firmware present, cells all 0
     assert judge_page(key, cells_zero, None) is PageVerdict.PACK_CELLS_ZERO
+
+
+def test_a_small_daily_total_resetting_at_midnight_is_not_taken_for_a_dip() -> None:
+    # Found by the soak: 0.1 kWh imported before midnight, 0.0 after; the dip tolerance kept
+    # publishing 0.1 until the day's imports caught up.
+    clock = Clock()
+    gate = make_gate(clock)
+    gate.check(TODAY, 0.1, local_time=datetime(2026, 6, 1, 23, 50, tzinfo=LONDON))
+    clock.now += 600
+    after = datetime(2026, 6, 2, 0, 0, tzinfo=LONDON)
+    reading = gate.check(TODAY, 0.0, local_time=after)
+    assert reading.value == 0.0
+    assert not reading.stale
+    # Once reset, a dip of the new day's total is absorbed again, as is a larger total's dip
+    # before midnight and any small dip during the day.
+    clock.now += 600
+    gate.check(TODAY, 0.2, local_time=datetime(2026, 6, 2, 0, 10, tzinfo=LONDON))
+    clock.now += 600
+    assert (
+        gate.check(TODAY, 0.1, local_time=datetime(2026, 6, 2, 0, 20, tzinfo=LONDON)).value == 0.2
+    )
+    clock.now += 600
+    assert gate.check(TODAY, 0.1, local_time=noon()).value == 0.2
+    other = make_gate(clock)
+    other.check(TODAY, 5.3, local_time=datetime(2026, 6, 1, 23, 46, tzinfo=LONDON))
+    clock.now += 60
+    dip = other.check(TODAY, 5.2, local_time=datetime(2026, 6, 1, 23, 47, tzinfo=LONDON))
+    assert dip.value == 5.3

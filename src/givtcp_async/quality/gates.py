@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from enum import StrEnum
 from typing import Any
@@ -54,6 +54,7 @@ class _Track:
     offset: float = 0  # added to a wrapped 16-bit counter
     candidate: Any = None  # a suspicious value waiting for confirmation
     confirmations: int = 0
+    reset_day: date | None = None  # the day whose midnight reset of a daily total was taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,11 @@ Spec = Field | Derived
 
 def _in_window(t: dtime, before: dtime, after: dtime) -> bool:
     return t >= before or t <= after
+
+
+def _day_starting(t: datetime, before: dtime) -> date:
+    """The day whose midnight ``t`` (within the midnight window) belongs to."""
+    return t.date() + timedelta(days=1) if t.time() >= before else t.date()
 
 
 @dataclass
@@ -215,16 +221,25 @@ class ValueGate:
             return self._accept(track, value, spec)
         last = float(track.value)
         if value < last:
-            if last - value <= s.backwards_tolerance:
-                return self._accept(track, track.value, spec)
-            near_midnight = any(
-                t is not None and _in_window(t.time(), s.midnight_before, s.midnight_after)
+            starting = [
+                _day_starting(t, s.midnight_before)
                 for t in (local_time, inverter_time)
-            )
-            if not near_midnight:
+                if t is not None and _in_window(t.time(), s.midnight_before, s.midnight_after)
+            ]
+            if not starting:
+                if last - value <= s.backwards_tolerance:
+                    return self._accept(track, track.value, spec)
                 return self._reject(name, Reason.RESET_OUTSIDE_MIDNIGHT, track, spec)
             if value > self._max_rise(track):
                 return self._reject(name, Reason.JUMP, track, spec)
+            # A small total (0.1 kWh) falling to about nothing is the day's reset, not a dip:
+            # taken once per midnight, so a dip of a larger total is still absorbed.
+            fresh_day = max(starting) != track.reset_day
+            if last - value <= s.backwards_tolerance and not (
+                fresh_day and value <= s.backwards_tolerance
+            ):
+                return self._accept(track, track.value, spec)
+            track.reset_day = max(starting)
             return self._accept(track, value, spec)
         if value - last > self._max_rise(track):
             return self._hold(
