@@ -55,7 +55,11 @@ def format_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
     header = Row("Figure", "Value", "Bound / ratio")
     if markdown:
         lines = [f"| {header.figure} | {header.value} | {header.bound} |", "|---|---|---|"]
-        lines += [f"| {r.figure} | {r.value} | {r.bound} |" for r in rows]
+        for r in rows:
+            figure = r.figure.lstrip()
+            if figure != r.figure:  # a breakdown row: Markdown drops leading spaces in a cell
+                figure = f"&emsp;{figure}"
+            lines.append(f"| {figure} | {r.value} | {r.bound} |")
         return "\n".join(lines)
     widths = [max(len(getattr(r, col)) for r in (header, *rows)) for col in Row.__slots__]
     rule = "  ".join("-" * w for w in widths)

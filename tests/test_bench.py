@@ -40,7 +40,11 @@ def test_python_m_bench_help_lists_every_benchmark() -> None:
 
 
 def test_table_aligns_columns_and_renders_markdown() -> None:
-    rows = [Row("a figure", "1 ms", "bound 2 ms"), Row("another, longer figure", "10 ms")]
+    rows = [
+        Row("a figure", "1 ms", "bound 2 ms"),
+        Row("another, longer figure", "10 ms"),
+        Row("  of which a part", "4 ms"),
+    ]
     lines = format_table(rows).splitlines()
     assert lines[0].startswith("Figure")
     assert lines[2].index("1 ms") == lines[3].index("10 ms") == lines[0].index("Value")
@@ -49,6 +53,7 @@ def test_table_aligns_columns_and_renders_markdown() -> None:
     markdown = format_table(rows, markdown=True).splitlines()
     assert markdown[:2] == ["| Figure | Value | Bound / ratio |", "|---|---|---|"]
     assert markdown[3] == "| another, longer figure | 10 ms |  |"
+    assert markdown[4] == "| &emsp;of which a part | 4 ms |  |"
 
 
 def test_proc_readers_see_this_process() -> None:
