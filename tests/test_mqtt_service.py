@@ -168,6 +168,7 @@ async def test_bad_commands_get_a_rejected_result_and_change_nothing(
             replayed = await w.result(f"{ROOT}/{serial}/control/setChargeTarget/result", after=0)
             assert replayed["status"] == "rejected"
             assert "retained" in replayed["message"]
+            assert replayed["errors"][0]["field"] == "retain"
             before = holding(rig.sim)
             bad = {
                 "noSuchFunction": "1",
@@ -189,6 +190,15 @@ async def test_bad_commands_get_a_rejected_result_and_change_nothing(
                                       after=mark)  # fmt: skip
             assert {f: r["status"] for f, r in results.items()} == dict.fromkeys(bad, "rejected")
             assert "not served by this daemon" in stranger["message"]
+            # Every refusal names the field, the value received and what is allowed, those
+            # refused before the payload is read too.
+            assert stranger["errors"] == [
+                {"field": "serial", "value": "XX0000X000", "allowed": serial,
+                 "message": stranger["message"]}
+            ]  # fmt: skip
+            assert results["rebootInverter"]["errors"][0]["field"] == "payload"
+            for result in (*results.values(), replayed):
+                assert all(e["field"] and e["allowed"] for e in result["errors"]), result
             assert results["setBatteryReserve"]["message"]
             # The daemon is still serving: a good command after the bad ones works.
             mark = w.mark()

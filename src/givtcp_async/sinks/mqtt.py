@@ -476,26 +476,42 @@ class MqttService:
         self.stats.commands += 1
         target = serial.upper()
         inv = next((i for i in self.inverters if (i.serial or "").upper() == target), None)
-        reason: str | None = None
+        # Refused before parsing: (message, field, value received, what is allowed).
+        refusal: tuple[str, str, object, str] | None = None
         if retained:
-            reason = (
+            refusal = (
                 "retained command message ignored: a command is executed only when it is "
-                "published, never replayed by the broker (publish it without the retain flag)"
-            )
+                "published, never replayed by the broker (publish it without the retain flag)",
+                "retain", True, "a message published without the retain flag",
+            )  # fmt: skip
         elif not payload.strip():
-            reason = "empty payload ignored (clearing a retained message is not a command)"
+            refusal = (
+                "empty payload ignored (clearing a retained message is not a command)",
+                "payload", "", "a JSON object or a plain value",
+            )  # fmt: skip
         elif len(payload) > MAX_PAYLOAD:
-            reason = f"payload of {len(payload)} bytes is too large (at most {MAX_PAYLOAD})"
+            refusal = (
+                f"payload of {len(payload)} bytes is too large (at most {MAX_PAYLOAD})",
+                "payload", f"{len(payload)} bytes", f"at most {MAX_PAYLOAD} bytes",
+            )  # fmt: skip
         elif inv is None:
             served = ", ".join(i.serial for i in self.inverters if i.serial) or "none detected yet"
-            reason = f"inverter {serial} is not served by this daemon (serving: {served})"
+            refusal = (
+                f"inverter {serial} is not served by this daemon (serving: {served})",
+                "serial", serial, served,
+            )  # fmt: skip
         elif len(self._commands) >= MAX_PENDING_COMMANDS:
-            reason = f"too many commands waiting ({MAX_PENDING_COMMANDS}); try again later"
-        if reason is not None or inv is None:
+            refusal = (
+                f"too many commands waiting ({MAX_PENDING_COMMANDS}); try again later",
+                "queue", len(self._commands), f"at most {MAX_PENDING_COMMANDS} commands waiting",
+            )  # fmt: skip
+        if refusal is not None or inv is None:
+            reason, name, value, allowed = refusal or ("rejected", "serial", serial, "unknown")
             self.stats.commands_rejected += 1
             log.warning("MQTT command rejected", serial=serial, function=function,
                         reason=reason)  # fmt: skip
-            result = rejected(function, reason or "rejected", at=datetime.now().astimezone())
+            error = {"field": name, "value": value, "allowed": allowed, "message": reason}
+            result = rejected(function, reason, [error], at=datetime.now().astimezone())
             self._spawn(self._deliver(serial, function, result))
             return
         log.info("MQTT command", serial=inv.serial, function=function)
