@@ -18,10 +18,11 @@ import pytest
 
 from givtcp_async.control import allowlist
 from givtcp_async.control.catalogue import CATALOGUE
-from givtcp_async.errors import GivTcpError
+from givtcp_async.control.executor import rejected
+from givtcp_async.errors import GivTcpError, ValidationFailed
 from givtcp_async.protocol.frames import WriteRequest
 from givtcp_async.testing.fuzz import random_payload
-from tests.control_support import rig
+from tests.control_support import model_of, rig
 
 
 def as_transport(payload: object) -> str | bytes | dict[str, Any] | None:
@@ -62,3 +63,42 @@ async def test_random_payloads_never_write_unless_valid(tmp_path: Path, kind: st
     # The fuzzer exercised both sides of the contract.
     assert statuses["rejected"] > 100
     assert statuses["ok"] > 20
+
+
+def _nested(depth: int, inner: str = "") -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+# Payloads past what Python's JSON decoder (about 1000 levels), pydantic's validation (about 500)
+# and its JSON encoder (255) manage, and numbers Python will not convert.
+BEYOND_LIMITS = (
+    "[" * 5000,
+    _nested(300),
+    '{"a":' * 2000 + "1" + "}" * 2000,
+    '{"chargeToPercent": ' + _nested(300, "80") + "}",
+    '{"slot": "3", "start": ' + _nested(600, '"0100"') + "}",
+    '{"chargeToPercent": ' + "9" * 5000 + "}",
+    '{"chargeRate": "' + "9" * 400 + '.0"}',
+    "9" * 400 + ".0",  # a plain value: buttons ignore it
+)
+
+
+@pytest.mark.parametrize("raw", BEYOND_LIMITS, ids=lambda raw: raw[:24])
+def test_payloads_beyond_the_parsers_limits_are_refused_not_raised(raw: str) -> None:
+    """Every name refuses them (bar a button given a plain value) with errors naming the field,
+    and the refusal is JSON."""
+    model = model_of("gen3")
+    nested = json.loads(_nested(40))  # already parsed, as REST hands over a JSON object
+    for name in CATALOGUE.names():
+        for payload in (raw, raw.encode(), {"chargeToPercent": nested}):
+            try:
+                fn, _ = CATALOGUE.resolve(name, payload, model)
+            except ValidationFailed as err:
+                refusal = rejected(name, str(err), err.errors)
+            else:
+                assert raw[0].isdigit(), (name, raw[:40])
+                assert fn.payload.scalar_field is None, (name, raw[:40])
+                continue
+            assert refusal.errors, (name, raw[:40])
+            assert all(isinstance(e["allowed"], str) for e in refusal.errors), refusal.errors
+            json.dumps(refusal.to_json(), allow_nan=False)

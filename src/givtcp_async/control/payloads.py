@@ -39,6 +39,9 @@ from givtcp_async.registers.models import Model
 FALLBACK_BATTERY_POWER: Final = 6000
 MAX_OVERRIDE_MINUTES: Final = 1439  # a slot window must not wrap onto itself
 RESERVE_MIN: Final = 4  # both libraries refuse SOC floors below 4 %
+# GivTCP's payloads are flat objects; anything nested deeper is refused before validation (the
+# JSON decoder, pydantic and the result's JSON encoder each give up at some depth).
+MAX_NESTING: Final = 32
 
 _INT_RE: Final = re.compile(r"^[+-]?\d+$")
 _INT_FLOAT_RE: Final = re.compile(r"^[+-]?\d+\.0*$")
@@ -85,7 +88,7 @@ def whole_number(value: object, allowed: str = "a whole number") -> int:
         if _INT_RE.match(text):
             return int(text)
         if _INT_FLOAT_RE.match(text):
-            return int(float(text))
+            return int(text.partition(".")[0])  # exact: float("9" * 400) is inf
     raise _error("int_type", "expected a whole number (number or string)", allowed)
 
 
@@ -528,6 +531,8 @@ def raw_to_dict(raw: RawPayload, scalar_field: str | None) -> dict[str, Any]:
     if raw is None:
         return {}
     if isinstance(raw, Mapping):
+        if _nested_deeper(raw, MAX_NESTING):
+            raise _too_deep(f"an object nested more than {MAX_NESTING} levels deep")
         return dict(raw)
     if isinstance(raw, int | float):
         return {} if scalar_field is None else {scalar_field: raw}
@@ -546,9 +551,14 @@ def raw_to_dict(raw: RawPayload, scalar_field: str | None) -> dict[str, Any]:
     if text[0] in '{["':
         try:
             value = json.loads(text)
-        except json.JSONDecodeError:
+        except RecursionError:
+            raise _too_deep(text[:80]) from None
+        except ValueError as err:  # not JSON, or a number Python will not convert (> 4300 digits)
+            message = "payload is not valid JSON"
+            if not isinstance(err, json.JSONDecodeError):
+                message = f"payload is not a usable JSON value ({str(err)[:60]})"
             raise ValidationFailed(
-                "payload is not valid JSON",
+                message,
                 [
                     {
                         "field": "payload",
@@ -557,6 +567,8 @@ def raw_to_dict(raw: RawPayload, scalar_field: str | None) -> dict[str, Any]:
                     }
                 ],
             ) from None
+        if _nested_deeper(value, MAX_NESTING):
+            raise _too_deep(text[:80])
     if isinstance(value, dict):
         return value
     if isinstance(value, list):
@@ -567,6 +579,36 @@ def raw_to_dict(raw: RawPayload, scalar_field: str | None) -> dict[str, Any]:
     if scalar_field is None:
         return {}  # a button's press payload carries no information
     return {scalar_field: value}
+
+
+def _nested_deeper(value: object, limit: int) -> bool:
+    """Whether objects and arrays in ``value`` nest more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep(value: str) -> ValidationFailed:
+    return ValidationFailed(
+        "payload is nested too deeply",
+        [
+            {
+                "field": "payload",
+                "value": value,
+                "allowed": f"a JSON object or a plain value, nested at most {MAX_NESTING} levels",
+            }
+        ],
+    )
 
 
 def parse_payload(
