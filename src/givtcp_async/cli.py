@@ -13,7 +13,7 @@ import json
 import math
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,25 @@ EXIT_INTERRUPTED = 130
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
     print(f"givtcp-async: {message}", file=sys.stderr)
     return code
+
+
+class _Exit(Exception):
+    """Ends a command with exit status ``code`` (its reasons are already on stderr)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextlib.contextmanager
+def _config_errors_exit() -> Iterator[None]:
+    """A configuration error inside ends the command: one line per problem, exit 2."""
+    try:
+        yield
+    except ConfigError as err:
+        for line in str(err).splitlines():
+            print(f"givtcp-async: {line}", file=sys.stderr)
+        raise _Exit(EXIT_USAGE) from None
 
 
 # --- capture decode --------------------------------------------------------------------------
@@ -201,13 +220,9 @@ def load_settings(args: argparse.Namespace) -> Settings:
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from givtcp_async.config import find_config_file, masked, unused_legacy_variables
 
-    try:
+    with _config_errors_exit():
         settings = load_settings(args)
         source = find_config_file(args.config)
-    except ConfigError as err:
-        for line in str(err).splitlines():
-            print(f"givtcp-async: {line}", file=sys.stderr)
-        return EXIT_USAGE
     print(f"givtcp-async: note: configuration file: {source or 'none'}", file=sys.stderr)
     unused = unused_legacy_variables()
     if unused:
@@ -226,12 +241,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from givtcp_async.daemon import Daemon
     from givtcp_async.logging_setup import configure_logging
 
-    try:
+    with _config_errors_exit():
         settings = load_settings(args)
-    except ConfigError as err:
-        for line in str(err).splitlines():
-            print(f"givtcp-async: {line}", file=sys.stderr)
-        return EXIT_USAGE
     configure_logging(settings)
 
     async def serve() -> int:
@@ -310,12 +321,8 @@ async def _read(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_read(args: argparse.Namespace) -> int:
-    try:
+    with _config_errors_exit():
         settings = load_settings(args)
-    except ConfigError as err:
-        for line in str(err).splitlines():
-            print(f"givtcp-async: {line}", file=sys.stderr)
-        return EXIT_USAGE
     return asyncio.run(_read(args, settings))
 
 
@@ -454,13 +461,9 @@ def _cmd_write(args: argparse.Namespace) -> int:
         return _fail("write: FUNCTION is required (or --list)", EXIT_USAGE)
     from givtcp_async.logging_setup import configure_logging
 
-    try:
+    with _config_errors_exit():
         settings = load_settings(args)
         configure_logging(settings)  # logs go to stderr; stdout carries only result JSON
-    except ConfigError as err:
-        for line in str(err).splitlines():
-            print(f"givtcp-async: {line}", file=sys.stderr)
-        return EXIT_USAGE
     return asyncio.run(_write(args, settings))
 
 
@@ -640,12 +643,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     }
     from givtcp_async.config import load_config
 
-    try:
+    with _config_errors_exit():
         settings = load_config(args.config, overrides=overrides, override_labels=labels)
-    except ConfigError as err:
-        for line in str(err).splitlines():
-            print(f"givtcp-async: {line}", file=sys.stderr)
-        return EXIT_USAGE
     configure_logging(settings)
     return _run_daemon(_demo(args, settings))
 
@@ -874,6 +873,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(LoggingConfig())
     try:
         return int(args.handler(args))
+    except _Exit as done:
+        return done.code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
