@@ -503,6 +503,20 @@ async def test_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
     assert "missing.toml" in err
 
 
+async def test_a_log_file_that_cannot_be_opened_is_a_configuration_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    log_file = blocker / "givtcp.log"  # under a regular file: not even root can create it
+    env = clean_env(GIVTCP_LOGGING__FILE=str(log_file), GIVTCP_CONTROL__STATE_DIR=str(tmp_path))
+    port = str(free_port())
+    for command in (["run", "--host", "127.0.0.1"], ["demo", "--port", port],
+                    ["write", "setChargeTarget", "80", "--host", "127.0.0.1"]):  # fmt: skip
+        code, out, err = await cli(*command, cwd=tmp_path, env=env)
+        assert (code, out) == (2, ""), (command, err)
+        assert err.startswith(f"givtcp-async: logging.file: cannot open {log_file}: "), err
+        assert len(err.splitlines()) == 1, err
+
+
 async def test_run_exits_1_when_a_service_cannot_start(tmp_path: Path) -> None:
     blocker = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", 0)
     port = blocker.sockets[0].getsockname()[1]

@@ -243,7 +243,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     with _config_errors_exit():
         settings = load_settings(args)
-    configure_logging(settings)
+        configure_logging(settings)  # logging.file may not open
 
     async def serve() -> int:
         await Daemon(settings).serve_until_signalled()
@@ -645,7 +645,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     with _config_errors_exit():
         settings = load_config(args.config, overrides=overrides, override_labels=labels)
-    configure_logging(settings)
+        configure_logging(settings)  # logging.file may not open
     return _run_daemon(_demo(args, settings))
 
 
