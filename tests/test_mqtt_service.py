@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from givtcp_async.backoff import Backoff
 from givtcp_async.simulator.plant import PlantConfig
@@ -208,6 +209,47 @@ async def test_bad_commands_get_a_rejected_result_and_change_nothing(
             after = holding(rig.sim)
             changed = {k for k in before if before[k] != after.get(k)}
             assert changed == {(0x11, 114)}
+
+
+async def test_a_command_the_daemon_fails_on_or_cannot_answer_is_logged_not_dropped(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+        watching(mosquitto.port, f"{ROOT}/+/control/+/result") as w,
+    ):
+        serial = (await rig.first_snapshot()).serial
+        topic = f"{ROOT}/{serial}/control/setChargeTarget"
+
+        async def broken(function: str, payload: object = None) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(rig.coordinator, "execute", broken)
+        with capture_logs() as logs:
+            await w.client.publish(topic, "55")
+            result = await w.result(f"{topic}/result", after=0)
+        assert result["status"] == "failed"
+        assert "internal error (RuntimeError)" in result["message"]
+        [logged] = [e for e in logs if e["event"] == "MQTT command failed"]
+        assert logged["log_level"] == "error"
+        assert "exc_info" in logged
+        # The connection and the service carry on.
+        monkeypatch.undo()
+        mark = w.mark()
+        await w.client.publish(topic, "56")
+        assert (await w.result(f"{topic}/result", after=mark))["status"] == "ok"
+        # A command topic of MQTT's maximum length (65535 bytes) leaves no room for its result
+        # topic: that is logged and counted. (The command after it is answered once it is.)
+        longest = "x" * (65535 - len(f"{ROOT}/{serial}/control/"))
+        with capture_logs() as logs:
+            await w.client.publish(f"{ROOT}/{serial}/control/{longest}", "1")
+            mark = w.mark()
+            await w.client.publish(topic, "57")
+            assert (await w.result(f"{topic}/result", after=mark))["status"] == "ok"
+        [logged] = [e for e in logs if e["event"] == "MQTT command result not delivered"]
+        assert (logged["function"], logged["status"]) == (longest, "rejected")
+        assert service(rig).stats.results_undelivered == 1
+        assert service(rig).stats.connections == 1
 
 
 async def test_broker_restart_reconnects_republishes_and_serves_commands(

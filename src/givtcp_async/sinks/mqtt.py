@@ -523,7 +523,16 @@ class MqttService:
         task.add_done_callback(self._commands.discard)
 
     async def _execute(self, inv: _Inverter, serial: str, function: str, payload: bytes) -> None:
-        result = await inv.coord.execute(function, payload)
+        try:
+            result = await inv.coord.execute(function, payload)
+        except Exception as err:  # a bug must not swallow the command: log it and answer
+            log.exception("MQTT command failed", serial=serial, function=function)
+            result = CommandResult(
+                function=function,
+                status="failed",
+                message=f"{function}: internal error ({type(err).__name__}); see the daemon log",
+                at=datetime.now().astimezone(),
+            )
         log.info("MQTT command done", serial=serial, function=function, status=result.status,
                  message=result.message)  # fmt: skip
         await self._deliver(serial, function, result)
@@ -543,7 +552,7 @@ class MqttService:
                 qos=1,
                 retain=False,
             )
-        except aiomqtt.MqttError as err:
+        except (aiomqtt.MqttError, ValueError) as err:  # ValueError: a topic over 65535 bytes
             self.stats.results_undelivered += 1
             log.warning("MQTT command result not delivered", serial=serial, function=function,
                         status=result.status, error=str(err))  # fmt: skip
