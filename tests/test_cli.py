@@ -381,22 +381,37 @@ def test_demo_serves_health_and_stops_on_sigterm(demo: tuple[Any, dict[str, Any]
     assert time.monotonic() - started < 5
 
 
-async def test_demo_publishes_to_a_configured_broker(tmp_path: Path, mosquitto: Mosquitto) -> None:
+@contextlib.asynccontextmanager
+async def demo_process(
+    tmp_path: Path, *flags: str, mqtt_port: int, stderr: Any = asyncio.subprocess.DEVNULL
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, Any]]]:
+    """``givtcp-async demo`` (REST on a free port, MQTT on ``mqtt_port``); the process and its
+    JSON line. Killed at the end if a test left it running."""
     proc = await asyncio.create_subprocess_exec(
-        *CLI, "demo", "--port", str(free_port()), "--mqtt-host", "127.0.0.1",
+        *CLI, "demo", "--port", str(free_port()), *flags,
         cwd=tmp_path,
-        env=clean_env(GIVTCP_MQTT__PORT=str(mosquitto.port)),
+        env=clean_env(GIVTCP_MQTT__PORT=str(mqtt_port)),
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
         async with asyncio.timeout(20):
             info = json.loads(await proc.stdout.readline())
-        assert info["mqtt"] == f"127.0.0.1:{mosquitto.port}"
+        assert info["mqtt"] == f"127.0.0.1:{mqtt_port}"
+        yield proc, info
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_demo_publishes_to_a_configured_broker(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    port = mosquitto.port
+    async with demo_process(tmp_path, "--mqtt-host", "127.0.0.1", mqtt_port=port) as (proc, info):
         assert "mqtt" in info["services"]
         serial = info["serial"]
-        async with watching(mosquitto.port, "GivEnergy/#") as watch:
+        async with watching(port, "GivEnergy/#") as watch:
             soc = await watch.wait_topic(f"GivEnergy/{serial}/Power/Power/SOC", timeout=30)
             assert 0 <= float(soc.payload) <= 100
             # The simulated inverter obeys GivTCP's control topic.
@@ -411,10 +426,6 @@ async def test_demo_publishes_to_a_configured_broker(tmp_path: Path, mosquitto: 
             async with asyncio.timeout(5):
                 assert await proc.wait() == 0
             await watch.wait_topic("GivEnergy/bridge/status", "offline", after=mark)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_demo_with_the_internal_broker_runs_and_stops_without_warnings(
@@ -426,36 +437,23 @@ async def test_demo_with_the_internal_broker_runs_and_stops_without_warnings(
     port = free_port()
     stderr_path = tmp_path / "stderr.txt"
     with stderr_path.open("wb") as stderr:  # a file: a full pipe would block the demo
-        proc = await asyncio.create_subprocess_exec(
-            *CLI, "demo", "--port", str(free_port()), "--internal-broker",
-            cwd=tmp_path,
-            env=clean_env(GIVTCP_MQTT__PORT=str(port)),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(20):
-            info = json.loads(await proc.stdout.readline())
-        assert info["mqtt"] == f"127.0.0.1:{port}"
-        assert info["services"][:2] == ["mqtt-broker", "mqtt"]
-        serial = info["serial"]
-        await _listening(port)  # the broker starts with the daemon
-        async with watching(port, "GivEnergy/#", "homeassistant/#") as watch:
-            # State goes out after discovery: both full publishes are done.
-            await watch.wait_topic(f"GivEnergy/{serial}/Power/Power/SOC", timeout=30)
-            assert any(s.topic.startswith("homeassistant/") for s in watch.log)
-            mark = watch.mark()
-            proc.send_signal(signal.SIGINT)
-            async with asyncio.timeout(10):
-                assert await proc.wait() == 0
-            await watch.wait_topic(f"GivEnergy/{serial}/Stats/status", "offline", after=mark)
-            await watch.wait_topic("GivEnergy/bridge/status", "offline", after=mark)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    lines = stderr_path.read_text().splitlines()
+        demo = demo_process(tmp_path, "--internal-broker", mqtt_port=port, stderr=stderr)
+        async with demo as (proc, info):
+            assert info["services"][:2] == ["mqtt-broker", "mqtt"]
+            serial = info["serial"]
+            await _listening(port)  # the broker starts with the daemon
+            async with watching(port, "GivEnergy/#", "homeassistant/#") as watch:
+                # State goes out after discovery: both full publishes are done.
+                await watch.wait_topic(f"GivEnergy/{serial}/Power/Power/SOC", timeout=30)
+                assert any(s.topic.startswith("homeassistant/") for s in watch.log)
+                mark = watch.mark()
+                proc.send_signal(signal.SIGINT)
+                async with asyncio.timeout(10):
+                    assert await proc.wait() == 0
+                await watch.wait_topic(f"GivEnergy/{serial}/Stats/status", "offline", after=mark)
+                await watch.wait_topic("GivEnergy/bridge/status", "offline", after=mark)
+    text = stderr_path.read_text()
+    lines = text.splitlines()
     records = [json.loads(line) for line in lines if line.startswith("{")]
     events = [r["event"] for r in records]
     assert not [line for line in lines if "pending publish" in line]
@@ -467,7 +465,7 @@ async def test_demo_with_the_internal_broker_runs_and_stops_without_warnings(
     ]
     assert not noisy
     assert events.index("MQTT offline published") < events.index("internal MQTT broker stopped")
-    assert "Traceback" not in stderr_path.read_text()
+    assert "Traceback" not in text
 
 
 async def _listening(port: int, timeout: float = 20.0) -> None:
