@@ -255,6 +255,15 @@ async def test_bad_payloads_are_4xx_naming_the_field_and_write_nothing(tmp_path:
         async with r.session.post(r.url("setChargeTarget"), data=b"1" * 100_000) as resp:
             assert resp.status == 413
             assert (await resp.json())["error"]
+        # A body that is not in the Content-Encoding it claims (the server closes that connection).
+        async with (
+            aiohttp.ClientSession() as own,
+            own.post(
+                r.url("setChargeTarget"), data=b"80", headers={"Content-Encoding": "gzip"}
+            ) as resp,
+        ):
+            assert resp.status == 400
+            assert (await resp.json())["errors"][0]["field"] == "payload"
         assert r.registers() == before
         assert r.writes_seen(mark) == []
         assert checked > 1000

@@ -496,15 +496,20 @@ class RestService:
         request: web.Request, name: str, catalogue: Catalogue
     ) -> str | dict[str, Any] | CommandResult | None:
         """The body as a payload (any content type), or a rejection when it cannot be read."""
-        body = await request.read()
         function = raw_name(catalogue, name)
-        if not body.strip():
-            return None
 
         def refuse(message: str, value: Any, allowed: str) -> CommandResult:
             errors = [{"field": "payload", "value": value, "allowed": allowed, "message": message}]
             return rejected(function, f"{function}: {message}", errors)
 
+        try:
+            body = await request.read()
+        except web.RequestPayloadError:  # e.g. a Content-Encoding the body is not in
+            encoding = request.headers.get("Content-Encoding")
+            return refuse("payload cannot be decoded as sent", f"Content-Encoding: {encoding}",
+                          "a body in its Content-Encoding (gzip, deflate) or plain")  # fmt: skip
+        if not body.strip():
+            return None
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
