@@ -231,14 +231,15 @@ _FLOW_FAMILIES: Final = c.SP_BATTERY
 
 def _flow(name: str, fn: Callable[[Values], int]) -> Derived:
     return Derived(name, FLOWS_PATH, _FLOW_INPUTS, lambda v, m: fn(v), unit="W",
-                   families=_FLOW_FAMILIES, bounds=c.LOAD_POWER, ha=POWER)  # fmt: skip
+                   families=_FLOW_FAMILIES, bounds=c.LOAD_POWER, ha=POWER,
+                   returns=int)  # fmt: skip
 
 
 def _power(name: str, inputs: tuple[str, ...], fn: Callable[[Values], int],
            families: frozenset[Family] = c.SP_BATTERY, bounds: Bounds = c.LOAD_POWER,
            description: str = "") -> Derived:  # fmt: skip
     return Derived(name, POWER_PATH, inputs, lambda v, m: fn(v), unit="W", families=families,
-                   bounds=bounds, ha=POWER, description=description)  # fmt: skip
+                   bounds=bounds, ha=POWER, description=description, returns=int)  # fmt: skip
 
 
 _SOC_CAP = ("SOC", "Battery_Nominal_Capacity")
@@ -264,11 +265,11 @@ DERIVED: Final[tuple[Derived, ...]] = (
             unit="kWh", families=c.SP_BATTERY, bounds=(0, 500), ha=c.ENERGY_STORAGE),
     Derived("Charge_Time_Remaining", POWER_PATH,
             (*_SOC_CAP, "Target_SOC", "Battery_Power"), charge_time_remaining, unit="min",
-            families=c.SP_BATTERY, bounds=c.MINUTES, ha=c.DURATION_MIN,
+            families=c.SP_BATTERY, bounds=c.MINUTES, ha=c.DURATION_MIN, returns=int,
             description="minutes to Target_SOC at the current charge power (0 if not charging)"),
     Derived("Discharge_Time_Remaining", POWER_PATH,
             (*_SOC_CAP, "Battery_Power_Reserve", "Battery_Power"), discharge_time_remaining,
-            unit="min", families=c.SP_BATTERY, bounds=c.MINUTES, ha=c.DURATION_MIN,
+            unit="min", families=c.SP_BATTERY, bounds=c.MINUTES, ha=c.DURATION_MIN, returns=int,
             description="minutes to the reserve at the current discharge power"),
     Derived("PV_Energy_Today_kWh", TODAY_PATH, ("PV1_Energy_Today_kWh", "PV2_Energy_Today_kWh"),
             lambda v, m: _r(v["PV1_Energy_Today_kWh"] + v["PV2_Energy_Today_kWh"], 1),
@@ -297,27 +298,29 @@ DERIVED: Final[tuple[Derived, ...]] = (
             lambda v, m: _r(capacity_kwh(v, m)), unit="kWh", kind=Kind.INFO,
             families=c.SP_BATTERY, bounds=(0, 500), ha=c.ENERGY_STORAGE),
     Derived("Invertor_Max_Inv_Rate", DETAILS_PATH, (), lambda v, m: m.rated_power or None,
-            unit="W", kind=Kind.INFO, ha=HA(device_class="power")),
+            unit="W", kind=Kind.INFO, ha=HA(device_class="power"), returns=int),
     Derived("Invertor_Max_Bat_Rate", DETAILS_PATH, (), lambda v, m: m.battery_max_power,
             unit="W", kind=Kind.INFO, families=c.SP_BATTERY | c.HV_BATTERY,
-            ha=HA(device_class="power")),
+            ha=HA(device_class="power"), returns=int),
     Derived("Invertor_Type", DETAILS_PATH, (), lambda v, m: m.name, kind=Kind.INFO,
-            ha=DIAGNOSTIC),
+            ha=DIAGNOSTIC, returns=str),
     Derived("Invertor_Firmware", DETAILS_PATH, ("DSP_Firmware_Version", "ARM_Firmware_Version"),
             lambda v, m: f"D0.{v['DSP_Firmware_Version']}-A0.{v['ARM_Firmware_Version']}",
-            kind=Kind.INFO, ha=DIAGNOSTIC),
+            kind=Kind.INFO, ha=DIAGNOSTIC, returns=str),
     Derived("Battery_Charge_Rate", CONTROL_PATH,
             ("Battery_Charge_Limit", "Battery_Nominal_Capacity"),
             rate_watts("Battery_Charge_Limit"), unit="W", kind=Kind.SETTING,
-            families=c.SP_BATTERY, bounds=(0, 20000), ha=c.POWER_NUMBER, control="setChargeRate"),
+            families=c.SP_BATTERY, bounds=(0, 20000), ha=c.POWER_NUMBER, control="setChargeRate",
+            returns=int),
     Derived("Battery_Discharge_Rate", CONTROL_PATH,
             ("Battery_Discharge_Limit", "Battery_Nominal_Capacity"),
             rate_watts("Battery_Discharge_Limit"), unit="W", kind=Kind.SETTING,
             families=c.SP_BATTERY, bounds=(0, 20000), ha=c.POWER_NUMBER,
-            control="setDischargeRate"),
+            control="setDischargeRate", returns=int),
     Derived("Mode", CONTROL_PATH,
             ("Eco_Mode", "Enable_Discharge_Schedule", "Battery_Power_Reserve"),
             mode, kind=Kind.SETTING, families=c.SP_BATTERY,
             ha=HA(platform="select", entity_category="config"), control="setBatteryMode",
-            description="one of " + ", ".join(MODES) + " or Unknown"),
+            description="one of " + ", ".join(MODES) + " or Unknown", returns=str,
+            choices=(*MODES, "Unknown")),
 )  # fmt: skip

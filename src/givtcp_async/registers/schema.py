@@ -162,6 +162,8 @@ class Derived:
 
     ``compute`` receives the decoded values by field name (and the model) and returns the value,
     or None when an input is missing; a derived value is never computed from a stale input.
+    ``returns`` is the type of that value (a float may also be a whole number) and ``choices``
+    the strings a ``str`` value is one of, for the REST schema.
     """
 
     name: str
@@ -175,6 +177,8 @@ class Derived:
     ha: HA | None = HA()
     control: str | None = None
     description: str = ""
+    returns: type[int | float | str | bool] = float
+    choices: tuple[str, ...] | None = None
 
     @property
     def key(self) -> str:
