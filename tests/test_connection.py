@@ -434,6 +434,20 @@ async def test_max_consecutive_timeouts_forces_a_reconnect(sim: DongleSimulator)
         assert last.client == connects[0].client
 
 
+async def test_unanswered_probes_of_absent_devices_keep_the_link(sim: DongleSimulator) -> None:
+    # The meter scan asks eight addresses that may not exist; their silence is no dead link.
+    async with DongleConnection(fast(sim.port, max_consecutive_timeouts=2)) as conn:
+        await conn.wait_connected(5)
+        sim.faults.add(FaultKind.DROP, count=4)
+        for _ in range(4):
+            with pytest.raises(RequestTimeout):
+                await conn.read(INVERTER, IR, 0, 60, retries=0, probe=True)
+        assert conn.stats.timeouts == 4
+        assert values(await conn.read(INVERTER, IR, 0, 60)) == ir(0)
+        assert conn.stats.reconnects == 0
+        assert conn.stats.disconnects == 0
+
+
 async def test_timeouts_on_every_attempt_raise_request_timeout_even_when_reconnecting(
     sim: DongleSimulator,
 ) -> None:

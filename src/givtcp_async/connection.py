@@ -131,6 +131,7 @@ class _Pending:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     attempts: int = 0
     deadline_handle: asyncio.TimerHandle | None = None
+    probe: bool = False  # its silence says nothing about the link
 
     def __lt__(self, other: _Pending) -> bool:
         return (self.priority, self.seq) < (other.priority, other.seq)
@@ -241,8 +242,12 @@ class DongleConnection:
         timeout: float | None = None,
         retries: int | None = None,
         deadline: float | None = None,
+        probe: bool = False,
     ) -> Response:
         """Send ``request`` through the queue and return the matching response.
+
+        ``probe``: the request asks whether an optional device exists at all, so going
+        unanswered does not count towards the consecutive timeouts that declare the link dead.
 
         Raises :class:`DeviceErrorResponse` for an error frame, :class:`RequestTimeout` when no
         answer came after every retry or before ``deadline`` seconds, :class:`NotConnected` when
@@ -268,6 +273,7 @@ class DongleConnection:
             if retries is not None
             else (s.write_retries if is_write else s.read_retries),
             future=loop.create_future(),
+            probe=probe,
         )
         pending.deadline_handle = loop.call_later(
             deadline if deadline is not None else s.request_deadline, self._expire, pending
@@ -536,7 +542,8 @@ class DongleConnection:
                 self._inflight = None
                 continue
             self.stats.timeouts += 1
-            self._consecutive_timeouts += 1
+            if not pending.probe:
+                self._consecutive_timeouts += 1
             exhausted = pending.attempts > pending.retries
             if exhausted:
                 self._inflight = None

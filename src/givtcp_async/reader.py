@@ -108,6 +108,7 @@ class PlantReader:
         priority: Priority = Priority.POLL,
         timeout: float | None = None,
         retries: int | None = None,
+        probe: bool = False,
     ) -> ReadResponse:
         return await self.conn.read(
             block.device_address,
@@ -117,6 +118,7 @@ class PlantReader:
             priority=priority,
             timeout=timeout,
             retries=retries,
+            probe=probe,
         )
 
     async def _probe(
@@ -128,6 +130,7 @@ class PlantReader:
                 priority=Priority.COMMAND,
                 timeout=timeout or self.probe_timeout,
                 retries=retries,
+                probe=True,
             )
         except CommunicationError:
             return None
