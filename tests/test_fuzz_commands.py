@@ -2,8 +2,8 @@
 
 Each command runs against the simulated inverter over TCP. Whatever the payload: the controller
 never raises, a rejected command writes nothing, and every register write that does happen comes
-from a payload the catalogue accepts and is allowed on this model. (The MQTT and REST tests run
-the same fuzzer through their transports.)
+from a payload the catalogue accepts and is allowed on this model. (tests/test_fuzz_transport.py
+runs the same fuzzer, and raw bodies it does not make, through MQTT and REST.)
 """
 
 from __future__ import annotations
