@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from givtcp_async.config import Settings
 from givtcp_async.control.clock import Clock
 from givtcp_async.coordinator import InverterCoordinator
 from givtcp_async.daemon import Daemon, Service
-from givtcp_async.simulator.plant import Plant, PlantConfig
+from givtcp_async.simulator.plant import Plant, PlantClock, PlantConfig
 from givtcp_async.simulator.server import DongleSimulator
 from givtcp_async.snapshot import Snapshot
 
@@ -37,24 +36,6 @@ FAST_INVERTER: Mapping[str, Any] = {
     "poll_interval": 5.0,
     "settings_interval": 30.0,
 }
-
-
-class PlantClock:
-    """The daemon's clock following a plant's simulated clock (for accelerated runs)."""
-
-    def __init__(self, plant: Plant) -> None:
-        self.plant = plant
-
-    def now(self) -> datetime:
-        return self.plant.clock.now()
-
-    async def sleep_until(self, when: datetime) -> None:
-        while (remaining := (when - self.now()).total_seconds()) > 0:
-            speed = self.plant.clock.speed
-            if speed <= 0:
-                await asyncio.sleep(0.05)  # frozen: a test advances the plant by hand
-                continue
-            await asyncio.sleep(min(remaining / speed, 1.0))
 
 
 @dataclass

@@ -537,20 +537,6 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 # --- demo ------------------------------------------------------------------------------------
 
 
-class _PlantClock:
-    """The daemon's clock following the demo plant's simulated clock (``--speed``)."""
-
-    def __init__(self, plant: Any) -> None:
-        self._plant = plant
-
-    def now(self) -> Any:
-        return self._plant.clock.now()
-
-    async def sleep_until(self, when: Any) -> None:
-        while (remaining := (when - self.now()).total_seconds()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(min(remaining / self._plant.clock.speed, 1.0))
-
-
 DEMO_POLL_SECONDS = 5.0
 DEMO_MAX_SPEED = 720.0
 
@@ -560,7 +546,7 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
 
     from givtcp_async.config import InverterConfig
     from givtcp_async.daemon import Daemon
-    from givtcp_async.simulator.plant import build_default_plant
+    from givtcp_async.simulator.plant import PlantClock, build_default_plant
 
     plant = build_default_plant(speed=args.speed, seed=args.seed, batteries=args.batteries)
     sim = plant.simulator()
@@ -591,7 +577,7 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
                     "data": base.data.model_copy(update={"stale_after": stale}),
                 }
             )
-            clock = _PlantClock(plant) if args.speed != 1 else None
+            clock = PlantClock(plant) if args.speed != 1 else None
             daemon = Daemon(settings, clock=clock)
             rest = settings.rest
             shown = "127.0.0.1" if rest.host in ("0.0.0.0", "::") else rest.host

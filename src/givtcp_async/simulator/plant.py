@@ -1385,6 +1385,24 @@ def _mark(table: list[int], start: int, end: int, value: int) -> None:
         table[:e] = [value] * e
 
 
+class PlantClock:
+    """A daemon clock (:class:`givtcp_async.control.clock.Clock`) that follows a plant's
+    simulated clock, for accelerated demos and tests; frozen (speed 0), it moves only when the
+    plant is advanced by hand."""
+
+    def __init__(self, plant: Plant) -> None:
+        self.plant = plant
+
+    def now(self) -> datetime:
+        return self.plant.clock.now()
+
+    async def sleep_until(self, when: datetime) -> None:
+        while (remaining := (when - self.now()).total_seconds()) > 0:
+            speed = self.plant.clock.speed
+            # Never longer than a second of real time: the speed or the clock may change.
+            await asyncio.sleep(min(remaining / speed, 1.0) if speed > 0 else 0.05)
+
+
 def build_default_plant(
     *,
     speed: float = 1.0,
