@@ -164,3 +164,24 @@ async def test_tls_and_password_towards_the_broker(
         serial = await started(rig, w)
         assert w.latest[f"{ROOT}/bridge/status"].payload == "online"
         assert serial in w.latest[f"{ROOT}/{serial}/runAll"].payload
+
+
+async def test_internal_broker_port_taken_by_another_program_stops_the_daemon(
+    tmp_path: Path,
+) -> None:
+    # Something else (a system mosquitto) listens on the port: the daemon must not take it for
+    # its own broker and publish there.
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(BaseExceptionGroup) as caught:  # noqa: PT012
+            async with running_daemon(
+                tmp_path, plant_config=FROZEN, mqtt={"internal_broker": True, "port": port}
+            ):
+                runner = next(t for t in asyncio.all_tasks() if t.get_name() == "test-daemon")
+                await asyncio.wait({runner}, timeout=15)
+    [error] = caught.value.exceptions
+    assert isinstance(error, OSError)
+    assert f"127.0.0.1:{port}" in str(error)
+    assert "address already in use" in str(error)

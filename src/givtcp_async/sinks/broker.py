@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,6 +97,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on right now (None: it can)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as err:
+        return str(err)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As mosquitto does: a port whose last connections linger in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            reason = err.strerror or str(err)
+            return reason[:1].lower() + reason[1:]
+    return None
+
+
 def broker_service(daemon: Daemon) -> BrokerService | None:
     """The daemon's factory: a broker when ``mqtt.internal_broker`` is on."""
     mqtt = daemon.settings.mqtt
@@ -140,9 +159,24 @@ class BrokerService:
                       looked_for=MOSQUITTO)  # fmt: skip
             await asyncio.Event().wait()  # nothing to supervise; wait to be cancelled
         try:
+            first = True
             while True:
                 started = time.monotonic()
-                rc = await self._run_once()
+                taken = await asyncio.to_thread(port_taken, self.host, self.port)
+                if taken is not None:
+                    # Starting mosquitto now would find the port taken and exit, while the
+                    # readiness check connected to whatever holds it: never serve from there.
+                    text = (
+                        f"cannot start the internal MQTT broker on {self.host}:{self.port}: "
+                        f"{taken} (another broker? set mqtt.port, or mqtt.internal_broker off)"
+                    )
+                    if first:
+                        raise OSError(text)
+                    log.error("internal MQTT broker not restarted", reason=text)
+                    rc = None
+                else:
+                    rc = await self._run_once()
+                first = False
                 if time.monotonic() - started > HEALTHY_AFTER:
                     self.backoff.reset()
                 delay = self.backoff.next_delay()
