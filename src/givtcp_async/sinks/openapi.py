@@ -2,8 +2,9 @@
 
 Every control function, alias and slot router is one ``POST`` operation whose request body is
 the function's pydantic payload schema (JSON object) or a plain-text value; the data routes are
-described by hand. :func:`docs_html` renders the document as one self-contained page (no
-scripts, no external assets).
+described by hand, except the runAll tree, whose schema follows from the register map
+(:mod:`givtcp_async.sinks.runall_schema`). :func:`docs_html` renders the document as one
+self-contained page (no scripts, no external assets).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from givtcp_async import __version__
 from givtcp_async.control.catalogue import Catalogue, ControlFunction, Router
 from givtcp_async.control.executor import CommandResult
 from givtcp_async.registers.models import Model
+from givtcp_async.sinks.runall_schema import response_schema as runall_response_schema
+from givtcp_async.sinks.runall_schema import runall_schemas
 
 JSON: Final = "application/json"
 TEXT: Final = "text/plain"
@@ -236,8 +239,10 @@ def _router_schema(router: Router, first: ControlFunction, slots: int) -> dict[s
 
 def _data_paths() -> dict[str, Any]:
     runall = {
-        "description": "The latest snapshot in GivTCP's runAll layout.",
-        "content": {JSON: {"schema": {"type": "object"}}},
+        "description": "The latest snapshot in GivTCP's runAll layout (RunAll; with units=true "
+        "RunAllWithUnits): every value of the register map at its path, with its unit and "
+        "range.",
+        "content": {JSON: {"schema": runall_response_schema()}},
     }
     no_data = {
         "description": "No snapshot yet (the inverter has not been read since start).",
@@ -255,7 +260,7 @@ def _data_paths() -> dict[str, Any]:
         "name": "units",
         "in": "query",
         "required": False,
-        "description": "true: every value as {value, unit}.",
+        "description": "true: every value as {value, unit} (RunAllWithUnits).",
         "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
     }
     serial = {
@@ -398,6 +403,7 @@ def build_openapi(
     components["CommandResult"] = result_schema(components)
     components["Error"] = _ERROR
     components["Health"] = _HEALTH
+    components.update(runall_schemas())
     paths = _data_paths()
     by_name: dict[str, ControlFunction] = {}
 
