@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from bench.common import Row, Timer, percentile, quiet_logs
+from bench.common import Row, Timer, latency_rows, quiet_logs
 from givtcp_async.protocol.frames import WriteRequest
 from givtcp_async.simulator.plant import PlantConfig
 from givtcp_async.simulator.server import SimEvent
@@ -130,20 +130,10 @@ async def command_latency(workdir: Path, broker: Mosquitto, commands: int) -> li
             async for fresh in rig.coordinator.updates():
                 if fresh.value("Target_SOC") == value:
                     break
-    summary: list[Row] = []
-    for name, data in (("publish -> write at simulator", to_write),
-                       ("publish -> result received", to_result)):  # fmt: skip
-        print(
-            f"{name}: p50 {percentile(data, 0.5):.1f} ms, p95 {percentile(data, 0.95):.1f} ms, "
-            f"max {max(data):.1f} ms over {len(data)} commands"
-        )
-        summary.append(
-            Row(
-                f"MQTT command setChargeTarget: {name}",
-                f"p50 {percentile(data, 0.5):.1f} ms, p95 {percentile(data, 0.95):.1f} ms",
-            )
-        )
-    return summary
+    return latency_rows(
+        "MQTT command setChargeTarget",
+        [("publish -> write at simulator", to_write), ("publish -> result received", to_result)],
+    )
 
 
 async def main(repeat: int, commands: int) -> list[Row]:

@@ -19,7 +19,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from bench.common import Row, percentile, quiet_logs
+from bench.common import Row, latency_rows, quiet_logs
 from givtcp_async.protocol.frames import WriteRequest
 from givtcp_async.simulator.server import SimEvent
 from tests.rest_support import rest_rig, settled
@@ -57,20 +57,10 @@ async def measure(commands: int) -> list[Row]:
                 async for fresh in rig.coordinator.updates():
                     if fresh.value("Target_SOC") == value:
                         break
-    rows = []
-    for name, data in (("POST -> write at simulator", to_write),
-                       ("POST -> response received", to_response)):  # fmt: skip
-        print(
-            f"{name}: p50 {percentile(data, 0.5):.1f} ms, p95 {percentile(data, 0.95):.1f} ms, "
-            f"max {max(data):.1f} ms over {len(data)} commands"
-        )
-        rows.append(
-            Row(
-                f"REST command setChargeTarget: {name}",
-                f"p50 {percentile(data, 0.5):.1f} ms, p95 {percentile(data, 0.95):.1f} ms",
-            )
-        )
-    return rows
+    return latency_rows(
+        "REST command setChargeTarget",
+        [("POST -> write at simulator", to_write), ("POST -> response received", to_response)],
+    )
 
 
 def main() -> None:

@@ -28,6 +28,17 @@ def percentile(data: Sequence[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def latency_rows(label: str, series: Sequence[tuple[str, Sequence[float]]]) -> list[Row]:
+    """Print p50/p95/max of each named series of latencies (ms); one table row each."""
+    rows = []
+    for name, data in series:
+        p50, p95 = percentile(data, 0.5), percentile(data, 0.95)
+        print(f"{name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(data):.1f} ms over "
+              f"{len(data)} commands")  # fmt: skip
+        rows.append(Row(f"{label}: {name}", f"p50 {p50:.1f} ms, p95 {p95:.1f} ms"))
+    return rows
+
+
 def median(data: Sequence[float]) -> float:
     return statistics.median(data)
 
