@@ -23,6 +23,7 @@ import pytest
 
 from givtcp_async.coordinator import MAX_BACKOFF_FACTOR, InverterCoordinator
 from givtcp_async.protocol.frames import FunctionCode, ReadRequest, Request
+from givtcp_async.quality.pages import PageVerdict
 from givtcp_async.registers.plan import LV_PACKS, Block, Cadence
 from givtcp_async.registers.schema import Bank, Field
 from givtcp_async.simulator.faults import FaultKind
@@ -487,3 +488,32 @@ async def test_num_batteries_chooses_the_packs_read(
         asked = set(pack_reads(reads(rig.sim.requests_seen())))
         assert asked == (set(LV_PACKS) if num_batteries is None else set(packs))
         assert rig.coordinator.health().failed_polls == 0
+
+
+async def test_num_batteries_above_the_packs_present_reads_the_slot_but_publishes_no_pack(
+    tmp_path: Path,
+) -> None:
+    # Three configured, two present: the empty slot is read every poll (a pack fitted later is
+    # picked up) and answers an all-zero page, which the page gate refuses as "no pack". It is
+    # not a failure, and no battery without a serial is published.
+    config = PlantConfig(speed=0, start=START.replace(tzinfo=None), batteries=2)
+    async with running_daemon(tmp_path, plant_config=config, inverter={"num_batteries": 3}) as rig:
+        await rig.first_snapshot()
+        layout = await rig.coordinator.wait_detected()
+        assert layout.batteries == (0x32, 0x33, 0x34)
+        snap, polled = await _refreshed(rig)
+        assert pack_reads(polled) == [0x32, 0x33, 0x34]
+        assert set(pack_reads(reads(rig.sim.requests_seen()))) == {0x32, 0x33, 0x34}
+        assert rig.coordinator.cache.rejections[PageVerdict.NO_PACK] == 2  # one per poll
+        health = rig.coordinator.health()
+        assert (health.polls, health.failed_polls, health.backoff_factor) == (2, 0, 1)
+        truth = rig.plant.truth()
+        assert [b.serial for b in snap.batteries] == [
+            p["Battery_Serial_Number"] for p in truth.batteries
+        ]
+        assert [b.address for b in snap.batteries] == [0x32, 0x33]
+        for pack, pack_truth in zip(snap.batteries, truth.batteries, strict=True):
+            assert mismatches(dict(pack_truth), {n: r.value for n, r in pack.values.items()}) == []
+        details = snap.runall().get("Battery_Details", {})
+        assert [s for s in details if s != "Battery_Stack_1"] == [b.serial for b in snap.batteries]
+        assert snap.stale() == []

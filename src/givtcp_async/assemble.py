@@ -165,6 +165,9 @@ class SnapshotAssembler:
             cache, INVERTER_ADDRESS, inv_fields, self._gate, local, inverter_time, missed
         )
         snaps = [self._device(cache, addr, local, inverter_time, missed) for addr in devices]
+        # A pack slot read only because num_batteries asks for it, where no pack has answered
+        # yet, has no serial: it is not a battery to publish (GivTCP skips it too).
+        snaps = [s for s in snaps if s.serial or source_of(s.address) is not Source.BATTERY]
         batteries = tuple(d for d in snaps if source_of(d.address) is not Source.METER)
         meters = tuple(d for d in snaps if source_of(d.address) is Source.METER)
         self._lift_pack_totals(readings, batteries)
