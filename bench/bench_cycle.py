@@ -8,11 +8,11 @@ Every cycle is timed with ``process_time`` stage by stage:
 1. read: the live blocks (and, every 8th cycle, the settings blocks first, as a 15 s poll with
    the 120 s settings refresh does) through ``DongleConnection`` (pacing 0: the gaps between
    frames cost no CPU), frame decoding with the CRC, and the register cache's page gates;
-2. the snapshot: ``SnapshotAssembler.build`` run stage by stage (register decode with the
-   freshness check, the value gates, the derived values, assembling the snapshot objects) by
-   :class:`StagedBuild`, which makes the same calls in the same order. A second assembler runs
-   the real ``build()`` on the same cache: its CPU is shown for comparison, and its snapshot
-   must equal the staged one (the bench stops otherwise);
+2. the snapshot: ``SnapshotAssembler.build`` with ``timings``, which adds up its stages
+   (register decode with the freshness check, the value gates, the derived values, assembling
+   the snapshot objects). A second assembler builds without ``timings`` from the same cache: its
+   CPU is shown for comparison, and its snapshot must equal the timed one (the bench stops
+   otherwise);
 3. MQTT: the state messages of the values that changed (``changes_only``, after a first full
    publish) built by ``StateTopics`` and published with ``publish_all`` to a real mosquitto,
    as the MQTT service does;
@@ -34,8 +34,7 @@ import socket
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,19 +46,16 @@ import aiomqtt
 
 from bench.common import Row, Timer, percentile, quiet_logs
 from givtcp_async import __version__
-from givtcp_async.assemble import INVERTER_ADDRESS, SnapshotAssembler
+from givtcp_async.assemble import SnapshotAssembler
 from givtcp_async.cache import RegisterCache
 from givtcp_async.config import InfluxConfig
 from givtcp_async.connection import ConnectionSettings, DongleConnection
-from givtcp_async.quality.gates import Reading, ValueGate
 from givtcp_async.reader import PlantLayout, PlantReader
-from givtcp_async.registers.decode import decode_field
-from givtcp_async.registers.plan import Cadence, source_of
-from givtcp_async.registers.schema import Field, Source
+from givtcp_async.registers.plan import Cadence
 from givtcp_async.sinks.influx import InfluxService, snapshot_points
 from givtcp_async.sinks.mqtt import publish_all
 from givtcp_async.sinks.state_topics import StateTopics
-from givtcp_async.snapshot import DeviceSnapshot, Snapshot
+from givtcp_async.snapshot import Snapshot
 from tests.servers import Mosquitto, VictoriaMetrics
 
 if TYPE_CHECKING:
@@ -85,117 +81,6 @@ STAGES: Final = (
     ("influx points", "InfluxDB: building the points"),
     ("influx write", "InfluxDB: buffer, write, acknowledgement"),
 )
-
-
-class _Unrefreshed:
-    """Marks a value whose page was not refreshed recently enough (the gate says stale)."""
-
-
-UNREFRESHED: Final = _Unrefreshed()
-
-
-class StagedBuild:
-    """``SnapshotAssembler.build`` cut into stages that are timed one by one.
-
-    It calls what ``build`` calls, in the same order per gate, on the assembler's own gates;
-    only the loops are split (all decoding first, then all gates). Blocks missed by a refresh
-    are not handled: the bench stops if a refresh misses one.
-    """
-
-    def __init__(self, assembler: SnapshotAssembler) -> None:
-        self.a = assembler
-
-    def _gate(self, address: int) -> ValueGate:
-        a = self.a
-        if address == INVERTER_ADDRESS:
-            return a._gate
-        gate = a._device_gates.get(str(address))
-        if gate is None:
-            gate = a._device_gates[str(address)] = ValueGate(a.model, a.gate_settings, a.clock)
-        return gate
-
-    def _decode(
-        self, cache: RegisterCache, address: int, specs: Sequence[Field], mono: float
-    ) -> dict[str, object]:
-        a = self.a
-        getters = {b: cache.getter(address, b) for b in ("HR", "IR")}
-        out: dict[str, object] = {}
-        for spec in specs:
-            if not a._fresh(cache, address, spec, mono):
-                out[spec.name] = UNREFRESHED
-                continue
-            value = decode_field(spec, getters[spec.bank.value])
-            if isinstance(value, datetime) and value.tzinfo is None:
-                value = value.replace(tzinfo=a.tz)
-            out[spec.name] = value
-        return out
-
-    def build(
-        self,
-        cache: RegisterCache,
-        *,
-        devices: Sequence[int],
-        now: datetime,
-        stats: dict[str, Any],
-        cpu: dict[str, list[float]],
-    ) -> Snapshot:
-        a = self.a
-        t0 = time.process_time()
-        local = now.astimezone(a.tz)
-        inverter_time = a._inverter_time(cache)
-        inv_fields = [f for f in a.fields.inverter if f.source is Source.INVERTER]
-        plan = [(INVERTER_ADDRESS, inv_fields)] + [
-            (addr, list(a.fields.devices.get(source_of(addr), ()))) for addr in devices
-        ]
-        mono = a.clock()
-        decoded = [(addr, specs, self._decode(cache, addr, specs, mono)) for addr, specs in plan]
-        t1 = time.process_time()
-        judged: list[tuple[int, dict[str, Reading]]] = []
-        for addr, specs, values in decoded:
-            gate = self._gate(addr)
-            readings: dict[str, Reading] = {}
-            for spec in specs:
-                value = values[spec.name]
-                readings[spec.name] = (
-                    gate.unrefreshed(spec)
-                    if value is UNREFRESHED
-                    else gate.check(spec, value, local_time=local, inverter_time=inverter_time)
-                )
-            judged.append((addr, readings))
-        t2 = time.process_time()
-        readings = judged[0][1]
-        snaps = [
-            DeviceSnapshot(addr, _serial(values), values, a._device_specs.get(source_of(addr), {}))
-            for addr, values in judged[1:]
-        ]
-        batteries = tuple(d for d in snaps if source_of(d.address) is not Source.METER)
-        meters = tuple(d for d in snaps if source_of(d.address) is Source.METER)
-        a._lift_pack_totals(readings, batteries)
-        t3 = time.process_time()
-        a._derive(readings, local, inverter_time)
-        t4 = time.process_time()
-        snap = Snapshot(
-            serial=a.serial,
-            model=a.model,
-            taken_at=local,
-            values=readings,
-            specs=a._specs,
-            batteries=batteries,
-            meters=meters,
-            stats=dict(stats),
-        )
-        t5 = time.process_time()
-        cpu["decode"].append((t1 - t0) * 1000)
-        cpu["gates"].append((t2 - t1) * 1000)
-        cpu["derived"].append((t4 - t3) * 1000)
-        cpu["assemble"].append(((t3 - t2) + (t5 - t4)) * 1000)
-        return snap
-
-
-def _serial(readings: dict[str, Reading]) -> str:
-    return next(
-        (str(r.value) for n, r in readings.items() if n.endswith("Serial_Number") and r.value), ""
-    )
 
 
 class Feed:
@@ -254,7 +139,7 @@ class Rig:
     reader: PlantReader
     cache: RegisterCache
     layout: PlantLayout
-    staged: StagedBuild
+    timed: SnapshotAssembler
     real: SnapshotAssembler
     topics: StateTopics
     client: aiomqtt.Client
@@ -277,14 +162,19 @@ class Rig:
         stats = stats_of(now)
         devices = self.layout.devices
         # Alternate which build goes first, so that neither always finds the CPU caches warm.
-        for staged_first in (i % 2, 1 - i % 2):
-            if staged_first:
-                snap = self.staged.build(self.cache, devices=devices, now=now, stats=stats, cpu=cpu)
+        timings: dict[str, float] = {}
+        for timed_first in (i % 2, 1 - i % 2):
+            if timed_first:
+                snap = self.timed.build(
+                    self.cache, devices=devices, now=now, stats=stats, timings=timings
+                )
             else:
                 with Timer() as real:
                     ref = self.real.build(self.cache, devices=devices, now=now, stats=stats)
         if (snap.values, snap.batteries, snap.meters) != (ref.values, ref.batteries, ref.meters):
-            raise RuntimeError("the staged build differs from SnapshotAssembler.build")
+            raise RuntimeError("the timed build differs from SnapshotAssembler.build")
+        for stage, seconds in timings.items():
+            cpu[stage].append(seconds * 1000)
         with Timer() as build:
             state = self.topics.messages(snap)
         with Timer() as publish:
@@ -332,7 +222,7 @@ async def measure(cycles: int) -> list[Row]:
                 feed = Feed()
                 config = InfluxConfig(url=victoria.url, bucket="bench", org="bench")
                 influx = InfluxService(config, [cast("InverterCoordinator", feed)])
-                rig = Rig(reader, cache, layout, StagedBuild(assembler()), assembler(),
+                rig = Rig(reader, cache, layout, assembler(), assembler(),
                           StateTopics(ROOT), client, feed, influx)  # fmt: skip
                 writer = asyncio.create_task(influx.run(), name="influx")
                 loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bench.__main__ import NAMES
-from bench.bench_cycle import StagedBuild, stats_of
+from bench.bench_cycle import stats_of
 from bench.bench_memory import proc_cpu, proc_status
 from bench.common import Row, format_table
 from givtcp_async.assemble import SnapshotAssembler
@@ -64,8 +64,9 @@ def test_proc_readers_see_this_process() -> None:
     assert proc_cpu(os.getpid()) >= before > 0
 
 
-async def test_staged_build_equals_snapshot_assembler_build() -> None:
-    """The cycle bench times SnapshotAssembler.build stage by stage: it must build the same."""
+async def test_timed_build_equals_snapshot_assembler_build() -> None:
+    """The cycle bench times SnapshotAssembler.build stage by stage: timing must build the same
+    and account for every stage."""
     plant = Plant(
         PlantConfig(speed=0, start=datetime(2026, 6, 21, 13, tzinfo=LONDON).replace(tzinfo=None))
     )
@@ -76,8 +77,7 @@ async def test_staged_build_equals_snapshot_assembler_build() -> None:
             cache = RegisterCache()
             reader = PlantReader(conn, cache, probe_meters=False)
             layout = await reader.detect()
-            staged = StagedBuild(SnapshotAssembler(layout.model, layout.serial, layout.fields,
-                                                   LONDON))  # fmt: skip
+            timed = SnapshotAssembler(layout.model, layout.serial, layout.fields, LONDON)
             real = SnapshotAssembler(layout.model, layout.serial, layout.fields, LONDON)
             cpu: dict[str, list[float]] = {k: [] for k in ("decode", "gates", "derived",
                                                            "assemble")}  # fmt: skip
@@ -86,7 +86,12 @@ async def test_staged_build_equals_snapshot_assembler_build() -> None:
                 plant.advance(15)
                 now = datetime.now(LONDON)
                 stats = stats_of(now)
-                ours = staged.build(cache, devices=layout.devices, now=now, stats=stats, cpu=cpu)
+                timings: dict[str, float] = {}
+                ours = timed.build(
+                    cache, devices=layout.devices, now=now, stats=stats, timings=timings
+                )
+                for stage, seconds in timings.items():
+                    cpu[stage].append(seconds)
                 theirs = real.build(cache, devices=layout.devices, now=now, stats=stats)
                 assert ours == theirs
     assert len(ours.values) > 100

@@ -34,6 +34,28 @@ LIFTED_PACK_TOTALS = ("Battery_Charge_Energy_Total_kWh", "Battery_Discharge_Ener
 LIFTED_PATH = ("Energy", "Total")
 
 
+class _Unrefreshed:
+    """A value whose page was not refreshed recently enough: the gate republishes the last good
+    one, stale."""
+
+
+UNREFRESHED = _Unrefreshed()
+
+
+class _Laps:
+    """Adds the CPU time since the previous lap to ``timings[stage]``; nothing when None."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.process_time() if timings is not None else 0.0
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.process_time()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
+
+
 @dataclass(frozen=True, slots=True)
 class FieldSet:
     """The map entries that apply to one model: the inverter's, each device kind's, derived."""
@@ -89,30 +111,48 @@ class SnapshotAssembler:
         updated = cache.updated_at(address, spec.bank.value, spec.registers[0])
         return updated is not None and now - updated <= self.fresh_age.get(spec.bank.value, 90.0)
 
-    def _decode(
+    def _values(
         self,
         cache: RegisterCache,
         address: int,
         specs: Sequence[Field],
-        gate: ValueGate,
-        local: datetime,
-        inverter_time: datetime | None,
         missed: Sequence[Block] = (),
-    ) -> dict[str, Reading]:
+    ) -> dict[str, Any]:
+        """The decoded value of each of ``specs`` at ``address``, or :data:`UNREFRESHED` where
+        its page is too old or was missed by this refresh."""
         now = self.clock()
-        out: dict[str, Reading] = {}
+        out: dict[str, Any] = {}
         getters = {b: cache.getter(address, b) for b in ("HR", "IR")}
         missed_here = [b for b in missed if b.device_address == address]
         for spec in specs:
             if not self._fresh(cache, address, spec, now) or any(
                 b.covers(spec.bank, r) for b in missed_here for r in spec.registers
             ):
-                out[spec.name] = gate.unrefreshed(spec)
+                out[spec.name] = UNREFRESHED
                 continue
             value = decode_field(spec, getters[spec.bank.value])
             if isinstance(value, datetime) and value.tzinfo is None:
                 value = value.replace(tzinfo=self.tz)
-            out[spec.name] = gate.check(spec, value, local_time=local, inverter_time=inverter_time)
+            out[spec.name] = value
+        return out
+
+    @staticmethod
+    def _judge(
+        gate: ValueGate,
+        specs: Sequence[Field],
+        values: Mapping[str, Any],
+        local: datetime,
+        inverter_time: datetime | None,
+    ) -> dict[str, Reading]:
+        """The readings ``gate`` makes of decoded ``values``."""
+        out: dict[str, Reading] = {}
+        for spec in specs:
+            value = values[spec.name]
+            out[spec.name] = (
+                gate.unrefreshed(spec)
+                if value is UNREFRESHED
+                else gate.check(spec, value, local_time=local, inverter_time=inverter_time)
+            )
         return out
 
     def _inverter_time(self, cache: RegisterCache) -> datetime | None:
@@ -151,33 +191,49 @@ class SnapshotAssembler:
         now: datetime,
         stats: Mapping[str, Any] | None = None,
         missed: Sequence[Block] = (),
+        timings: dict[str, float] | None = None,
     ) -> Snapshot:
         """A snapshot of what the cache holds now; ``now`` must be timezone-aware.
 
         ``devices`` are the battery-side and meter addresses detection found; ``missed`` the
         blocks this refresh asked for but did not get (failed or refused by the page gate):
-        their values are republished as last good, stale.
+        their values are republished as last good, stale. ``timings``, when given, gets the CPU
+        seconds of each stage added to it: decode, gates, derived, assemble (the benchmark).
         """
+        lap = _Laps(timings)
         local = now.astimezone(self.tz)
         inverter_time = self._inverter_time(cache)
         inv_fields = [f for f in self.fields.inverter if f.source is Source.INVERTER]
-        readings = self._decode(
-            cache, INVERTER_ADDRESS, inv_fields, self._gate, local, inverter_time, missed
-        )
-        snaps = [self._device(cache, addr, local, inverter_time, missed) for addr in devices]
+        plan = [(INVERTER_ADDRESS, self._gate, inv_fields)] + [
+            (addr, self._device_gate(addr), self.fields.devices.get(source_of(addr), ()))
+            for addr in devices
+        ]
+        decoded = [self._values(cache, addr, specs, missed) for addr, _, specs in plan]
+        lap("decode")
+        readings, *per_device = [
+            self._judge(gate, specs, values, local, inverter_time)
+            for (_, gate, specs), values in zip(plan, decoded, strict=True)
+        ]
+        lap("gates")
+        snaps = [
+            self._device_snapshot(addr, device_readings)
+            for (addr, _, _), device_readings in zip(plan[1:], per_device, strict=True)
+        ]
         # A pack slot read only because num_batteries asks for it, where no pack has answered
         # yet, has no serial: it is not a battery to publish (GivTCP skips it too).
         snaps = [s for s in snaps if s.serial or source_of(s.address) is not Source.BATTERY]
         batteries = tuple(d for d in snaps if source_of(d.address) is not Source.METER)
         meters = tuple(d for d in snaps if source_of(d.address) is Source.METER)
         self._lift_pack_totals(readings, batteries)
+        lap("assemble")
         self._derive(readings, local, inverter_time)
+        lap("derived")
         raw: dict[str, dict[str, int]] | None = None
         if self.print_raw:
             raw = {"invertor": cache.raw(INVERTER_ADDRESS)}
             for snap in snaps:
                 raw[snap.serial or f"0x{snap.address:02x}"] = cache.raw(snap.address)
-        return Snapshot(
+        snapshot = Snapshot(
             serial=self.serial,
             model=self.model,
             taken_at=local,
@@ -188,6 +244,8 @@ class SnapshotAssembler:
             stats=dict(stats or {}),
             raw=raw,
         )
+        lap("assemble")
+        return snapshot
 
     def _lift_pack_totals(
         self, readings: dict[str, Reading], packs: Sequence[DeviceSnapshot]
@@ -206,24 +264,19 @@ class SnapshotAssembler:
             if first is not None:
                 readings[name] = first
 
-    def _device(
-        self,
-        cache: RegisterCache,
-        address: int,
-        local: datetime,
-        inverter_time: datetime | None,
-        missed: Sequence[Block] = (),
-    ) -> DeviceSnapshot:
-        source = source_of(address)
+    def _device_gate(self, address: int) -> ValueGate:
         gate = self._device_gates.get(str(address))
         if gate is None:
             gate = self._device_gates[str(address)] = ValueGate(
                 self.model, self.gate_settings, self.clock
             )
-        specs = self.fields.devices.get(source, ())
-        readings = self._decode(cache, address, specs, gate, local, inverter_time, missed)
+        return gate
+
+    def _device_snapshot(self, address: int, readings: dict[str, Reading]) -> DeviceSnapshot:
         serial = next(
             (str(r.value) for n, r in readings.items() if n.endswith("Serial_Number") and r.value),
             "",
         )
-        return DeviceSnapshot(address, serial, readings, self._device_specs.get(source, {}))
+        return DeviceSnapshot(
+            address, serial, readings, self._device_specs.get(source_of(address), {})
+        )
