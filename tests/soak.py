@@ -122,7 +122,9 @@ class SoakReport:
     broker_restarts: int = 0
     mqtt_reconnect_times: list[float] = field(default_factory=list)
     influx_outages: int = 0
-    samples: list[tuple[int, float, int, int, int]] = field(default_factory=list)
+    samples: list[tuple[int, float, int, int]] = field(
+        default_factory=list
+    )  # step, MiB, tasks, sockets
     problems: list[str] = field(default_factory=list)
 
     def problem(self, text: str) -> None:
@@ -182,18 +184,17 @@ class SoakReport:
         return "\n".join(rows)
 
 
-def resources() -> tuple[float, int, int]:
-    """This process's resident memory (MiB), open sockets and open descriptors."""
+def resources() -> tuple[float, int]:
+    """This process's resident memory (MiB) and open sockets."""
     rss = 0.0
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1]) / 1024
-    sockets = fds = 0
+    sockets = 0
     for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            fds += 1
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
             sockets += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-    return rss, sockets, fds
+    return rss, sockets
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -274,7 +275,6 @@ class Soak:
         self.allowed_influx: dict[tuple[str, tuple[tuple[str, str], ...], int], set[float]] = {}
         self.influx_down = False
         self.influx_checked_until = 0  # ms: samples before this were checked
-        self.mqtt_mark = 0
         self.mqtt_sessions = 1
 
     # -- following snapshots
@@ -352,19 +352,17 @@ class Soak:
         await watcher.sync()
         allowed = set().union(*self.allowed_mqtt)
         base = f"{ROOT}/{self.serial}/"
-        for seen in watcher.log[self.mqtt_mark :]:
+        for seen in watcher.log:
             if not seen.topic.startswith(base) or "/control/" in seen.topic:
                 continue
             if seen.topic.endswith("/Stats/status"):
-                continue  # availability, checked separately
+                continue  # availability, not a snapshot value
             self.report.mqtt_messages_checked += 1
             if (seen.topic, seen.payload) not in allowed:
                 self.report.problem(f"mqtt {seen.topic}={seen.payload[:80]!r} from no snapshot")
-        self.mqtt_mark = watcher.mark()
-        # The watcher's log is only needed from the mark on.
+        # Checked: the log starts again (it would otherwise grow for the whole soak).
         del watcher.log[:]
         watcher.latest.clear()
-        self.mqtt_mark = 0
 
     async def check_runall(self, session: aiohttp.ClientSession) -> None:
         async with session.get(f"{self.rest}/runAll") as resp:
@@ -566,9 +564,9 @@ class Soak:
                         if not self.influx_down and (step + 1) % cfg.influx_check_every == 0:
                             await self.check_influx()
                         if (step + 1) % cfg.sample_every == 0:
-                            rss, sockets, _ = resources()
+                            rss, sockets = resources()
                             report.samples.append(
-                                (step + 1, rss, len(asyncio.all_tasks()), sockets, 0)
+                                (step + 1, rss, len(asyncio.all_tasks()), sockets)
                             )
                         if cfg.progress and (step + 1) % 144 == 0:
                             cfg.progress(
@@ -605,12 +603,15 @@ class Soak:
         cfg, rig = self.cfg, self.rig
         await self.quiet()
         self.validate(self.truths())  # anything published since the last step (fan-out, timers)
+        refuse: float | None = None
         if commands and self.rng.random() < cfg.disconnect_p:
-            await self.reconnect_after(0.0)
+            refuse = 0.0
         elif commands and self.rng.random() < cfg.refuse_p:
-            await self.reconnect_after(self.rng.uniform(0.3, 1.5))
-        await self.quiet()
-        self.validate(self.truths())
+            refuse = self.rng.uniform(0.3, 1.5)
+        if refuse is not None:
+            await self.reconnect_after(refuse)
+            await self.quiet()
+            self.validate(self.truths())
         rig.plant.advance(cfg.step_seconds)
         truths = self.truths()
         mark = rig.sim.mark()
