@@ -234,12 +234,12 @@ class ValueGate:
                 return self._reject(name, Reason.JUMP, track, spec)
             # A small total (0.1 kWh) falling to about nothing is the day's reset, not a dip:
             # taken once per midnight, so a dip of a larger total is still absorbed.
-            fresh_day = max(starting) != track.reset_day
+            day = max(starting)
             if last - value <= s.backwards_tolerance and not (
-                fresh_day and value <= s.backwards_tolerance
+                day != track.reset_day and value <= s.backwards_tolerance
             ):
                 return self._accept(track, track.value, spec)
-            track.reset_day = max(starting)
+            track.reset_day = day
             return self._accept(track, value, spec)
         if value - last > self._max_rise(track):
             return self._hold(
