@@ -27,14 +27,13 @@ import json
 import random
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
-import pytest
 import yarl
 from structlog.testing import capture_logs
 
@@ -62,7 +61,8 @@ STATUSES: Final = frozenset({"ok", "rejected", "failed", "partial"})
 MESSAGES: Final = 300  # random messages (requests) sent one at a time, per transport
 BURST: Final = 64  # random messages (requests) sent at once
 QUEUED: Final = MAX_PENDING_COMMANDS + 8  # valid commands sent while the inverter is busy
-NODELAY: Final = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # see the mosquitto fixture
+# The test client sends at once too, as the broker (tests/servers.py) and the daemon do.
+NODELAY: Final = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 UNKNOWN_NAMES: Final = (
     "noSuchFunction", "setChargeTarget0", "setChargeSlot11", "setExportSlot4", "forceCharge2",
@@ -267,22 +267,6 @@ async def assert_still_polling(rig: Rig) -> None:
 
 
 # --- MQTT ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """The shared broker, sending at once (``set_tcp_nodelay``; the test client does too, the
-    daemon always does): a command and its result are a few small packets each way, and Nagle's
-    algorithm would hold one of them for the peer's delayed ACK (about 45 ms a message, 90 with
-    neither side set, instead of 1-5)."""
-    broker = Mosquitto(tmp_path)
-    with broker.config.open("a") as conf:
-        conf.write("set_tcp_nodelay true\n")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def mqtt_settings(broker: Mosquitto) -> dict[str, Any]:
