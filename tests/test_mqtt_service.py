@@ -425,21 +425,26 @@ async def test_time_entities_replace_the_slot_selects(
     tmp_path: Path, mosquitto: Mosquitto, time_entities: str
 ) -> None:
     settings = mqtt_settings(mosquitto, time_entities=time_entities)
+    # Subscribed before the daemon starts: the select's removal is an empty retained message,
+    # which the broker delivers live but does not keep.
     async with (
-        running_daemon(tmp_path, plant_config=FROZEN, mqtt=settings) as rig,
         watching(mosquitto.port, f"{ROOT}/#", "homeassistant/+/GivEnergy/#") as w,
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=settings) as rig,
     ):
         serial = await started(rig, w)
-        await w.sync()
         slot = json.loads(
-            w.latest[
-                f"homeassistant/time/GivEnergy/{serial}_Charge_start_time_slot_1/config"
-            ].payload
+            (
+                await w.wait_topic(
+                    f"homeassistant/time/GivEnergy/{serial}_Charge_start_time_slot_1/config"
+                )
+            ).payload
         )
         assert slot["default_entity_id"] == f"time.givtcp_{serial.lower()}_charge_start_time_slot_1"
         assert problems(f"homeassistant/time/GivEnergy/{serial}_x/config", slot) == []
         # The select form of the same slot is removed (an empty retained config).
-        old = w.latest[f"homeassistant/select/GivEnergy/{serial}_Charge_start_time_slot_1/config"]
+        old = await w.wait_topic(
+            f"homeassistant/select/GivEnergy/{serial}_Charge_start_time_slot_1/config"
+        )
         assert old.payload == ""
         mark = w.mark()
         await w.client.publish(slot["command_topic"], "02:15:00")  # what HA's time entity sends
