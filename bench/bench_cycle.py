@@ -59,7 +59,7 @@ from givtcp_async.snapshot import Snapshot
 from tests.servers import Mosquitto, VictoriaMetrics
 
 if TYPE_CHECKING:
-    from givtcp_async.coordinator import InverterCoordinator
+    from givtcp_async.ports import InverterView
 
 ROOT: Final = "GivEnergy"
 LONDON: Final = ZoneInfo("Europe/London")
@@ -221,7 +221,7 @@ async def measure(cycles: int) -> list[Row]:
 
                 feed = Feed()
                 config = InfluxConfig(url=victoria.url, bucket="bench", org="bench")
-                influx = InfluxService(config, [cast("InverterCoordinator", feed)])
+                influx = InfluxService(config, [cast("InverterView", feed)])
                 rig = Rig(reader, cache, layout, assembler(), assembler(),
                           StateTopics(ROOT), client, feed, influx)  # fmt: skip
                 writer = asyncio.create_task(influx.run(), name="influx")

@@ -23,6 +23,7 @@ from givtcp_async.control.clock import ManualClock
 from givtcp_async.control.executor import Controller, ControlMemory
 from givtcp_async.control.overrides import OverrideManager
 from givtcp_async.control.persist import state_file
+from givtcp_async.control.service import ControlService
 from givtcp_async.protocol.capture import load_capture
 from givtcp_async.protocol.frames import FunctionCode, WriteRequest
 from givtcp_async.registers.models import Model, detect_model
@@ -99,6 +100,7 @@ class Rig:
     model: Model
     controller: Controller
     manager: OverrideManager
+    control: ControlService  # every command goes in here, as in the daemon
     clock: ManualClock
     state_dir: Path
     plant: Plant | None
@@ -121,9 +123,15 @@ class Rig:
             if isinstance(r, WriteRequest)
         ]
 
-    def new_controller(self, *, deadman: int | None = None) -> tuple[Controller, OverrideManager]:
-        """A fresh Controller + OverrideManager on the same connection and state files."""
-        return _controller(self.conn, self.model, self.state_dir, self.clock, deadman=deadman)
+    def new_controller(
+        self, *, deadman: int | None = None
+    ) -> tuple[ControlService, OverrideManager]:
+        """A fresh Controller + OverrideManager (behind a ControlService) on the same connection
+        and state files."""
+        controller, manager = _controller(
+            self.conn, self.model, self.state_dir, self.clock, deadman=deadman
+        )
+        return ControlService(controller, manager), manager
 
 
 def _controller(
@@ -192,7 +200,10 @@ async def rig(
             conn, model, state_dir, clock, budget=budget, deadman=deadman
         )
         await manager.start()
-        the_rig = Rig(kind, store, sim, conn, model, controller, manager, clock, state_dir, plant)
+        control = ControlService(controller, manager)
+        the_rig = Rig(
+            kind, store, sim, conn, model, controller, manager, control, clock, state_dir, plant
+        )
         try:
             yield the_rig
         finally:

@@ -12,9 +12,10 @@ import pytest
 from givtcp_async.cache import RegisterCache
 from givtcp_async.control.accounting import WriteLedger
 from givtcp_async.control.catalogue import Write
-from givtcp_async.control.executor import CommandResult, Controller, ControlMemory
+from givtcp_async.control.executor import Controller, ControlMemory
 from givtcp_async.control.payloads import RawPayload
 from givtcp_async.control.persist import state_file
+from givtcp_async.control.result import CommandResult
 from givtcp_async.errors import WriteBudgetExceeded
 from givtcp_async.protocol.frames import FunctionCode, ReadRequest, WriteRequest
 from givtcp_async.simulator.faults import FaultKind
@@ -30,11 +31,11 @@ def _writes(r: Rig, mark: int) -> list[tuple[int, int]]:
 
 async def test_write_skipped_when_register_already_holds_the_value(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
-        first = await r.controller.execute("setChargeTarget", "61")
+        first = await r.control.execute("setChargeTarget", "61")
         assert first.status == "ok"
         assert first.written == [116]
         mark = r.sim.mark()
-        again = await r.controller.execute("setChargeTarget", "61")
+        again = await r.control.execute("setChargeTarget", "61")
         assert again.status == "ok"
         assert again.written == []
         assert again.registers[0].note == "already set"
@@ -49,7 +50,7 @@ async def test_mixed_plan_writes_only_what_differs(tmp_path: Path) -> None:
         r.set_hr(59, 0)
         r.set_hr(27, 0)
         mark = r.sim.mark()
-        result = await r.controller.execute("setBatteryMode", "1")  # 110:=4, 59:=0, 27:=1
+        result = await r.control.execute("setBatteryMode", "1")  # 110:=4, 59:=0, 27:=1
         assert result.status == "ok"
         assert _writes(r, mark) == [(27, 1)]
         assert [(c.register, c.written, c.note) for c in result.registers] == [
@@ -66,7 +67,7 @@ async def test_echo_mismatch_stops_the_plan_and_reports_partial(tmp_path: Path) 
         r.set_hr(116, 50)
         r.store.write_hooks.append(lambda _d, reg, v: 459 if reg == 95 else v)
         mark = r.sim.mark()
-        result = await r.controller.execute(
+        result = await r.control.execute(
             "setChargeSlot1", {"start": "0100", "finish": "0400", "chargeToPercent": "80"}
         )
         assert result.status == "partial"
@@ -91,7 +92,7 @@ async def test_device_error_half_way_reports_exactly_what_was_written(tmp_path: 
         r.set_hr(59, 0)
         r.set_hr(27, 0)
         r.store.write_hooks.append(lambda _d, reg, v: None if reg == 59 else v)
-        result = await r.controller.execute("setBatteryMode", "4")  # 110:=4, 59:=1, 27:=0
+        result = await r.control.execute("setBatteryMode", "4")  # 110:=4, 59:=1, 27:=0
         assert result.status == "partial"
         changes = {c.register: c for c in result.registers}
         assert changes[110].written
@@ -108,7 +109,7 @@ async def test_first_write_refused_means_failed_and_nothing_changed(tmp_path: Pa
         r.set_hr(116, 50)
         r.store.write_hooks.append(lambda _d, _reg, _v: None)
         before = r.snapshot()
-        result = await r.controller.execute("setChargeTarget", "70")
+        result = await r.control.execute("setChargeTarget", "70")
         assert result.status == "failed"
         assert "nothing changed" in result.message
         assert r.snapshot() == before
@@ -119,7 +120,7 @@ async def test_unanswered_write_is_failed_and_named(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
         r.set_hr(116, 50)
         r.sim.faults.add(FaultKind.DROP, match=lambda req: isinstance(req, WriteRequest))
-        result = await r.controller.execute("setChargeTarget", "70")
+        result = await r.control.execute("setChargeTarget", "70")
         assert result.status == "failed"
         assert "no echo" in result.registers[0].note
         assert result.registers[0].readback == 50  # the read-back shows it did not land
@@ -141,7 +142,7 @@ async def test_read_back_that_differs_is_not_ok(tmp_path: Path) -> None:
                 r.set_hr(revert.pop(), 50)
 
         r.sim.pre_answer_hooks.append(undo)
-        result = await r.controller.execute("setChargeTarget", "70")
+        result = await r.control.execute("setChargeTarget", "70")
         assert result.status == "partial"
         assert result.registers[0].written
         assert result.registers[0].echo == 70
@@ -154,7 +155,7 @@ async def test_fresh_read_failure_writes_nothing(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
         r.sim.faults.add(FaultKind.DROP, match=lambda req: isinstance(req, ReadRequest))
         mark = r.sim.mark()
-        result = await r.controller.execute("setChargeTarget", "70")
+        result = await r.control.execute("setChargeTarget", "70")
         assert result.status == "failed"
         assert "nothing written" in result.message
         assert _writes(r, mark) == []
@@ -203,8 +204,8 @@ async def test_commands_run_one_at_a_time(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
         mark = r.sim.mark()
         a, b = await asyncio.gather(
-            r.controller.execute("setChargeTarget", "55"),
-            r.controller.execute("setBatteryReserve", "25"),
+            r.control.execute("setChargeTarget", "55"),
+            r.control.execute("setBatteryReserve", "25"),
         )
         assert a.ok
         assert b.ok
@@ -217,7 +218,7 @@ async def test_commands_run_one_at_a_time(tmp_path: Path) -> None:
 
 async def test_unknown_function_is_rejected(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
-        result = await r.controller.execute("setWarpDrive", "9")
+        result = await r.control.execute("setWarpDrive", "9")
         assert result.status == "rejected"
         assert result.errors[0]["field"] == "function"
         assert result.errors[0]["value"] == "setWarpDrive"
@@ -231,8 +232,8 @@ async def test_write_count_survives_a_new_instance(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
         r.set_hr(94, 0)
         r.set_hr(95, 0)
-        await r.controller.execute("setChargeSlot1", {"start": "0100", "finish": "0400"})
-        await r.controller.execute("setChargeTarget", "71")
+        await r.control.execute("setChargeSlot1", {"start": "0100", "finish": "0400"})
+        await r.control.execute("setChargeTarget", "71")
         assert r.controller.ledger.total == 3
     again = WriteLedger(path, clock=r.clock, tz=TZ)
     assert again.total == 3
@@ -244,19 +245,19 @@ async def test_write_count_survives_a_new_instance(tmp_path: Path) -> None:
 async def test_daily_budget_rejects_a_command_that_would_exceed_it(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path, budget=3) as r:
         r.set_hr(116, 50)
-        assert (await r.controller.execute("setChargeTarget", "72")).ok
+        assert (await r.control.execute("setChargeTarget", "72")).ok
         r.set_hr(110, 50)
         r.set_hr(59, 0)
         r.set_hr(27, 1)
         before = r.snapshot()
         mark = r.sim.mark()
-        result = await r.controller.execute("setBatteryMode", "4")  # needs 3 writes, 2 left
+        result = await r.control.execute("setBatteryMode", "4")  # needs 3 writes, 2 left
         assert result.status == "rejected"
         assert "daily write budget exceeded" in result.message
         assert "3 write(s) needed, 1 of 3 already used today (2 left)" in result.message
         assert r.snapshot() == before
         assert _writes(r, mark) == []
-        assert (await r.controller.execute("setChargeTarget", "73")).ok  # 1 still fits
+        assert (await r.control.execute("setChargeTarget", "73")).ok  # 1 still fits
         assert r.controller.ledger.remaining_today() == 1
         await r.clock.advance(hours=24)  # a new day, a new budget
         assert r.controller.ledger.remaining_today() == 3
@@ -279,11 +280,11 @@ def test_ledger_check_and_corrupt_file(tmp_path: Path) -> None:
 async def test_charge_slot_2_uses_hr243_not_hr31(tmp_path: Path) -> None:
     async with rig("gen3", tmp_path) as r:
         mark = r.sim.mark()
-        result = await r.controller.execute("setChargeSlot2", {"start": "02:00", "finish": "03:30"})
+        result = await r.control.execute("setChargeSlot2", {"start": "02:00", "finish": "03:30"})
         assert result.ok
         assert _writes(r, mark) == [(243, 200), (244, 330)]
     async with rig("gen1", tmp_path) as r:
-        result = await r.controller.execute("setChargeSlot2", {"start": "0200", "finish": "0330"})
+        result = await r.control.execute("setChargeSlot2", {"start": "0200", "finish": "0330"})
         assert result.status == "rejected"
         assert "charge slot 2 does not exist" in result.message
 
@@ -292,7 +293,7 @@ async def test_discharge_slot_percent_sets_the_reserve_first(tmp_path: Path) -> 
     async with rig("gen1", tmp_path) as r:
         r.set_hr(110, 4)
         mark = r.sim.mark()
-        result = await r.controller.execute(
+        result = await r.control.execute(
             "setDischargeSlot2", '{"start":"0100","finish":"0400","dischargeToPercent":"55"}'
         )
         assert result.ok
@@ -311,21 +312,21 @@ async def test_original_battery_modes(tmp_path: Path) -> None:
             for reg, value in plan:
                 r.set_hr(reg, value + 1)
             mark = r.sim.mark()
-            result = await r.controller.execute("setBatteryMode", {"mode": mode})
+            result = await r.control.execute("setBatteryMode", {"mode": mode})
             assert result.ok
             assert _writes(r, mark) == plan, mode
 
 
 async def test_named_modes_and_the_remembered_reserve(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
-        assert (await r.controller.execute("setBatteryReserve", "20")).ok
-        assert (await r.controller.execute("setBatteryMode", "Eco (Paused)")).ok
+        assert (await r.control.execute("setBatteryReserve", "20")).ok
+        assert (await r.control.execute("setBatteryMode", "Eco (Paused)")).ok
         assert (r.hr(27), r.hr(59), r.hr(110)) == (1, 0, 100)
-        assert (await r.controller.execute("setBatteryMode", "Timed Export")).ok
+        assert (await r.control.execute("setBatteryMode", "Timed Export")).ok
         assert (r.hr(27), r.hr(59), r.hr(110)) == (0, 1, 100)
-        assert (await r.controller.execute("setBatteryMode", "Timed Demand")).ok
+        assert (await r.control.execute("setBatteryMode", "Timed Demand")).ok
         assert (r.hr(27), r.hr(59)) == (1, 1)
-        assert (await r.controller.execute("setBatteryMode", "Eco")).ok
+        assert (await r.control.execute("setBatteryMode", "Eco")).ok
         assert (r.hr(27), r.hr(59), r.hr(110)) == (1, 0, 20)  # the reserve came back
     memory = ControlMemory(state_file(tmp_path, "inverter", "control"))
     assert memory.saved_reserve == 20
@@ -336,11 +337,11 @@ async def test_charge_target_enable_and_disable(tmp_path: Path) -> None:
         r.set_hr(20, 0)
         r.set_hr(116, 80)
         mark = r.sim.mark()
-        assert (await r.controller.execute("enableChargeTarget")).ok
-        assert (await r.controller.execute("enableChargeTarget", "disable")).ok
+        assert (await r.control.execute("enableChargeTarget")).ok
+        assert (await r.control.execute("enableChargeTarget", "disable")).ok
         r.set_hr(20, 1)
         r.set_hr(116, 80)
-        assert (await r.controller.execute("disableChargeTarget")).ok
+        assert (await r.control.execute("disableChargeTarget")).ok
         assert _writes(r, mark) == [(20, 1), (20, 0), (116, 100), (20, 0), (116, 100)]
 
 
@@ -362,7 +363,7 @@ async def test_charge_rate_watts_to_register(
     async with rig(kind, tmp_path) as r:
         r.set_hr(register, 77)
         mark = r.sim.mark()
-        result = await r.controller.execute("setChargeRate", str(watts))
+        result = await r.control.execute("setChargeRate", str(watts))
         assert result.ok, result.message
         assert _writes(r, mark) == [(register, value)]
 
@@ -371,7 +372,7 @@ async def test_rate_with_unknown_capacity_fails_without_writing(tmp_path: Path) 
     async with rig("gen1", tmp_path) as r:
         r.set_hr(55, 0)
         mark = r.sim.mark()
-        result = await r.controller.execute("setDischargeRate", "1000")
+        result = await r.control.execute("setDischargeRate", "1000")
         assert result.status == "failed"
         assert "HR55" in result.message
         assert _writes(r, mark) == []
@@ -380,11 +381,11 @@ async def test_rate_with_unknown_capacity_fails_without_writing(tmp_path: Path) 
 async def test_set_and_sync_date_time(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
         mark = r.sim.mark()
-        result = await r.controller.execute("setDateTime", {"dateTime": "29/02/2024 23:59:58"})
+        result = await r.control.execute("setDateTime", {"dateTime": "29/02/2024 23:59:58"})
         assert result.ok
         assert _writes(r, mark) == [(35, 24), (36, 2), (37, 29), (38, 23), (39, 59), (40, 58)]
         mark = r.sim.mark()
-        result = await r.controller.execute("syncDateTime")
+        result = await r.control.execute("syncDateTime")
         assert result.ok
         # 12:00 UTC on 1 June is 13:00 in London (BST).
         assert _writes(r, mark) == [(35, 25), (36, 6), (37, 1), (38, 13), (39, 0), (40, 0)]
@@ -394,7 +395,7 @@ async def test_reboot_writes_100_always_and_is_not_read_back(tmp_path: Path) -> 
     async with rig("gen1", tmp_path) as r:
         for _ in range(2):
             mark = r.sim.mark()
-            result = await r.controller.execute("rebootInverter", "restart")
+            result = await r.control.execute("rebootInverter", "restart")
             assert result.ok
             assert _writes(r, mark) == [(163, 100)]  # even though HR163 already holds 100
             assert [req for req in r.sim.requests_seen(mark) if isinstance(req, ReadRequest)] == [
@@ -419,7 +420,7 @@ async def test_three_phase_registers(tmp_path: Path) -> None:
             ("setDischargeSlot2", {"start": "1600", "finish": "1900"}),
         ]
         for name, payload in steps:
-            assert (await r.controller.execute(name, payload)).ok, name
+            assert (await r.control.execute(name, payload)).ok, name
         assert _writes(r, mark) == [
             (1111, 90),
             (1109, 10),
@@ -446,7 +447,7 @@ async def test_ems_registers(tmp_path: Path) -> None:
             ("setExportLimit", "5000"),
         ]
         for name, payload in steps:
-            assert (await r.controller.execute(name, payload)).ok, name
+            assert (await r.control.execute(name, payload)).ok, name
         assert _writes(r, mark) == [
             (2056, 100),
             (2057, 400),
@@ -472,9 +473,9 @@ async def test_ac_coupled_controls(tmp_path: Path) -> None:
             ("setBatteryPauseMode", "PauseBoth"),
         ]
         for name, payload in steps:
-            assert (await r.controller.execute(name, payload)).ok, name
+            assert (await r.control.execute(name, payload)).ok, name
         assert _writes(r, mark) == [(313, 40), (314, 60), (311, 2), (317, 0), (318, 3)]
-        result = await r.controller.execute("tempPauseCharge", "10")
+        result = await r.control.execute("tempPauseCharge", "10")
         assert result.ok  # AC pauses through HR111 (C/100), not HR313 which refuses 0
 
 

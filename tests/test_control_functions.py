@@ -37,7 +37,7 @@ async def _check_function(r: Rig, fn: ControlFunction) -> None:
     before = r.snapshot()
     mark = r.sim.mark()
 
-    result = await r.controller.execute(fn.name, example)
+    result = await r.control.execute(fn.name, example)
 
     after = r.snapshot()
     changed = {key: after[key] for key in after if before.get(key) != after[key]}
@@ -67,7 +67,7 @@ async def _check_function(r: Rig, fn: ControlFunction) -> None:
         assert result.override is not None
         assert result.override["state"] == "Running"
         assert r.manager.remaining_minutes(fn.name) == 30
-        undo = await r.controller.execute(fn.name, "Cancel")
+        undo = await r.control.execute(fn.name, "Cancel")
         assert undo.status == "ok", undo.message
         assert r.snapshot() == before, f"{fn.name}: cancel did not restore every register"
         assert r.manager.remaining_minutes(fn.name) == 0
@@ -92,7 +92,7 @@ async def test_sweep_every_available_function(kind: str, tmp_path: Path) -> None
                 continue
             before = r.snapshot()
             mark = r.sim.mark()
-            result = await r.controller.execute(fn.name, fn.example)
+            result = await r.control.execute(fn.name, fn.example)
             assert result.status == "rejected", fn.name
             assert result.errors[0]["field"] == "function"
             assert result.errors[0]["allowed"] == fn.unavailable_reason(model)

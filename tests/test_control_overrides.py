@@ -7,8 +7,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from givtcp_async.control.executor import CommandResult
 from givtcp_async.control.persist import state_file
+from givtcp_async.control.result import CommandResult
 from tests.control_support import Rig, rig
 
 # forceCharge on the Gen3 plant: target, slot-1 target, slot 1, AC charge, rate, pause off.
@@ -41,7 +41,7 @@ def _persisted(r: Rig) -> dict[str, object]:
 async def test_force_charge_applies_and_reverts_in_simulated_time(tmp_path: Path) -> None:
     async with rig("gen3", tmp_path) as r:
         saved = _prepare(r)
-        result = await r.controller.execute("forceCharge", "30")
+        result = await r.control.execute("forceCharge", "30")
         assert result.ok, result.message
         # 12:00 UTC = 13:00 London: slot 1 is 13:00-13:30, full rate, target 100, pause off.
         assert _hrs(r, FORCE_CHARGE_REGS) == {
@@ -73,9 +73,9 @@ async def test_force_charge_applies_and_reverts_in_simulated_time(tmp_path: Path
 async def test_cancel_restores_at_once(tmp_path: Path) -> None:
     async with rig("gen3", tmp_path) as r:
         saved = _prepare(r)
-        assert (await r.controller.execute("forceCharge", {"duration": "45"})).ok
+        assert (await r.control.execute("forceCharge", {"duration": "45"})).ok
         for word in ("Cancel", "Normal", "0"):
-            result = await r.controller.execute("forceCharge", word)
+            result = await r.control.execute("forceCharge", word)
             assert result.ok
         assert _hrs(r, FORCE_CHARGE_REGS) == saved
         assert r.manager.status("forceCharge") == {
@@ -88,10 +88,10 @@ async def test_cancel_restores_at_once(tmp_path: Path) -> None:
 async def test_reissue_extends_and_keeps_the_first_saved_state(tmp_path: Path) -> None:
     async with rig("gen3", tmp_path) as r:
         saved = _prepare(r)
-        assert (await r.controller.execute("forceCharge", "30")).ok
+        assert (await r.control.execute("forceCharge", "30")).ok
         await r.clock.advance(minutes=10)
         mark = r.sim.mark()
-        again = await r.controller.execute("forceCharge", "30")
+        again = await r.control.execute("forceCharge", "30")
         assert again.ok
         assert again.message.endswith("extended, restores at 2025-06-01T12:40:00+00:00")
         assert r.writes_seen(mark) == [(95, 1340)]  # only the slot end moves
@@ -111,11 +111,11 @@ async def test_reissue_extends_and_keeps_the_first_saved_state(tmp_path: Path) -
 async def test_restart_before_the_end_reschedules_the_restore(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
         before = _hrs(r, (110, 112, 27, 59, 56, 57))
-        assert (await r.controller.execute("forceExport", "60")).ok
+        assert (await r.control.execute("forceExport", "60")).ok
         assert (r.hr(110), r.hr(112), r.hr(27), r.hr(59)) == (4, 50, 0, 1)
         await r.manager.stop(restore=False)  # the daemon dies; the restore stays on disk
         await r.clock.advance(minutes=20)
-        controller, manager = r.new_controller()
+        control, manager = r.new_controller()
         assert await manager.start() == []  # not due yet: rescheduled
         assert manager.remaining_minutes("forceExport") == 40
         restored = manager.completion("forceExport")
@@ -123,13 +123,13 @@ async def test_restart_before_the_end_reschedules_the_restore(tmp_path: Path) ->
         assert (await _done(restored)).ok
         assert _hrs(r, (110, 112, 27, 59, 56, 57)) == before
         await manager.stop()
-        assert controller.overrides is manager
+        assert control.overrides is manager
 
 
 async def test_restart_after_the_end_restores_at_once(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
         before = r.hr(112)
-        assert (await r.controller.execute("tempPauseDischarge", "15")).ok
+        assert (await r.control.execute("tempPauseDischarge", "15")).ok
         assert r.hr(112) == 0
         await r.manager.stop(restore=False)
         await r.clock.advance(hours=2)  # the daemon was down past the end
@@ -145,7 +145,7 @@ async def test_restart_after_the_end_restores_at_once(tmp_path: Path) -> None:
 async def test_clean_shutdown_restores(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
         before = r.hr(111)
-        assert (await r.controller.execute("tempPauseCharge", "90")).ok
+        assert (await r.control.execute("tempPauseCharge", "90")).ok
         assert r.hr(111) == 0
         results = await r.manager.stop()
         assert [res.status for res in results] == ["ok"]
@@ -156,7 +156,7 @@ async def test_clean_shutdown_restores(tmp_path: Path) -> None:
 async def test_dead_man_reverts_when_not_reasserted(tmp_path: Path) -> None:
     async with rig("gen3", tmp_path, deadman=10) as r:
         saved = _prepare(r)
-        assert (await r.controller.execute("forceCharge", "60")).ok
+        assert (await r.control.execute("forceCharge", "60")).ok
         assert r.manager.remaining_minutes("forceCharge") == 10
         restored = r.manager.completion("forceCharge")
         await r.clock.advance(minutes=10)
@@ -169,12 +169,12 @@ async def test_dead_man_reverts_when_not_reasserted(tmp_path: Path) -> None:
 async def test_dead_man_is_held_off_by_reassertion(tmp_path: Path) -> None:
     async with rig("gen3", tmp_path, deadman=10) as r:
         _prepare(r)
-        assert (await r.controller.execute("forceExport", "60")).ok
+        assert (await r.control.execute("forceExport", "60")).ok
         restored = r.manager.completion("forceExport")
         await r.clock.advance(minutes=8)
         assert await r.manager.keepalive("forceExport")
         await r.clock.advance(minutes=8)
-        assert (await r.controller.execute("forceExport", "60")).ok  # re-issuing re-asserts
+        assert (await r.control.execute("forceExport", "60")).ok  # re-issuing re-asserts
         await r.clock.advance(minutes=8)
         assert not restored.done()
         assert r.manager.remaining_minutes("forceExport") == 2
@@ -185,16 +185,16 @@ async def test_dead_man_is_held_off_by_reassertion(tmp_path: Path) -> None:
 
 async def test_dead_man_does_not_apply_to_temporary_pauses(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path, deadman=5) as r:
-        assert (await r.controller.execute("tempPauseCharge", "30")).ok
+        assert (await r.control.execute("tempPauseCharge", "30")).ok
         assert r.manager.remaining_minutes("tempPauseCharge") == 30
 
 
 async def test_a_register_changed_meanwhile_is_left_alone(tmp_path: Path) -> None:
     async with rig("gen3", tmp_path) as r:
         saved = _prepare(r)
-        assert (await r.controller.execute("forceCharge", "30")).ok
-        assert (await r.controller.execute("setChargeTarget", "85")).ok  # someone else's choice
-        result = await r.controller.execute("forceCharge", "Cancel")
+        assert (await r.control.execute("forceCharge", "30")).ok
+        assert (await r.control.execute("setChargeTarget", "85")).ok  # someone else's choice
+        result = await r.control.execute("forceCharge", "Cancel")
         assert result.ok
         notes = {c.register: c.note for c in result.registers}
         assert notes[116].startswith("left as is: changed to 85")
@@ -207,7 +207,7 @@ async def test_a_register_changed_meanwhile_is_left_alone(tmp_path: Path) -> Non
 async def test_failed_restore_is_kept_and_retried(tmp_path: Path) -> None:
     async with rig("gen3", tmp_path) as r:
         saved = _prepare(r)
-        assert (await r.controller.execute("forceCharge", "30")).ok
+        assert (await r.control.execute("forceCharge", "30")).ok
         refuse = {"on": True}
         r.store.write_hooks.append(lambda _d, reg, v: None if reg == 94 and refuse["on"] else v)
         attempts: asyncio.Queue[CommandResult] = asyncio.Queue()
@@ -234,7 +234,7 @@ async def test_apply_failing_half_way_is_rolled_back(tmp_path: Path) -> None:
     async with rig("gen3", tmp_path) as r:
         saved = _prepare(r)
         r.store.write_hooks.append(lambda _d, reg, v: None if reg == 96 else v)
-        result = await r.controller.execute("forceCharge", "30")
+        result = await r.control.execute("forceCharge", "30")
         assert result.status == "partial"
         assert "rolled back: ok" in result.message
         assert _hrs(r, FORCE_CHARGE_REGS) == saved
@@ -245,7 +245,7 @@ async def test_apply_failing_half_way_is_rolled_back(tmp_path: Path) -> None:
 async def test_cancel_or_extend_without_a_running_override(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
         mark = r.sim.mark()
-        result = await r.controller.execute("forceExport", "Cancel")
+        result = await r.control.execute("forceExport", "Cancel")
         assert result.ok
         assert "no override running" in result.message
         ext = await r.manager.extend("forceExport", 10)
@@ -265,7 +265,7 @@ async def test_apply_with_an_echo_mismatch_is_rolled_back_too(tmp_path: Path) ->
             return value
 
         r.store.write_hooks.append(corrupt)
-        result = await r.controller.execute("forceCharge", "30")
+        result = await r.control.execute("forceCharge", "30")
         assert result.status == "partial"
         assert "rolled back: ok" in result.message
         assert _hrs(r, FORCE_CHARGE_REGS) == saved  # HR95 too, though it held 1201
@@ -274,8 +274,8 @@ async def test_apply_with_an_echo_mismatch_is_rolled_back_too(tmp_path: Path) ->
 
 async def test_overrides_refused_before_the_manager_starts(tmp_path: Path) -> None:
     async with rig("gen1", tmp_path) as r:
-        controller, _manager = r.new_controller()  # not started: its state is not loaded
+        control, _manager = r.new_controller()  # not started: its state is not loaded
         mark = r.sim.mark()
-        result = await controller.execute("forceCharge", "30")
+        result = await control.execute("forceCharge", "30")
         assert result.status == "rejected"
         assert r.writes_seen(mark) == []

@@ -88,7 +88,7 @@ async def test_bad_payloads_are_rejected_and_write_nothing(
         mark = r.sim.mark()
         checked = 0
         for label, payload, field, value in cases(fn, r.model):
-            result = await r.controller.execute(fn.name, payload)
+            result = await r.control.execute(fn.name, payload)
             assert result.status == "rejected", (fn.name, label, result.message)
             assert result.function == fn.name
             assert not result.registers

@@ -18,7 +18,7 @@ import pytest
 
 from givtcp_async.control import allowlist
 from givtcp_async.control.catalogue import CATALOGUE
-from givtcp_async.control.executor import rejected
+from givtcp_async.control.result import rejected
 from givtcp_async.errors import GivTcpError, ValidationFailed
 from givtcp_async.protocol.frames import WriteRequest
 from givtcp_async.testing.fuzz import random_payload
@@ -47,7 +47,7 @@ async def test_random_payloads_never_write_unless_valid(tmp_path: Path, kind: st
             payload = as_transport(random_payload(rng, example))
             before = r.snapshot()
             mark = r.sim.mark()
-            result = await r.controller.execute(name, payload)
+            result = await r.control.execute(name, payload)
             statuses[result.status] += 1
             writes = [q for q in r.sim.requests_seen(mark) if isinstance(q, WriteRequest)]
             if result.status == "rejected":

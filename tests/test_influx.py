@@ -23,6 +23,7 @@ from aiohttp import web
 
 from givtcp_async.backoff import Backoff
 from givtcp_async.config import InfluxConfig
+from givtcp_async.ports import Links
 from givtcp_async.quality.gates import Reading
 from givtcp_async.sinks import influx as influx_module
 from givtcp_async.sinks.influx import (
@@ -531,14 +532,15 @@ def influx_settings_model(**extra: Any) -> InfluxConfig:
 
 async def test_factory_builds_the_service_only_when_enabled(tmp_path: Path) -> None:
     async with running_daemon(tmp_path, services=[], inverter=MANUAL_POLLS) as rig:
-        assert influx_service(rig.daemon) is None
+        assert influx_service(rig.settings.influx, rig.daemon.coordinators, Links()) is None
     with pytest.raises(ValueError, match="required"):
         InfluxService(InfluxConfig(), [])
     async with running_daemon(
         tmp_path, inverter=MANUAL_POLLS, rest=NO_REST, influx=influx_settings("http://127.0.0.1:9")
     ) as rig:
         service = service_of(rig)
-        assert service.coordinators == rig.daemon.coordinators
+        assert service.views == rig.daemon.coordinators
+        assert rig.daemon.links.metrics_sources == [service]
         assert service.config.buffer_max_points == 100_000
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from givtcp_async.config import Settings
 from givtcp_async.control.catalogue import CATALOGUE
-from givtcp_async.coordinator import Health
+from givtcp_async.ports import Health
 from givtcp_async.quality.gates import Reading
 from givtcp_async.registers.catalog import derived_for, fields_for
 from givtcp_async.registers.inverter import CONTROL_FIELDS

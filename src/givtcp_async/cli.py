@@ -366,9 +366,11 @@ async def _write(args: argparse.Namespace, settings: Settings) -> int:
 
     from givtcp_async.connection import ConnectionSettings, DongleConnection, Priority
     from givtcp_async.control.accounting import WriteLedger
-    from givtcp_async.control.executor import Controller, ControlMemory, rejected
+    from givtcp_async.control.executor import Controller, ControlMemory
     from givtcp_async.control.overrides import OverrideManager
     from givtcp_async.control.persist import state_file
+    from givtcp_async.control.result import rejected
+    from givtcp_async.control.service import ControlService
     from givtcp_async.protocol.frames import FunctionCode
     from givtcp_async.quality.pages import ascii_from_registers
     from givtcp_async.registers.models import detect_model
@@ -413,7 +415,7 @@ async def _write(args: argparse.Namespace, settings: Settings) -> int:
             fn = controller.catalogue.get(args.function)
         except GivTcpError:
             fn = None
-        result = await controller.execute(args.function, args.payload)
+        result = await ControlService(controller, manager).execute(args.function, args.payload)
         _print_result(result)
         code = _result_exit(result)
         running = fn is not None and fn.override and fn.name in manager.active()

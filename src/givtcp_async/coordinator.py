@@ -1,8 +1,9 @@
 """One coordinator per inverter: connection, detection, the poll schedule, snapshots, commands.
 
-Sinks (MQTT, REST, Influx) never talk to the inverter: they read :attr:`snapshot`, follow
-:meth:`updates`, and hand commands to :meth:`execute`, which goes through the same serialised
-connection queue as the polls (writes first).
+Sinks (MQTT, REST, Influx) never talk to the inverter: they see the coordinator as a
+:class:`~givtcp_async.ports.InverterView`, read :attr:`snapshot`, follow :meth:`updates`, and
+hand commands to :meth:`execute`, which goes through the same serialised connection queue as
+the polls (writes first).
 
 Poll schedule: live blocks every ``poll_interval``; settings blocks every ``settings_interval``
 and straight after every command that reached the inverter. When refreshes fail, the interval
@@ -13,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -28,14 +28,20 @@ from givtcp_async.cache import RegisterCache
 from givtcp_async.config import InverterConfig, Settings
 from givtcp_async.connection import DongleConnection
 from givtcp_async.control.accounting import WriteLedger
+from givtcp_async.control.catalogue import CATALOGUE, Catalogue
 from givtcp_async.control.clock import Clock, SystemClock
-from givtcp_async.control.executor import CommandResult, Controller, ControlMemory
+from givtcp_async.control.executor import Controller, ControlMemory
 from givtcp_async.control.overrides import OverrideManager
+from givtcp_async.control.payloads import RawPayload
 from givtcp_async.control.persist import state_file
-from givtcp_async.errors import CommunicationError, GivTcpError
+from givtcp_async.control.result import CommandResult
+from givtcp_async.control.service import ControlService
+from givtcp_async.errors import CommunicationError, GivTcpError, NotConnected
+from givtcp_async.ports import Health
 from givtcp_async.protocol.frames import ReadResponse, WriteResponse
 from givtcp_async.quality.gates import GateSettings
 from givtcp_async.reader import PlantLayout, PlantReader, RefreshReport
+from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Cadence
 from givtcp_async.snapshot import Snapshot
 
@@ -43,20 +49,6 @@ log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_FACTOR = 8
 DETECT_RETRY_MAX = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """How the link to one inverter is doing."""
-
-    connected: bool
-    detected: bool
-    online: bool  # answering: a good poll within ``offline_after``
-    last_good_poll: datetime | None
-    consecutive_failures: int
-    polls: int
-    failed_polls: int
-    backoff_factor: int
 
 
 class InverterCoordinator:
@@ -81,6 +73,7 @@ class InverterCoordinator:
         self.layout: PlantLayout | None = None
         self.controller: Controller | None = None
         self.overrides: OverrideManager | None = None
+        self.control: ControlService | None = None
         self.assembler: SnapshotAssembler | None = None
         self.snapshot: Snapshot | None = None
         self._version = 0
@@ -113,6 +106,25 @@ class InverterCoordinator:
     @property
     def serial(self) -> str | None:
         return self.layout.serial if self.layout else self.config.serial
+
+    @property
+    def model(self) -> Model | None:
+        """The detected model (None until detection)."""
+        return self.layout.model if self.layout else None
+
+    def catalogue(self) -> Catalogue:
+        """The control functions this inverter serves."""
+        return self.controller.catalogue if self.controller is not None else CATALOGUE
+
+    async def link_up(self, timeout: float) -> bool:
+        """Whether the link to the dongle is up, waiting up to ``timeout`` seconds for it."""
+        if self.conn.connected:
+            return True
+        try:
+            await self.conn.wait_connected(timeout)
+        except NotConnected:
+            return False
+        return True
 
     def health(self) -> Health:
         now = self.now()
@@ -164,11 +176,9 @@ class InverterCoordinator:
         """
         await self._idle.wait()
 
-    async def execute(
-        self, function: str, payload: str | bytes | Mapping[str, Any] | None = None
-    ) -> CommandResult:
+    async def execute(self, function: str, payload: RawPayload = None) -> CommandResult:
         """Run one control command; never raises for a command that cannot be carried out."""
-        if self.controller is None:
+        if self.control is None:
             return CommandResult(
                 function=function,
                 status="failed",
@@ -176,7 +186,7 @@ class InverterCoordinator:
                 at=self.clock.now(),
             )
         try:
-            return await self.controller.execute(function, payload)
+            return await self.control.execute(function, payload)
         except GivTcpError as err:
             return CommandResult(
                 function=function, status="failed", message=str(err), at=self.clock.now()
@@ -264,6 +274,7 @@ class InverterCoordinator:
             deadman_minutes=control.dead_man_minutes or None,
             clock=self.clock,
         )
+        self.control = ControlService(self.controller, self.overrides)
         self.assembler = SnapshotAssembler(
             layout.model,
             layout.serial,

@@ -2,15 +2,18 @@
 
 Each configured inverter gets an :class:`InverterCoordinator`; each enabled output (MQTT, REST,
 InfluxDB) is a :class:`Service` that only reads the coordinators' snapshots and submits commands
-to them. Stopping (SIGTERM/SIGINT or :meth:`Daemon.stop`) cancels the group: every task cleans up
-(overrides restored, "offline" published, sockets closed) within ``shutdown_timeout``.
+to them, seeing each as an :class:`~givtcp_async.ports.InverterView`. This is the one module
+that imports the sinks: it builds their services from the settings, the views and the
+:class:`~givtcp_async.ports.Links` between them. Stopping (SIGTERM/SIGINT or
+:meth:`Daemon.stop`) cancels the group: every task cleans up (overrides restored, "offline"
+published, sockets closed) within ``shutdown_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import structlog
@@ -18,9 +21,10 @@ import structlog
 from givtcp_async.config import Settings
 from givtcp_async.control.clock import Clock
 from givtcp_async.coordinator import InverterCoordinator
+from givtcp_async.ports import InverterView, Links
 from givtcp_async.sinks.broker import broker_service
 from givtcp_async.sinks.influx import influx_service
-from givtcp_async.sinks.mqtt import mqtt_service
+from givtcp_async.sinks.mqtt import configuration_url, mqtt_service
 from givtcp_async.sinks.rest import rest_service
 from givtcp_async.systemd import SystemdNotifier
 
@@ -35,30 +39,22 @@ class Service(Protocol):
     async def run(self) -> None: ...
 
 
-ServiceFactory = Callable[["Daemon"], Service | None]
-
-
 class _Shutdown(Exception):
     """Raised inside the task group to cancel every other task."""
 
 
-def default_services(daemon: Daemon) -> list[Service]:
-    """The outputs the configuration enables."""
-    services: list[Service] = []
-    for factory in SERVICE_FACTORIES:
-        service = factory(daemon)
-        if service is not None:
-            services.append(service)
-    return services
-
-
-# Each output module registers a factory here (kept in one place so the order is explicit).
-SERVICE_FACTORIES: list[ServiceFactory] = [
-    broker_service,  # before mqtt_service, which waits for it
-    mqtt_service,
-    influx_service,
-    rest_service,
-]
+def default_services(
+    settings: Settings, views: Sequence[InverterView], links: Links
+) -> list[Service]:
+    """The outputs the configuration enables, in start order (each output module's factory is
+    called here, so the order is explicit: the broker before MQTT, which waits for it)."""
+    candidates: list[Service | None] = [
+        broker_service(settings.mqtt, views, links, state_dir=settings.control.state_dir),
+        mqtt_service(settings.mqtt, views, links, dashboard_url=configuration_url(settings)),
+        influx_service(settings.influx, views, links),
+        rest_service(settings.rest, views, links),
+    ]
+    return [s for s in candidates if s is not None]
 
 
 class Daemon:
@@ -78,7 +74,12 @@ class Daemon:
         self.coordinators = [
             InverterCoordinator(inv, settings, clock=clock) for inv in settings.inverters
         ]
-        self.services = list(services) if services is not None else default_services(self)
+        self.links = Links()
+        self.services = (
+            list(services)
+            if services is not None
+            else default_services(settings, self.coordinators, self.links)
+        )
         self.notifier = notifier or SystemdNotifier()
         self.shutdown_timeout = shutdown_timeout
         self._stop = asyncio.Event()

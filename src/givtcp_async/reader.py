@@ -19,7 +19,7 @@ from givtcp_async.connection import DongleConnection, Priority
 from givtcp_async.errors import CommunicationError, DetectionError
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse
 from givtcp_async.quality.pages import PageVerdict, ascii_from_registers, is_valid_serial
-from givtcp_async.registers.catalog import derived_for, fields_for
+from givtcp_async.registers.catalog import derived_for, fields_for, read_plan
 from givtcp_async.registers.models import BatterySide, Model, detect_model
 from givtcp_async.registers.plan import (
     BAMS,
@@ -31,7 +31,6 @@ from givtcp_async.registers.plan import (
     Cadence,
     ReadPlan,
     probe_blocks,
-    read_plan,
     source_of,
 )
 from givtcp_async.registers.schema import Bank, Source

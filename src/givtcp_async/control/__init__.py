@@ -1,14 +1,24 @@
 """Control: one catalogue of functions, validated, planned, executed, verified and accounted for.
 
-What the daemon, MQTT and REST use::
+What the coordinator (and ``givtcp-async write``) use::
 
     controller = Controller(connection, model, cache=cache, ledger=WriteLedger(path, ...),
                             memory=ControlMemory(path), clock=clock, tz=tz)
     overrides = OverrideManager(controller, path, deadman_minutes=...)
+    control = ControlService(controller, overrides)
     await overrides.start()                       # after the model is detected
-    result = await controller.execute("setChargeTarget", "80")   # any GivTCP payload form
+    result = await control.execute("setChargeTarget", "80")   # any GivTCP payload form
     result.to_json()                              # {"function", "status", "registers", ...}
     await overrides.stop()                        # clean shutdown: restores running overrides
+
+Modules: ``catalogue`` (every function), ``payloads`` (their validation), ``layout`` and
+``allowlist`` (registers per model, what may be written), ``result`` (``CommandResult``),
+``executor`` (``Controller``: plan, write, verify), ``overrides`` (timed overrides over a
+``PlanRunner``), ``service`` (``ControlService``: routes a command to one of the two),
+``accounting`` (write budget), ``persist`` (state files), ``clock``.
+
+May import: the connection, cache, registers, protocol and errors below it; never the
+coordinator, config, sinks or daemon above it.
 
 ``CATALOGUE`` describes every function (schema, aliases, HA metadata) for REST/OpenAPI, MQTT
 topics and discovery; ``CATALOGUE.resolve(name, payload, model)`` validates without executing.
@@ -27,15 +37,11 @@ from givtcp_async.control.catalogue import (
     Write,
 )
 from givtcp_async.control.clock import Clock, ManualClock, SystemClock
-from givtcp_async.control.executor import (
-    CommandResult,
-    Controller,
-    ControlMemory,
-    RegisterChange,
-    Status,
-)
+from givtcp_async.control.executor import Controller, ControlMemory
 from givtcp_async.control.overrides import OVERRIDE_FUNCTIONS, OverrideManager
 from givtcp_async.control.persist import state_file
+from givtcp_async.control.result import CommandResult, RegisterChange, Status
+from givtcp_async.control.service import ControlService
 
 __all__ = [
     "CATALOGUE",
@@ -45,6 +51,7 @@ __all__ = [
     "CommandResult",
     "ControlFunction",
     "ControlMemory",
+    "ControlService",
     "Controller",
     "FunctionUnavailable",
     "HaMeta",

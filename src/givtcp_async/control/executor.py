@@ -23,13 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final
 
 import structlog
-from pydantic import BaseModel, ConfigDict
 
 from givtcp_async.cache import RegisterCache
 from givtcp_async.connection import DongleConnection, Priority
@@ -49,6 +47,7 @@ from givtcp_async.control.clock import Clock, SystemClock
 from givtcp_async.control.layout import CLOCK, Layout
 from givtcp_async.control.payloads import Payload, RawPayload
 from givtcp_async.control.persist import read_json, write_json
+from givtcp_async.control.result import CommandResult, RegisterChange, Status, rejected
 from givtcp_async.errors import (
     CommunicationError,
     DeviceErrorResponse,
@@ -60,74 +59,11 @@ from givtcp_async.errors import (
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse
 from givtcp_async.registers.models import Model
 
-if TYPE_CHECKING:
-    from givtcp_async.control.overrides import OverrideManager
-
 log = structlog.get_logger(__name__)
 
 INVERTER: Final = 0x11
-Status = Literal["ok", "rejected", "failed", "partial"]
 # A clock read back may trail the value written by this much and lead it by the time taken.
 _CLOCK_SLACK: Final = timedelta(seconds=5)
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterChange:
-    """One register of a plan and what happened to it."""
-
-    register: int
-    old: int | None  # value read fresh before writing
-    new: int  # value the plan wanted
-    written: bool  # a write was sent and echoed
-    echo: int | None = None
-    readback: int | None = None
-    verified: bool | None = None  # read-back equals new; None = not checked
-    note: str = ""
-
-
-class CommandResult(BaseModel):
-    """The outcome of one command."""
-
-    model_config = ConfigDict(frozen=True)
-
-    function: str
-    status: Status
-    message: str
-    payload: dict[str, Any] | None = None
-    registers: tuple[RegisterChange, ...] = ()
-    errors: tuple[dict[str, Any], ...] = ()
-    override: dict[str, Any] | None = None
-    at: datetime | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def written(self) -> list[int]:
-        """Registers a write was sent to and echoed."""
-        return [r.register for r in self.registers if r.written]
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
-def rejected(
-    function: str,
-    message: str,
-    errors: Iterable[Mapping[str, Any]] = (),
-    *,
-    payload: Mapping[str, Any] | None = None,
-    at: datetime | None = None,
-) -> CommandResult:
-    return CommandResult(
-        function=function,
-        status="rejected",
-        message=message,
-        errors=tuple(dict(e) for e in errors),
-        payload=dict(payload) if payload is not None else None,
-        at=at,
-    )
 
 
 class ControlMemory:
@@ -181,7 +117,6 @@ class Controller:
         self.tz = tz
         self.catalogue = catalogue
         self.lock = asyncio.Lock()
-        self.overrides: OverrideManager | None = None
         self._listeners: list[Listener] = []
 
     # --- public API --------------------------------------------------------------------------
@@ -196,23 +131,29 @@ class Controller:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    async def execute(self, name: str, raw: RawPayload = None) -> CommandResult:
-        """Parse, validate and run one command given as GivTCP sends it. Never raises for a
-        command that cannot be carried out: the result says why."""
+    def resolve(
+        self, name: str, raw: RawPayload = None
+    ) -> tuple[ControlFunction, Payload] | CommandResult:
+        """The function and validated payload of a command as GivTCP sends it, or the
+        rejection saying why it cannot run."""
         at = self.clock.now()
         try:
-            fn, payload = self.catalogue.resolve(name, raw, self.model)
+            return self.catalogue.resolve(name, raw, self.model)
         except UnknownFunction as err:
             known = "a function of the catalogue (see `givtcp-async write --list`)"
             errors = [{"field": "function", "value": name, "allowed": known}]
             return rejected(name, str(err), errors, at=at)
         except ValidationFailed as err:
             return rejected(self._canonical(name), str(err), err.errors, at=at)
-        if fn.override:
-            if self.overrides is None:
-                return rejected(fn.name, f"{fn.name} needs the timed-override manager", at=at)
-            return await self.overrides.handle(fn, payload)
-        return await self.run(fn, payload)
+
+    async def execute(self, name: str, raw: RawPayload = None) -> CommandResult:
+        """Parse, validate and run one command given as GivTCP sends it. Never raises for a
+        command that cannot be carried out: the result says why. Timed overrides are refused
+        here: :class:`givtcp_async.control.service.ControlService` routes them."""
+        resolved = self.resolve(name, raw)
+        if isinstance(resolved, CommandResult):
+            return resolved
+        return await self.run(*resolved)
 
     async def preview(self, name: str, raw: RawPayload = None) -> list[Write]:
         """The writes a command would make now, without writing (raises on rejection)."""
@@ -230,7 +171,12 @@ class Controller:
         *,
         window: tuple[datetime, datetime] | None = None,
     ) -> CommandResult:
-        """Run a resolved command (takes the command lock)."""
+        """Run a resolved command (takes the command lock); a timed override is refused (its
+        manager runs it)."""
+        if fn.override:
+            return rejected(
+                fn.name, f"{fn.name} needs the timed-override manager", at=self.clock.now()
+            )
         async with self.lock:
             return await self.carry_out(fn, payload, window=window)
 

@@ -25,18 +25,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import structlog
 
-from givtcp_async.control.catalogue import ControlFunction, PlanError, Verify, Write
+from givtcp_async.control.catalogue import (
+    Catalogue,
+    ControlFunction,
+    PlanContext,
+    PlanError,
+    Verify,
+    Write,
+)
 from givtcp_async.control.clock import Clock
-from givtcp_async.control.executor import CommandResult, Controller, rejected
+from givtcp_async.control.layout import Layout
 from givtcp_async.control.payloads import MAX_OVERRIDE_MINUTES, DurationPayload, Payload
 from givtcp_async.control.persist import read_json, write_json
+from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.errors import CommunicationError
 
 log = structlog.get_logger(__name__)
@@ -45,6 +54,32 @@ VERSION: Final = 1
 RETRY_AFTER: Final = timedelta(minutes=1)
 FORCED_MODES: Final = frozenset({"forceCharge", "forceExport"})  # what the dead-man guards
 OVERRIDE_FUNCTIONS: Final = ("forceCharge", "forceExport", "tempPauseCharge", "tempPauseDischarge")
+
+
+class PlanRunner(Protocol):
+    """What the overrides need of the command executor (:class:`~givtcp_async.control.executor.
+    Controller` fits): its lock, fresh reads, plan context and the write-and-verify cycle."""
+
+    lock: asyncio.Lock
+    layout: Layout
+    catalogue: Catalogue
+    clock: Clock
+    tz: tzinfo | None
+
+    async def read_registers(self, registers: Iterable[int]) -> dict[int, int]: ...
+
+    def context(
+        self, values: Mapping[int, int], window: tuple[datetime, datetime] | None = None
+    ) -> PlanContext: ...
+
+    async def carry_out_plan(
+        self,
+        function: str,
+        payload: dict[str, Any] | None,
+        make_plan: Callable[[Mapping[int, int]], list[Write]],
+        needs: Sequence[int],
+        verify: Verify,
+    ) -> CommandResult: ...
 
 
 @dataclass(slots=True)
@@ -126,13 +161,14 @@ def _note_applied(rec: ActiveOverride, res: CommandResult) -> None:
 class OverrideManager:
     """Starts, extends, cancels, persists and restores the timed overrides of one inverter.
 
-    Attach to a :class:`Controller` (the constructor does it), then ``await start()`` once the
-    connection is up, and ``await stop()`` on shutdown.
+    Give it the inverter's :class:`PlanRunner` (its ``Controller``), ``await start()`` once the
+    connection is up, and ``await stop()`` on shutdown; commands reach :meth:`handle` through
+    :class:`givtcp_async.control.service.ControlService`.
     """
 
     def __init__(
         self,
-        controller: Controller,
+        controller: PlanRunner,
         path: Path | None = None,
         *,
         deadman_minutes: int | None = None,
@@ -148,7 +184,6 @@ class OverrideManager:
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, list[asyncio.Future[CommandResult]]] = {}
         self._started = False
-        controller.overrides = self
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -1,4 +1,11 @@
-"""The declarative register map: fields, derived values, decoding and the read plan."""
+"""The declarative register map: fields, derived values, decoding and the read plan.
+
+One entry per value (``schema.Field``), grouped per family file; ``catalog`` says which apply to
+a model and which blocks to read (``plan`` is block geometry only); ``models`` detects the
+model from HR0-59. Data and pure functions, no I/O.
+
+May import: errors only (and pymodbus's decoders).
+"""
 
 from givtcp_async.registers.battery import BATTERY_FIELDS
 from givtcp_async.registers.catalog import (
@@ -7,6 +14,7 @@ from givtcp_async.registers.catalog import (
     blocks_for,
     derived_for,
     fields_for,
+    read_plan,
 )
 from givtcp_async.registers.decode import decode_field
 from givtcp_async.registers.derived import DERIVED
@@ -23,7 +31,6 @@ from givtcp_async.registers.plan import (
     candidate_blocks,
     meter_blocks,
     probe_blocks,
-    read_plan,
 )
 from givtcp_async.registers.three_phase import THREE_PHASE_FIELDS
 

@@ -4,6 +4,7 @@ A field applies to a model when its ``families`` include the model's family (or 
 every one of its registers lies in a block the model's plan reads: the candidate blocks, plus any
 probe block that answered. So an optional page (the HR240 slot page on older Gen3 firmware, the
 HR300 page on a Gen3 hybrid) brings its fields in only once a read has confirmed it.
+:func:`read_plan` turns that back into the blocks to poll, each once and only if a field uses it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,18 @@ from givtcp_async.registers.meter import METER_FIELDS
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import (
     BAMS,
+    DETECTION_BLOCK,
+    INVERTER,
     Block,
+    ReadPlan,
     battery_blocks,
     candidate_blocks,
     fields_covered,
     meter_blocks,
+    probe_blocks,
+    source_of,
 )
-from givtcp_async.registers.schema import Derived, Field, Source
+from givtcp_async.registers.schema import Bank, Derived, Field, Source
 from givtcp_async.registers.three_phase import THREE_PHASE_FIELDS
 
 # Every field read from the inverter address (0x11), whatever the model.
@@ -80,3 +86,34 @@ def derived_for(model: Model, fields: Iterable[Field | Derived]) -> list[Derived
     """The derived values for ``model`` whose inputs are all among ``fields``."""
     names = {f.name for f in fields}
     return [d for d in DERIVED if d.applies_to(model.family) and set(d.inputs) <= names]
+
+
+def _used(block: Block, fields: Iterable[Field]) -> bool:
+    return any(block.covers(f.bank, r) for f in fields for r in f.registers)
+
+
+def read_plan(
+    model: Model,
+    batteries: Iterable[int] = (),
+    meters: Iterable[int] = (),
+    available: Iterable[Block] = (),
+) -> ReadPlan:
+    """The blocks to poll: candidates plus confirmed probes, each once, only if a field uses it.
+
+    ``batteries`` are battery-side addresses (LV packs, HV modules, BCUs, BAMS); ``meters`` the
+    meter addresses found; ``available`` the probe blocks that answered.
+    """
+    probed = {b.key for b in probe_blocks(model)}
+    confirmed = [b for b in available if b.key in probed and b.device_address == INVERTER]
+    inverter = candidate_blocks(model) + confirmed
+    inv_fields = fields_for(model, available=confirmed)
+    chosen: dict[tuple[int, Bank, int], Block] = {}
+    chosen[DETECTION_BLOCK.key] = DETECTION_BLOCK
+    for block in inverter:
+        if block.key not in chosen and _used(block, inv_fields):
+            chosen[block.key] = block
+    for block in battery_blocks(batteries) + meter_blocks(meters):
+        device_fields = fields_for(model, source=source_of(block.device_address))
+        if block.key not in chosen and _used(block, device_fields):
+            chosen[block.key] = block
+    return ReadPlan(tuple(chosen.values()))

@@ -2,8 +2,9 @@
 
 :func:`candidate_blocks` lists the blocks a model is known to answer (never one it lacks: DC
 hybrids do not answer HR300, Gen1 times out on HR540, the All-in-One refuses HR1100);
-:func:`probe_blocks` the optional ones worth one confirming read; :func:`read_plan` keeps, from
-those, each block once and only if the model's fields use it (or detection needs it).
+:func:`probe_blocks` the optional ones worth one confirming read. This module is block geometry
+only: it knows registers and addresses, never fields (:func:`givtcp_async.registers.catalog.
+read_plan` joins the two). May import: registers.models, registers.schema.
 
 Cadences: FAST blocks (live input pages, battery, meter and HV pages) every poll; SLOW blocks
 (holding-register settings, including the clock) every few minutes and after writes; STATIC
@@ -77,6 +78,8 @@ def _ir(*bases: int, count: int = 60) -> list[Block]:
     return [Block(INVERTER, Bank.INPUT, b, count, Cadence.FAST) for b in bases]
 
 
+# HR0-59: every model answers it, and detection reads it, so every plan keeps it.
+DETECTION_BLOCK: Final = _hr(0)[0]
 _THREE_PHASE_IR: Final = [*_ir(1000, 1060, 1120, 1180, 1240, 1300), *_ir(1360, count=54)]
 _LV_HYBRID_GEN3_UP: Final = {Family.HYBRID_GEN3, Family.HYBRID_GEN4, Family.HYBRID_POLAR}
 
@@ -186,37 +189,3 @@ def source_of(address: int) -> Source:
         if address in addresses:
             return source
     return Source.INVERTER
-
-
-def _used(block: Block, fields: Iterable[Field]) -> bool:
-    return any(block.covers(f.bank, r) for f in fields for r in f.registers)
-
-
-def read_plan(
-    model: Model,
-    batteries: Iterable[int] = (),
-    meters: Iterable[int] = (),
-    available: Iterable[Block] = (),
-) -> ReadPlan:
-    """The blocks to poll: candidates plus confirmed probes, each once, only if a field uses it.
-
-    ``batteries`` are battery-side addresses (LV packs, HV modules, BCUs, BAMS); ``meters`` the
-    meter addresses found; ``available`` the probe blocks that answered.
-    """
-    from givtcp_async.registers.catalog import fields_for  # the catalogue imports this module
-
-    probed = {b.key for b in probe_blocks(model)}
-    confirmed = [b for b in available if b.key in probed and b.device_address == INVERTER]
-    inverter = candidate_blocks(model) + confirmed
-    inv_fields = fields_for(model, available=confirmed)
-    chosen: dict[tuple[int, Bank, int], Block] = {}
-    detection = _hr(0)[0]
-    chosen[detection.key] = detection
-    for block in inverter:
-        if block.key not in chosen and _used(block, inv_fields):
-            chosen[block.key] = block
-    for block in battery_blocks(batteries) + meter_blocks(meters):
-        device_fields = fields_for(model, source=source_of(block.device_address))
-        if block.key not in chosen and _used(block, device_fields):
-            chosen[block.key] = block
-    return ReadPlan(tuple(chosen.values()))

@@ -23,15 +23,15 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import structlog
 
 from givtcp_async.backoff import Backoff
-
-if TYPE_CHECKING:
-    from givtcp_async.daemon import Daemon
+from givtcp_async.config import MqttConfig
+from givtcp_async.ports import InverterView, Links
 
 log = structlog.get_logger(__name__)
 
@@ -115,10 +115,14 @@ def port_taken(host: str, port: int) -> str | None:
     return None
 
 
-def broker_service(daemon: Daemon) -> BrokerService | None:
-    """The daemon's factory: a broker when ``mqtt.internal_broker`` is on."""
-    mqtt = daemon.settings.mqtt
-    return BrokerService(daemon) if mqtt.enabled and mqtt.internal_broker else None
+def broker_service(
+    mqtt: MqttConfig, views: Sequence[InverterView], links: Links, *, state_dir: Path
+) -> BrokerService | None:
+    """The daemon's factory: a broker when ``mqtt.internal_broker`` is on (its files under
+    ``<state_dir>/mosquitto``)."""
+    if not (mqtt.enabled and mqtt.internal_broker):
+        return None
+    return BrokerService(mqtt, state_dir / "mosquitto", links)
 
 
 class BrokerService:
@@ -128,21 +132,23 @@ class BrokerService:
 
     def __init__(
         self,
-        daemon: Daemon,
+        mqtt: MqttConfig,
+        folder: Path,
+        links: Links | None = None,
         *,
         binary: str | None = None,
         backoff: Backoff | None = None,
     ) -> None:
-        self.daemon = daemon
-        mqtt = daemon.settings.mqtt
+        self.links = links or Links()
         self.host = mqtt.host or "127.0.0.1"
         self.port = mqtt.port
         self.username = mqtt.username
         self.password = mqtt.password.get_secret_value() if mqtt.password else None
-        self.folder = daemon.settings.control.state_dir / "mosquitto"
+        self.folder = folder
         self.binary = binary or find_binary("mosquitto", MOSQUITTO)
         self.backoff = backoff or Backoff(initial=1.0, maximum=30.0)
         self.ready = asyncio.Event()
+        self.links.broker_ready.append(self.ready)
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0  # times mosquitto came up listening
         self._started = asyncio.Condition()
@@ -269,7 +275,7 @@ class BrokerService:
         self.ready.clear()
         if proc is None or proc.returncode is not None:
             return
-        await self._wait_for_clients()
+        await self.links.wait_mqtt_stopped(1.5)
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
@@ -280,12 +286,3 @@ class BrokerService:
                 proc.kill()
             await proc.wait()
         log.info("internal MQTT broker stopped", returncode=proc.returncode)
-
-    async def _wait_for_clients(self) -> None:
-        from givtcp_async.sinks.mqtt import MqttService
-
-        waits = [s.stopped.wait() for s in self.daemon.services if isinstance(s, MqttService)]
-        if waits:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.5):
-                    await asyncio.gather(*waits)

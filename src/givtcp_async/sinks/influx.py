@@ -49,12 +49,11 @@ import structlog
 
 from givtcp_async.backoff import Backoff
 from givtcp_async.config import InfluxConfig
+from givtcp_async.ports import InverterView, Links
 from givtcp_async.registers.schema import Kind
 from givtcp_async.snapshot import Snapshot, Spec
 
 if TYPE_CHECKING:
-    from givtcp_async.coordinator import InverterCoordinator
-    from givtcp_async.daemon import Daemon
     from givtcp_async.quality.gates import Reading
 
 log = structlog.get_logger(__name__)
@@ -336,14 +335,15 @@ def _status(err: BaseException) -> int | None:
 
 
 class InfluxService:
-    """Writes every coordinator's snapshots to InfluxDB v2 (see the module doc)."""
+    """Writes every inverter's snapshots to InfluxDB v2 (see the module doc)."""
 
     name = "influx"
 
     def __init__(
         self,
         config: InfluxConfig,
-        coordinators: Sequence[InverterCoordinator],
+        views: Sequence[InverterView],
+        links: Links | None = None,
         *,
         batch_size: int = DEFAULT_BATCH,
         request_timeout: float = 10.0,
@@ -353,7 +353,7 @@ class InfluxService:
         if not config.url or not config.bucket:
             raise ValueError("influx.url and influx.bucket are required")
         self.config = config
-        self.coordinators = list(coordinators)
+        self.views = list(views)
         self.batch_size = max(1, batch_size)
         self.request_timeout = request_timeout
         self.retry = retry or Backoff(initial=1.0, maximum=60.0)
@@ -367,6 +367,8 @@ class InfluxService:
         self._changed = asyncio.Event()
         self._failing_since: float | None = None
         self._clock = clock
+        if links is not None:
+            links.metrics_sources.append(self)
 
     # --- observation ---------------------------------------------------------------------
 
@@ -424,16 +426,16 @@ class InfluxService:
                  layout="givtcp" if self.config.legacy_measurement else "grouped")  # fmt: skip
         try:
             async with asyncio.TaskGroup() as tg:
-                for coord in self.coordinators:
-                    tg.create_task(self._follow(coord), name=f"influx-{coord.config.host}")
+                for view in self.views:
+                    tg.create_task(self._follow(view), name=f"influx-{view.name}")
                 tg.create_task(self._write_loop(api), name="influx-writer")
         finally:
             await self._last_flush(api)
             await client.close()  # type: ignore[no-untyped-call]
 
-    async def _follow(self, coord: InverterCoordinator) -> None:
+    async def _follow(self, view: InverterView) -> None:
         legacy = self.config.legacy_measurement
-        async for snap in coord.updates():
+        async for snap in view.updates():
             self.buffer.add(snapshot_points(snap, legacy=legacy))
             self.snapshots += 1
             self._notify()
@@ -513,9 +515,10 @@ def _short(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}".strip().rstrip(":")
 
 
-def influx_service(daemon: Daemon) -> InfluxService | None:
+def influx_service(
+    config: InfluxConfig, views: Sequence[InverterView], links: Links
+) -> InfluxService | None:
     """The daemon's service factory: an :class:`InfluxService` when ``influx`` is enabled."""
-    config = daemon.settings.influx
     if not config.enabled:
         return None
-    return InfluxService(config, daemon.coordinators)
+    return InfluxService(config, views, links)

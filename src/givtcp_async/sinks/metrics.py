@@ -25,12 +25,12 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final
 
 from givtcp_async import __version__
+from givtcp_async.ports import InverterView, MetricsSource
 
 if TYPE_CHECKING:
-    from givtcp_async.coordinator import InverterCoordinator
     from givtcp_async.quality.gates import Reading
     from givtcp_async.snapshot import Spec
 
@@ -148,13 +148,6 @@ _SERVICES: Final[dict[str, tuple[str, str, str, dict[str, str]] | None]] = {
 }  # fmt: skip
 
 
-@runtime_checkable
-class MetricsSource(Protocol):
-    """A service with counters for /metrics (keys as in :data:`_SERVICES`)."""
-
-    def metrics(self) -> Mapping[str, float]: ...
-
-
 def escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -217,9 +210,9 @@ class RestCounters:
         self.command_count[serial] += 1
 
 
-def inverter_label(coord: InverterCoordinator) -> str:
-    """The ``serial`` label of a coordinator (its configured name until it is detected)."""
-    return coord.serial or coord.name
+def inverter_label(view: InverterView) -> str:
+    """The ``serial`` label of an inverter (its configured name until it is detected)."""
+    return view.serial or view.name
 
 
 def _values(
@@ -257,7 +250,7 @@ def _add(
 
 
 def render(
-    coordinators: Sequence[InverterCoordinator],
+    views: Sequence[InverterView],
     rest: RestCounters | None = None,
     services: Iterable[MetricsSource] = (),
 ) -> str:
@@ -282,9 +275,9 @@ def render(
     rejected_pages = Family(
         "givtcp_pages_rejected_total", "counter", "Register pages refused by the quality gate."
     )
-    for coord in coordinators:
-        serial = inverter_label(coord)
-        snap = coord.snapshot
+    for view in views:
+        serial = inverter_label(view)
+        snap = view.snapshot
         if snap is not None:
             _values(inverter, snap.values, snap.specs, {"serial": serial}, group=True)
             for pack in snap.batteries:
@@ -295,10 +288,10 @@ def render(
                 _values(meter, dev.values, dev.specs, labels, group=False)
             taken.add(snap.taken_at.timestamp(), serial=serial)
             stale.add(len(snap.stale()), serial=serial)
-        health = coord.health()
+        health = view.health()
         if health.last_good_poll is not None:
-            age.add(max(0.0, (coord.now() - health.last_good_poll).total_seconds()), serial=serial)
-        for key, sample in _samples(coord.metrics()):
+            age.add(max(0.0, (view.now() - health.last_good_poll).total_seconds()), serial=serial)
+        for key, sample in _samples(view.metrics()):
             if key.startswith(_PAGES_REJECTED):
                 rejected_pages.add(sample, serial=serial, verdict=key[len(_PAGES_REJECTED) :])
                 continue

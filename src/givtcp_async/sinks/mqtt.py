@@ -35,14 +35,15 @@ import ssl
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import aiomqtt
 import structlog
 
 from givtcp_async.backoff import Backoff
 from givtcp_async.config import MqttConfig, Settings
-from givtcp_async.control.executor import CommandResult, rejected
+from givtcp_async.control.result import CommandResult, rejected
+from givtcp_async.ports import Health, InverterView, Links
 from givtcp_async.sinks import discovery
 from givtcp_async.sinks.discovery import (
     OFFLINE,
@@ -56,10 +57,6 @@ from givtcp_async.sinks.discovery import (
 )
 from givtcp_async.sinks.state_topics import Message, StateTopics
 from givtcp_async.snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from givtcp_async.coordinator import Health, InverterCoordinator
-    from givtcp_async.daemon import Daemon
 
 log = structlog.get_logger(__name__)
 
@@ -142,9 +139,9 @@ def configuration_url(settings: Settings) -> str | None:
 
 @dataclass(eq=False)
 class _Inverter:
-    """What the service tracks for one coordinator."""
+    """What the service tracks for one inverter."""
 
-    coord: InverterCoordinator
+    view: InverterView
     topics: StateTopics
     discovery: DiscoveryConfig
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -153,7 +150,7 @@ class _Inverter:
 
     @property
     def serial(self) -> str | None:
-        return self.coord.serial
+        return self.view.serial
 
     def forget(self) -> None:
         """A new connection: everything is published again."""
@@ -219,22 +216,25 @@ class MqttService:
 
     def __init__(
         self,
-        daemon: Daemon,
+        cfg: MqttConfig,
+        views: Sequence[InverterView],
+        links: Links | None = None,
         *,
+        dashboard_url: str | None = None,
         backoff: Backoff | None = None,
         ha_birth_delay: tuple[float, float] = (1.0, 5.0),
         health_interval: float = 2.0,
     ) -> None:
-        self.daemon = daemon
-        self.cfg = daemon.settings.mqtt
+        """``dashboard_url``: the REST dashboard, linked from every HA device (None: no link)."""
+        self.cfg = cfg
+        self.links = links or Links()
         self.root = self.cfg.topic
         self.backoff = backoff or Backoff(initial=1.0, maximum=60.0)
         self.ha_birth_delay = ha_birth_delay
         self.health_interval = health_interval
-        url = configuration_url(daemon.settings)
         self.inverters = [
             _Inverter(
-                coord,
+                view,
                 StateTopics(
                     self.root,
                     retain=self.cfg.retain,
@@ -244,12 +244,12 @@ class MqttService:
                 DiscoveryConfig(
                     root=self.root,
                     prefix=self.cfg.discovery_prefix,
-                    device_prefix=coord.config.name,
+                    device_prefix=view.name,
                     time_entities=self.cfg.time_entities,
-                    configuration_url=url,
+                    configuration_url=dashboard_url,
                 ),
             )
-            for coord in daemon.coordinators
+            for view in views
         ]
         self._options = client_options(self.cfg)  # a bad TLS file fails here, at start
         # The most publishes that can wait at once (for the socket at QoS 0, for the broker's
@@ -262,6 +262,8 @@ class MqttService:
         # Set once stopped: offline published and the client disconnected (the internal broker
         # waits for it, so that both reach the broker before it stops).
         self.stopped = asyncio.Event()
+        self.links.mqtt_stopped.append(self.stopped)
+        self.links.metrics_sources.append(self)
         self._client: aiomqtt.Client | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._sessions = asyncio.Condition()
@@ -283,7 +285,7 @@ class MqttService:
     async def run(self) -> None:
         """Connect, serve, reconnect on loss; on cancellation publish offline and stop."""
         try:
-            await self._wait_for_internal_broker()
+            await self.links.wait_broker_ready()
             while True:
                 await self._connection()
                 _checkpoint()  # a stop that arrived with a connection error is not lost
@@ -293,13 +295,6 @@ class MqttService:
         finally:
             self.stopped.set()
             await self._cancel_commands()
-
-    async def _wait_for_internal_broker(self) -> None:
-        from givtcp_async.sinks.broker import BrokerService
-
-        for service in self.daemon.services:
-            if isinstance(service, BrokerService):
-                await service.ready.wait()
 
     async def _connection(self) -> None:
         """One connection, until it fails (returns) or the service is cancelled (raises)."""
@@ -363,7 +358,7 @@ class MqttService:
         tasks.spawn(self._listen(client, tasks), "mqtt-listen")
         tasks.spawn(self._watch_health(client), "mqtt-health")
         for inv in self.inverters:
-            tasks.spawn(self._follow(client, inv), f"mqtt-{inv.coord.name}")
+            tasks.spawn(self._follow(client, inv), f"mqtt-{inv.view.name}")
         await tasks.run()
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
@@ -391,7 +386,7 @@ class MqttService:
     # --- state -----------------------------------------------------------------------------
 
     async def _follow(self, client: aiomqtt.Client, inv: _Inverter) -> None:
-        async for snap in inv.coord.updates():
+        async for snap in inv.view.updates():
             await self._publish_snapshot(client, inv, snap)
             _checkpoint()
 
@@ -422,7 +417,7 @@ class MqttService:
         if client is None:
             return
         for inv in self.inverters:
-            snap = inv.coord.snapshot
+            snap = inv.view.snapshot
             if snap is not None:
                 await self._publish_snapshot(client, inv, snap, full=True)
 
@@ -439,8 +434,8 @@ class MqttService:
         serial = inv.serial
         if serial is None:
             return
-        coord = inv.coord
-        online = is_online(coord.health(), coord.now(), coord.offline_after)
+        view = inv.view
+        online = is_online(view.health(), view.now(), view.offline_after)
         status = ONLINE if online else OFFLINE
         if status != inv.status:
             changed, inv.status = inv.status is not None, status  # before the await: no repeats
@@ -524,7 +519,7 @@ class MqttService:
 
     async def _execute(self, inv: _Inverter, serial: str, function: str, payload: bytes) -> None:
         try:
-            result = await inv.coord.execute(function, payload)
+            result = await inv.view.execute(function, payload)
         except Exception as err:  # a bug must not swallow the command: log it and answer
             log.exception("MQTT command failed", serial=serial, function=function)
             result = CommandResult(
@@ -602,6 +597,12 @@ def _abandon(client: aiomqtt.Client) -> None:
         paho._sock_close()
 
 
-def mqtt_service(daemon: Daemon) -> MqttService | None:
+def mqtt_service(
+    cfg: MqttConfig,
+    views: Sequence[InverterView],
+    links: Links,
+    *,
+    dashboard_url: str | None = None,
+) -> MqttService | None:
     """The daemon's factory: the MQTT service when ``mqtt.enabled``."""
-    return MqttService(daemon) if daemon.settings.mqtt.enabled else None
+    return MqttService(cfg, views, links, dashboard_url=dashboard_url) if cfg.enabled else None

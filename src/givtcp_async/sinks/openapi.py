@@ -19,7 +19,7 @@ from pydantic import AliasChoices
 
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import Catalogue, ControlFunction, Router
-from givtcp_async.control.executor import CommandResult
+from givtcp_async.control.result import CommandResult
 from givtcp_async.registers.models import Model
 from givtcp_async.sinks.runall_schema import response_schema as runall_response_schema
 from givtcp_async.sinks.runall_schema import runall_schemas

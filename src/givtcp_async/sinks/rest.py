@@ -1,8 +1,9 @@
 """The REST API, the live dashboard, OpenAPI, Prometheus metrics and server-sent events.
 
 One aiohttp application served inside the daemon's event loop (:class:`RestService`). It only
-reads the coordinators' snapshots and hands commands to :meth:`InverterCoordinator.execute`, so
-every write goes through the inverter's one serialised queue.
+reads the inverters' snapshots and hands commands to :meth:`InverterView.execute
+<givtcp_async.ports.InverterView.execute>`, so every write goes through the inverter's one
+serialised queue.
 
 Routes (unprefixed routes address the first configured inverter; ``/<serial>/...`` any of them,
 by serial or configured name):
@@ -31,6 +32,7 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -40,16 +42,15 @@ from aiohttp import web
 
 from givtcp_async import __version__
 from givtcp_async.config import RestConfig
-from givtcp_async.control.catalogue import CATALOGUE, Catalogue
-from givtcp_async.control.executor import CommandResult, rejected
+from givtcp_async.control.catalogue import Catalogue
 from givtcp_async.control.layout import Layout
-from givtcp_async.errors import NotConnected, UnknownFunction
+from givtcp_async.control.result import CommandResult, rejected
+from givtcp_async.errors import UnknownFunction
+from givtcp_async.ports import InverterView, Links, MetricsSource
 from givtcp_async.sinks import metrics
 from givtcp_async.sinks.openapi import build_openapi, docs_html
 
 if TYPE_CHECKING:
-    from givtcp_async.coordinator import InverterCoordinator
-    from givtcp_async.daemon import Daemon
     from givtcp_async.snapshot import Snapshot
 
 log = structlog.get_logger(__name__)
@@ -139,19 +140,19 @@ def result_body(result: CommandResult, serial: str | None) -> dict[str, Any]:
     return body
 
 
-def health_of(coord: InverterCoordinator) -> dict[str, Any]:
-    health = coord.health()
+def health_of(view: InverterView) -> dict[str, Any]:
+    health = view.health()
     last = health.last_good_poll
-    age = round(max(0.0, (coord.now() - last).total_seconds()), 3) if last else None
+    age = round(max(0.0, (view.now() - last).total_seconds()), 3) if last else None
     return {
-        "serial": coord.serial,
-        "name": coord.name,
+        "serial": view.serial,
+        "name": view.name,
         "online": health.online,
         "connected": health.connected,
         "detected": health.detected,
         "last_good_poll": last.isoformat() if last else None,
         "last_good_poll_age_seconds": age,
-        "stale_after_seconds": coord.offline_after,
+        "stale_after_seconds": view.offline_after,
         "consecutive_failures": health.consecutive_failures,
         "polls": health.polls,
         "failed_polls": health.failed_polls,
@@ -170,19 +171,19 @@ class RestService:
     def __init__(
         self,
         config: RestConfig,
-        coordinators: Sequence[InverterCoordinator],
+        views: Sequence[InverterView],
         *,
         ping_interval: float = 15.0,
         shutdown_timeout: float = 1.0,
         connect_wait: float = 5.0,
-        metrics_sources: Callable[[], Iterable[metrics.MetricsSource]] = tuple,
+        metrics_sources: Callable[[], Iterable[MetricsSource]] = tuple,
     ) -> None:
         """``metrics_sources``: the other services whose counters /metrics shows, asked at
         every scrape."""
-        if not coordinators:
+        if not views:
             raise ValueError("the REST service needs at least one inverter")
         self.config = config
-        self.coordinators = list(coordinators)
+        self.views = list(views)
         self.ping_interval = ping_interval
         self.shutdown_timeout = shutdown_timeout
         self.connect_wait = connect_wait
@@ -230,14 +231,14 @@ class RestService:
 
     # --- addressing and auth -------------------------------------------------------------------
 
-    def target(self, request: web.Request) -> InverterCoordinator:
+    def target(self, request: web.Request) -> InverterView:
         key = request.match_info.get("serial")
         if key is None:
-            return self.coordinators[0]
-        for coord in self.coordinators:
-            if (coord.serial or "").upper() == key.upper() or coord.name.lower() == key.lower():
-                return coord
-        known = [c.serial or c.name for c in self.coordinators]
+            return self.views[0]
+        for view in self.views:
+            if (view.serial or "").upper() == key.upper() or view.name.lower() == key.lower():
+                return view
+        known = [v.serial or v.name for v in self.views]
         raise ApiError(404, "unknown inverter", f"no inverter {key!r} is served here",
                        inverters=known)  # fmt: skip
 
@@ -270,53 +271,53 @@ class RestService:
     # --- data routes ---------------------------------------------------------------------------
 
     async def runall(self, request: web.Request) -> web.Response:
-        coord = self.target(request)
+        view = self.target(request)
         units = request.query.get("units", "").lower()
         if units not in _TRUE | _FALSE:
             raise ApiError(400, "bad parameter", "units must be true or false", field="units",
                            value=request.query.get("units"), allowed="true, false")  # fmt: skip
-        snap = coord.snapshot
+        snap = view.snapshot
         if snap is None:
             raise ApiError(503, "no data yet", "the inverter has not been read since start",
-                           headers={"Retry-After": "5"}, serial=coord.serial)  # fmt: skip
+                           headers={"Retry-After": "5"}, serial=view.serial)  # fmt: skip
         return web.json_response(snap.runall(units=units in _TRUE), dumps=_dumps)
 
     async def health(self, request: web.Request) -> web.Response:
-        inverters = [health_of(c) for c in self.coordinators]
+        inverters = [health_of(v) for v in self.views]
         ok = all(i["online"] for i in inverters)
         body = {"status": "ok" if ok else "stale", "version": __version__, "inverters": inverters}
         return web.json_response(body, status=200 if ok else 503, dumps=_dumps)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
-        text = metrics.render(self.coordinators, self.counters, self.metrics_sources())
+        text = metrics.render(self.views, self.counters, self.metrics_sources())
         return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def inverters(self, request: web.Request) -> web.Response:
         out = []
-        for index, coord in enumerate(self.coordinators):
-            model = coord.layout.model if coord.layout else None
+        for index, view in enumerate(self.views):
+            model = view.model
             out.append(
                 {
                     "index": index,
-                    "serial": coord.serial,
-                    "name": coord.name,
+                    "serial": view.serial,
+                    "name": view.name,
                     "model": model.name if model else None,
-                    "prefix": "" if index == 0 else f"/{coord.serial or coord.name}",
-                    "online": coord.health().online,
+                    "prefix": "" if index == 0 else f"/{view.serial or view.name}",
+                    "online": view.health().online,
                 }
             )
         return web.json_response({"inverters": out}, dumps=_dumps)
 
     async def functions(self, request: web.Request) -> web.Response:
-        coord = self.target(request)
-        catalogue = self._catalogue(coord)
-        model = coord.layout.model if coord.layout else None
+        view = self.target(request)
+        catalogue = view.catalogue()
+        model = view.model
         routers = {
             r.name: {"target": r.target, "slots": r.count(Layout(model)) if model else None}
             for r in catalogue.routers.values()
         }
         body = {
-            "serial": coord.serial,
+            "serial": view.serial,
             "model": model.name if model else None,
             "functions": [fn.describe(model) for fn in catalogue],
             "aliases": dict(catalogue.aliases),
@@ -325,12 +326,12 @@ class RestService:
         return web.json_response(body, dumps=_dumps)
 
     def openapi_doc(self) -> dict[str, Any]:
-        coord = self.coordinators[0]
-        model = coord.layout.model if coord.layout else None
+        view = self.views[0]
+        model = view.model
         key = (model.name if model else None, self._token is not None)
         if key not in self._openapi:
             self._openapi[key] = build_openapi(
-                self._catalogue(coord), model=model, auth=self._token is not None
+                view.catalogue(), model=model, auth=self._token is not None
             )
         return self._openapi[key]
 
@@ -359,7 +360,7 @@ class RestService:
     # --- server-sent events --------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        coord = self.target(request)
+        view = self.target(request)
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -373,7 +374,7 @@ class RestService:
         latest: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=1)
 
         async def pump() -> None:
-            async for snap in coord.updates():
+            async for snap in view.updates():
                 if latest.full():
                     latest.get_nowait()
                 latest.put_nowait(snap)
@@ -385,7 +386,7 @@ class RestService:
         self.counters.event_clients += 1
         try:
             await resp.write(b"retry: 3000\n\n")
-            await self._send(resp, "health", health_of(coord))
+            await self._send(resp, "health", health_of(view))
             while not self._closing.is_set():
                 getter = asyncio.ensure_future(latest.get())
                 tasks.add(getter)
@@ -395,11 +396,11 @@ class RestService:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if getter.done():
-                    await self._send(resp, "snapshot", self._snapshot_event(coord, getter.result()))
+                    await self._send(resp, "snapshot", self._snapshot_event(view, getter.result()))
                 elif closing.done() or pumper.done():
                     break
                 else:
-                    await self._send(resp, "health", health_of(coord))
+                    await self._send(resp, "health", health_of(view))
                 getter.cancel()
                 tasks.discard(getter)
         except (ConnectionError, RuntimeError):
@@ -412,12 +413,12 @@ class RestService:
         return resp
 
     @staticmethod
-    def _snapshot_event(coord: InverterCoordinator, snap: Snapshot) -> dict[str, Any]:
+    def _snapshot_event(view: InverterView, snap: Snapshot) -> dict[str, Any]:
         return {
             "serial": snap.serial,
             "taken_at": snap.taken_at.isoformat(),
             "runAll": snap.runall(),
-            "health": health_of(coord),
+            "health": health_of(view),
         }
 
     @staticmethod
@@ -426,14 +427,11 @@ class RestService:
 
     # --- control routes ------------------------------------------------------------------------
 
-    def _catalogue(self, coord: InverterCoordinator) -> Catalogue:
-        return coord.controller.catalogue if coord.controller is not None else CATALOGUE
-
     async def wrong_method(self, request: web.Request) -> web.Response:
         """GET on a control route: control is POST only (GET must never change anything)."""
-        coord = self.target(request)
+        view = self.target(request)
         name = request.match_info["function"]
-        if name not in self._catalogue(coord):
+        if name not in view.catalogue():
             raise ApiError(404, "not found", f"no route {request.path}; see /docs")
         raise ApiError(
             405,
@@ -448,8 +446,8 @@ class RestService:
             raise ApiError(405, "method not allowed", f"/{name} is read with GET",
                            headers={"Allow": "GET, HEAD"})  # fmt: skip
         self.authorise(request)
-        coord = self.target(request)
-        catalogue = self._catalogue(coord)
+        view = self.target(request)
+        catalogue = view.catalogue()
         if name not in catalogue:
             raise ApiError(
                 404,
@@ -462,34 +460,25 @@ class RestService:
         started = time.perf_counter()
         if isinstance(raw, CommandResult):
             result = raw
-        elif not await self._link_up(coord):
+        elif not await view.link_up(self.connect_wait):
+            # Waited briefly for a link that is down (reconnecting) rather than queue for 30 s.
             result = CommandResult(
                 function=raw_name(catalogue, name),
                 status="failed",
                 message=f"{name}: the inverter is not connected (waited {self.connect_wait:g} s)"
                 "; nothing written",
-                at=coord.clock.now(),
+                at=view.now().astimezone(UTC),
             )
         else:
-            result = await coord.execute(name, raw)
+            result = await view.execute(name, raw)
         elapsed = time.perf_counter() - started
-        health = coord.health()
+        health = view.health()
         status = http_status(result, reachable=health.connected and health.detected)
-        serial = metrics.inverter_label(coord)
+        serial = metrics.inverter_label(view)
         self.counters.command(serial, result.function, result.status, elapsed)
         log.info("REST command", function=result.function, status=result.status, http=status,
-                 serial=coord.serial, ms=round(elapsed * 1000, 1))  # fmt: skip
-        return web.json_response(result_body(result, coord.serial), status=status, dumps=_dumps)
-
-    async def _link_up(self, coord: InverterCoordinator) -> bool:
-        """Wait briefly for a link that is down (reconnecting) rather than queue for 30 s."""
-        if coord.conn.connected:
-            return True
-        try:
-            await coord.conn.wait_connected(self.connect_wait)
-        except NotConnected:
-            return False
-        return True
+                 serial=view.serial, ms=round(elapsed * 1000, 1))  # fmt: skip
+        return web.json_response(result_body(result, view.serial), status=status, dumps=_dumps)
 
     @staticmethod
     async def _payload(
@@ -592,13 +581,11 @@ def build_app(service: RestService) -> web.Application:
     return app
 
 
-def rest_service(daemon: Daemon) -> RestService | None:
+def rest_service(
+    config: RestConfig, views: Sequence[InverterView], links: Links
+) -> RestService | None:
     """The daemon's service factory: a :class:`RestService` when ``rest.enabled``; /metrics
     includes the counters of the daemon's other services (InfluxDB, MQTT)."""
-    if not daemon.settings.rest.enabled:
+    if not config.enabled:
         return None
-
-    def sources() -> list[metrics.MetricsSource]:
-        return [s for s in daemon.services if isinstance(s, metrics.MetricsSource)]
-
-    return RestService(daemon.settings.rest, daemon.coordinators, metrics_sources=sources)
+    return RestService(config, views, metrics_sources=lambda: list(links.metrics_sources))

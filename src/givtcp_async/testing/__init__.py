@@ -1,0 +1,4 @@
+"""Helpers shipped for testing against this package (wire fuzzing).
+
+May import: protocol and errors.
+"""
