@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from givtcp_async.cli import add_config_options, config_overrides
+from givtcp_async.cli.common import add_config_options, config_overrides
 from givtcp_async.config import (
     ControlConfig,
     DataConfig,

@@ -1,0 +1,90 @@
+"""``givtcp-async read``: read the inverter once and print GivTCP's runAll tree."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from givtcp_async.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_command,
+    add_config_options,
+    config_errors_exit,
+    fail,
+    load_settings,
+)
+from givtcp_async.errors import GivTcpError
+
+if TYPE_CHECKING:
+    from givtcp_async.config import Settings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``read`` command."""
+    rd = add_command(
+        subparsers,
+        "read",
+        description="Connect, detect the model and batteries, read every block once and print "
+        "GivTCP's runAll tree as JSON. Exit 1 when the inverter cannot be read.",
+    )
+    rd.add_argument("--raw", action="store_true", help="include the raw register values")
+    rd.add_argument("--units", action="store_true", help="leaves as {value, unit}")
+    rd.add_argument("--compact", action="store_true", help="one line of JSON")
+    rd.add_argument("--no-meters", action="store_true", help="do not probe meters 0x01-0x08")
+    rd.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connect timeout (10)")
+    add_config_options(rd)
+    rd.set_defaults(handler=handle)
+
+
+async def _read(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from givtcp_async.assemble import SnapshotAssembler
+    from givtcp_async.cache import RegisterCache
+    from givtcp_async.connection import DongleConnection
+    from givtcp_async.quality.gates import GateSettings
+    from givtcp_async.reader import PlantReader
+
+    inverter = settings.inverters[0]
+    tz = ZoneInfo(settings.data.timezone)
+    cache = RegisterCache()
+    async with DongleConnection(inverter.connection_settings()) as conn:
+        try:
+            await conn.wait_connected(args.timeout)
+            reader = PlantReader(conn, cache, probe_meters=not args.no_meters)
+            layout = await reader.detect(num_batteries=inverter.num_batteries)
+            report = await reader.refresh(layout.plan.blocks)
+        except GivTcpError as err:
+            return fail(f"cannot read the inverter: {err}")
+    if report.failed:
+        names = ", ".join(f"{b.bank.value}({b.base},{b.count})@0x{b.device_address:02x}"
+                          for b, _ in report.failed)  # fmt: skip
+        print(f"givtcp-async: note: blocks not read: {names}", file=sys.stderr)
+    assembler = SnapshotAssembler(
+        layout.model,
+        layout.serial,
+        layout.fields,
+        tz,
+        gate_settings=GateSettings(stale_after=settings.data.stale_after),
+        print_raw=args.raw or settings.data.print_raw,
+    )
+    snapshot = assembler.build(cache, devices=layout.devices, now=datetime.now(tz))
+    with contextlib.suppress(BrokenPipeError):
+        print(
+            json.dumps(
+                snapshot.runall(units=args.units), indent=None if args.compact else 2, default=str
+            )
+        )
+    return EXIT_OK if snapshot.values else EXIT_FAILED
+
+
+def handle(args: argparse.Namespace) -> int:
+    with config_errors_exit():
+        settings = load_settings(args)
+    return asyncio.run(_read(args, settings))

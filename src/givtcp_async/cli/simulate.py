@@ -1,0 +1,147 @@
+"""``givtcp-async simulate``: serve the dongle protocol from a simulated plant or a capture."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import signal
+from pathlib import Path
+
+from givtcp_async.cli.common import EXIT_OK, EXIT_USAGE, add_command, fail
+from givtcp_async.errors import GivTcpError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``simulate`` command."""
+    sim = add_command(
+        subparsers,
+        "simulate",
+        description="Serve the GivEnergy dongle protocol on TCP: a simulated Gen3 hybrid plant "
+        "with LV batteries on a simulated clock, or the registers of a capture (--capture).",
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8899, help="TCP port (8899)")
+    sim.add_argument(
+        "--capture", metavar="FILE", help="answer from a capture's registers instead of the plant"
+    )
+    sim.add_argument(
+        "--speed",
+        type=float,
+        metavar="X",
+        help="simulated seconds per real second (1; 3600 = an hour a second; 0 = frozen)",
+    )
+    sim.add_argument(
+        "--start",
+        metavar="ISO",
+        help="simulated start, e.g. 2024-06-21T12:00 (Europe/London unless it has an offset; now)",
+    )
+    sim.add_argument("--batteries", type=int, metavar="N", help="LV battery packs, 1-6 (2)")
+    sim.add_argument("--seed", type=int, metavar="N", help="weather and house-load noise seed (0)")
+    sim.add_argument(
+        "--heartbeat",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="heartbeat interval (180)",
+    )
+    sim.add_argument(
+        "--response-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="time taken to answer each request (0)",
+    )
+    sim.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=P",
+        help="inject fault KIND with probability P per request (repeatable); kinds: delay, "
+        "drop, bad_crc, truncate, splice, zero_page, garbage_page, garbage, disconnect, refuse",
+    )
+    sim.set_defaults(handler=handle)
+
+
+_PLANT_OPTIONS = (
+    ("speed", "--speed"),
+    ("start", "--start"),
+    ("batteries", "--batteries"),
+    ("seed", "--seed"),
+)
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from datetime import datetime
+
+    from givtcp_async.protocol.capture import load_capture
+    from givtcp_async.simulator.faults import FaultInjector, parse_fault_option
+    from givtcp_async.simulator.plant import MAX_BATTERIES, Plant, build_default_plant
+    from givtcp_async.simulator.server import DongleSimulator, SimulatorConfig
+    from givtcp_async.simulator.store import RegisterStore
+
+    faults = FaultInjector()
+    for option in args.fault:
+        try:
+            kind, probability = parse_fault_option(option)
+        except ValueError as err:
+            return fail(f"--fault: {err}", EXIT_USAGE)
+        faults.set_probability(kind, probability)
+    config = SimulatorConfig(
+        host=args.host,
+        port=args.port,
+        heartbeat_interval=args.heartbeat,
+        response_delay=args.response_delay,
+    )
+    plant: Plant | None = None
+    if args.capture is None:
+        speed = 1.0 if args.speed is None else args.speed
+        if not (math.isfinite(speed) and speed >= 0):
+            return fail(f"--speed: must be a number >= 0, got {args.speed}", EXIT_USAGE)
+        batteries = 2 if args.batteries is None else args.batteries
+        if not 1 <= batteries <= MAX_BATTERIES:
+            return fail(f"--batteries: must be 1..{MAX_BATTERIES}, got {batteries}", EXIT_USAGE)
+        try:
+            start = None if args.start is None else datetime.fromisoformat(args.start)
+        except ValueError:
+            return fail(f"--start: not an ISO 8601 date/time: {args.start!r}", EXIT_USAGE)
+        plant = build_default_plant(
+            speed=speed, start=start, seed=args.seed or 0, batteries=batteries
+        )
+        store = plant.store
+        config = replace(config, adapter_serial=plant.dongle_serial.encode("ascii"))
+    else:
+        given = [flag for dest, flag in _PLANT_OPTIONS if getattr(args, dest) is not None]
+        if given:
+            return fail(
+                f"{', '.join(given)}: only for the built-in plant, not --capture", EXIT_USAGE
+            )
+        try:
+            store = RegisterStore.from_capture(load_capture(Path(args.capture)))
+        except OSError as err:
+            return fail(f"cannot read {args.capture}: {err.strerror}", EXIT_USAGE)
+        except GivTcpError as err:
+            return fail(f"{args.capture}: {err}", EXIT_USAGE)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with DongleSimulator(store, config, faults=faults) as sim:
+            runner: asyncio.Task[None] | None = None
+            if plant is not None:
+                plant.attach(sim)
+                runner = asyncio.create_task(plant.run(), name="plant")
+            print(json.dumps({"listening": f"{config.host}:{sim.port}"}), flush=True)
+            await stop.wait()
+            if runner is not None:
+                runner.cancel()
+    except OSError as err:
+        return fail(f"cannot listen on {args.host}:{args.port}: {err.strerror}")
+    return EXIT_OK
+
+
+def handle(args: argparse.Namespace) -> int:
+    return asyncio.run(_simulate(args))
