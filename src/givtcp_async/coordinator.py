@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import structlog
 from givtcp_async import __version__
 from givtcp_async.assemble import SnapshotAssembler
 from givtcp_async.cache import RegisterCache
-from givtcp_async.config import InverterConfig, Settings
+from givtcp_async.config import InverterConfig
 from givtcp_async.connection import DongleConnection
 from givtcp_async.control.accounting import WriteLedger
 from givtcp_async.control.catalogue import CATALOGUE, Catalogue
@@ -51,22 +52,35 @@ MAX_BACKOFF_FACTOR = 8
 DETECT_RETRY_MAX = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class CoordinatorOptions:
+    """What a coordinator needs beyond its inverter's own section (the daemon builds it from
+    the settings: ``data``, ``mqtt.offline_after`` and ``control``)."""
+
+    state_dir: Path  # write ledger, control memory and timed overrides, per serial
+    timezone: str  # the inverter's local time (an IANA name)
+    stale_after: float  # seconds a value may be republished as its last good one
+    offline_after: float  # seconds without a good poll before the inverter is offline
+    print_raw: bool  # raw registers in every snapshot
+    write_budget_per_day: int | None  # None: no budget
+    dead_man_minutes: int | None  # None: forced modes need no re-assertion
+
+
 class InverterCoordinator:
     """Owns one inverter. Run :meth:`run` as a task; cancel it to stop (cleanly)."""
 
     def __init__(
         self,
         config: InverterConfig,
-        settings: Settings,
+        options: CoordinatorOptions,
         *,
         clock: Clock | None = None,
-        offline_after: float | None = None,
     ) -> None:
         self.config = config
-        self.settings = settings
+        self.options = options
         self.clock: Clock = clock or SystemClock()
-        self.tz: tzinfo = ZoneInfo(settings.data.timezone)
-        self.offline_after = offline_after or settings.mqtt.offline_after
+        self.tz: tzinfo = ZoneInfo(options.timezone)
+        self.offline_after = options.offline_after
         self.cache = RegisterCache(clock=self._monotonic)
         self.conn = DongleConnection(config.connection_settings(), on_response=self._on_fanout)
         self.reader = PlantReader(self.conn, self.cache)
@@ -251,15 +265,15 @@ class InverterCoordinator:
 
     def _attach(self, layout: PlantLayout) -> None:
         self.layout = layout
-        control = self.settings.control
-        state_dir: Path = control.state_dir
+        options = self.options
+        state_dir = options.state_dir
         self.controller = Controller(
             self.conn,
             layout.model,
             cache=self.cache,
             ledger=WriteLedger(
                 state_file(state_dir, layout.serial, "writes"),
-                daily_budget=control.write_budget_per_day or None,
+                daily_budget=options.write_budget_per_day,
                 clock=self.clock,
                 tz=self.tz,
             ),
@@ -271,7 +285,7 @@ class InverterCoordinator:
         self.overrides = OverrideManager(
             self.controller,
             state_file(state_dir, layout.serial, "overrides"),
-            deadman_minutes=control.dead_man_minutes or None,
+            deadman_minutes=options.dead_man_minutes,
             clock=self.clock,
         )
         self.control = ControlService(self.controller, self.overrides)
@@ -280,12 +294,12 @@ class InverterCoordinator:
             layout.serial,
             layout.fields,
             self.tz,
-            gate_settings=GateSettings(stale_after=self.settings.data.stale_after),
+            gate_settings=GateSettings(stale_after=options.stale_after),
             fresh_age={
                 "IR": self.config.poll_interval * (MAX_BACKOFF_FACTOR + 2),
                 "HR": self.config.settings_interval * 2 + self.config.poll_interval * 4,
             },
-            print_raw=self.settings.data.print_raw,
+            print_raw=options.print_raw,
             clock=self._monotonic,
         )
         self._detected.set()

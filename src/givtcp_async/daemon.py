@@ -20,7 +20,7 @@ import structlog
 
 from givtcp_async.config import Settings
 from givtcp_async.control.clock import Clock
-from givtcp_async.coordinator import InverterCoordinator
+from givtcp_async.coordinator import CoordinatorOptions, InverterCoordinator
 from givtcp_async.ports import InverterView, Links
 from givtcp_async.sinks.broker import broker_service
 from givtcp_async.sinks.influx import influx_service
@@ -57,6 +57,19 @@ def default_services(
     return [s for s in candidates if s is not None]
 
 
+def coordinator_options(settings: Settings) -> CoordinatorOptions:
+    """What every coordinator reads of the settings besides its own inverter's section."""
+    return CoordinatorOptions(
+        state_dir=settings.control.state_dir,
+        timezone=settings.data.timezone,
+        stale_after=settings.data.stale_after,
+        offline_after=settings.mqtt.offline_after,
+        print_raw=settings.data.print_raw,
+        write_budget_per_day=settings.control.write_budget_per_day or None,
+        dead_man_minutes=settings.control.dead_man_minutes or None,
+    )
+
+
 class Daemon:
     """Runs the coordinators and services of one configuration."""
 
@@ -71,8 +84,9 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        options = coordinator_options(settings)
         self.coordinators = [
-            InverterCoordinator(inv, settings, clock=clock) for inv in settings.inverters
+            InverterCoordinator(inv, options, clock=clock) for inv in settings.inverters
         ]
         self.links = Links()
         self.services = (

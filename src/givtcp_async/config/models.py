@@ -1,0 +1,420 @@
+"""The settings models: one frozen pydantic model per section, and :class:`Settings`.
+
+Pure data and value checks: where values come from is :mod:`givtcp_async.config.sources`.
+Constructing ``Settings(...)`` directly uses only the arguments and defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from givtcp_async.connection import ConnectionSettings
+
+ENV_PREFIX: Final = "GIVTCP_"
+ENV_DELIMITER: Final = "__"
+
+_CONNECTION_DEFAULTS: Final[dict[str, Any]] = {
+    f.name: f.default for f in dataclasses.fields(ConnectionSettings)
+}
+
+SourcesHook = Callable[
+    [type[BaseSettings], PydanticBaseSettingsSource], tuple[PydanticBaseSettingsSource, ...]
+]
+#: Set by :func:`givtcp_async.config.sources.load_config` while it builds a :class:`Settings`:
+#: the sources to read besides the arguments (None: the arguments alone).
+SOURCES: ContextVar[SourcesHook | None] = ContextVar("givtcp_config_sources", default=None)
+
+
+# --- value checks ----------------------------------------------------------------------------
+
+
+def _check_host(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if "://" in value or "/" in value:
+        raise ValueError("expected a host name or IP address, not a URL or path")
+    if any(c.isspace() for c in value):
+        raise ValueError("must not contain spaces")
+    if value.count(":") == 1:
+        raise ValueError("put the port number in the separate 'port' key")
+    return value
+
+
+def _check_topic(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    if any(c in value for c in "#+\x00"):
+        raise ValueError("must not contain the MQTT wildcards '#' or '+'")
+    if value.startswith("/") or value.endswith("/"):
+        raise ValueError("must not start or end with '/'")
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    key = value.strip().removeprefix(":")
+    try:
+        ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown time zone; use an IANA name such as Europe/London") from None
+    return key
+
+
+def _check_url(value: str) -> str:
+    value = value.strip()
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+Host = Annotated[str, AfterValidator(_check_host)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Topic = Annotated[str, Field(max_length=200), AfterValidator(_check_topic)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=200)]
+
+_LAX_BOOL: Final = TypeAdapter(bool)
+
+
+def _lax_bool(value: Any) -> bool | None:
+    """``value`` as a bool the way pydantic would read it, or None if it is not one."""
+    try:
+        return _LAX_BOOL.validate_python(value)
+    except ValidationError:
+        return None
+
+
+def default_state_dir() -> Path:
+    """``/var/lib/givtcp-async`` when this user may write there, else the per-user state dir."""
+    system = Path("/var/lib/givtcp-async")
+    probe = system if system.exists() else system.parent
+    if os.access(probe, os.W_OK):
+        return system
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "givtcp-async"
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InverterConfig(_Section):
+    """One inverter (its dongle) and how it is polled."""
+
+    host: Host = Field(description="Dongle IP address or host name.")
+    port: Port = Field(default=8899, description="Dongle TCP port.")
+    name: str = Field(
+        default="GivTCP",
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$",
+        description="Home Assistant device prefix (GivTCP, GivTCP2, ... by position).",
+    )
+    serial: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9]{10}$",
+        description="Expected inverter serial; a different one at this address is refused.",
+    )
+    num_batteries: int | None = Field(
+        default=None, ge=0, le=6, description="LV battery packs; None = detect."
+    )
+    poll_interval: float = Field(
+        default=15.0, ge=5, le=3600, description="Seconds between data polls."
+    )
+    settings_interval: float = Field(
+        default=120.0, ge=5, le=86400, description="Seconds between full refreshes of settings."
+    )
+    pacing: float = Field(default=_CONNECTION_DEFAULTS["pacing"], ge=0, le=5)
+    read_timeout: float = Field(default=_CONNECTION_DEFAULTS["read_timeout"], gt=0, le=60)
+    write_timeout: float = Field(default=_CONNECTION_DEFAULTS["write_timeout"], gt=0, le=60)
+    read_retries: int = Field(default=_CONNECTION_DEFAULTS["read_retries"], ge=0, le=10)
+    write_retries: int = Field(default=_CONNECTION_DEFAULTS["write_retries"], ge=0, le=10)
+    retry_delay: float = Field(default=_CONNECTION_DEFAULTS["retry_delay"], ge=0, le=60)
+    connect_timeout: float = Field(default=_CONNECTION_DEFAULTS["connect_timeout"], gt=0, le=120)
+    backoff_max: float = Field(
+        default=_CONNECTION_DEFAULTS["backoff_max"],
+        ge=_CONNECTION_DEFAULTS["backoff_initial"],
+        le=3600,
+    )
+
+    @field_validator("serial")
+    @classmethod
+    def _upper_serial(cls, value: str | None) -> str | None:
+        return None if value is None else value.upper()
+
+    @field_validator("settings_interval")
+    @classmethod
+    def _not_faster_than_poll(cls, value: float, info: ValidationInfo) -> float:
+        poll = info.data.get("poll_interval")
+        if poll is not None and value < poll:
+            raise ValueError(f"must not be shorter than poll_interval ({poll:g} s)")
+        return value
+
+    def connection_settings(self) -> ConnectionSettings:
+        """This inverter's knobs for :class:`~givtcp_async.connection.Connection`."""
+        return ConnectionSettings(
+            host=self.host,
+            port=self.port,
+            pacing=self.pacing,
+            read_timeout=self.read_timeout,
+            write_timeout=self.write_timeout,
+            read_retries=self.read_retries,
+            write_retries=self.write_retries,
+            retry_delay=self.retry_delay,
+            connect_timeout=self.connect_timeout,
+            backoff_max=self.backoff_max,
+        )
+
+
+class MqttTlsConfig(_Section):
+    """TLS towards the MQTT broker."""
+
+    enabled: bool = False
+    ca_file: FilePath | None = None
+    certfile: FilePath | None = None
+    keyfile: FilePath | None = None
+    insecure: bool = False
+
+    @field_validator("keyfile")
+    @classmethod
+    def _key_needs_cert(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("certfile") is None:
+            raise ValueError("needs certfile as well")
+        return value
+
+
+class MqttConfig(_Section):
+    """MQTT output and Home Assistant discovery."""
+
+    enabled: bool = False
+    host: Host | None = Field(default=None, validate_default=True)
+    port: Port = 1883
+    username: NonEmpty | None = None
+    password: SecretStr | None = Field(default=None, validate_default=True)
+    tls: MqttTlsConfig = MqttTlsConfig()
+    client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    topic: Topic = "GivEnergy"
+    retain: bool = True
+    changes_only: bool = True
+    discovery: bool = True
+    discovery_prefix: Topic = "homeassistant"
+    time_entities: Literal["select", "time"] = "select"
+    internal_broker: bool = False
+    offline_after: float = Field(default=300.0, gt=0, le=86400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_host(cls, data: Any) -> Any:
+        # enabled defaults to "a broker is configured"; the internal broker listens on localhost.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("host") in (None, "") and _lax_bool(data.get("internal_broker", False)):
+            data["host"] = "127.0.0.1"
+        if data.get("enabled") is None:
+            data["enabled"] = data.get("host") not in (None, "")
+        return data
+
+    @field_validator("host")
+    @classmethod
+    def _host_when_enabled(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("enabled"):
+            raise ValueError("required when mqtt.enabled is true")
+        return value
+
+    def effective_client_id(self) -> str:
+        """``client_id``, or ``givtcp-async-<host name>`` when unset."""
+        return self.client_id or f"givtcp-async-{socket.gethostname()}"
+
+    @field_validator("password")
+    @classmethod
+    def _password_needs_username(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if value is not None and info.data.get("username") is None:
+            raise ValueError("needs mqtt.username as well")
+        return value
+
+
+class RestConfig(_Section):
+    """The REST API (GivTCP-compatible routes)."""
+
+    enabled: bool = True
+    host: Host = "127.0.0.1"
+    port: Port = 6345
+    token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _token_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters long")
+        return value
+
+
+class InfluxConfig(_Section):
+    """InfluxDB v2 output."""
+
+    enabled: bool = False
+    url: Annotated[str, AfterValidator(_check_url)] | None = Field(
+        default=None, validate_default=True
+    )
+    token: SecretStr | None = None
+    org: NonEmpty | None = None
+    bucket: NonEmpty | None = Field(default=None, validate_default=True)
+    buffer_max_age: float = Field(default=3600.0, ge=0, le=7 * 86400)
+    buffer_max_points: int = Field(default=100_000, ge=0, le=10_000_000)
+    legacy_measurement: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _enabled_from_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("enabled") is None:
+            data = {**data, "enabled": data.get("url") not in (None, "")}
+        return data
+
+    @field_validator("url", "bucket")
+    @classmethod
+    def _required_when_enabled(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("enabled"):
+            raise ValueError("required when influx.enabled is true")
+        return value
+
+
+class ControlConfig(_Section):
+    """Writes to the inverter."""
+
+    write_budget_per_day: int = Field(default=0, ge=0, le=100_000)
+    state_dir: Path = Field(default_factory=default_state_dir)
+    dead_man_minutes: int = Field(default=0, ge=0, le=24 * 60)
+    time_sync: bool = False
+
+
+class DataConfig(_Section):
+    """What is published, and how stale it may get."""
+
+    print_raw: bool = False
+    stale_after: float = Field(default=600.0, ge=0, le=86400)
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/London"
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_LEVEL_ALIASES: Final = {"WARN": "WARNING", "WRITE_DEBUG": "DEBUG", "FATAL": "CRITICAL"}
+
+
+class LoggingConfig(_Section):
+    """Log output."""
+
+    level: LogLevel = "INFO"
+    format: Literal["auto", "console", "json"] = "auto"
+    file: Path | None = None
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
+    backups: int = Field(default=5, ge=0, le=100)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _normalise_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            upper = value.strip().upper()
+            return _LEVEL_ALIASES.get(upper, upper)
+        return value
+
+
+class Settings(BaseSettings):
+    """Everything the daemon needs; build it with :func:`load_config`.
+
+    Constructing ``Settings(...)`` directly uses only the arguments and defaults (no environment,
+    no file), which is what tests want.
+    """
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        case_sensitive=False,
+    )
+
+    inverters: list[InverterConfig] = Field(min_length=1)
+    mqtt: MqttConfig = MqttConfig()
+    rest: RestConfig = RestConfig()
+    influx: InfluxConfig = InfluxConfig()
+    control: ControlConfig = Field(default_factory=lambda: ControlConfig())
+    data: DataConfig = DataConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("inverters", mode="before")
+    @classmethod
+    def _from_positions(cls, value: Any) -> Any:
+        # Sources deliver the list as {"0": {...}, "1": {...}} so that they can merge by position.
+        if isinstance(value, Mapping):
+            positions: dict[int, Any] = {}
+            for key, entry in value.items():
+                if not (isinstance(key, int) or (isinstance(key, str) and key.isdigit())):
+                    raise ValueError(
+                        f"expected a list of inverters ([[inverters]] tables), found key {key!r}"
+                    )
+                positions[int(key)] = entry
+            missing = [i for i in range(max(positions, default=-1) + 1) if i not in positions]
+            if missing:
+                raise ValueError(
+                    f"inverter {missing[0]} is missing: inverters are numbered 0, 1, 2, ... "
+                    "without gaps"
+                )
+            value = [positions[i] for i in sorted(positions)]
+        if isinstance(value, list):
+            value = [
+                {**entry, "name": f"GivTCP{i + 1}"}
+                if i > 0 and isinstance(entry, dict) and "name" not in entry
+                else entry
+                for i, entry in enumerate(value)
+            ]
+        return value
+
+    @field_validator("inverters")
+    @classmethod
+    def _distinct(cls, value: list[InverterConfig]) -> list[InverterConfig]:
+        seen: dict[tuple[str, int], int] = {}
+        for i, inv in enumerate(value):
+            key = (inv.host.lower(), inv.port)
+            if key in seen:
+                raise ValueError(f"inverter {i} has the same host and port as inverter {seen[key]}")
+            seen[key] = i
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = SOURCES.get()
+        return (init_settings,) if sources is None else sources(settings_cls, init_settings)
