@@ -1,4 +1,5 @@
-"""Frames decoded per second over every shared capture, whole frames and through the stream.
+"""Frames decoded per second over every reference capture (tests/fixtures), whole frames and
+through the stream.
 
 Run: ``.venv/bin/python -m bench.bench_codec [--seconds S]``
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,23 +18,14 @@ from givtcp_async.errors import FrameError
 from givtcp_async.protocol.frames import Frame, decode_frame
 from givtcp_async.protocol.stream import FrameStream
 
-
-def shared_dir() -> Path:
-    for candidate in (
-        os.environ.get("GIVTCP_SHARED"),
-        str(Path(__file__).resolve().parents[2] / "shared"),
-        "/work/shared",
-    ):
-        if candidate and (Path(candidate) / "captures").is_dir():
-            return Path(candidate)
-    raise SystemExit("shared/ not found: set GIVTCP_SHARED")
+CAPTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "captures"
 
 
 def load_frames() -> tuple[list[bytes], dict[str, bytes]]:
     """Every captured frame, and each direction's bytes of each capture joined up."""
     frames: list[bytes] = []
     streams: dict[str, bytes] = {}
-    for path in sorted((shared_dir() / "captures").glob("*/*.jsonl")):
+    for path in sorted(CAPTURES.glob("*/*.jsonl")):
         for line in path.read_text().splitlines():
             rec = json.loads(line)
             raw = bytes.fromhex(rec["hex"])

@@ -1,8 +1,7 @@
-"""Shared fixtures: the reference data folder, real servers, and the simulated dongle."""
+"""Shared fixtures: the reference captures and vectors (tests/fixtures), and real servers."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,22 +9,10 @@ import pytest
 
 from tests.servers import Mosquitto, VictoriaMetrics
 
-
-def _shared_dir() -> Path:
-    candidates = [
-        os.environ.get("GIVTCP_SHARED"),
-        str(Path(__file__).resolve().parents[2] / "shared"),
-        "/work/shared",
-    ]
-    for c in candidates:
-        if c and (Path(c) / "protocol" / "vectors.json").exists():
-            return Path(c)
-    raise RuntimeError("reference data not found: set GIVTCP_SHARED to the shared/ folder")
-
-
-SHARED = _shared_dir()
-CAPTURES = SHARED / "captures"
-VECTORS = SHARED / "protocol" / "vectors.json"
+# The project's own copy of the reference captures and vectors (tests/fixtures/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CAPTURES = FIXTURES / "captures"
+VECTORS = FIXTURES / "vectors.json"
 
 
 def all_captures() -> list[Path]:
