@@ -29,7 +29,7 @@ FLOORS: Final[tuple[tuple[str, ...], ...]] = (
     ("coordinator",),  # one inverter: poll, snapshot, commands
     ("sinks",),  # outputs: MQTT, REST, InfluxDB, metrics
     ("daemon",),  # composes coordinators and sinks
-    ("simulator", "testing", "discover"),  # tools the CLI offers
+    ("simulator", "testing", "discover", "recording"),  # tools the CLI offers
     ("cli", "__main__"),  # the command line
 )
 # Arrows that the floors allow but the design does not: the outputs see inverters only

@@ -21,7 +21,10 @@ from givtcp_async.cli.common import (
 from givtcp_async.errors import GivTcpError
 
 if TYPE_CHECKING:
+    from givtcp_async.cache import RegisterCache
     from givtcp_async.config import Settings
+    from givtcp_async.connection import ConnectionSettings
+    from givtcp_async.reader import PlantLayout
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,31 +44,51 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rd.set_defaults(handler=handle)
 
 
+async def read_plant(
+    connection: ConnectionSettings,
+    *,
+    timeout: float,
+    probe_meters: bool = True,
+    num_batteries: int | None = None,
+) -> tuple[PlantLayout, RegisterCache]:
+    """One full read of a plant: connect, detect the model, batteries and meters, read every
+    block of the plan once (a note on stderr names blocks not read). Raises GivTcpError when
+    the inverter cannot be read."""
+    from givtcp_async.cache import RegisterCache
+    from givtcp_async.connection import DongleConnection
+    from givtcp_async.reader import PlantReader
+
+    cache = RegisterCache()
+    async with DongleConnection(connection) as conn:
+        await conn.wait_connected(timeout)
+        reader = PlantReader(conn, cache, probe_meters=probe_meters)
+        layout = await reader.detect(num_batteries=num_batteries)
+        report = await reader.refresh(layout.plan.blocks)
+    if report.failed:
+        names = ", ".join(f"{b.bank.value}({b.base},{b.count})@0x{b.device_address:02x}"
+                          for b, _ in report.failed)  # fmt: skip
+        print(f"givtcp-async: note: blocks not read: {names}", file=sys.stderr)
+    return layout, cache
+
+
 async def _read(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
     from givtcp_async.assemble import SnapshotAssembler
-    from givtcp_async.cache import RegisterCache
-    from givtcp_async.connection import DongleConnection
     from givtcp_async.quality.gates import GateSettings
-    from givtcp_async.reader import PlantReader
 
     inverter = settings.inverters[0]
     tz = ZoneInfo(settings.data.timezone)
-    cache = RegisterCache()
-    async with DongleConnection(inverter.connection_settings()) as conn:
-        try:
-            await conn.wait_connected(args.timeout)
-            reader = PlantReader(conn, cache, probe_meters=not args.no_meters)
-            layout = await reader.detect(num_batteries=inverter.num_batteries)
-            report = await reader.refresh(layout.plan.blocks)
-        except GivTcpError as err:
-            return fail(f"cannot read the inverter: {err}")
-    if report.failed:
-        names = ", ".join(f"{b.bank.value}({b.base},{b.count})@0x{b.device_address:02x}"
-                          for b, _ in report.failed)  # fmt: skip
-        print(f"givtcp-async: note: blocks not read: {names}", file=sys.stderr)
+    try:
+        layout, cache = await read_plant(
+            inverter.connection_settings(),
+            timeout=args.timeout,
+            probe_meters=not args.no_meters,
+            num_batteries=inverter.num_batteries,
+        )
+    except GivTcpError as err:
+        return fail(f"cannot read the inverter: {err}")
     assembler = SnapshotAssembler(
         layout.model,
         layout.serial,
