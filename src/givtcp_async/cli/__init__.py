@@ -40,14 +40,14 @@ def build_parser(load: Collection[str] = COMMANDS) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from givtcp_async.config import LoggingConfig
-    from givtcp_async.logging_setup import configure_logging
-
     args_in = list(sys.argv[1:] if argv is None else argv)
     # The command is the first word (the top level has no options but -h).
     chosen = next((a for a in args_in if not a.startswith("-")), None)
     parser = build_parser([chosen] if chosen in COMMANDS else [])
-    args = parser.parse_args(args_in)
+    args = parser.parse_args(args_in)  # exits here for --help and bad usage
+    from givtcp_async.config import LoggingConfig
+    from givtcp_async.logging_setup import configure_logging
+
     # Logs always go to stderr: stdout carries only a command's JSON output. Commands that load
     # the configuration reconfigure logging from it.
     configure_logging(LoggingConfig())
