@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian machine, then run lint, types and tests.
-# Usage: scripts/test.sh [pytest arguments...]
+# Usage: scripts/test.sh [pytest arguments...]  (e.g. -n 0 to run on one process)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +26,6 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+# Two workers, an idle one taking tests queued for the other: most tests wait on sockets and
+# subprocesses, and the two longest (the soak, schemathesis) then run side by side.
+.venv/bin/pytest -n 2 --dist worksteal "$@"
