@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import signal
 import struct
+import sys
 from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from givtcp_async.protocol.frames import (
     MARKER,
@@ -117,3 +123,36 @@ class RawClient:
                 await self.writer.wait_closed()
         except (OSError, TimeoutError):
             self.writer.transport.abort()
+
+
+def cli_command() -> list[str]:
+    """The installed ``givtcp-async`` script (the entry point), else ``python -m givtcp_async``."""
+    script = Path(sys.executable).parent / "givtcp-async"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "givtcp_async"]
+
+
+@contextlib.asynccontextmanager
+async def simulate_capture(path: Path, env: dict[str, str] | None = None) -> AsyncIterator[int]:
+    """``givtcp-async simulate --capture PATH`` on a free port of 127.0.0.1; yields the port, and
+    on exit stops it with SIGTERM, which it must obey with exit status 0."""
+    proc = await asyncio.create_subprocess_exec(
+        *cli_command(), "simulate", "--capture", str(path), "--host", "127.0.0.1", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        port = 0
+        async with asyncio.timeout(30):
+            while not port:
+                line = await proc.stdout.readline()
+                assert line, "simulator exited before listening"
+                if line.startswith(b"{"):
+                    port = int(json.loads(line)["listening"].rsplit(":", 1)[1])
+        yield port
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -7,11 +7,7 @@ and is served by ``simulate --capture``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import signal
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +25,8 @@ from givtcp_async.protocol.frames import (
 from givtcp_async.recording import Anonymiser, Chunk, capture_lines, recorded_frames
 from givtcp_async.simulator.plant import Plant, PlantConfig
 from tests.conftest import all_captures
-from tests.test_cli import CLI, clean_env, cli
+from tests.sim_support import simulate_capture
+from tests.test_cli import clean_env, cli
 
 FAST = clean_env(GIVTCP_INVERTERS__0__PACING="0")
 
@@ -113,28 +110,6 @@ def test_identical_frames_in_a_row_are_one_line_with_a_count() -> None:
 # --- the command, against the simulator -----------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def simulate_capture(path: Path) -> AsyncIterator[int]:
-    """``givtcp-async simulate --capture PATH`` on a free port; yields the port."""
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, "simulate", "--capture", str(path), "--port", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=FAST,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(30):
-            line = await proc.stdout.readline()
-        assert line, "simulate exited before listening"
-        yield int(json.loads(line)["listening"].rsplit(":", 1)[1])
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
 async def test_capture_record_anonymises_a_plant_and_simulate_serves_it(tmp_path: Path) -> None:
     plant = Plant(PlantConfig(seed=7, batteries=2))
     originals = {plant.serial, plant.dongle_serial, *plant.battery_serials}
@@ -164,7 +139,7 @@ async def test_capture_record_anonymises_a_plant_and_simulate_serves_it(tmp_path
     responses = [i for i in items if i["kind"] == "read_response"]
     assert responses
 
-    async with simulate_capture(out) as port:
+    async with simulate_capture(out, env=FAST) as port:
         code, tree_text, err = await cli(
             "read", "--host", "127.0.0.1", "--port", str(port), "--no-meters", "--compact",
             cwd=tmp_path, env=FAST,

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import signal
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -38,11 +34,13 @@ from tests.sim_support import (
     INVERTER_SERIAL,
     IR,
     RawClient,
+    cli_command,
     expected_read,
     hr_value,
     ir_value,
     make_store,
     raw_read_request,
+    simulate_capture,
 )
 
 GEN1 = CAPTURES / "hybrid_2_bat_a" / "hybrid_gen1_arm449_0x11_poll_10min.jsonl"
@@ -523,33 +521,8 @@ async def test_close_drops_clients_and_stops_listening() -> None:
 # --- the command line ------------------------------------------------------------------------
 
 
-def cli() -> list[str]:
-    script = Path(sys.executable).parent / "givtcp-async"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "givtcp_async"]
-
-
 async def test_cli_simulate_serves_a_capture_and_stops_on_sigterm() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *cli(),
-        "simulate",
-        "--capture",
-        str(GEN1),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        port = 0
-        async with asyncio.timeout(30):
-            while not port:
-                line = await proc.stdout.readline()
-                assert line, "simulator exited before listening"
-                if line.startswith(b"{"):
-                    port = int(json.loads(line)["listening"].rsplit(":", 1)[1])
+    async with simulate_capture(GEN1) as port:
         client = await RawClient.connect(port)
         await client.send(REQ_IR0)
         frame = await client.frame(timeout=10)
@@ -558,19 +531,12 @@ async def test_cli_simulate_serves_a_capture_and_stops_on_sigterm() -> None:
         assert isinstance(seeded, ReadResponse)
         assert frame.values == seeded.values
         await client.close()
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 @pytest.mark.parametrize("fault", ["nonsense=0.1", "drop=1.5", "delay"])
 async def test_cli_simulate_bad_fault_exits_2(fault: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *cli(),
+        *cli_command(),
         "simulate",
         "--capture",
         str(GEN1),
