@@ -27,12 +27,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace) -> int:
-    from givtcp_async.daemon import Daemon
     from givtcp_async.logging_setup import configure_logging
 
     with config_errors_exit():
         settings = load_settings(args)
         configure_logging(settings)  # logging.file may not open
+    from givtcp_async.daemon import Daemon  # only now: a bad configuration exits sooner
 
     async def serve() -> int:
         await Daemon(settings).serve_until_signalled()
