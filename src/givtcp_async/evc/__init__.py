@@ -1,0 +1,1 @@
+"""The GivEnergy EV charger (GivEVC): register map, connection, controls, policy, simulator."""
