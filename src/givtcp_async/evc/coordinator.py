@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -35,17 +34,14 @@ from givtcp_async.errors import CommunicationError
 from givtcp_async.evc.connection import EvcConnection, EvcLinkSettings
 from givtcp_async.evc.controls import EvcController, Limits
 from givtcp_async.evc.policy import ChargerView, GridView, decide
-from givtcp_async.evc.snapshot import EvcAssembler, EvcSnapshot
+from givtcp_async.evc.snapshot import EvcAssembler, EvcSnapshot, serial_of
 from givtcp_async.evc.state import StateStore
 from givtcp_async.quality.gates import GateSettings
-from givtcp_async.registers.decode import decode_field
-from givtcp_async.registers.evc import BLOCKS, CHARGING, EVC_FIELDS
+from givtcp_async.registers.evc import BLOCKS, CHARGING
 from givtcp_async.snapshot import Snapshot
 
 log = structlog.get_logger(__name__)
 
-SERIAL_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{3,30}$")
-_SERIAL_FIELD: Final = next(f for f in EVC_FIELDS if f.name == "Serial_Number")
 # Names of the inverter's grid import current: single phase, else the largest phase.
 _PHASE_CURRENTS: Final = ("Grid_Phase1_Current", "Grid_Phase2_Current", "Grid_Phase3_Current")
 
@@ -78,12 +74,6 @@ class EvcHealth:
     paused_for: float
 
 
-def serial_of(registers: Mapping[int, int]) -> str | None:
-    """The charger serial in HR38-68 when it looks like one (printable, 4-31 characters)."""
-    text = decode_field(_SERIAL_FIELD, registers.get)
-    return text if isinstance(text, str) and SERIAL_RE.match(text) else None
-
-
 def grid_view(snap: Snapshot) -> GridView:
     """The inputs of the charging policy from an inverter snapshot (fresh values only)."""
 
@@ -114,6 +104,7 @@ class EvcCoordinator:
         tz: tzinfo | None = None,
         clock: Clock | None = None,
         grid: GridSource | None = None,
+        grid_refresh: Callable[[], None] | None = None,
         write_budget: int | None = None,
     ) -> None:
         self.settings = settings
@@ -122,6 +113,8 @@ class EvcCoordinator:
         self.state_dir = state_dir
         self.write_budget = write_budget
         self.grid = grid
+        # Asks the inverter for a fresh poll after a policy step, so the next decision sees it.
+        self.grid_refresh = grid_refresh
         self.conn = EvcConnection(settings.link, monotonic=self._monotonic)
         self.assembler = EvcAssembler(
             self.tz, GateSettings(stale_after=settings.stale_after), self._monotonic
@@ -186,6 +179,11 @@ class EvcCoordinator:
             writes_total=self.controller.ledger.total if self.controller else 0,
         )
         return out
+
+    @property
+    def acted_at(self) -> datetime | None:
+        """When the charging policy last changed the charger (None: never)."""
+        return self._acted_at
 
     async def wait_identified(self) -> str:
         """The charger's serial, once a poll has read it (or the configuration gave it)."""
@@ -376,21 +374,25 @@ class EvcCoordinator:
         if grid is False:
             return
         decision = decide(view, grid if isinstance(grid, GridView) else None, store.state)
-        for action in decision.actions:
-            if action.kind == "limit":
+        try:
+            for action in decision.actions:
+                payload: dict[str, Any]
+                if action.kind == "limit":
+                    name, payload = "setCurrentLimit", {"current": action.amps}
+                else:
+                    name, payload = "setChargeControl", {"mode": action.kind.capitalize()}
                 result = await self.controller.execute(
-                    "setCurrentLimit", {"current": action.amps}, policy=True, safety=action.safety
+                    name, payload, policy=True, safety=action.safety
                 )
-            else:
-                result = await self.controller.execute(
-                    "setChargeControl", {"mode": action.kind.capitalize()}, policy=True,
-                    safety=action.safety,
-                )  # fmt: skip
-            log.info("charger policy", action=action.kind, amps=action.amps, reason=action.reason,
-                     status=result.status, message=result.message)  # fmt: skip
-            self._acted_at = self.clock.now()
-            if not result.ok:
-                return  # try again after the next poll
+                self._acted_at = self.clock.now()
+                log.info("charger policy", action=action.kind, amps=action.amps,
+                         reason=action.reason, status=result.status,
+                         message=result.message)  # fmt: skip
+                if not result.ok:
+                    return  # try again after the next poll
+        finally:
+            if decision.actions and self.grid_refresh is not None:
+                self.grid_refresh()
         changes: dict[str, Any] = {"stopped_by": decision.stopped_by}
         if decision.user_limit is not None:
             changes["user_limit"] = decision.user_limit

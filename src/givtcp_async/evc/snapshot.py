@@ -14,11 +14,12 @@ Beyond plain decoding (GivTCP's rules):
 
 from __future__ import annotations
 
+import re
 import time as _time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -33,6 +34,14 @@ log = structlog.get_logger(__name__)
 Spec = Field | Derived
 _SPECS: dict[str, Spec] = {s.name: s for s in ALL_SPECS}
 _FUTURE_SLACK = timedelta(minutes=2)  # the charger's clock may run a little ahead of ours
+SERIAL_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{3,30}$")
+_SERIAL_FIELD: Final = next(f for f in EVC_FIELDS if f.name == "Serial_Number")
+
+
+def serial_of(registers: Mapping[int, int]) -> str | None:
+    """The charger serial in HR38-68 when it looks like one (printable, 4-31 characters)."""
+    text = decode_field(_SERIAL_FIELD, registers.get)
+    return text if isinstance(text, str) and SERIAL_RE.match(text) else None
 
 
 @dataclass(frozen=True, slots=True)
