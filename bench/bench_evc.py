@@ -59,7 +59,8 @@ async def measure(polls: int = 200) -> list[Row]:
                 snap = await coord.poll_once()
                 if i >= 10:
                     ours.append(time.perf_counter() - start)
-                assert snap is not None and not snap.stale()
+                assert snap is not None
+                assert not snap.stale()
         finally:
             await coord.conn.close()
         peer = await _raw_reads(sim.port, polls)
