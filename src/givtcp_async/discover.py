@@ -295,6 +295,19 @@ def local_networks() -> tuple[list[ipaddress.IPv4Network], list[str]]:
     return networks, notes
 
 
+class Shown(Protocol):
+    """What progress shows of a device found."""
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
 class Progress:
     """Scan progress on a stream: one rewritten line on a terminal, a few lines otherwise."""
 
@@ -306,7 +319,7 @@ class Progress:
         self._tty = tty
         self._next_report = 0.25
 
-    def __call__(self, address: str, dongle: Dongle | None) -> None:
+    def __call__(self, address: str, dongle: Shown | None) -> None:
         self.done += 1
         if dongle is not None:
             self.found += 1

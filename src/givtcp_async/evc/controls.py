@@ -27,8 +27,9 @@ import structlog
 from givtcp_async.control.accounting import WriteLedger
 from givtcp_async.control.catalogue import HaMeta, Platform, Verify, Write
 from givtcp_async.control.clock import Clock, SystemClock
-from givtcp_async.control.executor import CommandResult, RegisterChange, judge, rejected
+from givtcp_async.control.executor import judge
 from givtcp_async.control.payloads import Payload, RawPayload, parse_payload
+from givtcp_async.control.result import CommandResult, RegisterChange, rejected
 from givtcp_async.errors import (
     CommunicationError,
     DeviceErrorResponse,
@@ -172,7 +173,7 @@ EVC_FUNCTIONS: Final[tuple[EvcFunction, ...]] = (
                        unit="kWh"), "Charger/Max_Session_Energy"),
     EvcFunction("setSystemTime", "Set the charger's clock.", p.SystemTimePayload, _system_time,
                 f"HR{CLOCK[0]}..{CLOCK[-1]} := year, month, day, hour, minute, second",
-                ("setDateTime",), {"dateTime": "22/07/2024 10:03:44"}, verify=Verify.CLOCK),
+                (), {"dateTime": "22/07/2024 10:03:44"}, verify=Verify.CLOCK),
 )  # fmt: skip
 _BY_NAME: Final = {name.lower(): fn for fn in EVC_FUNCTIONS for name in (fn.name, *fn.aliases)}
 

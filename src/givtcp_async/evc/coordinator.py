@@ -28,14 +28,16 @@ import structlog
 from givtcp_async import __version__
 from givtcp_async.control.accounting import WriteLedger
 from givtcp_async.control.clock import Clock, SystemClock
-from givtcp_async.control.executor import CommandResult
+from givtcp_async.control.payloads import RawPayload
 from givtcp_async.control.persist import state_file
+from givtcp_async.control.result import CommandResult
 from givtcp_async.errors import CommunicationError
 from givtcp_async.evc.connection import EvcConnection, EvcLinkSettings
 from givtcp_async.evc.controls import EvcController, Limits
 from givtcp_async.evc.policy import ChargerView, GridView, decide
 from givtcp_async.evc.snapshot import EvcAssembler, EvcSnapshot, serial_of
 from givtcp_async.evc.state import StateStore
+from givtcp_async.ports import ChargerHealth
 from givtcp_async.quality.gates import GateSettings
 from givtcp_async.registers.evc import BLOCKS, CHARGING
 from givtcp_async.snapshot import Snapshot
@@ -61,17 +63,6 @@ class EvcSettings:
     offline_after: float = 120.0
     stale_after: float = 600.0
     grid_max_age: float = 90.0  # an inverter reading older than this cannot steer the cap
-
-
-@dataclass(frozen=True, slots=True)
-class EvcHealth:
-    connected: bool
-    online: bool
-    last_good_poll: datetime | None
-    consecutive_failures: int
-    polls: int
-    failed_polls: int
-    paused_for: float
 
 
 def grid_view(snap: Snapshot) -> GridView:
@@ -152,12 +143,16 @@ class EvcCoordinator:
     def address(self) -> str:
         return f"{self.settings.link.host}:{self.settings.link.port}"
 
-    def health(self) -> EvcHealth:
+    @property
+    def offline_after(self) -> float:
+        return self.settings.offline_after
+
+    def health(self) -> ChargerHealth:
         last = self._last_good
         online = last is not None and (
             (self.now() - last).total_seconds() <= self.settings.offline_after
         )
-        return EvcHealth(
+        return ChargerHealth(
             connected=self.conn.connected,
             online=online,
             last_good_poll=last,
@@ -207,9 +202,7 @@ class EvcCoordinator:
         """Poll now."""
         self._wake.set()
 
-    async def execute(
-        self, function: str, payload: str | bytes | Mapping[str, Any] | None = None
-    ) -> CommandResult:
+    async def execute(self, function: str, payload: RawPayload = None) -> CommandResult:
         """Run one control command; never raises for a command that cannot be carried out."""
         if self.controller is None:
             return CommandResult(

@@ -33,6 +33,7 @@ class Charger:
     serial: str
     state: str  # "Charging", ...
     evse_max_current: float  # A
+    model: str = "GivEVC"
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "charger", **asdict(self)}
