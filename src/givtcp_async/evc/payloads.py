@@ -71,11 +71,12 @@ def _choice(names: tuple[str, ...]) -> Callable[[object], str]:
     return parse
 
 
-Amps = Annotated[
-    int,
-    BeforeValidator(_whole_range(0, MAX_AMPS, "A")),
-    WithJsonSchema(_int_schema(6, 32, "A")),
-]
+def _whole_amps(value: object) -> int:
+    # The range is the charger's own (its EVSE minimum and maximum): the planner checks it.
+    return whole_number(value, "a whole number of amps within the charger's range (6-32 A)")
+
+
+Amps = Annotated[int, BeforeValidator(_whole_amps), WithJsonSchema(_int_schema(6, 32, "A"))]
 CapAmps = Annotated[
     int,
     BeforeValidator(_whole_range(0, MAX_IMPORT_CAP, "A (0 = off)")),
