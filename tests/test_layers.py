@@ -19,7 +19,7 @@ SRC: Final = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 # Lowest first. A module may import from its own floor and the floors below, never above. A name
 # is a module or a package (then every module in it); the longest matching name decides.
 FLOORS: Final[tuple[tuple[str, ...], ...]] = (
-    ("givtcp_async", "errors", "backoff", "systemd"),  # the version, errors, small helpers
+    ("givtcp_async", "errors", "backoff", "systemd", "latest"),  # version, errors, small helpers
     ("protocol",),  # frames and the byte stream: knows nothing of registers
     ("registers", "quality"),  # the register map (data) and the data-quality rules
     # reading a plant (and an EV charger over its own Modbus TCP link)

@@ -15,7 +15,6 @@ client that keeps failing. After each good poll :func:`givtcp_async.evc.policy.d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -37,6 +36,7 @@ from givtcp_async.evc.controls import EvcController, Limits
 from givtcp_async.evc.policy import ChargerView, GridView, decide
 from givtcp_async.evc.snapshot import EvcAssembler, EvcSnapshot, serial_of
 from givtcp_async.evc.state import StateStore
+from givtcp_async.latest import Latest, sleep_or_wake
 from givtcp_async.ports import ChargerHealth
 from givtcp_async.quality.gates import GateSettings
 from givtcp_async.registers.evc import BLOCKS, CHARGING
@@ -112,9 +112,7 @@ class EvcCoordinator:
         )
         self.serial: str | None = settings.serial
         self.controller: EvcController | None = None
-        self.snapshot: EvcSnapshot | None = None
-        self._version = 0
-        self._changed = asyncio.Condition()
+        self._latest: Latest[EvcSnapshot] = Latest()
         self._wake = asyncio.Event()
         self._polls = 0
         self._failed_polls = 0
@@ -186,17 +184,14 @@ class EvcCoordinator:
         assert self.serial is not None
         return self.serial
 
-    async def updates(self) -> AsyncIterator[EvcSnapshot]:
+    @property
+    def snapshot(self) -> EvcSnapshot | None:
+        """The latest snapshot (None before the charger's serial is known)."""
+        return self._latest.value
+
+    def updates(self) -> AsyncIterator[EvcSnapshot]:
         """Every new snapshot; a slow consumer skips to the latest one."""
-        seen = 0
-        while True:
-            async with self._changed:
-                while self._version <= seen:
-                    await self._changed.wait()
-                seen = self._version
-                snap = self.snapshot
-            if snap is not None:
-                yield snap
+        return self._latest.updates()
 
     def request_refresh(self) -> None:
         """Poll now."""
@@ -227,7 +222,7 @@ class EvcCoordinator:
                 except CommunicationError as err:  # a command-path failure; keep the loop alive
                     log.warning("charger policy step failed", error=str(err))
                 wait = max(self.settings.poll_interval, self.conn.paused_for())
-                await self._sleep_or_wake(started + timedelta(seconds=wait))
+                await sleep_or_wake(self.clock, started + timedelta(seconds=wait), self._wake)
         finally:
             await self.conn.close()
 
@@ -254,10 +249,7 @@ class EvcCoordinator:
             now=self.now(),
             stats=self._stats(),
         )
-        async with self._changed:
-            self.snapshot = snap
-            self._version += 1
-            self._changed.notify_all()
+        await self._latest.set(snap)
         return snap
 
     # --- internals ---------------------------------------------------------------------------
@@ -393,18 +385,3 @@ class EvcCoordinator:
             store.update(**changes)
         except OSError as err:
             log.warning("could not save the charger state", error=str(err))
-
-    async def _sleep_or_wake(self, until: datetime) -> None:
-        if self._wake.is_set():
-            self._wake.clear()
-            return
-        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(sleeper, waker, return_exceptions=True)
-            self._wake.clear()
