@@ -34,7 +34,8 @@ def test_python_m_bench_help_lists_every_benchmark() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout
-    for name in ("codec", "connection", "refresh", "cycle", "mqtt", "rest", "memory", "fuzz"):
+    names = ("codec", "connection", "refresh", "cycle", "mqtt", "rest", "evc", "memory", "fuzz")
+    for name in names:
         assert name in NAMES
         assert f"{name}:" in done.stdout
 

@@ -19,22 +19,35 @@ SRC: Final = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 # Lowest first. A module may import from its own floor and the floors below, never above. A name
 # is a module or a package (then every module in it); the longest matching name decides.
 FLOORS: Final[tuple[tuple[str, ...], ...]] = (
-    ("givtcp_async", "errors", "backoff", "systemd"),  # the version, errors, small helpers
+    ("givtcp_async", "errors", "backoff", "systemd", "latest"),  # version, errors, small helpers
     ("protocol",),  # frames and the byte stream: knows nothing of registers
     ("registers", "quality"),  # the register map (data) and the data-quality rules
-    ("cache", "connection", "reader", "assemble", "snapshot"),  # reading a plant
-    ("control",),  # commands: validate, plan, write, verify
+    # reading a plant (and an EV charger over its own Modbus TCP link)
+    (
+        "cache",
+        "connection",
+        "reader",
+        "assemble",
+        "snapshot",
+        "evc",
+        "evc.connection",
+        "evc.snapshot",
+    ),
+    ("control", "evc.payloads", "evc.state", "evc.controls", "evc.policy"),  # commands
     ("config", "logging_setup"),  # settings models and sources
     ("ports",),  # what the outputs see of an inverter
-    ("coordinator",),  # one inverter: poll, snapshot, commands
+    ("coordinator", "evc.coordinator"),  # one inverter (or charger): poll, snapshot, commands
     ("sinks",),  # outputs: MQTT, REST, InfluxDB, metrics
     ("daemon",),  # composes coordinators and sinks
-    ("simulator", "testing", "discover", "recording"),  # tools the CLI offers
+    ("simulator", "testing", "discover", "recording", "evc.simulator", "evc.discover"),  # tools
     ("cli", "__main__"),  # the command line
 )
 # Arrows that the floors allow but the design does not: the outputs see inverters only
 # through ports.InverterView, never the coordinator itself.
-FORBIDDEN: Final[tuple[tuple[str, str], ...]] = (("sinks", "coordinator"),)
+FORBIDDEN: Final[tuple[tuple[str, str], ...]] = (
+    ("sinks", "coordinator"),
+    ("sinks", "evc.coordinator"),
+)
 
 
 def _module_name(path: Path) -> str:

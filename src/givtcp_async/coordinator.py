@@ -13,7 +13,6 @@ doubles (up to 8x) until a clean refresh, so a struggling dongle is not hammered
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -38,6 +37,7 @@ from givtcp_async.control.persist import state_file
 from givtcp_async.control.result import CommandResult
 from givtcp_async.control.service import ControlService
 from givtcp_async.errors import CommunicationError, GivTcpError, NotConnected
+from givtcp_async.latest import Latest, sleep_or_wake
 from givtcp_async.ports import Health
 from givtcp_async.protocol.frames import ReadResponse, WriteResponse
 from givtcp_async.quality.gates import GateSettings
@@ -89,9 +89,7 @@ class InverterCoordinator:
         self.overrides: OverrideManager | None = None
         self.control: ControlService | None = None
         self.assembler: SnapshotAssembler | None = None
-        self.snapshot: Snapshot | None = None
-        self._version = 0
-        self._changed = asyncio.Condition()
+        self._latest: Latest[Snapshot] = Latest()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # waiting for the next poll, none requested
         self._slow_due = True
@@ -163,17 +161,14 @@ class InverterCoordinator:
         assert self.layout is not None
         return self.layout
 
-    async def updates(self) -> AsyncIterator[Snapshot]:
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The latest snapshot (None before the first poll)."""
+        return self._latest.value
+
+    def updates(self) -> AsyncIterator[Snapshot]:
         """Every new snapshot; a slow consumer skips to the latest one."""
-        seen = 0
-        while True:
-            async with self._changed:
-                while self._version <= seen:
-                    await self._changed.wait()
-                seen = self._version
-                snap = self.snapshot
-            if snap is not None:
-                yield snap
+        return self._latest.updates()
 
     def request_refresh(self, *, settings: bool = True) -> None:
         """Poll now (and re-read the settings blocks)."""
@@ -375,10 +370,7 @@ class InverterCoordinator:
         }
 
     async def _publish(self, snap: Snapshot) -> None:
-        async with self._changed:
-            self.snapshot = snap
-            self._version += 1
-            self._changed.notify_all()
+        await self._latest.set(snap)
 
     async def _poll_forever(self) -> None:
         meters_scanned = False
@@ -395,18 +387,4 @@ class InverterCoordinator:
             await self._sleep_or_wake(started + timedelta(seconds=interval))
 
     async def _sleep_or_wake(self, until: datetime) -> None:
-        if self._wake.is_set():
-            self._wake.clear()
-            return
-        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
-        waker = asyncio.ensure_future(self._wake.wait())
-        self._idle.set()
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._idle.clear()
-            for task in (sleeper, waker):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(sleeper, waker, return_exceptions=True)
-            self._wake.clear()
+        await sleep_or_wake(self.clock, until, self._wake, self._idle)

@@ -1,6 +1,7 @@
 """The daemon: one event loop, one task group, every inverter and every sink.
 
-Each configured inverter gets an :class:`InverterCoordinator`; each enabled output (MQTT, REST,
+Each configured inverter gets an :class:`InverterCoordinator` and each EV charger an
+:class:`~givtcp_async.evc.coordinator.EvcCoordinator`; each enabled output (MQTT, REST,
 InfluxDB) is a :class:`Service` that only reads the coordinators' snapshots and submits commands
 to them, seeing each as an :class:`~givtcp_async.ports.InverterView`. This is the one module
 that imports the sinks: it builds their services from the settings, the views and the
@@ -15,13 +16,16 @@ import asyncio
 import signal
 from collections.abc import Sequence
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import structlog
 
-from givtcp_async.config import Settings
+from givtcp_async.config import ChargerConfig, Settings
 from givtcp_async.control.clock import Clock
 from givtcp_async.coordinator import CoordinatorOptions, InverterCoordinator
-from givtcp_async.ports import InverterView, Links
+from givtcp_async.evc.connection import EvcLinkSettings
+from givtcp_async.evc.coordinator import EvcCoordinator, EvcSettings
+from givtcp_async.ports import ChargerView, InverterView, Links
 from givtcp_async.sinks.broker import broker_service
 from givtcp_async.sinks.influx import influx_service
 from givtcp_async.sinks.mqtt import configuration_url, mqtt_service
@@ -44,15 +48,24 @@ class _Shutdown(Exception):
 
 
 def default_services(
-    settings: Settings, views: Sequence[InverterView], links: Links
+    settings: Settings,
+    views: Sequence[InverterView],
+    links: Links,
+    chargers: Sequence[ChargerView] = (),
 ) -> list[Service]:
     """The outputs the configuration enables, in start order (each output module's factory is
     called here, so the order is explicit: the broker before MQTT, which waits for it)."""
     candidates: list[Service | None] = [
         broker_service(settings.mqtt, views, links, state_dir=settings.control.state_dir),
-        mqtt_service(settings.mqtt, views, links, dashboard_url=configuration_url(settings)),
-        influx_service(settings.influx, views, links),
-        rest_service(settings.rest, views, links),
+        mqtt_service(
+            settings.mqtt,
+            views,
+            links,
+            dashboard_url=configuration_url(settings),
+            chargers=chargers,
+        ),
+        influx_service(settings.influx, views, links, chargers=chargers),
+        rest_service(settings.rest, views, links, chargers=chargers),
     ]
     return [s for s in candidates if s is not None]
 
@@ -67,6 +80,22 @@ def coordinator_options(settings: Settings) -> CoordinatorOptions:
         print_raw=settings.data.print_raw,
         write_budget_per_day=settings.control.write_budget_per_day or None,
         dead_man_minutes=settings.control.dead_man_minutes or None,
+    )
+
+
+def charger_settings(cfg: ChargerConfig, settings: Settings) -> EvcSettings:
+    """One ``[[chargers]]`` entry as the charger coordinator's settings."""
+    link = EvcLinkSettings(cfg.host, cfg.port, timeout=cfg.timeout,
+                           connect_timeout=max(cfg.timeout, 5.0))  # fmt: skip
+    return EvcSettings(
+        link,
+        name=cfg.name,
+        serial=cfg.serial,
+        poll_interval=cfg.poll_interval,
+        lockout_after=cfg.lockout_after,
+        lockout_pause=cfg.lockout_pause,
+        offline_after=settings.mqtt.offline_after,
+        stale_after=settings.data.stale_after,
     )
 
 
@@ -88,11 +117,25 @@ class Daemon:
         self.coordinators = [
             InverterCoordinator(inv, options, clock=clock) for inv in settings.inverters
         ]
+        # Chargers steer by the first inverter's grid readings (the import cap, the modes).
+        grid = self.coordinators[0]
+        self.chargers = [
+            EvcCoordinator(
+                charger_settings(cfg, settings),
+                state_dir=settings.control.state_dir,
+                tz=ZoneInfo(settings.data.timezone),
+                clock=clock,
+                grid=lambda: grid.snapshot,
+                grid_refresh=lambda: grid.request_refresh(settings=False),
+                write_budget=settings.control.write_budget_per_day or None,
+            )
+            for cfg in settings.chargers
+        ]
         self.links = Links()
         self.services = (
             list(services)
             if services is not None
-            else default_services(settings, self.coordinators, self.links)
+            else default_services(settings, self.coordinators, self.links, self.chargers)
         )
         self.notifier = notifier or SystemdNotifier()
         self.shutdown_timeout = shutdown_timeout
@@ -114,12 +157,15 @@ class Daemon:
         async with asyncio.TaskGroup() as tg:
             for coord in self.coordinators:
                 tg.create_task(coord.run(), name=f"inverter-{coord.config.host}")
+            for charger in self.chargers:
+                tg.create_task(charger.run(), name=f"charger-{charger.address}")
             for service in self.services:
                 tg.create_task(service.run(), name=f"service-{service.name}")
             tg.create_task(self.notifier.watchdog(self.healthy), name="watchdog")
             self.notifier.ready(f"{len(self.coordinators)} inverter(s)")
             self.started.set()
             log.info("daemon started", inverters=len(self.coordinators),
+                     chargers=len(self.chargers),
                      services=[s.name for s in self.services])  # fmt: skip
             await self._stop.wait()
             raise _Shutdown

@@ -19,9 +19,9 @@ import shutil
 import socket
 import struct
 import subprocess
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from givtcp_async.errors import GivTcpError
 from givtcp_async.protocol.frames import FunctionCode, ReadRequest, ReadResponse, serial_text
@@ -37,6 +37,7 @@ __all__ = [
     "local_networks",
     "probe",
     "scan",
+    "scan_with",
     "targets_of",
 ]
 
@@ -148,16 +149,44 @@ async def scan(
     on_result: Callable[[str, Dongle | None], None] | None = None,
 ) -> list[Dongle]:
     """Probe every target, ``concurrency`` at a time; the dongles found, by address."""
+    return await scan_with(
+        probe, targets, port, timeout=timeout, concurrency=concurrency, on_result=on_result
+    )
+
+
+class Found(Protocol):
+    """What a probe finds: something at an address and port."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
+_F = TypeVar("_F", bound=Found)
+
+
+async def scan_with(
+    probe_one: Callable[..., Awaitable[_F | None]],
+    targets: Iterable[str],
+    port: int,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    on_result: Callable[[str, _F | None], None] | None = None,
+) -> list[_F]:
+    """:func:`scan` with another probe (``probe_one(address, port, timeout=...)``): chargers."""
     queue = iter(targets)
-    found: list[Dongle] = []
+    found: list[_F] = []
 
     async def worker() -> None:
         for address in queue:
-            dongle = await probe(address, port, timeout=timeout)
-            if dongle is not None:
-                found.append(dongle)
+            device = await probe_one(address, port, timeout=timeout)
+            if device is not None:
+                found.append(device)
             if on_result is not None:
-                on_result(address, dongle)
+                on_result(address, device)
 
     async with asyncio.TaskGroup() as tg:
         for _ in range(max(1, concurrency)):
@@ -266,6 +295,19 @@ def local_networks() -> tuple[list[ipaddress.IPv4Network], list[str]]:
     return networks, notes
 
 
+class Shown(Protocol):
+    """What progress shows of a device found."""
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
 class Progress:
     """Scan progress on a stream: one rewritten line on a terminal, a few lines otherwise."""
 
@@ -277,7 +319,7 @@ class Progress:
         self._tty = tty
         self._next_report = 0.25
 
-    def __call__(self, address: str, dongle: Dongle | None) -> None:
+    def __call__(self, address: str, dongle: Shown | None) -> None:
         self.done += 1
         if dongle is not None:
             self.found += 1

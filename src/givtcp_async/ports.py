@@ -23,10 +23,11 @@ if TYPE_CHECKING:
     from givtcp_async.control.catalogue import Catalogue
     from givtcp_async.control.payloads import RawPayload
     from givtcp_async.control.result import CommandResult
+    from givtcp_async.evc.snapshot import EvcSnapshot
     from givtcp_async.registers.models import Model
     from givtcp_async.snapshot import Snapshot
 
-__all__ = ["Health", "InverterView", "Links", "MetricsSource"]
+__all__ = ["ChargerHealth", "ChargerView", "Health", "InverterView", "Links", "MetricsSource"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,57 @@ class InverterView(Protocol):
     def metrics(self) -> dict[str, Any]:
         """Counters for /metrics: connection, cache, gates, polls and writes."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerHealth:
+    """How the link to one EV charger is doing."""
+
+    connected: bool
+    online: bool  # answering: a good poll within ``offline_after``
+    last_good_poll: datetime | None
+    consecutive_failures: int
+    polls: int
+    failed_polls: int
+    paused_for: float  # seconds left of a port lock-out pause
+
+
+class ChargerView(Protocol):
+    """One EV charger as the outputs see it (:class:`~givtcp_async.evc.coordinator.
+    EvcCoordinator` fits it): its latest snapshot, its health, its commands."""
+
+    @property
+    def name(self) -> str:
+        """The configured Home Assistant prefix (GivTCP)."""
+        ...
+
+    @property
+    def serial(self) -> str | None:
+        """The charger's serial once read (or as configured)."""
+        ...
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        ...
+
+    @property
+    def snapshot(self) -> EvcSnapshot | None: ...
+
+    @property
+    def offline_after(self) -> float: ...
+
+    def updates(self) -> AsyncIterator[EvcSnapshot]: ...
+
+    def health(self) -> ChargerHealth: ...
+
+    def now(self) -> datetime: ...
+
+    async def execute(self, function: str, payload: RawPayload = None) -> CommandResult:
+        """Run one charger command; never raises for a command that cannot be carried out."""
+        ...
+
+    def metrics(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable

@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     demo.add_argument("--batteries", type=int, default=2, metavar="N", help="LV packs, 1-6 (2)")
     demo.add_argument("--seed", type=int, default=0, metavar="N", help="weather and load seed (0)")
+    demo.add_argument(
+        "--evc",
+        action="store_true",
+        help="also a simulated EV charger (a car charging, its draw part of the house load), "
+        "polled and served beside the inverter; the JSON line adds its address",
+    )
     demo_cfg = demo.add_argument_group("configuration")
     demo_cfg.add_argument(
         "--config", metavar="FILE", type=Path, help="TOML configuration file (as for run)"
@@ -78,16 +84,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 async def _demo(args: argparse.Namespace, base: Settings) -> int:
     import tempfile
 
-    from givtcp_async.config import InverterConfig
+    from givtcp_async.config import ChargerConfig, InverterConfig
     from givtcp_async.daemon import Daemon
+    from givtcp_async.evc.simulator import ChargerSimulator
     from givtcp_async.simulator.plant import PlantClock, build_default_plant
 
     plant = build_default_plant(speed=args.speed, seed=args.seed, batteries=args.batteries)
     sim = plant.simulator()
+    charger: ChargerSimulator | None = None
     try:
         await sim.start()
-    except OSError as err:
-        return fail(f"cannot start the simulated dongle: {err.strerror}")
+        if args.evc:
+            charger = ChargerSimulator(speed=args.speed)
+            charger.plug_in()
+            await charger.start()
+            plant.external_load = lambda: charger.power_w if charger else 0.0
+    except (OSError, RuntimeError) as err:
+        await sim.close()
+        return fail(f"cannot start the simulators: {err}")
     runner = asyncio.create_task(plant.run(), name="demo-plant")
     try:
         with tempfile.TemporaryDirectory(prefix="givtcp-async-demo-") as state:
@@ -103,9 +117,15 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
             # in simulated seconds, grow with the poll interval.
             offline = min(86400.0, max(base.mqtt.offline_after, 3 * poll))
             stale = min(86400.0, max(base.data.stale_after, 4 * poll))
+            chargers = (
+                [ChargerConfig(host="127.0.0.1", port=charger.port, poll_interval=poll)]
+                if charger is not None
+                else []
+            )
             settings = base.model_copy(
                 update={
                     "inverters": [inverter],
+                    "chargers": chargers,
                     "control": base.control.model_copy(update={"state_dir": Path(state)}),
                     "mqtt": base.mqtt.model_copy(update={"offline_after": offline}),
                     "data": base.data.model_copy(update={"stale_after": stale}),
@@ -119,6 +139,7 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
                 "dashboard": f"http://{shown}:{rest.port}/" if rest.enabled else None,
                 "simulator": f"127.0.0.1:{sim.port}",
                 "serial": plant.serial,
+                **({"evc": charger.address} if charger is not None else {}),
                 "mqtt": f"{settings.mqtt.host}:{settings.mqtt.port}"
                 if settings.mqtt.enabled
                 else None,
@@ -137,6 +158,8 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await runner
         await sim.close()
+        if charger is not None:
+            await charger.close()
     return EXIT_OK
 
 

@@ -22,9 +22,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Scan this host's IPv4 networks (or the given CIDRs and addresses) for "
         "GivEnergy dongles. An address counts only when it answers a real protocol read "
         "(holding registers 0-59 of the inverter) with a valid frame: other devices with the "
-        "port open are not reported. Progress goes to stderr, a JSON list of the dongles "
-        "found (address, port, serial, model, firmware, dongle serial) to stdout. Exit 0 when "
-        "at least one was found, 1 when none, 2 for bad usage.",
+        "port open are not reported. Then the same addresses are probed for GivEnergy EV "
+        "chargers on --evc-port (Modbus TCP, identified by their registers, not by an open "
+        "port). Progress goes to stderr, a JSON list of the dongles found (address, port, "
+        "serial, model, firmware, dongle serial), then of the chargers (kind charger, address, "
+        "port, serial, state, evse_max_current, model) to stdout. Exit 0 when at least one "
+        "device was found, 1 when none, 2 for bad usage.",
     )
     disc.add_argument(
         "targets",
@@ -36,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     disc.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"dongle TCP port ({DEFAULT_PORT})"
     )
+    disc.add_argument(
+        "--evc-port", type=int, default=502, metavar="PORT",
+        help="EV charger Modbus TCP port (502)",
+    )  # fmt: skip
+    disc.add_argument("--no-evc", action="store_true", help="do not look for EV chargers")
     disc.add_argument(
         "--timeout",
         type=float,
@@ -57,9 +65,12 @@ def handle(args: argparse.Namespace) -> int:
     import time
 
     from givtcp_async import discover
+    from givtcp_async.evc.discover import Charger, probe_charger
 
     if not 1 <= args.port <= 65535:
         return fail(f"--port: must be 1..65535, got {args.port}", EXIT_USAGE)
+    if not 1 <= args.evc_port <= 65535:
+        return fail(f"--evc-port: must be 1..65535, got {args.evc_port}", EXIT_USAGE)
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= 60):
         return fail(f"--timeout: must be > 0 and at most 60, got {args.timeout}", EXIT_USAGE)
     if not 1 <= args.concurrency <= 1024:
@@ -101,12 +112,35 @@ def handle(args: argparse.Namespace) -> int:
         )
     )
     progress.finish()
+    chargers: list[Charger] = []
+    if not args.no_evc:
+        print(f"givtcp-async: looking for EV chargers on port {args.evc_port}", file=sys.stderr)
+        progress = discover.Progress(len(targets), write, tty=sys.stderr.isatty())
+        chargers = asyncio.run(
+            discover.scan_with(
+                probe_charger,
+                targets,
+                args.evc_port,
+                timeout=args.timeout,
+                concurrency=args.concurrency,
+                on_result=progress,
+            )
+        )
+        progress.finish()
+    devices = [d.to_json() for d in found] + [c.to_json() for c in chargers]
     with contextlib.suppress(BrokenPipeError):
-        print(json.dumps([d.to_json() for d in found], indent=2), flush=True)
+        print(json.dumps(devices, indent=2), flush=True)
     elapsed = time.monotonic() - started
-    print(f"givtcp-async: {len(found)} dongle(s) found in {elapsed:.1f} s", file=sys.stderr)
+    print(f"givtcp-async: {len(found)} dongle(s) found and {len(chargers)} charger(s) in "
+          f"{elapsed:.1f} s", file=sys.stderr)  # fmt: skip
+    if chargers:
+        print(
+            f'givtcp-async: note: set [[chargers]] host = "{chargers[0].address}" (or '
+            f"EVC_ENABLE=true, EVC_IP_ADDRESS={chargers[0].address}) for `run`",
+            file=sys.stderr,
+        )
     if not found:
-        return EXIT_FAILED
+        return EXIT_OK if chargers else EXIT_FAILED
     first = found[0]
     port = "" if first.port == discover.DEFAULT_PORT else f" --port {first.port}"
     print(

@@ -19,10 +19,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "simulate",
         description="Serve the GivEnergy dongle protocol on TCP: a simulated Gen3 hybrid plant "
-        "with LV batteries on a simulated clock, or the registers of a capture (--capture).",
+        "with LV batteries on a simulated clock, or the registers of a capture (--capture). "
+        "With --evc, a simulated GivEnergy EV charger instead: Modbus TCP (port 502 unless "
+        "--port), with a car plugged in and charging (--no-car: none).",
     )
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    sim.add_argument("--port", type=int, default=8899, help="TCP port (8899)")
+    sim.add_argument("--port", type=int, help="TCP port (8899; 502 with --evc; 0 = a free one)")
+    sim.add_argument("--evc", action="store_true", help="simulate an EV charger instead")
+    sim.add_argument("--no-car", action="store_true", help="--evc: start with no car plugged in")
     sim.add_argument(
         "--capture", metavar="FILE", help="answer from a capture's registers instead of the plant"
     )
@@ -72,6 +76,45 @@ _PLANT_OPTIONS = (
 )
 
 
+_NOT_FOR_EVC = (
+    ("capture", "--capture"),
+    ("start", "--start"),
+    ("batteries", "--batteries"),
+    ("seed", "--seed"),
+)
+
+
+async def _simulate_evc(args: argparse.Namespace) -> int:
+    from givtcp_async.evc.simulator import ChargerSimulator
+
+    given = [flag for dest, flag in _NOT_FOR_EVC if getattr(args, dest) is not None]
+    if args.fault or args.response_delay:
+        given.append("--fault/--response-delay")
+    if given:
+        return fail(f"{', '.join(given)}: not for --evc", EXIT_USAGE)
+    speed = 1.0 if args.speed is None else args.speed
+    if not (math.isfinite(speed) and speed >= 0):
+        return fail(f"--speed: must be a number >= 0, got {args.speed}", EXIT_USAGE)
+    port = 502 if args.port is None else args.port
+    charger = ChargerSimulator(host=args.host, port=port, speed=speed)
+    if not args.no_car:
+        charger.plug_in()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await charger.start()
+    except (OSError, RuntimeError) as err:
+        return fail(f"cannot listen on {args.host}:{port}: {err}")
+    try:
+        print(json.dumps({"listening": charger.address, "evc": charger.serial}), flush=True)
+        await stop.wait()
+    finally:
+        await charger.close()
+    return EXIT_OK
+
+
 async def _simulate(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from datetime import datetime
@@ -89,9 +132,11 @@ async def _simulate(args: argparse.Namespace) -> int:
         except ValueError as err:
             return fail(f"--fault: {err}", EXIT_USAGE)
         faults.set_probability(kind, probability)
+    if args.no_car:
+        return fail("--no-car: only with --evc", EXIT_USAGE)
     config = SimulatorConfig(
         host=args.host,
-        port=args.port,
+        port=8899 if args.port is None else args.port,
         heartbeat_interval=args.heartbeat,
         response_delay=args.response_delay,
     )
@@ -144,4 +189,4 @@ async def _simulate(args: argparse.Namespace) -> int:
 
 
 def handle(args: argparse.Namespace) -> int:
-    return asyncio.run(_simulate(args))
+    return asyncio.run(_simulate_evc(args) if args.evc else _simulate(args))

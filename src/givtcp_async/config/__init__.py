@@ -10,6 +10,7 @@ May import: the connection (``ConnectionSettings``) and errors; nothing above th
 
 from givtcp_async.config.models import (
     ENV_PREFIX,
+    ChargerConfig,
     ControlConfig,
     DataConfig,
     InfluxConfig,
@@ -34,6 +35,7 @@ __all__ = [
     "ENV_PREFIX",
     "LEGACY_VARIABLES",
     "SECRET_MASK",
+    "ChargerConfig",
     "ControlConfig",
     "DataConfig",
     "InfluxConfig",

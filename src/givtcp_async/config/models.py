@@ -191,6 +191,35 @@ class InverterConfig(_Section):
         )
 
 
+class ChargerConfig(_Section):
+    """One GivEnergy EV charger (Modbus TCP) and how it is polled and steered."""
+
+    host: Host = Field(description="Charger IP address or host name.")
+    port: Port = Field(default=502, description="Charger Modbus TCP port.")
+    name: str = Field(
+        default="GivTCP",
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$",
+        description="Home Assistant prefix of its entity ids (GivTCP's HADEVICEPREFIX).",
+    )
+    serial: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{3,30}$",
+        description="Expected charger serial; a different one at this address is refused.",
+    )
+    poll_interval: float = Field(
+        default=10.0, ge=2, le=3600, description="Seconds between polls (EVC_SELF_RUN_TIMER)."
+    )
+    timeout: float = Field(default=3.0, gt=0, le=60, description="Seconds per request.")
+    lockout_after: int = Field(
+        default=10, ge=1, le=1000, description="Failed polls in a row before the port pause."
+    )
+    lockout_pause: float = Field(
+        default=300.0, ge=0, le=3600, description="Seconds the port is left alone then."
+    )
+
+
 class MqttTlsConfig(_Section):
     """TLS towards the MQTT broker."""
 
@@ -361,6 +390,7 @@ class Settings(BaseSettings):
     )
 
     inverters: list[InverterConfig] = Field(min_length=1)
+    chargers: list[ChargerConfig] = Field(default_factory=list)
     mqtt: MqttConfig = MqttConfig()
     rest: RestConfig = RestConfig()
     influx: InfluxConfig = InfluxConfig()
@@ -368,26 +398,27 @@ class Settings(BaseSettings):
     data: DataConfig = DataConfig()
     logging: LoggingConfig = LoggingConfig()
 
-    @field_validator("inverters", mode="before")
+    @field_validator("inverters", "chargers", mode="before")
     @classmethod
-    def _from_positions(cls, value: Any) -> Any:
+    def _from_positions(cls, value: Any, info: ValidationInfo) -> Any:
         # Sources deliver the list as {"0": {...}, "1": {...}} so that they can merge by position.
+        what = "inverter" if info.field_name == "inverters" else "charger"
         if isinstance(value, Mapping):
             positions: dict[int, Any] = {}
             for key, entry in value.items():
                 if not (isinstance(key, int) or (isinstance(key, str) and key.isdigit())):
                     raise ValueError(
-                        f"expected a list of inverters ([[inverters]] tables), found key {key!r}"
+                        f"expected a list of {what}s ([[{what}s]] tables), found key {key!r}"
                     )
                 positions[int(key)] = entry
             missing = [i for i in range(max(positions, default=-1) + 1) if i not in positions]
             if missing:
                 raise ValueError(
-                    f"inverter {missing[0]} is missing: inverters are numbered 0, 1, 2, ... "
+                    f"{what} {missing[0]} is missing: {what}s are numbered 0, 1, 2, ... "
                     "without gaps"
                 )
             value = [positions[i] for i in sorted(positions)]
-        if isinstance(value, list):
+        if isinstance(value, list) and what == "inverter":
             value = [
                 {**entry, "name": f"GivTCP{i + 1}"}
                 if i > 0 and isinstance(entry, dict) and "name" not in entry
@@ -396,14 +427,18 @@ class Settings(BaseSettings):
             ]
         return value
 
-    @field_validator("inverters")
+    @field_validator("inverters", "chargers")
     @classmethod
-    def _distinct(cls, value: list[InverterConfig]) -> list[InverterConfig]:
+    def _distinct(
+        cls, value: list[InverterConfig] | list[ChargerConfig], info: ValidationInfo
+    ) -> list[InverterConfig] | list[ChargerConfig]:
+        what = "inverter" if info.field_name == "inverters" else "charger"
         seen: dict[tuple[str, int], int] = {}
-        for i, inv in enumerate(value):
-            key = (inv.host.lower(), inv.port)
+        entries: list[InverterConfig | ChargerConfig] = list(value)
+        for i, entry in enumerate(entries):
+            key = (entry.host.lower(), entry.port)
             if key in seen:
-                raise ValueError(f"inverter {i} has the same host and port as inverter {seen[key]}")
+                raise ValueError(f"{what} {i} has the same host and port as {what} {seen[key]}")
             seen[key] = i
         return value
 

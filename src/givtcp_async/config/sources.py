@@ -111,6 +111,9 @@ class _LoadPlan:
         return None
 
 
+_LISTS: Final = ("inverters", "chargers")  # lists of tables, merged by position
+
+
 def _positional(value: Any) -> Any:
     """A list of inverter entries as {"0": entry, ...}, the form every source merges in."""
     if isinstance(value, list):
@@ -128,8 +131,9 @@ def _inverter_positions(data: Mapping[str, Any]) -> set[str]:
 class _TomlSource(TomlConfigSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
         super().__init__(settings_cls, toml_file=path)
-        if "inverters" in self.init_kwargs:
-            self.init_kwargs["inverters"] = _positional(self.init_kwargs["inverters"])
+        for key in _LISTS:
+            if key in self.init_kwargs:
+                self.init_kwargs[key] = _positional(self.init_kwargs[key])
         self.origins = _Origins()
         if path is not None:
             self.origins.record((), self.init_kwargs, str(path))
@@ -155,7 +159,7 @@ class _PrefixedEnvSource(EnvSettingsSource):
         self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
     ) -> Any:
         env_name = f"{ENV_PREFIX}{field_name.upper()}"
-        if value is not None and (field_name == "inverters" or self.field_is_complex(field)):
+        if value is not None and (field_name in _LISTS or self.field_is_complex(field)):
             try:
                 decoded = json.loads(value)
             except ValueError as err:
@@ -220,6 +224,16 @@ _LEGACY_ALL_INVERTERS: Final[tuple[tuple[str, str], ...]] = (
     ("SELF_RUN_LOOP_TIMER", "poll_interval"),
     ("SELF_RUN_LOOP_TIMER_FULL", "settings_interval"),
 )
+# GivTCP's EV charger: one, used only while EVC_ENABLE is true (as in GivTCP's add-on).
+_LEGACY_CHARGER: Final[tuple[tuple[str, str], ...]] = (
+    ("EVC_IP_ADDRESS", "host"),
+    ("EVC_SELF_RUN_TIMER", "poll_interval"),
+)
+_TRUTHY: Final = frozenset({"true", "1", "yes", "on"})
+
+
+def _evc_enabled(environ: Mapping[str, str]) -> bool:
+    return environ.get("EVC_ENABLE", "").strip().lower() in _TRUTHY
 
 
 def _legacy_table() -> list[tuple[str, str]]:
@@ -229,6 +243,8 @@ def _legacy_table() -> list[tuple[str, str]]:
             rows.append((name, f"inverters.0.{key}"))
             rows.append((f"{name}_n", f"inverters.<n-1>.{key} (n = 1..{MAX_LEGACY_INVERTERS})"))
     rows.extend((var, f"inverters.*.{key}") for var, key in _LEGACY_ALL_INVERTERS)
+    rows.append(("EVC_ENABLE", "chargers.0 (the EVC_ variables apply only while it is true)"))
+    rows.extend((var, f"chargers.0.{key}") for var, key in _LEGACY_CHARGER)
     return rows
 
 
@@ -239,7 +255,7 @@ _UNUSED_LEGACY: Final = re.compile(
     r"^(SELF_RUN|NUMINVERTORS|INVERTOR_(AIO|AC|NAME)(_\d)?|MQTT_TOPIC_\d"
     r"|QUEUE_RETRIES|DYNAMICTARIFF|(DAY|NIGHT|EXPORT)RATE(START)?|HOSTIP|WEB_DASH(_PORT)?"
     r"|CACHELOCATION|DATASMOOTHER|SMARTTARGET|GEAPI|SOLCAST(API|SITEID2?)|PALM_\w+"
-    r"|LOAD_HIST_WEIGHT|EVC_(ENABLE|IP_ADDRESS|SELF_RUN_TIMER))$"
+    r"|LOAD_HIST_WEIGHT)$"
 )
 
 
@@ -266,6 +282,9 @@ class _LegacyEnvSource(PydanticBaseSettingsSource):
                 for n in range(1, MAX_LEGACY_INVERTERS + 1):
                     var = f"{name}_{n}"
                     yield var, ("inverters", str(n - 1), key), self._environ.get(var, "")
+        if _evc_enabled(self._environ):
+            for var, key in _LEGACY_CHARGER:
+                yield var, ("chargers", "0", key), self._environ.get(var, "")
 
     def __call__(self) -> dict[str, Any]:
         chosen: dict[_Key, tuple[str, str]] = {}
@@ -349,7 +368,7 @@ def _expand_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         parts = key.split(".")
-        nested: Any = _positional(value) if parts[-1] == "inverters" else value
+        nested: Any = _positional(value) if parts[-1] in _LISTS else value
         for part in reversed(parts):
             nested = {part: nested}
         out = _merge(out, nested)
@@ -399,4 +418,7 @@ def load_config(
 def unused_legacy_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """GivTCP environment variables present in ``environ`` that givtcp-async does not use."""
     env = os.environ if environ is None else environ
-    return sorted(name for name, value in env.items() if value and _UNUSED_LEGACY.match(name))
+    unused = {name for name, value in env.items() if value and _UNUSED_LEGACY.match(name)}
+    if not _evc_enabled(env):  # the charger's address and timer wait for EVC_ENABLE
+        unused |= {var for var, _ in _LEGACY_CHARGER if env.get(var, "").strip()}
+    return sorted(unused)

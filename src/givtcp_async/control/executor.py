@@ -382,7 +382,7 @@ class Controller:
                     note=note,
                 )
             )
-        status, message = self._judge(function, changes, failure, read_error, verify)
+        status, message = judge(function, changes, failure, read_error, verify)
         if readback is not None and self.layout.reserve in readback:
             self._remember(readback[self.layout.reserve])
         res = result(status, message, changes)
@@ -390,47 +390,6 @@ class Controller:
         return res
 
     # --- helpers -----------------------------------------------------------------------------
-
-    def _judge(
-        self,
-        function: str,
-        changes: Sequence[RegisterChange],
-        failure: str,
-        read_error: str,
-        verify: Verify,
-    ) -> tuple[Status, str]:
-        intended = [c for c in changes if not c.note.startswith("left as is")]
-        changed = [
-            c
-            for c in intended
-            if c.written or (c.readback is not None and c.old is not None and c.readback != c.old)
-        ]
-        wrote = ", ".join(f"HR{c.register}" for c in changed) or "nothing"
-        if failure:
-            tail = f"; {read_error}" if read_error else ""
-            if changed:
-                return "partial", f"{function}: {failure}; changed: {wrote}{tail}"
-            return "failed", f"{function}: {failure}; nothing changed{tail}"
-        if any(c.verified is False for c in intended):
-            bad = ", ".join(f"HR{c.register}" for c in intended if c.verified is False)
-            if changed:
-                return "partial", f"{function}: read-back differs for {bad}; changed: {wrote}"
-            return "failed", f"{function}: read-back differs for {bad}; nothing changed"
-        if read_error:
-            return (
-                "partial",
-                f"{function}: written and echoed ({wrote}) but {read_error}: not verified",
-            )
-        sent = sum(1 for c in intended if c.written)
-        skipped = sum(1 for c in intended if c.note == "already set")
-        left = len(changes) - len(intended)
-        parts = [f"{sent} written"]
-        if skipped:
-            parts.append(f"{skipped} already set")
-        if left:
-            parts.append(f"{left} left as is")
-        how = "not read back" if verify is Verify.NONE else "verified"
-        return "ok", f"{function}: {', '.join(parts)}; {how}"
 
     def _clock_verified(
         self, writes: Sequence[Write], readback: Mapping[int, int] | None, written_at: datetime
@@ -465,6 +424,48 @@ class Controller:
             return self.catalogue.get(name).name
         except UnknownFunction:
             return name
+
+
+def judge(
+    function: str,
+    changes: Sequence[RegisterChange],
+    failure: str,
+    read_error: str,
+    verify: Verify,
+) -> tuple[Status, str]:
+    """A command's status and message from what happened to each planned register."""
+    intended = [c for c in changes if not c.note.startswith("left as is")]
+    changed = [
+        c
+        for c in intended
+        if c.written or (c.readback is not None and c.old is not None and c.readback != c.old)
+    ]
+    wrote = ", ".join(f"HR{c.register}" for c in changed) or "nothing"
+    if failure:
+        tail = f"; {read_error}" if read_error else ""
+        if changed:
+            return "partial", f"{function}: {failure}; changed: {wrote}{tail}"
+        return "failed", f"{function}: {failure}; nothing changed{tail}"
+    if any(c.verified is False for c in intended):
+        bad = ", ".join(f"HR{c.register}" for c in intended if c.verified is False)
+        if changed:
+            return "partial", f"{function}: read-back differs for {bad}; changed: {wrote}"
+        return "failed", f"{function}: read-back differs for {bad}; nothing changed"
+    if read_error:
+        return (
+            "partial",
+            f"{function}: written and echoed ({wrote}) but {read_error}: not verified",
+        )
+    sent = sum(1 for c in intended if c.written)
+    skipped = sum(1 for c in intended if c.note == "already set")
+    left = len(changes) - len(intended)
+    parts = [f"{sent} written"]
+    if skipped:
+        parts.append(f"{skipped} already set")
+    if left:
+        parts.append(f"{left} left as is")
+    how = "not read back" if verify is Verify.NONE else "verified"
+    return "ok", f"{function}: {', '.join(parts)}; {how}"
 
 
 def _clock_value(regs: Mapping[int, int]) -> datetime:

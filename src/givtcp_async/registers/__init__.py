@@ -19,6 +19,7 @@ from givtcp_async.registers.catalog import (
 from givtcp_async.registers.decode import decode_field
 from givtcp_async.registers.derived import DERIVED
 from givtcp_async.registers.ems import EMS_FIELDS
+from givtcp_async.registers.evc import EVC_FIELDS
 from givtcp_async.registers.gateway import GATEWAY_FIELDS
 from givtcp_async.registers.hv import BAMS_FIELDS, BCU_FIELDS, BMU_FIELDS, HV_FIELDS
 from givtcp_async.registers.inverter import INVERTER_FIELDS
@@ -43,6 +44,7 @@ __all__ = [
     "BMU_FIELDS",
     "DERIVED",
     "EMS_FIELDS",
+    "EVC_FIELDS",
     "GATEWAY_FIELDS",
     "HV_FIELDS",
     "INVERTER_FIELDS",

@@ -15,6 +15,7 @@ from typing import Final
 from givtcp_async.registers.battery import BATTERY_FIELDS
 from givtcp_async.registers.derived import DERIVED
 from givtcp_async.registers.ems import EMS_FIELDS
+from givtcp_async.registers.evc import EVC_BLOCKS, EVC_FIELDS
 from givtcp_async.registers.gateway import GATEWAY_FIELDS
 from givtcp_async.registers.hv import BAMS_FIELDS, BCU_FIELDS, BMU_FIELDS, HV_FIELDS
 from givtcp_async.registers.inverter import INVERTER_FIELDS
@@ -51,6 +52,7 @@ _BY_SOURCE: Final[dict[Source, tuple[Field, ...]]] = {
     Source.BMU: BMU_FIELDS,
     Source.BCU: BCU_FIELDS,
     Source.BAMS: BAMS_FIELDS,
+    Source.EVC: EVC_FIELDS,
 }
 # One representative address per device kind, to find the page(s) its fields must lie in.
 _DEVICE_PAGES: Final[dict[Source, list[Block]]] = {
@@ -59,6 +61,7 @@ _DEVICE_PAGES: Final[dict[Source, list[Block]]] = {
     Source.BMU: battery_blocks([0x50]),
     Source.BCU: battery_blocks([0x70]),
     Source.BAMS: battery_blocks([BAMS]),
+    Source.EVC: list(EVC_BLOCKS),  # a charger on its own connection, not behind a dongle
 }
 
 

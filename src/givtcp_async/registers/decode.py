@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Final
 
 from pymodbus.client.mixin import ModbusClientMixin
@@ -21,7 +21,14 @@ from givtcp_async.registers.schema import Enc, Field
 Getter = Callable[[int], int | None]
 
 _DT: Final = ModbusClientMixin.DATATYPE
-_WORDS: Final = {Enc.U32: 2, Enc.S32: 2, Enc.DATETIME: 6}
+_WORDS: Final = {
+    Enc.U32: 2,
+    Enc.S32: 2,
+    Enc.DATETIME: 6,
+    Enc.DATETIME_FULL: 6,
+    Enc.TIME_HMS: 3,
+    Enc.SECONDS: 2,
+}
 
 
 def _convert(words: Sequence[int], data_type: ModbusClientMixin.DATATYPE) -> int:
@@ -62,11 +69,18 @@ def ascii_text(words: Sequence[int]) -> str | None:
     return raw.decode("ascii")
 
 
-def _datetime(words: Sequence[int]) -> datetime | None:
+def _datetime(words: Sequence[int], century: int = 2000) -> datetime | None:
     year, month, day, hour, minute, second = words
     try:
         # The inverter's clock has no zone: the caller localises this naive value.
-        return datetime(2000 + year, month, day, hour, minute, second)  # noqa: DTZ001
+        return datetime(century + year, month, day, hour, minute, second)  # noqa: DTZ001
+    except ValueError:
+        return None
+
+
+def _time_of_day(words: Sequence[int]) -> time | None:
+    try:
+        return time(words[0], words[1], words[2])
     except ValueError:
         return None
 
@@ -94,6 +108,12 @@ def decode_words(field: Field, words: Sequence[int]) -> object | None:
         return hhmm(words[0])
     if enc is Enc.DATETIME:
         return _datetime(words[:6])
+    if enc is Enc.DATETIME_FULL:
+        return _datetime(words[:6], 0) if 2000 <= words[0] <= 2099 else None
+    if enc is Enc.TIME_HMS:
+        return _time_of_day(words)
+    if enc is Enc.SECONDS:
+        return str(timedelta(seconds=_convert(words[:2], _DT.UINT32)))
     if enc is Enc.HEX:
         return "".join(f"{w:04x}" for w in words)
     if enc is Enc.PF:

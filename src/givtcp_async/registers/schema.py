@@ -35,6 +35,10 @@ class Enc(StrEnum):
     PF = "pf"  # raw / 10000 - 1
     SIGNED_PF = "spf"  # signed raw / 10000 (meters)
     HEX = "hex"  # four hex digits, e.g. the device type code "2001"
+    # The EV charger's encodings (its own register layout, not SPEC §4.1):
+    DATETIME_FULL = "datetime4"  # six registers: full year, month, day, hour, minute, second
+    TIME_HMS = "hms"  # three registers: hour, minute, second -> a time of day
+    SECONDS = "seconds"  # two registers (high word first): seconds -> "H:MM:SS"
 
 
 class Kind(StrEnum):
@@ -57,6 +61,7 @@ class Source(StrEnum):
     BCU = "bcu"  # HV stack controller 0x70+n
     BMU = "bmu"  # HV battery module 0x50+n
     BAMS = "bams"  # HV stack configuration 0xA0
+    EVC = "evc"  # a GivEnergy EV charger over Modbus TCP (its own host, port 502)
 
 
 class Family(StrEnum):

@@ -12,7 +12,8 @@ Physical rules (all powers in W, lossless, + = the direction named):
   UTC time); two strings facing slightly east and west, zero at night, scaled so that a clear
   midsummer noon gives ``pv_peak_w``, dimmed by a per-day cloudiness and a smooth 10-minute
   variation. The house load follows local wall time: base load, morning, midday and evening
-  peaks, per-minute noise and short appliance bursts. All noise is a pure function of the seed and
+  peaks, per-minute noise and short appliance bursts, plus :attr:`Plant.external_load` when set
+  (a simulated EV charger's draw). All noise is a pure function of the seed and
   the simulated minute, so it does not depend on how the model is stepped.
 * Battery power (+ = discharging) is chosen each step by the inverter's own clock (HR35-40):
   calibration (HR29) overrides everything; else a charge slot with HR96 = 1 charges at the charge
@@ -473,6 +474,8 @@ class Plant:
         self.serial = cfg.serial or f"SA2347G{unit:03d}"
         self.dongle_serial = f"WG2350G{unit:03d}"
         self.events: deque[PlantEvent] = deque(maxlen=10_000)
+        # Watts drawn beside the house (a simulated EV charger): part of the load from now on.
+        self.external_load: Callable[[], float] | None = None
         self.reboots: list[datetime] = []
 
         # Batteries.
@@ -933,6 +936,8 @@ class Plant:
             self._compute_env(mi, off)
         c = self._controls
         pv1a, pv2a, load = self._pv1_avail, self._pv2_avail, self._load_w
+        if self.external_load is not None:
+            load += max(0.0, self.external_load())
         pv_a = pv1a + pv2a
         cap, energy = self._cap_wh, self._energy_wh
         soc = 100.0 * energy / cap

@@ -14,7 +14,9 @@ Layout (the default):
   republished as stale is not written again) and that are measurements or counters (no
   settings, identity or status codes); always written as floats, so a field's type never
   changes from one point to the next (InfluxDB refuses a write that would change it);
-* the timestamp is the snapshot's, in milliseconds.
+* the timestamp is the snapshot's, in milliseconds;
+* each EV charger: one ``evc`` point per poll (its ``Charger`` values: currents, powers,
+  voltages, the lifetime meter and the session energy), tagged ``serial`` (the charger's).
 
 With ``influx.legacy_measurement`` the points look like GivTCP's instead: measurement = the
 inverter serial, one tag ``tagKey=GivReal``, the fields of the four power and energy groups in
@@ -49,11 +51,12 @@ import structlog
 
 from givtcp_async.backoff import Backoff
 from givtcp_async.config import InfluxConfig
-from givtcp_async.ports import InverterView, Links
+from givtcp_async.ports import ChargerView, InverterView, Links
 from givtcp_async.registers.schema import Kind
 from givtcp_async.snapshot import Snapshot, Spec
 
 if TYPE_CHECKING:
+    from givtcp_async.evc.snapshot import EvcSnapshot
     from givtcp_async.quality.gates import Reading
 
 log = structlog.get_logger(__name__)
@@ -78,6 +81,7 @@ MEASUREMENTS: Final[Mapping[tuple[str, ...], str]] = {
 }
 BATTERY_MEASUREMENT: Final = "battery"
 METER_MEASUREMENT: Final = "meter"
+CHARGER_MEASUREMENT: Final = "evc"
 #: The groups GivTCP wrote, all into one point (``legacy_measurement``).
 LEGACY_GROUPS: Final = frozenset(
     {("Power", "Power"), ("Power", "Flows"), ("Energy", "Today"), ("Energy", "Total")}
@@ -161,6 +165,15 @@ def snapshot_points(snap: Snapshot, *, legacy: bool = False) -> list[str]:
             tags = {**base, "meter_address": str(meter.address)}
             lines.append(_line(METER_MEASUREMENT, tags, fields, ms))
     return lines
+
+
+def charger_points(snap: EvcSnapshot) -> list[str]:
+    """The line-protocol point of one charger snapshot (measurement ``evc``)."""
+    fields = _fields(snap.values, snap.specs, lambda spec: True)
+    if not fields:
+        return []
+    ms = round(snap.taken_at.timestamp() * 1000)
+    return [_line(CHARGER_MEASUREMENT, {"serial": snap.serial}, fields, ms)]
 
 
 # --- the buffer ------------------------------------------------------------------------------
@@ -345,6 +358,7 @@ class InfluxService:
         views: Sequence[InverterView],
         links: Links | None = None,
         *,
+        chargers: Sequence[ChargerView] = (),
         batch_size: int = DEFAULT_BATCH,
         request_timeout: float = 10.0,
         retry: Backoff | None = None,
@@ -354,6 +368,7 @@ class InfluxService:
             raise ValueError("influx.url and influx.bucket are required")
         self.config = config
         self.views = list(views)
+        self.chargers = list(chargers)
         self.batch_size = max(1, batch_size)
         self.request_timeout = request_timeout
         self.retry = retry or Backoff(initial=1.0, maximum=60.0)
@@ -428,6 +443,9 @@ class InfluxService:
             async with asyncio.TaskGroup() as tg:
                 for view in self.views:
                     tg.create_task(self._follow(view), name=f"influx-{view.name}")
+                for charger in self.chargers:
+                    tg.create_task(self._follow_charger(charger),
+                                   name=f"influx-charger-{charger.address}")  # fmt: skip
                 tg.create_task(self._write_loop(api), name="influx-writer")
         finally:
             await self._last_flush(api)
@@ -437,6 +455,12 @@ class InfluxService:
         legacy = self.config.legacy_measurement
         async for snap in view.updates():
             self.buffer.add(snapshot_points(snap, legacy=legacy))
+            self.snapshots += 1
+            self._notify()
+
+    async def _follow_charger(self, charger: ChargerView) -> None:
+        async for snap in charger.updates():
+            self.buffer.add(charger_points(snap))
             self.snapshots += 1
             self._notify()
 
@@ -516,9 +540,13 @@ def _short(err: BaseException) -> str:
 
 
 def influx_service(
-    config: InfluxConfig, views: Sequence[InverterView], links: Links
+    config: InfluxConfig,
+    views: Sequence[InverterView],
+    links: Links,
+    *,
+    chargers: Sequence[ChargerView] = (),
 ) -> InfluxService | None:
     """The daemon's service factory: an :class:`InfluxService` when ``influx`` is enabled."""
     if not config.enabled:
         return None
-    return InfluxService(config, views, links)
+    return InfluxService(config, views, links, chargers=chargers)

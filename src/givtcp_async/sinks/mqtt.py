@@ -14,6 +14,9 @@ Topics (``<root>`` is ``mqtt.topic``, GivEnergy by default):
   goes, not retained, to ``<root>/<serial>/control/<function>/result``. Retained and empty
   command messages are never executed (a broker replaying an old command, or someone clearing
   one, must not act); they and unknown serials get a ``rejected`` result saying why.
+* EV chargers alike: ``<root>/<charger serial>/Charger/<Field>``, ``.../Stats/status``, commands
+  on ``<root>/control/<charger serial>/<function>`` or ``<root>/<charger serial>/control/
+  <function>`` (the charger's functions, :mod:`givtcp_async.evc.controls`), results as above.
 * Discovery (:mod:`givtcp_async.sinks.discovery`) under ``mqtt.discovery_prefix``, announced
   after every (re)connection, when an inverter's layout changes, and a moment after Home
   Assistant's ``<prefix>/status`` says ``online``.
@@ -43,8 +46,9 @@ import structlog
 from givtcp_async.backoff import Backoff
 from givtcp_async.config import MqttConfig, Settings
 from givtcp_async.control.result import CommandResult, rejected
-from givtcp_async.ports import Health, InverterView, Links
-from givtcp_async.sinks import discovery
+from givtcp_async.evc.snapshot import EvcSnapshot
+from givtcp_async.ports import ChargerHealth, ChargerView, Health, InverterView, Links
+from givtcp_async.sinks import discovery, evc_discovery
 from givtcp_async.sinks.discovery import (
     OFFLINE,
     ONLINE,
@@ -68,7 +72,7 @@ KEEPALIVE: Final = 30
 CONTROL: Final = "control"
 
 
-def is_online(health: Health, now: datetime, offline_after: float) -> bool:
+def is_online(health: Health | ChargerHealth, now: datetime, offline_after: float) -> bool:
     """The inverter answered within ``offline_after`` seconds (a dropped link alone is not
     enough to call it offline: the coordinator reconnects within seconds)."""
     last = health.last_good_poll
@@ -139,9 +143,9 @@ def configuration_url(settings: Settings) -> str | None:
 
 @dataclass(eq=False)
 class _Inverter:
-    """What the service tracks for one inverter."""
+    """What the service tracks for one inverter (or EV charger)."""
 
-    view: InverterView
+    view: InverterView | ChargerView
     topics: StateTopics
     discovery: DiscoveryConfig
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -224,14 +228,17 @@ class MqttService:
         backoff: Backoff | None = None,
         ha_birth_delay: tuple[float, float] = (1.0, 5.0),
         health_interval: float = 2.0,
+        chargers: Sequence[ChargerView] = (),
     ) -> None:
-        """``dashboard_url``: the REST dashboard, linked from every HA device (None: no link)."""
+        """``dashboard_url``: the REST dashboard, linked from every HA device (None: no link);
+        ``chargers``: EV chargers, published and commanded like the inverters."""
         self.cfg = cfg
         self.links = links or Links()
         self.root = self.cfg.topic
         self.backoff = backoff or Backoff(initial=1.0, maximum=60.0)
         self.ha_birth_delay = ha_birth_delay
         self.health_interval = health_interval
+        devices: list[InverterView | ChargerView] = [*views, *chargers]
         self.inverters = [
             _Inverter(
                 view,
@@ -249,7 +256,7 @@ class MqttService:
                     configuration_url=dashboard_url,
                 ),
             )
-            for view in views
+            for view in devices
         ]
         self._options = client_options(self.cfg)  # a bad TLS file fails here, at start
         # The most publishes that can wait at once (for the socket at QoS 0, for the broker's
@@ -391,15 +398,29 @@ class MqttService:
             _checkpoint()
 
     async def _publish_snapshot(
-        self, client: aiomqtt.Client, inv: _Inverter, snap: Snapshot, *, full: bool = False
+        self,
+        client: aiomqtt.Client,
+        inv: _Inverter,
+        snap: Snapshot | EvcSnapshot,
+        *,
+        full: bool = False,
     ) -> None:
         async with inv.lock:
             if full:
                 inv.topics.reset()
             if self.cfg.discovery:
-                sig = discovery.signature(snap)
+                sig = (
+                    evc_discovery.signature(snap)
+                    if isinstance(snap, EvcSnapshot)
+                    else discovery.signature(snap)
+                )
                 if full or inv.announced != sig:
-                    await self._publish(client, discovery.messages(snap, inv.discovery))
+                    announcement = (
+                        evc_discovery.messages(snap, inv.discovery)
+                        if isinstance(snap, EvcSnapshot)
+                        else discovery.messages(snap, inv.discovery)
+                    )
+                    await self._publish(client, announcement)
                     inv.announced = sig
                     inv.topics.reset()  # state after config, for non-retained state
                     self.stats.announcements += 1
@@ -603,6 +624,9 @@ def mqtt_service(
     links: Links,
     *,
     dashboard_url: str | None = None,
+    chargers: Sequence[ChargerView] = (),
 ) -> MqttService | None:
     """The daemon's factory: the MQTT service when ``mqtt.enabled``."""
-    return MqttService(cfg, views, links, dashboard_url=dashboard_url) if cfg.enabled else None
+    if not cfg.enabled:
+        return None
+    return MqttService(cfg, views, links, dashboard_url=dashboard_url, chargers=chargers)

@@ -12,7 +12,11 @@ by serial or configured name):
 * ``POST /<function>``: every control function, alias and slot router of the catalogue, with
   GivTCP's JSON body, a plain value, or no body; answered with the command's result;
 * ``GET /health``, ``/metrics``, ``/openapi.json``, ``/docs``, ``/functions``, ``/inverters``,
-  ``/events`` (server-sent events) and ``/`` (the dashboard).
+  ``/events`` (server-sent events) and ``/`` (the dashboard);
+* EV chargers: ``GET /getEVCCache`` (the first charger's snapshot, GivTCP's EVC tree; any
+  charger as ``/<charger serial>/getEVCCache``) and ``POST /<function>`` for the charger's
+  functions (:mod:`givtcp_async.evc.controls`: ``setCurrentLimit``, ``setChargeControl``, ...;
+  ``/<charger serial>/<function>`` for any charger), answered as inverter commands are.
 
 Status codes of control routes: 200 ok; 400 unreadable body; 401 token missing or wrong; 403 a
 browser request from another site; 404 unknown function or inverter; 405 GET on a control route;
@@ -46,7 +50,8 @@ from givtcp_async.control.catalogue import Catalogue
 from givtcp_async.control.layout import Layout
 from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.errors import UnknownFunction
-from givtcp_async.ports import InverterView, Links, MetricsSource
+from givtcp_async.evc.controls import find as find_charger_function
+from givtcp_async.ports import ChargerView, InverterView, Links, MetricsSource
 from givtcp_async.sinks import metrics
 from givtcp_async.sinks.openapi import build_openapi, docs_html
 
@@ -59,10 +64,11 @@ __all__ = ["RestService", "build_app", "http_status", "rest_service"]
 
 MAX_BODY: Final = 64 * 1024
 DATA_ROUTES: Final = ("runAll", "readData", "getCache")
+CHARGER_ROUTE: Final = "getEVCCache"
 # First path segments that are GET routes: a POST there is a wrong method, not a function.
 GET_ROUTES: Final = frozenset(
-    {*(r.lower() for r in DATA_ROUTES), "health", "metrics", "openapi.json", "docs",
-     "functions", "inverters", "events", "dashboard"}
+    {*(r.lower() for r in DATA_ROUTES), CHARGER_ROUTE.lower(), "health", "metrics",
+     "openapi.json", "docs", "functions", "inverters", "events", "dashboard"}
 )  # fmt: skip
 ASSETS: Final = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 _TRUE: Final = frozenset({"1", "true", "yes"})
@@ -159,6 +165,14 @@ def health_of(view: InverterView) -> dict[str, Any]:
     }
 
 
+def _is_charger_function(name: str) -> bool:
+    try:
+        find_charger_function(name)
+    except UnknownFunction:
+        return False
+    return True
+
+
 def _asset(name: str) -> bytes:
     return resources.files("givtcp_async.sinks").joinpath("dashboard", name).read_bytes()
 
@@ -177,13 +191,15 @@ class RestService:
         shutdown_timeout: float = 1.0,
         connect_wait: float = 5.0,
         metrics_sources: Callable[[], Iterable[MetricsSource]] = tuple,
+        chargers: Sequence[ChargerView] = (),
     ) -> None:
         """``metrics_sources``: the other services whose counters /metrics shows, asked at
-        every scrape."""
+        every scrape; ``chargers``: the EV chargers served beside the inverters."""
         if not views:
             raise ValueError("the REST service needs at least one inverter")
         self.config = config
         self.views = list(views)
+        self.chargers = list(chargers)
         self.ping_interval = ping_interval
         self.shutdown_timeout = shutdown_timeout
         self.connect_wait = connect_wait
@@ -242,6 +258,21 @@ class RestService:
         raise ApiError(404, "unknown inverter", f"no inverter {key!r} is served here",
                        inverters=known)  # fmt: skip
 
+    def charger_target(self, request: web.Request, function: str | None) -> ChargerView | None:
+        """The charger a request addresses: ``/<charger serial>/...``, or (unprefixed) the first
+        charger for a function only a charger has. None: an inverter route."""
+        key = request.match_info.get("serial")
+        if key is not None:
+            return next((c for c in self.chargers if (c.serial or "").upper() == key.upper()), None)
+        if function is None or function in self.views[0].catalogue():
+            return None
+        if not _is_charger_function(function):
+            return None
+        if not self.chargers:
+            raise ApiError(404, "no charger", f"{function} is an EV charger function and no "
+                           "charger is configured ([[chargers]])", function=function)  # fmt: skip
+        return self.chargers[0]
+
     def authorise(self, request: web.Request) -> None:
         """Control routes: the bearer token when configured, else same-origin browsers only."""
         if self._token is not None:
@@ -282,10 +313,34 @@ class RestService:
                            headers={"Retry-After": "5"}, serial=view.serial)  # fmt: skip
         return web.json_response(snap.runall(units=units in _TRUE), dumps=_dumps)
 
+    async def charger_cache(self, request: web.Request) -> web.Response:
+        """GivTCP's ``/getEVCCache``: the charger's latest snapshot."""
+        if not self.chargers:
+            raise ApiError(404, "no charger", "no EV charger is configured ([[chargers]])")
+        charger = self.charger_target(request, None) or (
+            None if "serial" in request.match_info else self.chargers[0]
+        )
+        if charger is None:
+            raise ApiError(404, "unknown charger", "no such charger is served here",
+                           chargers=[c.serial or c.address for c in self.chargers])  # fmt: skip
+        snap = charger.snapshot
+        if snap is None:
+            raise ApiError(503, "no data yet", "the charger has not been read since start",
+                           headers={"Retry-After": "5"}, serial=charger.serial)  # fmt: skip
+        return web.json_response(snap.runall(), dumps=_dumps)
+
     async def health(self, request: web.Request) -> web.Response:
         inverters = [health_of(v) for v in self.views]
         ok = all(i["online"] for i in inverters)
-        body = {"status": "ok" if ok else "stale", "version": __version__, "inverters": inverters}
+        body: dict[str, Any] = {
+            "status": "ok" if ok else "stale", "version": __version__, "inverters": inverters,
+        }  # fmt: skip
+        if self.chargers:  # shown, not judged: a charger's state never fails the health check
+            body["chargers"] = [
+                {"serial": c.serial, "address": c.address, "online": c.health().online,
+                 "connected": c.health().connected}
+                for c in self.chargers
+            ]  # fmt: skip
         return web.json_response(body, status=200 if ok else 503, dumps=_dumps)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
@@ -429,9 +484,13 @@ class RestService:
 
     async def wrong_method(self, request: web.Request) -> web.Response:
         """GET on a control route: control is POST only (GET must never change anything)."""
-        view = self.target(request)
         name = request.match_info["function"]
-        if name not in view.catalogue():
+        charger = self.charger_target(request, name)
+        if charger is None:
+            view = self.target(request)
+            if name not in view.catalogue():
+                raise ApiError(404, "not found", f"no route {request.path}; see /docs")
+        elif not _is_charger_function(name):
             raise ApiError(404, "not found", f"no route {request.path}; see /docs")
         raise ApiError(
             405,
@@ -446,6 +505,9 @@ class RestService:
             raise ApiError(405, "method not allowed", f"/{name} is read with GET",
                            headers={"Allow": "GET, HEAD"})  # fmt: skip
         self.authorise(request)
+        charger = self.charger_target(request, name)
+        if charger is not None:
+            return await self._charger_command(request, charger, name)
         view = self.target(request)
         catalogue = view.catalogue()
         if name not in catalogue:
@@ -479,6 +541,25 @@ class RestService:
         log.info("REST command", function=result.function, status=result.status, http=status,
                  serial=view.serial, ms=round(elapsed * 1000, 1))  # fmt: skip
         return web.json_response(result_body(result, view.serial), status=status, dumps=_dumps)
+
+    async def _charger_command(
+        self, request: web.Request, charger: ChargerView, name: str
+    ) -> web.Response:
+        if not _is_charger_function(name):
+            raise ApiError(404, "unknown function", f"{name!r} is not a charger control function",
+                           function=name)  # fmt: skip
+        canonical = find_charger_function(name).name
+        raw = await self._payload(request, canonical, self.views[0].catalogue())
+        started = time.perf_counter()
+        result = raw if isinstance(raw, CommandResult) else await charger.execute(name, raw)
+        elapsed = time.perf_counter() - started
+        status = http_status(result, reachable=charger.health().connected)
+        self.counters.command(charger.serial or charger.address, result.function, result.status,
+                              elapsed)  # fmt: skip
+        log.info("REST command", function=result.function, status=result.status, http=status,
+                 serial=charger.serial, ms=round(elapsed * 1000, 1))  # fmt: skip
+        return web.json_response(result_body(result, charger.serial), status=status,
+                                 dumps=_dumps)  # fmt: skip
 
     @staticmethod
     async def _payload(
@@ -565,10 +646,12 @@ def build_app(service: RestService) -> web.Application:
     r.add_get("/events", service.events)
     for route in DATA_ROUTES:
         r.add_get(f"/{route}", service.runall)
+    r.add_get(f"/{CHARGER_ROUTE}", service.charger_cache)
     r.add_post("/{function}", service.control)
     r.add_get("/{function}", service.wrong_method)
     for route in DATA_ROUTES:
         r.add_get(f"/{{serial}}/{route}", service.runall)
+    r.add_get(f"/{{serial}}/{CHARGER_ROUTE}", service.charger_cache)
     r.add_get("/{serial}/functions", service.functions)
     r.add_get("/{serial}/events", service.events)
     r.add_post("/{serial}/{function}", service.control)
@@ -582,10 +665,16 @@ def build_app(service: RestService) -> web.Application:
 
 
 def rest_service(
-    config: RestConfig, views: Sequence[InverterView], links: Links
+    config: RestConfig,
+    views: Sequence[InverterView],
+    links: Links,
+    *,
+    chargers: Sequence[ChargerView] = (),
 ) -> RestService | None:
     """The daemon's service factory: a :class:`RestService` when ``rest.enabled``; /metrics
     includes the counters of the daemon's other services (InfluxDB, MQTT)."""
     if not config.enabled:
         return None
-    return RestService(config, views, metrics_sources=lambda: list(links.metrics_sources))
+    return RestService(
+        config, views, metrics_sources=lambda: list(links.metrics_sources), chargers=chargers
+    )

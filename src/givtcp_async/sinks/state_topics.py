@@ -14,11 +14,18 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from givtcp_async.snapshot import Snapshot
+from typing import Any, Protocol
 
 JSON_DOCUMENT = "runAll"
+
+
+class Tree(Protocol):
+    """A snapshot as the state topics need it (an inverter's or an EV charger's)."""
+
+    @property
+    def serial(self) -> str: ...
+
+    def runall(self, *, units: bool = False) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +93,7 @@ class StateTopics:
         """Forget what was published: the next snapshot is published in full."""
         self._last.clear()
 
-    def topics(self, snapshot: Snapshot) -> dict[str, str]:
+    def topics(self, snapshot: Tree) -> dict[str, str]:
         """Every state topic of ``snapshot`` with its payload (no change detection)."""
         base = state_base(self.root, snapshot.serial)
         out: dict[str, str] = {}
@@ -99,7 +106,7 @@ class StateTopics:
                 continue  # non-finite: never published
         return out
 
-    def messages(self, snapshot: Snapshot) -> list[Message]:
+    def messages(self, snapshot: Tree) -> list[Message]:
         base = state_base(self.root, snapshot.serial)
         tree = snapshot.runall()
         out: list[Message] = []
