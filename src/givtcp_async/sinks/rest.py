@@ -44,8 +44,9 @@ from givtcp_async import __version__
 from givtcp_async.config import RestConfig
 from givtcp_async.control.catalogue import Catalogue
 from givtcp_async.control.layout import Layout
+from givtcp_async.control.payloads import decode_json
 from givtcp_async.control.result import CommandResult, rejected
-from givtcp_async.errors import UnknownFunction
+from givtcp_async.errors import UnknownFunction, ValidationFailed
 from givtcp_async.ports import InverterView, Links, MetricsSource
 from givtcp_async.sinks import metrics
 from givtcp_async.sinks.openapi import build_openapi, docs_html
@@ -58,6 +59,7 @@ log = structlog.get_logger(__name__)
 __all__ = ["RestService", "build_app", "http_status", "rest_service"]
 
 MAX_BODY: Final = 64 * 1024
+MAX_WAITING_COMMANDS: Final = 32  # as MQTT: beyond it, 503 with Retry-After
 DATA_ROUTES: Final = ("runAll", "readData", "getCache")
 # First path segments that are GET routes: a POST there is a wrong method, not a function.
 GET_ROUTES: Final = frozenset(
@@ -70,6 +72,11 @@ _FALSE: Final = frozenset({"0", "false", "no", ""})
 DASHBOARD_CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# /docs is static HTML with one inline style sheet: nothing else may load or run.
+DOCS_CSP: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'none'"
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -195,6 +202,7 @@ class RestService:
         self._token = config.token.get_secret_value().encode() if config.token else None
         self._openapi: dict[tuple[str | None, bool], dict[str, Any]] = {}
         self._assets: dict[str, bytes] = {}
+        self._waiting = 0  # control requests being read or run
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -246,9 +254,9 @@ class RestService:
         """Control routes: the bearer token when configured, else same-origin browsers only."""
         if self._token is not None:
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), self._token
-            ):
+            # A header that is not UTF-8 arrives with surrogate escapes: still just a wrong token.
+            given = value.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given, self._token):
                 raise ApiError(
                     401,
                     "unauthorized",
@@ -339,7 +347,8 @@ class RestService:
         return web.json_response(self.openapi_doc(), dumps=_dumps)
 
     async def docs(self, request: web.Request) -> web.Response:
-        return web.Response(text=docs_html(self.openapi_doc()), content_type="text/html")
+        return web.Response(text=docs_html(self.openapi_doc()), content_type="text/html",
+                            headers={"Content-Security-Policy": DOCS_CSP})  # fmt: skip
 
     async def dashboard(self, request: web.Request) -> web.Response:
         return self._asset_response("index.html", "text/html")
@@ -456,21 +465,32 @@ class RestService:
                 function=name,
                 functions="/functions",
             )
-        raw = await self._payload(request, name, catalogue)
-        started = time.perf_counter()
-        if isinstance(raw, CommandResult):
-            result = raw
-        elif not await view.link_up(self.connect_wait):
-            # Waited briefly for a link that is down (reconnecting) rather than queue for 30 s.
-            result = CommandResult(
-                function=raw_name(catalogue, name),
-                status="failed",
-                message=f"{name}: the inverter is not connected (waited {self.connect_wait:g} s)"
-                "; nothing written",
-                at=view.now().astimezone(UTC),
+        if self._waiting >= MAX_WAITING_COMMANDS:
+            raise ApiError(
+                503,
+                "too many commands",
+                f"{MAX_WAITING_COMMANDS} commands are already waiting; nothing written, try again",
+                headers={"Retry-After": "5"},
             )
-        else:
-            result = await view.execute(name, raw)
+        self._waiting += 1
+        started = time.perf_counter()
+        try:
+            raw = await self._payload(request, name, catalogue)
+            if isinstance(raw, CommandResult):
+                result = raw
+            elif not await view.link_up(self.connect_wait):
+                # Waited briefly for a link that is down (reconnecting) rather than queue for 30 s.
+                result = CommandResult(
+                    function=raw_name(catalogue, name),
+                    status="failed",
+                    message=f"{name}: the inverter is not connected (waited "
+                    f"{self.connect_wait:g} s); nothing written",
+                    at=view.now().astimezone(UTC),
+                )
+            else:
+                result = await view.execute(name, raw)
+        finally:
+            self._waiting -= 1
         elapsed = time.perf_counter() - started
         health = view.health()
         status = http_status(result, reachable=health.connected and health.detected)
@@ -504,13 +524,14 @@ class RestService:
         except UnicodeDecodeError:
             return refuse("payload is not UTF-8 text", repr(body[:40]), "UTF-8 text")
         stripped = text.strip()
+        if not stripped:  # only Unicode whitespace (NBSP, U+3000, ...): no payload
+            return None
         if stripped[0] not in "{[":
             return text
         try:
-            value = json.loads(stripped)
-        except (ValueError, RecursionError):
-            return refuse("payload is not valid JSON", stripped[:80],
-                          "a JSON object or a plain value")  # fmt: skip
+            value = decode_json(stripped)
+        except ValidationFailed as err:
+            return rejected(function, f"{function}: {err}", err.errors)
         if not isinstance(value, dict):
             return refuse("payload must be a JSON object or a plain value", value if len(
                 stripped) <= 200 else stripped[:80], "a JSON object or a plain value")  # fmt: skip
