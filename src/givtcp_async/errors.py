@@ -105,6 +105,11 @@ class DetectionError(CommunicationError):
     """Plant detection could not read what it needs."""
 
 
+class IdentityError(DetectionError):
+    """The unit at the configured address is not the one expected (``inverters[].serial``), or
+    reports a serial that is not a GivEnergy serial."""
+
+
 # --- control -------------------------------------------------------------------------------
 
 

@@ -58,7 +58,9 @@ async def _read(args: argparse.Namespace, settings: Settings) -> int:
         try:
             await conn.wait_connected(args.timeout)
             reader = PlantReader(conn, cache, probe_meters=not args.no_meters)
-            layout = await reader.detect(num_batteries=inverter.num_batteries)
+            layout = await reader.detect(
+                num_batteries=inverter.num_batteries, expected_serial=inverter.serial
+            )
             report = await reader.refresh(layout.plan.blocks)
         except GivTcpError as err:
             return fail(f"cannot read the inverter: {err}")

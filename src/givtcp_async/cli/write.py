@@ -21,7 +21,7 @@ from givtcp_async.cli.common import (
     fail,
     load_settings,
 )
-from givtcp_async.errors import GivTcpError
+from givtcp_async.errors import GivTcpError, IdentityError
 
 if TYPE_CHECKING:
     from givtcp_async.config import Settings
@@ -98,6 +98,7 @@ async def _write(args: argparse.Namespace, settings: Settings) -> int:
     from givtcp_async.control.result import rejected
     from givtcp_async.control.service import ControlService
     from givtcp_async.protocol.frames import FunctionCode
+    from givtcp_async.quality.identity import check_serial
     from givtcp_async.quality.pages import ascii_from_registers
     from givtcp_async.registers.models import detect_model
 
@@ -112,11 +113,13 @@ async def _write(args: argparse.Namespace, settings: Settings) -> int:
             page = await conn.read(
                 0x11, FunctionCode.READ_HOLDING, 0, 60, priority=Priority.COMMAND
             )
-            holding = dict(enumerate(page.values))
-            model = detect_model(holding)
+            serial = ascii_from_registers(page.values[13:18])
+            check_serial(serial, inverter.serial, f"{inverter.host}:{inverter.port}")
+            model = detect_model(dict(enumerate(page.values)))
+        except IdentityError as err:
+            return fail(f"failed: {err}")
         except GivTcpError as err:
             return fail(f"failed: cannot reach or identify the inverter: {err}")
-        serial = ascii_from_registers(page.values[13:18]) or f"{inverter.host}"
         ledger = WriteLedger(
             state_file(state_dir, serial, "writes"),
             daily_budget=control.write_budget_per_day or None,

@@ -32,6 +32,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from givtcp_async.connection import ConnectionSettings
+from givtcp_async.quality.identity import SERIAL_SHAPE
+from givtcp_async.quality.pages import is_valid_serial
 
 ENV_PREFIX: Final = "GIVTCP_"
 ENV_DELIMITER: Final = "__"
@@ -137,7 +139,6 @@ class InverterConfig(_Section):
     )
     serial: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9]{10}$",
         description="Expected inverter serial; a different one at this address is refused.",
     )
     num_batteries: int | None = Field(
@@ -165,7 +166,12 @@ class InverterConfig(_Section):
     @field_validator("serial")
     @classmethod
     def _upper_serial(cls, value: str | None) -> str | None:
-        return None if value is None else value.upper()
+        if value is None:
+            return None
+        value = value.strip().upper()
+        if not is_valid_serial(value):
+            raise ValueError(f"not a GivEnergy serial: expected {SERIAL_SHAPE}")
+        return value
 
     @field_validator("settings_interval")
     @classmethod

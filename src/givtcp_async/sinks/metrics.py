@@ -85,6 +85,10 @@ _COUNTERS: Final[dict[str, tuple[str, str, str]]] = {
         "Decoded values refused by the plausibility gates."),
     "writes_total": (
         "givtcp_register_writes_total", "counter", "Register writes sent to the inverter."),
+    "identity_mismatch": (
+        "givtcp_inverter_identity_mismatch", "gauge",
+        "1 while the unit at the inverter's address is not the one configured or identified "
+        "(no writes, no publication), else 0."),
 }  # fmt: skip
 _PAGES_REJECTED: Final = "pages_rejected_"
 

@@ -72,6 +72,8 @@ def is_online(health: Health, now: datetime, offline_after: float) -> bool:
     """The inverter answered within ``offline_after`` seconds (a dropped link alone is not
     enough to call it offline: the coordinator reconnects within seconds)."""
     last = health.last_good_poll
+    if health.problem is not None:  # another unit answers at its address
+        return False
     return last is not None and (now - last).total_seconds() <= offline_after
 
 

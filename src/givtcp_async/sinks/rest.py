@@ -120,6 +120,8 @@ def http_status(result: CommandResult, *, reachable: bool) -> int:
             return 400
         if "budget" in fields:
             return 429
+        if "serial" in fields:
+            return 409  # another inverter answers at this address
         return 422
     if result.status == "failed" and not reachable:
         return 503
@@ -163,6 +165,7 @@ def health_of(view: InverterView) -> dict[str, Any]:
         "consecutive_failures": health.consecutive_failures,
         "polls": health.polls,
         "failed_polls": health.failed_polls,
+        "problem": health.problem,
     }
 
 
