@@ -70,6 +70,9 @@ _COUNTERS: Final[dict[str, tuple[str, str, str]]] = {
         "givtcp_connection_connect_failures_total", "counter", "Connection attempts that failed."),
     "connection_disconnects": (
         "givtcp_connection_disconnects_total", "counter", "Connections lost."),
+    "connection_junk_drops": (
+        "givtcp_connection_junk_drops_total", "counter",
+        "Connections dropped after 64 KiB without a valid frame."),
     "pages_accepted": (
         "givtcp_pages_accepted_total", "counter", "Register pages accepted by the quality gate."),
     "polls": ("givtcp_polls_total", "counter", "Poll cycles run."),
