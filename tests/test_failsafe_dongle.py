@@ -37,20 +37,30 @@ async def test_a_dongle_streaming_junk_is_dropped_and_costs_bounded_cpu() -> Non
         settings = ConnectionSettings(
             host="127.0.0.1", port=port, backoff_initial=0.5, backoff_jitter=0.0
         )
-        async with DongleConnection(settings) as conn:
+        downs: list[bool] = []
+        second_drop = asyncio.Event()
+
+        def on_state(up: bool) -> None:
+            if not up:
+                downs.append(up)
+                if len(downs) == 2:
+                    second_drop.set()
+
+        async with DongleConnection(settings, on_state=on_state) as conn:
             await conn.wait_connected(5)
             cpu = time.process_time()
             wall = time.monotonic()
             async with asyncio.timeout(10):
-                while conn.stats.junk_drops < 2:
-                    await asyncio.sleep(0.05)
+                await second_drop.wait()
+            # A fixed stretch of wall time to measure the CPU over, not a synchronisation.
             await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - wall)))
             used = time.process_time() - cpu
             elapsed = time.monotonic() - wall
         # Reading junk flat out takes a whole core; dropped after 64 KiB and re-made with
         # back-off it takes milliseconds per connection.
         assert used < 0.2 * elapsed, (used, elapsed)
-        assert conn.stats.disconnects >= 2 and conn.stats.responses == 0
+        assert conn.stats.junk_drops >= 2
+        assert conn.stats.responses == 0
     finally:
         proc.kill()
         await proc.wait()

@@ -6,7 +6,6 @@ to every client, or answers with all-0xFFFF pages."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,13 @@ from structlog.testing import capture_logs
 
 from givtcp_async.assemble import SnapshotAssembler
 from givtcp_async.cache import RegisterCache
-from givtcp_async.connection import DongleConnection
+from givtcp_async.connection import DongleConnection, Priority
+from givtcp_async.coordinator import InverterCoordinator
+from givtcp_async.daemon import Daemon
 from givtcp_async.errors import IdentityError
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse, WriteRequest
 from givtcp_async.quality.pages import PageVerdict, is_valid_serial
 from givtcp_async.reader import PlantReader
-from givtcp_async.daemon import Daemon
 from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.simulator.server import DongleSimulator
 from givtcp_async.simulator.store import RegisterStore
@@ -29,7 +29,7 @@ from tests.control_support import build_store, fast_settings
 from tests.harness import FAST_INVERTER, running_daemon, settings_for
 from tests.rest_support import NOON
 from tests.servers import free_port
-from tests.test_cli import cli, clean_env
+from tests.test_cli import clean_env, cli
 
 HR = FunctionCode.READ_HOLDING
 INVERTER = 0x11
@@ -52,10 +52,22 @@ def become(store: RegisterStore, serial: str) -> None:
         inv.set(HR, 13 + i, word)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
+async def refused(coord: InverterCoordinator) -> str:
+    async with asyncio.timeout(15):
+        return await coord.wait_problem()
+
+
+async def one_poll(coord: InverterCoordinator) -> None:
+    """Poll now and return once that poll is done."""
+    coord.request_refresh()
+    async with asyncio.timeout(15):
+        await coord.wait_idle()
+
+
+async def barrier(coord: InverterCoordinator) -> None:
+    """Return once every frame the dongle sent before now has been handled: a read of our own
+    is answered after them (TCP keeps the order)."""
+    await coord.conn.read(INVERTER, HR, 0, 1, priority=Priority.COMMAND)
 
 
 FROZEN = PlantConfig(speed=0, start=NOON.replace(tzinfo=None))
@@ -72,25 +84,28 @@ async def test_a_pinned_serial_refuses_another_inverter_everywhere(tmp_path: Pat
             rest={"port": port},
         ) as rig:  # fmt: skip
             coord = rig.coordinator
-            await until(lambda: coord.problem() is not None)
+            await refused(coord)
             async with aiohttp.ClientSession() as http:
                 base = f"http://127.0.0.1:{port}"
                 async with http.post(f"{base}/setChargeTarget", data="80") as resp:
                     status, body = resp.status, await resp.json()
                 assert status == 409, body
-                assert "SA9999Z999" in body["message"] and rig.plant.serial in body["message"]
+                assert "SA9999Z999" in body["message"]
+                assert rig.plant.serial in body["message"]
                 async with http.get(f"{base}/health") as resp:
                     health = await resp.json()
                     assert resp.status == 503
                 problem = health["inverters"][0]["problem"]
-                assert "SA9999Z999" in problem and rig.plant.serial in problem
+                assert "SA9999Z999" in problem
+                assert rig.plant.serial in problem
                 async with http.get(f"{base}/metrics") as resp:
                     assert "givtcp_inverter_identity_mismatch{serial=" in await resp.text()
                     assert 'identity_mismatch{serial="SA9999Z999"} 1' in await resp.text()
             assert coord.snapshot is None  # nothing published
             assert not [r for r in rig.sim.requests_seen() if isinstance(r, WriteRequest)]
     errors = [e for e in logs if e["log_level"] == "error" and e["event"] == "inverter refused"]
-    assert len(errors) == 1 and "SA9999Z999" in errors[0]["problem"]
+    assert len(errors) == 1
+    assert "SA9999Z999" in errors[0]["problem"]
 
 
 async def test_another_unit_answering_mid_run_stops_writes_and_publication(
@@ -101,16 +116,18 @@ async def test_another_unit_answering_mid_run_stops_writes_and_publication(
         first = await rig.first_snapshot()
         ours = first.serial
         become(rig.plant.store, OTHER)  # a DHCP swap: another inverter at the same address
-        coord.request_refresh()
-        await until(lambda: coord.problem() is not None)
+        await one_poll(coord)
+        assert OTHER in await refused(coord)
         version = coord._version
         result = await coord.execute("setChargeTarget", "80")
-        assert result.status == "rejected" and OTHER in result.message and ours in result.message
+        assert result.status == "rejected"
+        assert OTHER in result.message
+        assert ours in result.message
         assert result.errors[0]["field"] == "serial"
-        assert not coord.health().online and OTHER in (coord.health().problem or "")
+        assert not coord.health().online
+        assert OTHER in (coord.health().problem or "")
         assert coord.metrics()["identity_mismatch"] == 1
-        coord.request_refresh()
-        await coord.wait_idle()
+        await one_poll(coord)
         assert coord._version == version  # polled, but nothing of the other unit published
         assert coord.cache.rejections[PageVerdict.IDENTITY] > 0
         become(rig.plant.store, ours)  # the right one is back
@@ -136,7 +153,8 @@ async def test_write_and_read_exit_non_zero_on_a_serial_mismatch(tmp_path: Path)
             assert out == ""
             lines = [line for line in err.splitlines() if line.startswith("givtcp-async:")]
             assert len(lines) == 1, err
-            assert "serial mismatch" in lines[0] and "SA9999Z999" in lines[0], lines
+            assert "serial mismatch" in lines[0], lines
+            assert "SA9999Z999" in lines[0], lines
         assert not [r for r in sim.requests_seen() if isinstance(r, WriteRequest)]
 
 
@@ -151,9 +169,9 @@ async def test_a_serial_that_is_not_givenergys_is_refused_at_detection(tmp_path:
         runner = asyncio.create_task(daemon.run())
         try:
             coord = daemon.coordinators[0]
-            await until(lambda: coord.problem() is not None)
-            assert "'A/+#B/../', which is not a GivEnergy serial" in (coord.problem() or "")
-            assert coord.layout is None and coord.snapshot is None
+            assert "'A/+#B/../', which is not a GivEnergy serial" in await refused(coord)
+            assert coord.layout is None
+            assert coord.snapshot is None
         finally:
             daemon.stop()
             await runner
@@ -171,15 +189,16 @@ async def test_a_battery_module_serial_that_is_not_givenergys_is_not_published()
         reader = PlantReader(conn, cache, probe_timeout=0.3, probe_meters=False)
         layout = await reader.detect()
         await reader.refresh(layout.plan.blocks)
-    from zoneinfo import ZoneInfo
     from datetime import datetime
+    from zoneinfo import ZoneInfo
 
     tz = ZoneInfo("Europe/London")
     snap = SnapshotAssembler(layout.model, layout.serial, layout.fields, tz).build(
         cache, devices=layout.devices, now=datetime.now(tz)
     )
     serials = [b.serial for b in snap.batteries if b.serial]
-    assert serials and all(is_valid_serial(s) for s in serials), serials
+    assert serials
+    assert all(is_valid_serial(s) for s in serials), serials
     assert "HX/+#B/../" not in str(snap.runall())
 
 
@@ -203,7 +222,8 @@ async def test_unsolicited_pages_are_accepted_only_from_this_inverter(tmp_path: 
         await coord.wait_idle()  # no poll of ours until the next interval
         page0 = coord.cache.page(INVERTER, "HR", 0)
         page60 = coord.cache.page(INVERTER, "HR", 60)
-        assert page0 is not None and page60 is not None
+        assert page0 is not None
+        assert page60 is not None
         reserve = page60.values[110 - 60]
         zero_reserve = list(page60.values)
         zero_reserve[110 - 60] = 0
@@ -214,17 +234,16 @@ async def test_unsolicited_pages_are_accepted_only_from_this_inverter(tmp_path: 
             ReadResponse(INVERTER, HR, serial, 0, tuple(other_serial)),  # HR13-17 say another
             ReadResponse(INVERTER, HR, serial, 110, (0, 0, 0, 0, 0)),  # a page we never read
         ]
-        unsolicited = coord.conn.stats.unsolicited
         for frame in injected:
             rig.sim.broadcast(frame)
-        await until(lambda: coord.conn.stats.unsolicited == unsolicited + len(injected))
+        await barrier(coord)
         assert coord.cache.get(INVERTER, "HR", 110) == reserve
         assert coord.cache.page(INVERTER, "HR", 0) == page0
         assert coord.cache.rejections[PageVerdict.IDENTITY] == len(injected)
         assert coord.problem() is None  # fan-out never counts as another unit answering us
         # Genuine fan-out (this inverter, a page our polls read) is still free data.
         rig.sim.broadcast(ReadResponse(INVERTER, HR, serial, 60, tuple(zero_reserve)))
-        await until(lambda: coord.conn.stats.unsolicited == unsolicited + len(injected) + 1)
+        await barrier(coord)
         assert coord.cache.get(INVERTER, "HR", 110) == 0
 
 
@@ -237,7 +256,8 @@ async def test_an_all_ones_page_never_publishes_65535(tmp_path: Path) -> None:
         snap = await rig.next_snapshot()
         assert coord.cache.rejections[PageVerdict.ALL_ONES] > 0
         enums = {n: r.value for n, r in snap.values.items() if _is_enum(snap.specs[n])}
-        assert enums and 65535 not in enums.values(), enums
+        assert enums
+        assert 65535 not in enums.values(), enums
         assert "65535" not in str(snap.runall())
 
 

@@ -43,7 +43,8 @@ MODEL = model_of("gen3")
 def test_numbers_other_than_plain_decimals_and_duplicate_keys_are_refused(raw: str) -> None:
     with pytest.raises(ValidationFailed) as err:
         CATALOGUE.resolve("setChargeTarget", raw, MODEL)
-    assert err.value.errors and err.value.errors[0]["field"] in ("payload", "chargeToPercent")
+    assert err.value.errors
+    assert err.value.errors[0]["field"] in ("payload", "chargeToPercent")
 
 
 @pytest.mark.parametrize("raw", ["80", " 80 ", "80.0", '{"chargeToPercent": 80.0}', 80, 80.0])
@@ -82,7 +83,6 @@ async def _raw_post(port: int, path: str, headers: bytes, body: bytes = b"") -> 
 async def test_rest_answers_hostile_bodies_and_headers_with_4xx(tmp_path: Path) -> None:
     async with rest_rig(tmp_path) as r:
         before = r.registers()
-        port = int(r.base.rsplit(":", 1)[1])
         # A body of Unicode whitespace only: no payload (422 naming the field), never a 500.
         for body in ("\u00a0", "\u3000", "\x1c", " \u2003\n"):
             status, answer = await r.post("setChargeTarget", raw=body.encode())
@@ -95,46 +95,44 @@ async def test_rest_answers_hostile_bodies_and_headers_with_4xx(tmp_path: Path) 
             assert answer["errors"][0]["field"] == "payload"
         # A number written in another script is not a number.
         status, answer = await r.post("setChargeTarget", {"chargeToPercent": "٨٠"})
-        assert status == 422 and answer["errors"][0]["field"] == "chargeToPercent"
+        assert status == 422
+        assert answer["errors"][0]["field"] == "chargeToPercent"
         assert r.registers() == before
         # /docs may load and run nothing but its own inline style sheet.
         async with r.session.get(r.url("docs")) as resp:
             assert resp.status == 200
             policy = resp.headers["Content-Security-Policy"]
-        assert "default-src 'none'" in policy and "script-src" not in policy
+        assert "default-src 'none'" in policy
+        assert "script-src" not in policy
     async with rest_rig(tmp_path / "token", token="a-token-of-16-chars-or-more") as r:
         port = int(r.base.rsplit(":", 1)[1])
-        status, body = await _raw_post(
+        status, answered = await _raw_post(
             port, "/setChargeTarget", b"Authorization: Bearer \xff\xfe\x80token\r\n", b"80"
         )
-        assert status == 401, body
-        assert b"Traceback" not in body and json.loads(body)["error"] == "unauthorized"
+        assert status == 401, answered
+        assert b"Traceback" not in answered
+        assert json.loads(answered)["error"] == "unauthorized"
 
 
-async def test_rest_bounds_the_commands_waiting_with_503_and_retry_after(tmp_path: Path) -> None:
-    from givtcp_async.sinks.rest import MAX_WAITING_COMMANDS
+async def test_rest_bounds_the_commands_waiting_with_503_and_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from givtcp_async.sinks import rest
 
+    assert rest.MAX_WAITING_COMMANDS == 32  # as MQTT's bound
+    monkeypatch.setattr(rest, "MAX_WAITING_COMMANDS", 1)  # one is enough to show the bound
     async with rest_rig(tmp_path) as r:
-        controller = r.rig.coordinator.controller
-        assert controller is not None
-        await controller.lock.acquire()  # every command now waits for the inverter
-        try:
-            posts = [
-                asyncio.ensure_future(r.post("setChargeTarget", {"chargeToPercent": "80"}))
-                for _ in range(MAX_WAITING_COMMANDS)
-            ]
-            async with asyncio.timeout(10):
-                while r.service._waiting < MAX_WAITING_COMMANDS:
-                    await asyncio.sleep(0.01)
-            async with r.session.post(r.url("setChargeTarget"), data="80") as resp:
-                assert resp.status == 503
-                assert resp.headers["Retry-After"] == "5"
-                assert (await resp.json())["error"] == "too many commands"
-        finally:
-            controller.lock.release()
-        statuses = [status for status, _ in await asyncio.gather(*posts)]
-        assert statuses == [200] * MAX_WAITING_COMMANDS  # the waiting ones all ran
-        assert r.hr(116) == 80
+        r.rig.sim.faults.add("delay", seconds=1.0)  # the first command's read takes a second
+        mark = r.rig.sim.mark()
+        first = asyncio.ensure_future(r.post("setChargeTarget", {"chargeToPercent": "80"}))
+        await r.rig.sim.wait_for(lambda e: e.kind == "request", after=mark)  # it is waiting
+        async with r.session.post(r.url("setChargeTarget"), data="70") as resp:
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "5"
+            assert (await resp.json())["error"] == "too many commands"
+        status, body = await first
+        assert status == 200, body
+        assert r.hr(116) == 80  # the waiting one ran; the refused one wrote nothing
 
 
 # --- 17: the log file is private ---------------------------------------------------------------
@@ -194,7 +192,11 @@ def test_deeply_nested_toml_is_one_line_exit_2(
 def test_errors_in_the_file_are_attributed_to_the_file_not_to_unused_flags(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[[inverters]]\nhost = "h"\nport = 70000\n[mqtt]\nhost = "b/c"\n')
-    labels = {"inverters.0.port": "--port", "inverters.0.host": "--host", "mqtt.host": "--mqtt-host"}
+    labels = {
+        "inverters.0.port": "--port",
+        "inverters.0.host": "--host",
+        "mqtt.host": "--mqtt-host",
+    }
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={}, override_labels=labels)
     lines = str(err.value).splitlines()
@@ -203,4 +205,5 @@ def test_errors_in_the_file_are_attributed_to_the_file_not_to_unused_flags(tmp_p
     # A flag that was given is still named as the origin of its own value.
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={}, overrides={"inverters.0.port": 0}, override_labels=labels)
-    assert "inverters.0.port: " in str(err.value) and "[from --port]" in str(err.value)
+    assert "inverters.0.port: " in str(err.value)
+    assert "[from --port]" in str(err.value)

@@ -64,6 +64,7 @@ class CoordinatorOptions:
     offline_after: float  # seconds without a good poll before the inverter is offline
     print_raw: bool  # raw registers in every snapshot
     write_budget_per_day: int | None  # None: no budget
+    min_write_interval: float | None  # seconds between writes of one register; None: any
     dead_man_minutes: int | None  # None: forced modes need no re-assertion
 
 
@@ -106,6 +107,7 @@ class InverterCoordinator:
         self.guard: IdentityGuard | None = None
         self._refused: str | None = None  # why detection refused the unit at this address
         self._reported: str | None = None  # the problem last logged
+        self._refusing = asyncio.Event()  # set while problem() is not None
 
     # --- time ------------------------------------------------------------------------------
 
@@ -159,8 +161,20 @@ class InverterCoordinator:
             )
         return self._refused
 
+    async def wait_problem(self) -> str:
+        """Return the problem once the inverter is refused (at once if it is now)."""
+        while True:
+            await self._refusing.wait()
+            problem = self.problem()
+            if problem is not None:
+                return problem
+
     def _report_problem(self) -> None:
         problem = self.problem()
+        if problem is None:
+            self._refusing.clear()
+        else:
+            self._refusing.set()
         if problem != self._reported:
             if problem is not None:
                 log.error("inverter refused", host=self.config.host, problem=problem)
@@ -261,6 +275,13 @@ class InverterCoordinator:
         out["online"] = int(health.online)
         out["values_rejected"] = sum(self.assembler.rejections.values()) if self.assembler else 0
         out["writes_total"] = self.controller.ledger.total if self.controller else 0
+        if self.controller is not None:
+            ledger = self.controller.ledger
+            out["writes_refused_budget"] = ledger.refused_budget
+            out["writes_refused_interval"] = ledger.refused_interval
+            out["state_errors"] = ledger.state_errors + (
+                self.overrides.state_errors if self.overrides else 0
+            )
         out["identity_mismatch"] = int(self.problem() is not None)
         return out
 
@@ -329,6 +350,7 @@ class InverterCoordinator:
             ledger=WriteLedger(
                 state_file(state_dir, layout.serial, "writes"),
                 daily_budget=options.write_budget_per_day,
+                min_interval=options.min_write_interval,
                 clock=self.clock,
                 tz=self.tz,
             ),

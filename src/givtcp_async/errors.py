@@ -140,6 +140,14 @@ class WriteBudgetExceeded(ControlError):
     """The configured daily write budget would be exceeded."""
 
 
+class WriteTooSoon(ControlError):
+    """A register would be written again sooner than ``control.min_write_interval`` allows."""
+
+
+class StateError(ControlError):
+    """Control state (write count, pending restore) could not be made durable, or read."""
+
+
 # --- configuration -------------------------------------------------------------------------
 
 

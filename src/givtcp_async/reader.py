@@ -17,8 +17,8 @@ from givtcp_async.assemble import INVERTER_ADDRESS, FieldSet
 from givtcp_async.cache import RegisterCache
 from givtcp_async.connection import DongleConnection, Priority
 from givtcp_async.errors import CommunicationError, DetectionError
-from givtcp_async.quality.identity import check_serial
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse
+from givtcp_async.quality.identity import check_serial
 from givtcp_async.quality.pages import PageVerdict, ascii_from_registers, is_valid_serial
 from givtcp_async.registers.catalog import derived_for, fields_for, read_plan
 from givtcp_async.registers.models import BatterySide, Model, detect_model
@@ -160,7 +160,9 @@ class PlantReader:
         except CommunicationError as err:
             raise DetectionError(f"cannot read the inverter's identity: {err}") from err
         serial = ascii_from_registers(first.values[13:18])
-        check_serial(serial, expected_serial, f"{self.conn.settings.host}:{self.conn.settings.port}")
+        check_serial(
+            serial, expected_serial, f"{self.conn.settings.host}:{self.conn.settings.port}"
+        )
         self.cache.offer(first)
         holding = dict(enumerate(first.values))
         model = detect_model(holding)

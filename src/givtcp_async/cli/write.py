@@ -20,6 +20,7 @@ from givtcp_async.cli.common import (
     config_errors_exit,
     fail,
     load_settings,
+    require_state_dir,
 )
 from givtcp_async.errors import GivTcpError, IdentityError
 
@@ -123,6 +124,7 @@ async def _write(args: argparse.Namespace, settings: Settings) -> int:
         ledger = WriteLedger(
             state_file(state_dir, serial, "writes"),
             daily_budget=control.write_budget_per_day or None,
+            min_interval=control.min_write_interval or None,
             tz=tz,
         )
         controller = Controller(
@@ -195,4 +197,5 @@ def handle(args: argparse.Namespace) -> int:
     with config_errors_exit():
         settings = load_settings(args)
         configure_logging(settings)  # logs go to stderr; stdout carries only result JSON
+        require_state_dir(Path(args.state_dir) if args.state_dir else settings.control.state_dir)
     return asyncio.run(_write(args, settings))

@@ -315,7 +315,9 @@ class InfluxConfig(_Section):
 class ControlConfig(_Section):
     """Writes to the inverter."""
 
-    write_budget_per_day: int = Field(default=0, ge=0, le=100_000)
+    # Safe defaults against EEPROM wear from a flood of commands (0 switches either off).
+    write_budget_per_day: int = Field(default=500, ge=0, le=100_000)
+    min_write_interval: float = Field(default=10.0, ge=0, le=3600)
     state_dir: Path = Field(default_factory=default_state_dir)
     dead_man_minutes: int = Field(default=0, ge=0, le=24 * 60)
     time_sync: bool = False

@@ -88,6 +88,15 @@ _COUNTERS: Final[dict[str, tuple[str, str, str]]] = {
         "Decoded values refused by the plausibility gates."),
     "writes_total": (
         "givtcp_register_writes_total", "counter", "Register writes sent to the inverter."),
+    "writes_refused_budget": (
+        "givtcp_writes_refused_budget_total", "counter",
+        "Commands refused by control.write_budget_per_day (restores never are)."),
+    "writes_refused_interval": (
+        "givtcp_writes_refused_interval_total", "counter",
+        "Commands refused by control.min_write_interval (restores never are)."),
+    "state_errors": (
+        "givtcp_state_errors_total", "counter",
+        "Write counts or pending restores that could not be saved in control.state_dir."),
     "identity_mismatch": (
         "givtcp_inverter_identity_mismatch", "gauge",
         "1 while the unit at the inverter's address is not the one configured or identified "

@@ -118,8 +118,10 @@ def http_status(result: CommandResult, *, reachable: bool) -> int:
             return 503  # not ready yet (e.g. timed overrides still starting)
         if "payload" in fields:
             return 400
-        if "budget" in fields:
+        if "budget" in fields or "interval" in fields:
             return 429
+        if "state_dir" in fields:
+            return 503  # the state directory is full or read-only: nothing could be accounted
         if "serial" in fields:
             return 409  # another inverter answers at this address
         return 422
