@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from givtcp_async.cli import main
+from givtcp_async.cli import main as _main
 from givtcp_async.config import LoggingConfig, load_config, masked
 from givtcp_async.control.catalogue import CATALOGUE
 from givtcp_async.errors import ConfigError, ValidationFailed
@@ -207,3 +207,11 @@ def test_errors_in_the_file_are_attributed_to_the_file_not_to_unused_flags(tmp_p
         load_config(path, environ={}, overrides={"inverters.0.port": 0}, override_labels=labels)
     assert "inverters.0.port: " in str(err.value)
     assert "[from --port]" in str(err.value)
+
+
+def main(argv: list[str]) -> int:
+    """The CLI in this process; its logging set-up (on a captured stderr) is undone after."""
+    try:
+        return _main(argv)
+    finally:
+        reset_logging()

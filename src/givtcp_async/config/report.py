@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, Final
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -83,9 +82,9 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)  # paths, networks
 
 
 def masked(settings: BaseModel) -> dict[str, Any]:

@@ -612,7 +612,13 @@ def raw_to_dict(raw: RawPayload, scalar_field: str | None) -> dict[str, Any]:
     if isinstance(value, list):
         raise ValidationFailed(
             "payload must be a JSON object or a plain value",
-            [{"field": "payload", "value": value, "allowed": "a JSON object or a plain value"}],
+            [
+                {
+                    "field": "payload",
+                    "value": value if len(text) <= 200 else text[:80],
+                    "allowed": "a JSON object or a plain value",
+                }
+            ],
         )
     if scalar_field is None:
         return {}  # a button's press payload carries no information
@@ -682,7 +688,12 @@ def _allowed_of(info: Any) -> str:
     return str(extra.get("x-allowed", ""))
 
 
+MAX_ECHO: Final = 100  # characters of a refused value echoed back in its error
+
+
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_ECHO:
+        return value[:MAX_ECHO] + "..."  # a 60 KB value must not come back 60 KB large
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, list | tuple):

@@ -219,6 +219,7 @@ class RestCounters:
     command_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     command_count: Counter[str] = field(default_factory=Counter)
     event_clients: int = 0
+    connections_closed: Counter[str] = field(default_factory=Counter)  # by reason
 
     def command(self, serial: str, function: str, status: str, seconds: float) -> None:
         self.commands[(serial, function, status)] += 1
@@ -347,7 +348,15 @@ def _rest_families(rest: RestCounters) -> Iterable[Family]:
         "givtcp_rest_event_clients", "gauge", "Open server-sent event streams (dashboards)."
     )
     clients.add(rest.event_clients)
-    return (requests, commands, duration, clients)
+    closed = Family(
+        "givtcp_rest_connections_closed_total",
+        "counter",
+        "Connections closed by the cap (rest.max_connections): the oldest idle one to let a "
+        "new one in (evicted), or a new one finding every one busy (refused).",
+    )
+    for reason in ("evicted", "refused"):
+        closed.add(rest.connections_closed[reason], reason=reason)
+    return (requests, commands, duration, clients, closed)
 
 
 def _service_families(services: Iterable[MetricsSource]) -> Iterable[Family]:

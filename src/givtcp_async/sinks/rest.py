@@ -49,6 +49,15 @@ from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.errors import UnknownFunction, ValidationFailed
 from givtcp_async.ports import InverterView, Links, MetricsSource
 from givtcp_async.sinks import metrics
+from givtcp_async.sinks.http_guard import (
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    AcceptErrorLimiter,
+    ClientRule,
+    ConnectionGuard,
+    GuardedSite,
+    HostRule,
+)
 from givtcp_async.sinks.openapi import build_openapi, docs_html
 
 if TYPE_CHECKING:
@@ -205,6 +214,9 @@ class RestService:
         self.url: str | None = None
         self._closing = asyncio.Event()
         self._token = config.token.get_secret_value().encode() if config.token else None
+        self.hosts = HostRule(config.host, config.allowed_hosts)
+        self.clients = ClientRule(config.allow_from)
+        self.guard = ConnectionGuard(config.max_connections)
         self._openapi: dict[tuple[str | None, bool], dict[str, Any]] = {}
         self._assets: dict[str, bytes] = {}
         self._waiting = 0  # control requests being read or run
@@ -215,11 +227,13 @@ class RestService:
         runner = web.AppRunner(
             build_app(self), access_log=None, handle_signals=False,
             shutdown_timeout=self.shutdown_timeout,
+            keepalive_timeout=HEADER_TIMEOUT,  # also closes a connection sending no request
         )  # fmt: skip
         await runner.setup()
         try:
-            await self._listen(runner)
-            await asyncio.Event().wait()
+            with AcceptErrorLimiter(asyncio.get_running_loop()):
+                await self._listen(runner)
+                await asyncio.Event().wait()
         finally:
             self._closing.set()
             self.listening.clear()
@@ -228,7 +242,7 @@ class RestService:
 
     async def _listen(self, runner: web.AppRunner) -> None:
         host, port = self.config.host, self.config.port
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = GuardedSite(runner, host, port, guard=self.guard)
         try:
             await site.start()
         except OSError as err:
@@ -240,7 +254,13 @@ class RestService:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"
         self.listening.set()
-        log.info("REST API listening", url=self.url, auth=self._token is not None)
+        log.info("REST API listening", url=self.url, auth=self._token is not None,
+                 max_connections=self.guard.max_connections)  # fmt: skip
+        if self._token is None:
+            log.info("REST control without a token: from loopback and rest.allow_from only, "
+                     "under this server's own names; set rest.token to control from elsewhere",
+                     allow_from=self.clients.describe(),
+                     allowed_hosts=sorted(self.hosts.names))  # fmt: skip
 
     # --- addressing and auth -------------------------------------------------------------------
 
@@ -256,7 +276,8 @@ class RestService:
                        inverters=known)  # fmt: skip
 
     def authorise(self, request: web.Request) -> None:
-        """Control routes: the bearer token when configured, else same-origin browsers only."""
+        """Control routes: the bearer token when configured; else clients of ``rest.allow_from``
+        naming this server by one of its own names, and same-origin browsers only."""
         if self._token is not None:
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
             # A header that is not UTF-8 arrives with surrogate escapes: still just a wrong token.
@@ -269,6 +290,21 @@ class RestService:
                     headers={"WWW-Authenticate": 'Bearer realm="givtcp-async"'},
                 )
             return
+        if not self.clients.allows(request.remote):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"control from {request.remote} needs rest.token (without one, only loopback "
+                f"and {self.clients.describe()} may control; see rest.allow_from)",
+            )
+        if not self.hosts.allows(request.headers.get("Host")):
+            raise ApiError(
+                421,
+                "misdirected request",
+                f"{request.headers.get('Host')!r} is not a name of this server: without "
+                "rest.token, control needs its address, a loopback name or a name in "
+                "rest.allowed_hosts",
+            )
         origin = request.headers.get("Origin")
         if origin is None:
             return
@@ -302,6 +338,8 @@ class RestService:
         return web.json_response(body, status=200 if ok else 503, dumps=_dumps)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
+        closed = self.counters.connections_closed
+        closed["evicted"], closed["refused"] = self.guard.evicted, self.guard.refused
         text = metrics.render(self.views, self.counters, self.metrics_sources())
         return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
@@ -375,6 +413,11 @@ class RestService:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         view = self.target(request)
+        if self.counters.event_clients >= self.guard.max_connections // 2:
+            # Streams hold their connection for good: half the connections stay for the rest.
+            raise ApiError(503, "too many event streams",
+                           f"{self.counters.event_clients} event streams are open; try later",
+                           headers={"Retry-After": "30"})  # fmt: skip
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -517,7 +560,12 @@ class RestService:
             return rejected(function, f"{function}: {message}", errors)
 
         try:
-            body = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await request.read()
+        except TimeoutError:
+            raise ApiError(408, "request timeout",
+                           f"the body did not arrive within {BODY_TIMEOUT:g} s; nothing written",
+                           headers={"Connection": "close"}) from None  # fmt: skip
         except web.RequestPayloadError:  # e.g. a Content-Encoding the body is not in
             encoding = request.headers.get("Content-Encoding")
             return refuse("payload cannot be decoded as sent", f"Content-Encoding: {encoding}",
@@ -578,7 +626,9 @@ class RestService:
 
 
 def build_app(service: RestService) -> web.Application:
-    app = web.Application(middlewares=[service.middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[service.guard.middleware, service.middleware], client_max_size=MAX_BODY
+    )
     r = app.router
     r.add_get("/", service.dashboard)
     r.add_get("/dashboard/{name}", service.asset)
