@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from givtcp_async.cli import main
 from givtcp_async.control.accounting import WriteLedger
 from givtcp_async.control.persist import check_state_dir, state_file
 from givtcp_async.errors import StateError
+from givtcp_async.logging_setup import reset_logging
 from givtcp_async.protocol.frames import WriteRequest
 from tests.control_support import Rig, build_store, rig
 from tests.rest_support import rest_rig
-from tests.test_cli import CLI, clean_env, cli
+from tests.test_cli import CLI, clean_env
 from tests.test_control_overrides import FORCE_CHARGE_REGS, _hrs, _prepare
 
 
@@ -105,16 +107,22 @@ async def test_a_read_only_state_directory_refuses_writes_and_overrides(tmpfs: P
             _remount(tmpfs, "rw")
 
 
-async def test_daemon_and_write_refuse_to_start_without_a_writable_state_dir(
-    tmpfs: Path, tmp_path: Path
+def test_daemon_and_write_refuse_to_start_without_a_writable_state_dir(
+    tmpfs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    for name in list(os.environ):
+        if name.startswith(("GIVTCP_", "MQTT_", "INVERTOR_", "INFLUX_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GIVTCP_INVERTERS__0__HOST", "127.0.0.1")
+    monkeypatch.setenv("GIVTCP_CONTROL__STATE_DIR", str(tmpfs / "state"))
     _remount(tmpfs, "ro")
     try:
         for args in (["run"], ["write", "setChargeTarget", "80"]):
-            env = clean_env(GIVTCP_INVERTERS__0__HOST="127.0.0.1",
-                            GIVTCP_CONTROL__STATE_DIR=str(tmpfs / "state"),
-                            GIVTCP_REST__ENABLED="false")  # fmt: skip
-            code, out, err = await cli(*args, cwd=tmp_path, env=env)
+            try:
+                code = main(args)
+            finally:
+                reset_logging()
+            out, err = capsys.readouterr()
             assert code == 2, (args, err)
             assert out == ""
             assert err.splitlines() == [
@@ -244,7 +252,7 @@ async def test_the_write_count_is_durable_before_each_write_under_kill_9(tmp_pat
             GIVTCP_LOGGING__LEVEL="ERROR",
         )
         kills = 0
-        for i in range(4):
+        for i in range(3):
             slot = {"start": f"{i + 1:02d}00", "finish": f"{i + 1:02d}30"}  # HR94, HR95
             mark = sim.mark()
             proc = await asyncio.create_subprocess_exec(
@@ -268,8 +276,8 @@ async def test_the_write_count_is_durable_before_each_write_under_kill_9(tmp_pat
                 await proc.wait()
         sent = len([r for r in sim.requests_seen() if isinstance(r, WriteRequest)])
     recorded = WriteLedger(state_file(state, "SA2114G000", "writes")).total
-    assert kills == 4
-    assert sent >= 6
+    assert kills == 3
+    assert sent >= 4
     assert recorded >= sent, (recorded, sent)
     assert os.listdir(state)  # no temporary files left behind but the state itself
     assert not [n for n in os.listdir(state) if n.endswith(".tmp")]

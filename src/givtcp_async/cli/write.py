@@ -22,7 +22,7 @@ from givtcp_async.cli.common import (
     load_settings,
     require_state_dir,
 )
-from givtcp_async.errors import GivTcpError, IdentityError
+from givtcp_async.errors import GivTcpError, IdentityError, StateError
 
 if TYPE_CHECKING:
     from givtcp_async.config import Settings
@@ -121,27 +121,30 @@ async def _write(args: argparse.Namespace, settings: Settings) -> int:
             return fail(f"failed: {err}")
         except GivTcpError as err:
             return fail(f"failed: cannot reach or identify the inverter: {err}")
-        ledger = WriteLedger(
-            state_file(state_dir, serial, "writes"),
-            daily_budget=control.write_budget_per_day or None,
-            min_interval=control.min_write_interval or None,
-            tz=tz,
-        )
-        controller = Controller(
-            conn,
-            model,
-            ledger=ledger,
-            memory=ControlMemory(state_file(state_dir, serial, "control")),
-            tz=tz,
-        )
-        manager = OverrideManager(
-            controller,
-            state_file(state_dir, serial, "overrides"),
-            deadman_minutes=control.dead_man_minutes or None,
-        )
-        for restored in await manager.start():
-            print(f"givtcp-async: note: pending {restored.function} restore: "
-                  f"{restored.status}", file=sys.stderr)  # fmt: skip
+        try:
+            ledger = WriteLedger(
+                state_file(state_dir, serial, "writes"),
+                daily_budget=control.write_budget_per_day or None,
+                min_interval=control.min_write_interval or None,
+                tz=tz,
+            )
+            controller = Controller(
+                conn,
+                model,
+                ledger=ledger,
+                memory=ControlMemory(state_file(state_dir, serial, "control")),
+                tz=tz,
+            )
+            manager = OverrideManager(
+                controller,
+                state_file(state_dir, serial, "overrides"),
+                deadman_minutes=control.dead_man_minutes or None,
+            )
+            for restored in await manager.start():
+                print(f"givtcp-async: note: pending {restored.function} restore: "
+                      f"{restored.status}", file=sys.stderr)  # fmt: skip
+        except StateError as err:  # a state file that cannot be read: a pending restore?
+            return fail(f"failed: {err}")
         try:
             fn = controller.catalogue.get(args.function)
         except GivTcpError:
