@@ -35,8 +35,8 @@ Admission = Callable[[ReadResponse, bool, Sequence[int] | None], PageVerdict | N
 class RegisterCache:
     """Accepts pages through the page gate and answers single-register look-ups.
 
-    ``admit`` (set once the inverter is identified) sees every page first, with whether we asked
-    for it and the page it would replace.
+    ``admit`` (set once the inverter is identified) then judges every page the page gate lets
+    through, with whether we asked for it and the page it would replace.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -56,9 +56,9 @@ class RegisterCache:
         key = PageKey(frame.device_address, bank, frame.base_register)
         previous = self._pages.get(key)
         before = previous.values if previous else None
-        verdict = (self.admit(frame, solicited, before) if self.admit else None) or judge_page(
-            key, frame.values, before
-        )
+        verdict = judge_page(key, frame.values, before)
+        if verdict is PageVerdict.OK and self.admit is not None:
+            verdict = self.admit(frame, solicited, before) or verdict
         if verdict is not PageVerdict.OK:
             self.rejections[verdict] += 1
             return verdict
