@@ -27,7 +27,7 @@ from givtcp_async.config import load_config
 from givtcp_async.errors import ConfigError
 from givtcp_async.logging_setup import reset_logging
 from givtcp_async.simulator.plant import Plant, PlantConfig
-from givtcp_async.sinks.http_guard import ClientRule, HostRule, host_name
+from givtcp_async.sinks.http_guard import AcceptErrorLimiter, ClientRule, HostRule, host_name
 from tests.rest_support import NOON, rest_rig
 from tests.servers import Mosquitto, free_port
 from tests.test_cli import CLI, clean_env
@@ -235,6 +235,54 @@ async def test_health_answers_during_a_slow_connection_attack(tmp_path: Path) ->
         assert float(evicted.rsplit(" ", 1)[1]) >= 1100 - 256  # the rest stayed connected
         floods = [t for t in daemon.text if "out of system resource" in t]
         assert len(floods) <= 1, floods[:3]
+
+
+async def test_slow_headers_and_bodies_are_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from givtcp_async.sinks import rest
+
+    monkeypatch.setattr(rest, "HEADER_TIMEOUT", 0.5)
+    monkeypatch.setattr(rest, "BODY_TIMEOUT", 0.5)
+    async with rest_rig(tmp_path) as r:
+        port = int(r.base.rsplit(":", 1)[1])
+        before = r.registers()
+        # Half a request line, then nothing: closed once the header time is up.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /hea")
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
+        writer.close()
+        # Headers announcing a body that never comes: 408, nothing written.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /setChargeTarget HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Length: 10\r\n\r\n8")  # fmt: skip
+        async with asyncio.timeout(5):
+            answer = await reader.readuntil(b"\r\n")
+            assert b"Connection: close" in await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert r.registers() == before
+
+
+def test_accept_errors_are_logged_once_a_minute() -> None:
+    loop = asyncio.new_event_loop()
+    seen: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        with capture_logs() as logs, AcceptErrorLimiter(loop) as limiter:
+            for _ in range(1000):
+                limiter(loop, {"message": "socket.accept() out of system resource",
+                               "exception": OSError(24, "Too many open files")})  # fmt: skip
+            limiter(loop, {"message": "something else"})
+        assert loop.get_exception_handler() is not limiter  # put back
+    finally:
+        loop.close()
+    assert [e["event"] for e in logs] == [
+        "REST cannot accept connections: out of file descriptors or memory"
+    ]
+    assert limiter.held_back == 999
+    assert [c["message"] for c in seen] == ["something else"]  # the rest passed on
 
 
 # --- 6: a burst of large MQTT commands stays bounded in memory ---------------------------------

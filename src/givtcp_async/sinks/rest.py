@@ -113,8 +113,11 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
     def response(self) -> web.Response:
-        return web.json_response(self.body, status=self.status, headers=self.headers,
+        resp = web.json_response(self.body, status=self.status, headers=self.headers,
                                  dumps=_dumps)  # fmt: skip
+        if self.headers.get("Connection") == "close":
+            resp.force_close()  # e.g. a body that never came: the connection's state is unknown
+        return resp
 
 
 def http_status(result: CommandResult, *, reachable: bool) -> int:
@@ -228,6 +231,7 @@ class RestService:
             build_app(self), access_log=None, handle_signals=False,
             shutdown_timeout=self.shutdown_timeout,
             keepalive_timeout=HEADER_TIMEOUT,  # also closes a connection sending no request
+            lingering_time=2.0,  # the rest of a body refused unread: not 10 s more of it
         )  # fmt: skip
         await runner.setup()
         try:
