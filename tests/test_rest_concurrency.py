@@ -76,10 +76,15 @@ def _never_overlapping(r: RestRig, after: int) -> int:
     return seen
 
 
+# No request may time out while 100 commands queue: a 0.5 s answer time (the tests' default) is
+# within reach of a loaded machine running the suite on two workers, a 3 s one is not.
+PATIENT = {"read_timeout": 3.0, "write_timeout": 3.0}
+
+
 async def test_hundred_concurrent_posts_are_serialised_and_end_consistent(
     tmp_path: Path,
 ) -> None:
-    async with rest_rig(tmp_path) as r:
+    async with rest_rig(tmp_path, inverter=PATIENT) as r:
         await settled(r.rig)
         batch = commands()
         random.Random(6).shuffle(batch)
