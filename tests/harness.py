@@ -89,7 +89,8 @@ def settings_for(
         {"host": "127.0.0.1", "port": sim.port, **FAST_INVERTER, **(inverter or {})}
         for sim in simulators
     ]
-    control = {"state_dir": str(state_dir), **sections.pop("control", {})}
+    # Tests send the same command again within seconds: no minimum interval unless one asks.
+    control = {"state_dir": str(state_dir), "min_write_interval": 0, **sections.pop("control", {})}
     # REST is on by default in the daemon: tests that do not ask for it must not take port 6345.
     sections.setdefault("rest", {"enabled": False})
     return Settings.model_validate({"inverters": inverters, "control": control, **sections})

@@ -115,11 +115,17 @@ async def rest_rig(
     plants: int = 1,
     token: str | None = None,
     plant_config: PlantConfig | None = None,
+    rest_settings: Mapping[str, Any] | None = None,
     **sections: Any,
 ) -> AsyncIterator[RestRig]:
-    """A daemon with REST on a free port, frozen plants, every inverter's first snapshot in."""
+    """A daemon with REST on a free port, frozen plants, every inverter's first snapshot in;
+    ``rest_settings`` adds to the ``[rest]`` section."""
     port = free_port()
-    rest: dict[str, Any] = {"port": port, **({"token": token} if token else {})}
+    rest: dict[str, Any] = {
+        "port": port,
+        **({"token": token} if token else {}),
+        **(rest_settings or {}),
+    }
     config = plant_config or PlantConfig(speed=0, start=NOON.replace(tzinfo=None))
     async with running_daemon(
         tmp_path, plants=plants, plant_config=config, rest=rest, **sections

@@ -87,7 +87,8 @@ def test_minimal_file_gives_documented_defaults(toml: Callable[[str], Path]) -> 
         None,
     )
     assert s.influx.enabled is False
-    assert s.control.write_budget_per_day == 0
+    assert s.control.write_budget_per_day == 500
+    assert s.control.min_write_interval == 10
     assert s.control.dead_man_minutes == 0
     assert s.data.timezone == "Europe/London"
     assert s.data.stale_after == 600

@@ -17,6 +17,7 @@ import structlog
 
 from givtcp_async.cache import RegisterCache
 from givtcp_async.quality.gates import GateSettings, Reading, ValueGate
+from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import decode_field
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Block, source_of
@@ -220,8 +221,14 @@ class SnapshotAssembler:
             for (addr, _, _), device_readings in zip(plan[1:], per_device, strict=True)
         ]
         # A pack slot read only because num_batteries asks for it, where no pack has answered
-        # yet, has no serial: it is not a battery to publish (GivTCP skips it too).
-        snaps = [s for s in snaps if s.serial or source_of(s.address) is not Source.BATTERY]
+        # yet, has no serial: it is not a battery to publish (GivTCP skips it too). A serial
+        # that is not GivEnergy's (it names the device's topics) is never published either.
+        snaps = [
+            s
+            for s in snaps
+            if (s.serial or source_of(s.address) is not Source.BATTERY)
+            and (not s.serial or is_valid_serial(s.serial))
+        ]
         batteries = tuple(d for d in snaps if source_of(d.address) is not Source.METER)
         meters = tuple(d for d in snaps if source_of(d.address) is Source.METER)
         self._lift_pack_totals(readings, batteries)

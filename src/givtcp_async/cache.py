@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse, WriteResponse
@@ -28,10 +28,19 @@ class Page:
     solicited: bool
 
 
+# Judges a page before the page gate: None admits it, a verdict refuses it (the identity check).
+Admission = Callable[[ReadResponse, bool, Sequence[int] | None], PageVerdict | None]
+
+
 class RegisterCache:
-    """Accepts pages through the page gate and answers single-register look-ups."""
+    """Accepts pages through the page gate and answers single-register look-ups.
+
+    ``admit`` (set once the inverter is identified) then judges every page the page gate lets
+    through, with whether we asked for it and the page it would replace.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.admit: Admission | None = None
         self._clock = clock
         self._pages: dict[PageKey, Page] = {}
         self._registers: dict[tuple[int, str], dict[int, int]] = {}
@@ -46,7 +55,10 @@ class RegisterCache:
             return PageVerdict.OK
         key = PageKey(frame.device_address, bank, frame.base_register)
         previous = self._pages.get(key)
-        verdict = judge_page(key, frame.values, previous.values if previous else None)
+        before = previous.values if previous else None
+        verdict = judge_page(key, frame.values, before)
+        if verdict is PageVerdict.OK and self.admit is not None:
+            verdict = self.admit(frame, solicited, before) or verdict
         if verdict is not PageVerdict.OK:
             self.rejections[verdict] += 1
             return verdict

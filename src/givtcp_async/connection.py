@@ -80,6 +80,9 @@ class ConnectionSettings:
     drain_timeout: float = 10.0
     close_timeout: float = 2.0
     adapter_serial: bytes = DUMMY_ADAPTER_SERIAL
+    # A dongle sends a frame at least every few hundred bytes; this many without one is junk
+    # (or not a dongle): the link is dropped and re-made with back-off, bounding the CPU spent.
+    junk_limit: int = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -101,6 +104,7 @@ class ConnectionStats:
     reconnects: int = 0
     connect_failures: int = 0
     disconnects: int = 0
+    junk_drops: int = 0  # links dropped for streaming bytes without a valid frame
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -436,6 +440,7 @@ class DongleConnection:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         stream = self._stream
+        junk = 0  # bytes since the last valid frame
         while True:
             data = await reader.read(_READ_CHUNK)
             if not data:
@@ -444,6 +449,10 @@ class DongleConnection:
             frames = stream.feed(data)
             self.stats.crc_failures += stream.stats.crc_failures - before_crc
             self.stats.malformed += stream.stats.malformed - before_bad
+            junk = 0 if frames else junk + len(data)
+            if junk > self.settings.junk_limit:
+                self.stats.junk_drops += 1
+                raise ConnectionLost(f"{junk} bytes without a valid frame")
             for frame in frames:
                 self._dispatch(frame, writer)
 

@@ -34,13 +34,14 @@ from givtcp_async.control.executor import Controller, ControlMemory
 from givtcp_async.control.overrides import OverrideManager
 from givtcp_async.control.payloads import RawPayload
 from givtcp_async.control.persist import state_file
-from givtcp_async.control.result import CommandResult
+from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.control.service import ControlService
-from givtcp_async.errors import CommunicationError, GivTcpError, NotConnected
+from givtcp_async.errors import CommunicationError, GivTcpError, IdentityError, NotConnected
 from givtcp_async.latest import Latest, sleep_or_wake
 from givtcp_async.ports import Health
 from givtcp_async.protocol.frames import ReadResponse, WriteResponse
 from givtcp_async.quality.gates import GateSettings
+from givtcp_async.quality.identity import IdentityGuard
 from givtcp_async.reader import PlantLayout, PlantReader, RefreshReport
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Cadence
@@ -63,6 +64,7 @@ class CoordinatorOptions:
     offline_after: float  # seconds without a good poll before the inverter is offline
     print_raw: bool  # raw registers in every snapshot
     write_budget_per_day: int | None  # None: no budget
+    min_write_interval: float | None  # seconds between writes of one register; None: any
     dead_man_minutes: int | None  # None: forced modes need no re-assertion
 
 
@@ -100,6 +102,10 @@ class InverterCoordinator:
         self._consecutive_failures = 0
         self._last_good: datetime | None = None
         self._detected = asyncio.Event()
+        self.guard: IdentityGuard | None = None
+        self._refused: str | None = None  # why detection refused the unit at this address
+        self._reported: str | None = None  # the problem last logged
+        self._refusing = asyncio.Event()  # set while problem() is not None
 
     # --- time ------------------------------------------------------------------------------
 
@@ -138,10 +144,49 @@ class InverterCoordinator:
             return False
         return True
 
+    @property
+    def where(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    def problem(self) -> str | None:
+        """Why this inverter is refused right now (None: it is not): the unit at its address is
+        not the one identified or configured. Nothing is written or published meanwhile."""
+        found = self.guard.found if self.guard is not None else None
+        if found is not None and self.guard is not None:
+            return (
+                f"serial mismatch at {self.where}: found {found}, expected {self.guard.serial}; "
+                "refusing every write and publication for it"
+            )
+        return self._refused
+
+    async def wait_problem(self) -> str:
+        """Return the problem once the inverter is refused (at once if it is now)."""
+        while True:
+            await self._refusing.wait()
+            problem = self.problem()
+            if problem is not None:
+                return problem
+
+    def _report_problem(self) -> None:
+        problem = self.problem()
+        if problem is None:
+            self._refusing.clear()
+        else:
+            self._refusing.set()
+        if problem != self._reported:
+            if problem is not None:
+                log.error("inverter refused", host=self.config.host, problem=problem)
+            elif self._reported is not None:
+                log.info("inverter identity confirmed again", host=self.config.host,
+                         serial=self.serial)  # fmt: skip
+            self._reported = problem
+
     def health(self) -> Health:
         now = self.now()
+        problem = self.problem()
         online = (
-            self.conn.connected
+            problem is None
+            and self.conn.connected
             and self._last_good is not None
             and (now - self._last_good).total_seconds() <= self.offline_after
         )
@@ -154,6 +199,7 @@ class InverterCoordinator:
             polls=self._polls,
             failed_polls=self._failed_polls,
             backoff_factor=self._backoff,
+            problem=problem,
         )
 
     async def wait_detected(self) -> PlantLayout:
@@ -187,6 +233,16 @@ class InverterCoordinator:
 
     async def execute(self, function: str, payload: RawPayload = None) -> CommandResult:
         """Run one control command; never raises for a command that cannot be carried out."""
+        problem = self.problem()
+        if problem is not None:
+            expected = self.guard.serial if self.guard is not None else self.config.serial
+            found = self.guard.found if self.guard is not None else None
+            return rejected(
+                function,
+                f"{function}: {problem}; nothing written",
+                [{"field": "serial", "value": found, "allowed": expected}],
+                at=self.clock.now(),
+            )
         if self.control is None:
             return CommandResult(
                 function=function,
@@ -214,6 +270,14 @@ class InverterCoordinator:
         out["online"] = int(health.online)
         out["values_rejected"] = sum(self.assembler.rejections.values()) if self.assembler else 0
         out["writes_total"] = self.controller.ledger.total if self.controller else 0
+        if self.controller is not None:
+            ledger = self.controller.ledger
+            out["writes_refused_budget"] = ledger.refused_budget
+            out["writes_refused_interval"] = ledger.refused_interval
+            out["state_errors"] = ledger.state_errors + (
+                self.overrides.state_errors if self.overrides else 0
+            )
+        out["identity_mismatch"] = int(self.problem() is not None)
         return out
 
     # --- running -----------------------------------------------------------------------------
@@ -248,9 +312,17 @@ class InverterCoordinator:
                 await self.conn.wait_connected(None)
                 # Meters are scanned after the first poll: absent ones time out on some models.
                 layout = await self.reader.detect(
-                    num_batteries=self.config.num_batteries, meters=False
+                    num_batteries=self.config.num_batteries,
+                    meters=False,
+                    expected_serial=self.config.serial,
                 )
                 break
+            except IdentityError as err:
+                # Not the unit configured (or not a GivEnergy serial): keep looking, slowly.
+                self._refused = str(err)
+                self._report_problem()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DETECT_RETRY_MAX)
             except CommunicationError as err:
                 log.warning("detection failed, retrying", host=self.config.host,
                             error=str(err), retry_in=delay)  # fmt: skip
@@ -260,6 +332,10 @@ class InverterCoordinator:
 
     def _attach(self, layout: PlantLayout) -> None:
         self.layout = layout
+        self.guard = IdentityGuard(layout.serial)
+        self.cache.admit = self.guard.judge
+        self._refused = None
+        self._report_problem()
         options = self.options
         state_dir = options.state_dir
         self.controller = Controller(
@@ -269,6 +345,7 @@ class InverterCoordinator:
             ledger=WriteLedger(
                 state_file(state_dir, layout.serial, "writes"),
                 daily_budget=options.write_budget_per_day,
+                min_interval=options.min_write_interval,
                 clock=self.clock,
                 tz=self.tz,
             ),
@@ -304,12 +381,13 @@ class InverterCoordinator:
             self.request_refresh(settings=True)
 
     def _on_fanout(self, frame: ReadResponse | WriteResponse, solicited: bool) -> None:
-        # Other clients' traffic (cloud, app, another poller) is free data: cache it.
-        if solicited:
+        # Other clients' traffic (cloud, app, another poller) is free data: cache it, once the
+        # identity guard knows whose pages to accept.
+        if solicited or self.guard is None:
             return
         if isinstance(frame, ReadResponse):
-            self.cache.offer(frame, solicited=False)
-        else:
+            self.cache.offer(frame, solicited=False)  # the identity guard judges it first
+        elif self.guard is not None and self.guard.admit_write(frame):
             self.cache.offer_write(frame)
 
     async def poll_once(self) -> Snapshot:
@@ -332,7 +410,9 @@ class InverterCoordinator:
             stats=self._stats(),
             missed=[b for b, _ in (*report.failed, *report.refused)],
         )
-        await self._publish(snap)
+        self._report_problem()
+        if self.problem() is None:  # another unit answers: publish nothing of it
+            await self._publish(snap)
         return snap
 
     def _account(self, report: RefreshReport, slow: bool, started: datetime) -> None:

@@ -79,6 +79,7 @@ def coordinator_options(settings: Settings) -> CoordinatorOptions:
         offline_after=settings.mqtt.offline_after,
         print_raw=settings.data.print_raw,
         write_budget_per_day=settings.control.write_budget_per_day or None,
+        min_write_interval=settings.control.min_write_interval or None,
         dead_man_minutes=settings.control.dead_man_minutes or None,
     )
 

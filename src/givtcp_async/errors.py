@@ -105,6 +105,11 @@ class DetectionError(CommunicationError):
     """Plant detection could not read what it needs."""
 
 
+class IdentityError(DetectionError):
+    """The unit at the configured address is not the one expected (``inverters[].serial``), or
+    reports a serial that is not a GivEnergy serial."""
+
+
 # --- control -------------------------------------------------------------------------------
 
 
@@ -133,6 +138,14 @@ class WriteNotAllowed(ControlError):
 
 class WriteBudgetExceeded(ControlError):
     """The configured daily write budget would be exceeded."""
+
+
+class WriteTooSoon(ControlError):
+    """A register would be written again sooner than ``control.min_write_interval`` allows."""
+
+
+class StateError(ControlError):
+    """Control state (write count, pending restore) could not be made durable, or read."""
 
 
 # --- configuration -------------------------------------------------------------------------

@@ -98,6 +98,16 @@ class Redactor:
         return self.redact_text(rendered) if isinstance(rendered, str) else rendered
 
 
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file readable by its owner only (0600), the rotated ones too: a log holds
+    the command audit and the inverter's details."""
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)  # an older file created with the umask is tightened too
+        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 def _exception_formatter(redactor: Redactor) -> ExceptionRenderer:
     def render(sio: TextIO, exc_info: ExcInfo) -> None:
         buf = StringIO()
@@ -181,7 +191,7 @@ def configure_logging(
     if config.file is not None:
         try:
             config.file.parent.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.handlers.RotatingFileHandler(
+            file_handler = _PrivateRotatingFileHandler(
                 config.file,
                 maxBytes=config.max_bytes,
                 backupCount=config.backups,

@@ -42,6 +42,8 @@ class Health:
     polls: int
     failed_polls: int
     backoff_factor: int
+    # Why the inverter is refused (a serial mismatch): no writes, no publication meanwhile.
+    problem: str | None = None
 
 
 class InverterView(Protocol):

@@ -18,6 +18,7 @@ from givtcp_async.cache import RegisterCache
 from givtcp_async.connection import DongleConnection, Priority
 from givtcp_async.errors import CommunicationError, DetectionError
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse
+from givtcp_async.quality.identity import check_serial
 from givtcp_async.quality.pages import PageVerdict, ascii_from_registers, is_valid_serial
 from givtcp_async.registers.catalog import derived_for, fields_for, read_plan
 from givtcp_async.registers.models import BatterySide, Model, detect_model
@@ -134,8 +135,16 @@ class PlantReader:
         except CommunicationError:
             return None
 
-    async def detect(self, *, num_batteries: int | None = None, meters: bool = True) -> PlantLayout:
-        """Identify the plant; raises :class:`DetectionError` when HR(0..59) cannot be read.
+    async def detect(
+        self,
+        *,
+        num_batteries: int | None = None,
+        meters: bool = True,
+        expected_serial: str | None = None,
+    ) -> PlantLayout:
+        """Identify the plant; raises :class:`DetectionError` when HR(0..59) cannot be read and
+        :class:`IdentityError` when its serial is not a GivEnergy serial or not
+        ``expected_serial`` (``inverters[].serial``).
 
         ``meters=False`` skips the meter scan (see :meth:`add_meters`).
         """
@@ -150,10 +159,13 @@ class PlantReader:
             )
         except CommunicationError as err:
             raise DetectionError(f"cannot read the inverter's identity: {err}") from err
+        serial = ascii_from_registers(first.values[13:18])
+        check_serial(
+            serial, expected_serial, f"{self.conn.settings.host}:{self.conn.settings.port}"
+        )
         self.cache.offer(first)
         holding = dict(enumerate(first.values))
         model = detect_model(holding)
-        serial = ascii_from_registers(first.values[13:18])
         available: list[Block] = []
         for block in probe_blocks(model):
             resp = await self._probe(block)

@@ -113,6 +113,7 @@ async def _recorded(args: argparse.Namespace, settings: Settings) -> tuple[list[
             timeout=args.timeout,
             probe_meters=not args.no_meters,
             num_batteries=inverter.num_batteries,
+            expected_serial=inverter.serial,
         )
     except GivTcpError as err:
         raise Exit(fail(f"cannot read the inverter: {err}")) from None

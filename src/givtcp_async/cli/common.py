@@ -123,6 +123,18 @@ def load_settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def require_state_dir(state_dir: Path) -> None:
+    """A state directory that cannot be written is a configuration error (exit 2, one line):
+    no write could be counted and no timed override's restore saved."""
+    from givtcp_async.control.persist import check_state_dir
+    from givtcp_async.errors import StateError
+
+    try:
+        check_state_dir(state_dir)
+    except StateError as err:
+        raise ConfigError(str(err)) from None
+
+
 # --- the daemon ------------------------------------------------------------------------------
 
 

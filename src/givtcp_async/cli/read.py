@@ -50,10 +50,11 @@ async def read_plant(
     timeout: float,
     probe_meters: bool = True,
     num_batteries: int | None = None,
+    expected_serial: str | None = None,
 ) -> tuple[PlantLayout, RegisterCache]:
     """One full read of a plant: connect, detect the model, batteries and meters, read every
     block of the plan once (a note on stderr names blocks not read). Raises GivTcpError when
-    the inverter cannot be read."""
+    the inverter cannot be read, or is not ``expected_serial`` (when given)."""
     from givtcp_async.cache import RegisterCache
     from givtcp_async.connection import DongleConnection
     from givtcp_async.reader import PlantReader
@@ -62,7 +63,7 @@ async def read_plant(
     async with DongleConnection(connection) as conn:
         await conn.wait_connected(timeout)
         reader = PlantReader(conn, cache, probe_meters=probe_meters)
-        layout = await reader.detect(num_batteries=num_batteries)
+        layout = await reader.detect(num_batteries=num_batteries, expected_serial=expected_serial)
         report = await reader.refresh(layout.plan.blocks)
     if report.failed:
         names = ", ".join(f"{b.bank.value}({b.base},{b.count})@0x{b.device_address:02x}"
@@ -86,6 +87,7 @@ async def _read(args: argparse.Namespace, settings: Settings) -> int:
             timeout=args.timeout,
             probe_meters=not args.no_meters,
             num_batteries=inverter.num_batteries,
+            expected_serial=inverter.serial,
         )
     except GivTcpError as err:
         return fail(f"cannot read the inverter: {err}")

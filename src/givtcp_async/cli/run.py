@@ -10,6 +10,7 @@ from givtcp_async.cli.common import (
     add_config_options,
     config_errors_exit,
     load_settings,
+    require_state_dir,
     run_daemon,
 )
 
@@ -32,6 +33,7 @@ def handle(args: argparse.Namespace) -> int:
     with config_errors_exit():
         settings = load_settings(args)
         configure_logging(settings)  # logging.file may not open
+        require_state_dir(settings.control.state_dir)
     from givtcp_async.daemon import Daemon  # only now: a bad configuration exits sooner
 
     async def serve() -> int:

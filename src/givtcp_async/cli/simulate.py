@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         metavar="KIND=P",
         help="inject fault KIND with probability P per request (repeatable); kinds: delay, "
-        "drop, bad_crc, truncate, splice, zero_page, garbage_page, garbage, disconnect, refuse",
+        "drop, bad_crc, truncate, splice, zero_page, ones_page, garbage_page, garbage, disconnect, "
+        "refuse",
     )
     sim.set_defaults(handler=handle)
 

@@ -20,8 +20,9 @@ from givtcp_async.cli.common import (
     config_errors_exit,
     fail,
     load_settings,
+    require_state_dir,
 )
-from givtcp_async.errors import GivTcpError
+from givtcp_async.errors import GivTcpError, IdentityError, StateError
 
 if TYPE_CHECKING:
     from givtcp_async.config import Settings
@@ -98,6 +99,7 @@ async def _write(args: argparse.Namespace, settings: Settings) -> int:
     from givtcp_async.control.result import rejected
     from givtcp_async.control.service import ControlService
     from givtcp_async.protocol.frames import FunctionCode
+    from givtcp_async.quality.identity import check_serial
     from givtcp_async.quality.pages import ascii_from_registers
     from givtcp_async.registers.models import detect_model
 
@@ -112,31 +114,37 @@ async def _write(args: argparse.Namespace, settings: Settings) -> int:
             page = await conn.read(
                 0x11, FunctionCode.READ_HOLDING, 0, 60, priority=Priority.COMMAND
             )
-            holding = dict(enumerate(page.values))
-            model = detect_model(holding)
+            serial = ascii_from_registers(page.values[13:18])
+            check_serial(serial, inverter.serial, f"{inverter.host}:{inverter.port}")
+            model = detect_model(dict(enumerate(page.values)))
+        except IdentityError as err:
+            return fail(f"failed: {err}")
         except GivTcpError as err:
             return fail(f"failed: cannot reach or identify the inverter: {err}")
-        serial = ascii_from_registers(page.values[13:18]) or f"{inverter.host}"
-        ledger = WriteLedger(
-            state_file(state_dir, serial, "writes"),
-            daily_budget=control.write_budget_per_day or None,
-            tz=tz,
-        )
-        controller = Controller(
-            conn,
-            model,
-            ledger=ledger,
-            memory=ControlMemory(state_file(state_dir, serial, "control")),
-            tz=tz,
-        )
-        manager = OverrideManager(
-            controller,
-            state_file(state_dir, serial, "overrides"),
-            deadman_minutes=control.dead_man_minutes or None,
-        )
-        for restored in await manager.start():
-            print(f"givtcp-async: note: pending {restored.function} restore: "
-                  f"{restored.status}", file=sys.stderr)  # fmt: skip
+        try:
+            ledger = WriteLedger(
+                state_file(state_dir, serial, "writes"),
+                daily_budget=control.write_budget_per_day or None,
+                min_interval=control.min_write_interval or None,
+                tz=tz,
+            )
+            controller = Controller(
+                conn,
+                model,
+                ledger=ledger,
+                memory=ControlMemory(state_file(state_dir, serial, "control")),
+                tz=tz,
+            )
+            manager = OverrideManager(
+                controller,
+                state_file(state_dir, serial, "overrides"),
+                deadman_minutes=control.dead_man_minutes or None,
+            )
+            for restored in await manager.start():
+                print(f"givtcp-async: note: pending {restored.function} restore: "
+                      f"{restored.status}", file=sys.stderr)  # fmt: skip
+        except StateError as err:  # a state file that cannot be read: a pending restore?
+            return fail(f"failed: {err}")
         try:
             fn = controller.catalogue.get(args.function)
         except GivTcpError:
@@ -192,4 +200,5 @@ def handle(args: argparse.Namespace) -> int:
     with config_errors_exit():
         settings = load_settings(args)
         configure_logging(settings)  # logs go to stderr; stdout carries only result JSON
+        require_state_dir(Path(args.state_dir) if args.state_dir else settings.control.state_dir)
     return asyncio.run(_write(args, settings))

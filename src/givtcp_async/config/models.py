@@ -12,6 +12,7 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     FilePath,
+    IPvAnyNetwork,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -32,6 +34,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from givtcp_async.connection import ConnectionSettings
+from givtcp_async.quality.identity import SERIAL_SHAPE
+from givtcp_async.quality.pages import is_valid_serial
 
 ENV_PREFIX: Final = "GIVTCP_"
 ENV_DELIMITER: Final = "__"
@@ -90,6 +94,15 @@ def _check_url(value: str) -> str:
     return value
 
 
+def _is_loopback(host: str | None) -> bool:
+    if host is None or host.lower() == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name could resolve anywhere
+
+
 Host = Annotated[str, AfterValidator(_check_host)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Topic = Annotated[str, Field(max_length=200), AfterValidator(_check_topic)]
@@ -137,7 +150,6 @@ class InverterConfig(_Section):
     )
     serial: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9]{10}$",
         description="Expected inverter serial; a different one at this address is refused.",
     )
     num_batteries: int | None = Field(
@@ -165,7 +177,12 @@ class InverterConfig(_Section):
     @field_validator("serial")
     @classmethod
     def _upper_serial(cls, value: str | None) -> str | None:
-        return None if value is None else value.upper()
+        if value is None:
+            return None
+        value = value.strip().upper()
+        if not is_valid_serial(value):
+            raise ValueError(f"not a GivEnergy serial: expected {SERIAL_SHAPE}")
+        return value
 
     @field_validator("settings_interval")
     @classmethod
@@ -254,6 +271,7 @@ class MqttConfig(_Section):
     discovery_prefix: Topic = "homeassistant"
     time_entities: Literal["select", "time"] = "select"
     internal_broker: bool = False
+    allow_anonymous: bool = False  # the internal broker beyond loopback without credentials
     offline_after: float = Field(default=300.0, gt=0, le=86400)
 
     @model_validator(mode="before")
@@ -276,6 +294,23 @@ class MqttConfig(_Section):
             raise ValueError("required when mqtt.enabled is true")
         return value
 
+    @model_validator(mode="after")
+    def _no_open_internal_broker(self) -> MqttConfig:
+        # Anyone who can reach an anonymous broker can publish control commands.
+        if (
+            self.enabled
+            and self.internal_broker
+            and self.username is None
+            and not self.allow_anonymous
+            and not _is_loopback(self.host)
+        ):
+            raise ValueError(
+                f"the internal broker on {self.host} would let anyone on the network publish "
+                "control commands: set mqtt.username and mqtt.password, or "
+                "mqtt.allow_anonymous = true to accept that"
+            )
+        return self
+
     def effective_client_id(self) -> str:
         """``client_id``, or ``givtcp-async-<host name>`` when unset."""
         return self.client_id or f"givtcp-async-{socket.gethostname()}"
@@ -290,6 +325,12 @@ class MqttConfig(_Section):
         return value
 
 
+#: Where control without a token is accepted from by default (besides loopback): the private
+#: and link-local ranges, as GivTCP's add-on allowed.
+PRIVATE_NETWORKS: Final = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                           "fc00::/7", "fe80::/10")  # fmt: skip
+
+
 class RestConfig(_Section):
     """The REST API (GivTCP-compatible routes)."""
 
@@ -297,6 +338,13 @@ class RestConfig(_Section):
     host: Host = "127.0.0.1"
     port: Port = 6345
     token: SecretStr | None = None
+    allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=64
+    )
+    allow_from: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network(n) for n in PRIVATE_NETWORKS], max_length=256
+    )
+    max_connections: int = Field(default=256, ge=8, le=100_000)
 
     @field_validator("token")
     @classmethod
@@ -338,7 +386,9 @@ class InfluxConfig(_Section):
 class ControlConfig(_Section):
     """Writes to the inverter."""
 
-    write_budget_per_day: int = Field(default=0, ge=0, le=100_000)
+    # Safe defaults against EEPROM wear from a flood of commands (0 switches either off).
+    write_budget_per_day: int = Field(default=500, ge=0, le=100_000)
+    min_write_interval: float = Field(default=10.0, ge=0, le=3600)
     state_dir: Path = Field(default_factory=default_state_dir)
     dead_man_minutes: int = Field(default=0, ge=0, le=24 * 60)
     time_sync: bool = False

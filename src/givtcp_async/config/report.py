@@ -8,8 +8,8 @@ May import: pydantic only (it knows nothing of where values come from: callers p
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, Final
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -19,6 +19,14 @@ SECRET_MASK: Final = "***"
 SECRET_KEY_NAMES: Final = frozenset({"password", "token", "secret", "authorization"})
 
 Key = tuple[str, ...]
+
+# scheme://user:password@host: the password part
+_URL_PASSWORD: Final = re.compile(r"(://[^/\s:@]*:)[^/\s@]*@")
+
+
+def mask_url_password(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` replaced by ``***``."""
+    return _URL_PASSWORD.sub(rf"\g<1>{SECRET_MASK}@", text)
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -53,7 +61,7 @@ def describe_errors(err: ValidationError, origin: Callable[[Key], str | None]) -
             and not is_secret_path(loc)
             and isinstance(value, str | int | float | bool)
         ):
-            shown = json.dumps(value)
+            shown = json.dumps(mask_url_password(value) if isinstance(value, str) else value)
             msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
         source = origin(loc)
         if source is not None:
@@ -68,13 +76,15 @@ def describe_errors(err: ValidationError, origin: Callable[[Key], str | None]) -
 def _plain(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return SECRET_MASK
+    if isinstance(value, str):
+        return mask_url_password(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)  # paths, networks
 
 
 def masked(settings: BaseModel) -> dict[str, Any]:

@@ -396,7 +396,8 @@ def load_config(
     override_origins = _Origins()
     override_origins.record((), init, "override")
     for key, label in (override_labels or {}).items():
-        override_origins.labels[tuple(key.split("."))] = label
+        if (overrides or {}).get(key) is not None:  # a flag not given supplied nothing
+            override_origins.labels[tuple(key.split("."))] = label
     plan = _LoadPlan(path=file, environ=env, override_origins=override_origins)
     token = SOURCES.set(plan.sources)
     try:
@@ -405,6 +406,10 @@ def load_config(
         raise ConfigError(describe_errors(err, plan.origin)) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{file}: invalid TOML: {err}") from None
+    except RecursionError:
+        # tomllib (and the validators) recurse per level: thousands of nested arrays or tables
+        where = f"{file}" if file is not None else "the environment"
+        raise ConfigError(f"{where}: invalid configuration: nested too deeply") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{file}: not UTF-8 text ({err.reason})") from None
     except OSError as err:

@@ -21,7 +21,6 @@ Statuses:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -47,14 +46,22 @@ from givtcp_async.control.clock import Clock, SystemClock
 from givtcp_async.control.layout import CLOCK, Layout
 from givtcp_async.control.payloads import Payload, RawPayload
 from givtcp_async.control.persist import read_json, write_json
-from givtcp_async.control.result import CommandResult, RegisterChange, Status, rejected
+from givtcp_async.control.result import (
+    CommandResult,
+    RegisterChange,
+    Status,
+    rejected,
+    state_error,
+)
 from givtcp_async.errors import (
     CommunicationError,
     DeviceErrorResponse,
+    StateError,
     UnknownFunction,
     ValidationFailed,
     WriteBudgetExceeded,
     WriteNotAllowed,
+    WriteTooSoon,
 )
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse
 from givtcp_async.registers.models import Model
@@ -243,8 +250,12 @@ class Controller:
         make_plan: Callable[[Mapping[int, int]], list[Write]],
         needs: Sequence[int],
         verify: Verify,
+        *,
+        restores: bool = False,
     ) -> CommandResult:
-        """The whole command cycle; the caller holds the command lock."""
+        """The whole command cycle; the caller holds the command lock. ``restores``: every write
+        sent will need a restore write later (a timed override starting), so both must fit the
+        daily budget."""
         at = self.clock.now()
 
         def result(status: Status, message: str, changes: Sequence[RegisterChange] = (),
@@ -295,52 +306,84 @@ class Controller:
                 todo.append((w, f"left as is: changed to {current} since (expected {w.expect})"))
             else:
                 todo.append((w, ""))
-        to_send = sum(1 for _w, skip in todo if not skip)
-        try:
-            self.ledger.check(to_send)
-        except WriteBudgetExceeded as err:
-            return result(
-                "rejected",
-                f"{function}: {err}; nothing written",
-                errors=[
-                    {"field": "budget", "value": to_send, "allowed": self.ledger.remaining_today()}
-                ],
-            )
+        sending = [w for w, skip in todo if not skip]
+        if not all(w.restore for w in sending):  # a restore is never refused by the limits
+            try:
+                self.ledger.check(
+                    len(sending),
+                    registers=[w.register for w in sending],
+                    restores=len(sending) if restores else 0,
+                )
+            except WriteTooSoon as err:
+                interval = self.ledger.min_interval
+                seconds = f"{interval.total_seconds():g}" if interval is not None else "?"
+                return result(
+                    "rejected",
+                    f"{function}: {err}; nothing written",
+                    errors=[
+                        {
+                            "field": "interval",
+                            "value": [w.register for w in sending],
+                            "allowed": f"each register at most once every {seconds} s",
+                        }
+                    ],
+                )
+            except WriteBudgetExceeded as err:
+                return result(
+                    "rejected",
+                    f"{function}: {err}; nothing written",
+                    errors=[
+                        {
+                            "field": "budget",
+                            "value": len(sending) * (2 if restores else 1),
+                            "allowed": self.ledger.remaining_today(),
+                        }
+                    ],
+                )
 
-        # Write in order; stop at the first problem.
+        # Write in order; stop at the first problem. Each write is counted, durably, first.
         echoes: dict[int, int] = {}
         notes: dict[int, str] = {}
         failure = ""
+        sent = 0
         written_at = self.clock.now()
-        try:
-            for w, skip in todo:
-                if skip:
-                    continue
-                self.ledger.record(w.register)
-                try:
-                    echo = await self.connection.write(
-                        self.device, w.register, w.value, priority=Priority.WRITE
+        for w, skip in todo:
+            if skip:
+                continue
+            try:
+                self.ledger.record(w.register, durable=not w.restore)
+            except StateError as err:
+                if not sent:
+                    return result(
+                        "rejected",
+                        f"{function}: the write count cannot be saved ({err}); nothing written",
+                        errors=[state_error(err)],
                     )
-                except DeviceErrorResponse as err:
-                    notes[w.register] = f"refused by the inverter ({err})"
-                    failure = f"HR{w.register} := {w.value} refused by the inverter"
-                    break
-                except CommunicationError as err:
-                    notes[w.register] = f"no echo ({type(err).__name__}: {err})"
-                    failure = f"HR{w.register} := {w.value} not confirmed ({type(err).__name__})"
-                    break
-                echoes[w.register] = echo.value
-                if self.cache is not None:
-                    self.cache.offer_write(echo)
-                if echo.value != w.value and verify is Verify.NONE:
-                    notes[w.register] = f"echoed {echo.value} (a command register: not compared)"
-                elif echo.value != w.value:
-                    notes[w.register] = f"echo mismatch: inverter holds {echo.value}"
-                    failure = f"HR{w.register} := {w.value} echoed {echo.value}"
-                    break
-        finally:
-            with contextlib.suppress(OSError):
-                self.ledger.flush()
+                notes[w.register] = f"not sent: the write count cannot be saved ({err})"
+                failure = f"HR{w.register} := {w.value} not sent (the write count cannot be saved)"
+                break
+            sent += 1
+            try:
+                echo = await self.connection.write(
+                    self.device, w.register, w.value, priority=Priority.WRITE
+                )
+            except DeviceErrorResponse as err:
+                notes[w.register] = f"refused by the inverter ({err})"
+                failure = f"HR{w.register} := {w.value} refused by the inverter"
+                break
+            except CommunicationError as err:
+                notes[w.register] = f"no echo ({type(err).__name__}: {err})"
+                failure = f"HR{w.register} := {w.value} not confirmed ({type(err).__name__})"
+                break
+            echoes[w.register] = echo.value
+            if self.cache is not None:
+                self.cache.offer_write(echo)
+            if echo.value != w.value and verify is Verify.NONE:
+                notes[w.register] = f"echoed {echo.value} (a command register: not compared)"
+            elif echo.value != w.value:
+                notes[w.register] = f"echo mismatch: inverter holds {echo.value}"
+                failure = f"HR{w.register} := {w.value} echoed {echo.value}"
+                break
 
         # Read back.
         readback: dict[int, int] | None = None
@@ -409,8 +452,8 @@ class Controller:
         if reserve is not None:
             try:
                 self.memory.remember_reserve(reserve)
-            except OSError as err:
-                log.warning("could not save the remembered reserve", error=str(err))
+            except StateError as err:  # already logged with its path; Eco falls back to 4 %
+                log.warning("the remembered reserve is kept in memory only", error=str(err))
 
     def _notify(self, res: CommandResult) -> None:
         for listener in list(self._listeners):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any, Final, Protocol
 
 import structlog
 
+from givtcp_async.control.accounting import WriteLedger
 from givtcp_async.control.catalogue import (
     Catalogue,
     ControlFunction,
@@ -45,8 +47,8 @@ from givtcp_async.control.clock import Clock
 from givtcp_async.control.layout import Layout
 from givtcp_async.control.payloads import MAX_OVERRIDE_MINUTES, DurationPayload, Payload
 from givtcp_async.control.persist import read_json, write_json
-from givtcp_async.control.result import CommandResult, rejected
-from givtcp_async.errors import CommunicationError
+from givtcp_async.control.result import CommandResult, rejected, state_error
+from givtcp_async.errors import CommunicationError, StateError
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +67,7 @@ class PlanRunner(Protocol):
     catalogue: Catalogue
     clock: Clock
     tz: tzinfo | None
+    ledger: WriteLedger
 
     async def read_registers(self, registers: Iterable[int]) -> dict[int, int]: ...
 
@@ -79,6 +82,8 @@ class PlanRunner(Protocol):
         make_plan: Callable[[Mapping[int, int]], list[Write]],
         needs: Sequence[int],
         verify: Verify,
+        *,
+        restores: bool = False,
     ) -> CommandResult: ...
 
 
@@ -112,6 +117,10 @@ class ActiveOverride:
         if self.retry_at is not None:
             due = self.retry_at
         return due
+
+    def restore_writes(self) -> int:
+        """The most writes the restore can take: one per register the override changed."""
+        return sum(1 for reg in self.order if self.applied.get(reg) != self.saved.get(reg))
 
     def restore_plan(self) -> list[Write]:
         return [
@@ -184,6 +193,7 @@ class OverrideManager:
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, list[asyncio.Future[CommandResult]]] = {}
         self._started = False
+        self.state_errors = 0  # pending restores that could not be saved
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -371,6 +381,7 @@ class OverrideManager:
             fresh = True
         else:
             fresh = False
+            previous = copy.deepcopy(rec)
             for w in writes:  # registers the first plan did not touch (rare): save them now
                 if w.register not in rec.saved:
                     rec.saved[w.register] = (await ctrl.read_registers([w.register]))[w.register]
@@ -379,10 +390,25 @@ class OverrideManager:
             rec.ends_at, rec.last_asserted, rec.minutes = ends, now, minutes
             rec.retry_at = None
         self._active[fn.name] = rec
-        self._persist()  # the pending restore is on disk before anything is written
+        try:
+            self._persist(strict=True)  # the pending restore is on disk before anything is written
+        except StateError as err:
+            if fresh:
+                self._active.pop(fn.name, None)
+            else:
+                self._active[fn.name] = previous
+            return rejected(
+                fn.name,
+                f"{fn.name}: the pending restore cannot be saved ({err}); nothing written",
+                [state_error(err)],
+                at=now,
+            )
 
-        res = await ctrl.carry_out_plan(fn.name, payload_json, lambda _v: writes, (), fn.verify)
+        res = await ctrl.carry_out_plan(
+            fn.name, payload_json, lambda _v: writes, (), fn.verify, restores=fresh
+        )
         _note_applied(rec, res)
+        ctrl.ledger.reserve(fn.name, rec.restore_writes())
         self._persist()
         if res.status == "ok" or not fresh:
             self._schedule(fn.name)
@@ -436,6 +462,7 @@ class OverrideManager:
 
     def _drop(self, function: str) -> None:
         self._active.pop(function, None)
+        self.controller.ledger.release(function)
         self._persist()
         task = self._timers.pop(function, None)
         if task is not None and task is not asyncio.current_task():
@@ -479,7 +506,10 @@ class OverrideManager:
                 if res.ok:
                     return
 
-    def _persist(self) -> None:
+    def _persist(self, *, strict: bool = False) -> None:
+        """Save the pending restores; ``strict``: raise :class:`StateError` when that fails
+        (before an override writes), else it is logged and counted (once the writes are made,
+        the restore saved before them stays on disk and still undoes them)."""
         if self.path is None:
             return
         data = {
@@ -488,8 +518,10 @@ class OverrideManager:
         }
         try:
             write_json(self.path, data)
-        except OSError as err:
-            log.error("could not persist timed overrides", path=str(self.path), error=str(err))
+        except StateError:
+            self.state_errors += 1
+            if strict:
+                raise
 
     def _load(self) -> None:
         if self.path is None:
@@ -499,6 +531,8 @@ class OverrideManager:
             return
         for name, raw in dict(data.get("overrides", {})).items():
             try:
-                self._active[name] = ActiveOverride.from_json(name, raw)
+                self._active[name] = rec = ActiveOverride.from_json(name, raw)
             except (KeyError, TypeError, ValueError) as err:
                 log.error("unreadable persisted override dropped", function=name, error=str(err))
+                continue
+            self.controller.ledger.reserve(name, rec.restore_writes())

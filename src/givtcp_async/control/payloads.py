@@ -43,10 +43,14 @@ RESERVE_MIN: Final = 4  # both libraries refuse SOC floors below 4 %
 # JSON decoder, pydantic and the result's JSON encoder each give up at some depth).
 MAX_NESTING: Final = 32
 
-_INT_RE: Final = re.compile(r"^[+-]?\d+$")
-_INT_FLOAT_RE: Final = re.compile(r"^[+-]?\d+\.0*$")
-_HHMM_RE: Final = re.compile(r"^(\d{1,2})(\d{2})$")
-_HH_MM_RE: Final = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+# Numbers are ASCII digits with an optional decimal part ("80", and "1500.0" as Home Assistant
+# sends numbers): no sign, exponent, fullwidth or other scripts' digits, which int() would take.
+_INT_RE: Final = re.compile(r"^[0-9]+$")
+_INT_FLOAT_RE: Final = re.compile(r"^[0-9]+\.0+$")
+_JSON_FLOAT_RE: Final = re.compile(r"^-?[0-9]+\.[0-9]+$")
+_HHMM_RE: Final = re.compile(r"^([0-9]{1,2})([0-9]{2})$")
+_HH_MM_RE: Final = re.compile(r"^([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?$")
+_JSON_ALLOWED: Final = "a JSON object (each key once, numbers as plain decimals) or a plain value"
 _ON: Final = frozenset({"enable", "enabled", "on", "true", "1", "yes"})
 _OFF: Final = frozenset({"disable", "disabled", "off", "false", "0", "no"})
 _CANCEL: Final = frozenset({"cancel", "normal", "0", "off", "stop"})
@@ -89,7 +93,9 @@ def whole_number(value: object, allowed: str = "a whole number") -> int:
             return int(text)
         if _INT_FLOAT_RE.match(text):
             return int(text.partition(".")[0])  # exact: float("9" * 400) is inf
-    raise _error("int_type", "expected a whole number (number or string)", allowed)
+    raise _error(
+        "int_type", "expected a whole number (ASCII digits, as a number or string)", allowed
+    )
 
 
 def parse_time(value: object) -> int:
@@ -522,6 +528,57 @@ _P = TypeVar("_P", bound="Payload")
 RawPayload = str | bytes | int | float | Mapping[str, Any] | None
 
 
+class _Refused(ValueError):
+    """A JSON document that parses but is not accepted (duplicate key, odd number form)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:  # json.loads would keep the last one silently
+            raise _Refused(f"has the key {key!r} twice")
+        out[key] = value
+    return out
+
+
+def _plain_float(text: str) -> float:
+    if not _JSON_FLOAT_RE.match(text):
+        raise _Refused(f"has the number {text[:40]} (no exponents: plain decimals only)")
+    return float(text)
+
+
+def _no_constant(text: str) -> float:
+    raise _Refused(f"has {text} (not a number)")
+
+
+def decode_json(text: str) -> Any:
+    """A JSON payload, strictly: each key once, numbers as plain decimals (no exponent, NaN or
+    Infinity), nested at most :data:`MAX_NESTING` levels; else :class:`ValidationFailed`."""
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_float=_plain_float,
+            parse_constant=_no_constant,
+        )
+    except RecursionError:
+        raise _too_deep(text[:80]) from None
+    except _Refused as err:
+        raise ValidationFailed(
+            f"payload {err}", [{"field": "payload", "value": text[:80], "allowed": _JSON_ALLOWED}]
+        ) from None
+    except ValueError as err:  # not JSON, or a number Python will not convert (> 4300 digits)
+        message = "payload is not valid JSON"
+        if not isinstance(err, json.JSONDecodeError):
+            message = f"payload is not a usable JSON value ({str(err)[:60]})"
+        raise ValidationFailed(
+            message, [{"field": "payload", "value": text[:80], "allowed": _JSON_ALLOWED}]
+        ) from None
+    if _nested_deeper(value, MAX_NESTING):
+        raise _too_deep(text[:80])
+    return value
+
+
 def raw_to_dict(raw: RawPayload, scalar_field: str | None) -> dict[str, Any]:
     """GivTCP's payload forms as a dict of fields (before validation).
 
@@ -549,32 +606,19 @@ def raw_to_dict(raw: RawPayload, scalar_field: str | None) -> dict[str, Any]:
         return {}
     value: Any = text
     if text[0] in '{["':
-        try:
-            value = json.loads(text)
-        except RecursionError:
-            raise _too_deep(text[:80]) from None
-        except ValueError as err:  # not JSON, or a number Python will not convert (> 4300 digits)
-            message = "payload is not valid JSON"
-            if not isinstance(err, json.JSONDecodeError):
-                message = f"payload is not a usable JSON value ({str(err)[:60]})"
-            raise ValidationFailed(
-                message,
-                [
-                    {
-                        "field": "payload",
-                        "value": text[:80],
-                        "allowed": "a JSON object or a plain value",
-                    }
-                ],
-            ) from None
-        if _nested_deeper(value, MAX_NESTING):
-            raise _too_deep(text[:80])
+        value = decode_json(text)
     if isinstance(value, dict):
         return value
     if isinstance(value, list):
         raise ValidationFailed(
             "payload must be a JSON object or a plain value",
-            [{"field": "payload", "value": value, "allowed": "a JSON object or a plain value"}],
+            [
+                {
+                    "field": "payload",
+                    "value": value if len(text) <= 200 else text[:80],
+                    "allowed": "a JSON object or a plain value",
+                }
+            ],
         )
     if scalar_field is None:
         return {}  # a button's press payload carries no information
@@ -644,7 +688,12 @@ def _allowed_of(info: Any) -> str:
     return str(extra.get("x-allowed", ""))
 
 
+MAX_ECHO: Final = 100  # characters of a refused value echoed back in its error
+
+
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_ECHO:
+        return value[:MAX_ECHO] + "..."  # a 60 KB value must not come back 60 KB large
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, list | tuple):

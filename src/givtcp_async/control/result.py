@@ -75,3 +75,9 @@ def rejected(
         payload=dict(payload) if payload is not None else None,
         at=at,
     )
+
+
+def state_error(err: Exception) -> dict[str, Any]:
+    """The error entry of a command refused because its write count or pending restore cannot
+    be made durable (the state directory is full, read-only or unwritable)."""
+    return {"field": "state_dir", "value": str(err), "allowed": "a writable state directory"}

@@ -15,7 +15,9 @@ from typing import Final
 
 from givtcp_async.quality.patterns import is_all_zero, is_pattern_a
 
-SERIAL_RE: Final = re.compile(r"^[A-Z0-9]{10}$")
+# GivEnergy serials (SPEC §4.2, every capture): 2 letters, year and week, a letter, a 3-digit
+# unit (SA2347G000, BG2134G007, HX2444G000); an EMS controller is EMS, year, week, unit.
+SERIAL_RE: Final = re.compile(r"^(?:[A-Z]{2}[0-9]{4}[A-Z][0-9]{3}|EMS[0-9]{7})$")
 BATTERY_ADDRESSES: Final = range(0x32, 0x38)
 # LV pack page: IR(60..119); the pack serial lives in IR110..114, the cells in IR60..75.
 _PACK_SERIAL_OFFSET: Final = 110 - 60
@@ -29,6 +31,8 @@ class PageVerdict(StrEnum):
     ZERO_PAGE = "zero_page"
     NO_PACK = "no_pack"  # an absent battery slot: a valid answer, but not a battery
     PACK_CELLS_ZERO = "pack_cells_zero"
+    ALL_ONES = "all_ones"  # every register 0xFFFF: nothing was read
+    IDENTITY = "identity"  # another unit's page, or one nobody of ours asked for
 
 
 def ascii_from_registers(values: Sequence[int]) -> str:
@@ -38,7 +42,7 @@ def ascii_from_registers(values: Sequence[int]) -> str:
 
 
 def is_valid_serial(text: str) -> bool:
-    """A GivEnergy serial: exactly ten upper-case letters and digits."""
+    """A GivEnergy serial (:data:`SERIAL_RE`): safe in topics, file names and URLs."""
     return bool(SERIAL_RE.match(text))
 
 
@@ -51,6 +55,8 @@ class PageKey:
 
 def judge_page(key: PageKey, values: Sequence[int], previous: Sequence[int] | None) -> PageVerdict:
     """Whether a CRC-valid page may replace ``previous`` in the cache."""
+    if len(values) > 1 and all(v == 0xFFFF for v in values):
+        return PageVerdict.ALL_ONES
     if key.bank == "IR" and key.base == 0 and len(values) >= 60 and is_pattern_a(values):
         return PageVerdict.PATTERN_A
     if is_all_zero(values) and (

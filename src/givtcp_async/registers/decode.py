@@ -128,6 +128,8 @@ def decode_words(field: Field, words: Sequence[int]) -> object | None:
         return bool(words[0])
     raw = _number(enc, words)
     if field.options is not None:
+        if all(w == 0xFFFF for w in words):
+            return None  # all ones is "not read", never a code to publish
         return field.options.get(raw, raw)
     return apply_scale(raw, field.scale)
 

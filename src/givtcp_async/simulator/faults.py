@@ -18,11 +18,13 @@ class FaultKind(StrEnum):
     SPLICE = "splice"  # a cut-off frame glued in front of the answer
     ZERO_PAGE = "zero_page"  # a read answered with every register 0 (valid CRC)
     GARBAGE_PAGE = "garbage_page"  # a read answered with the "Pattern A" fingerprint
+    ONES_PAGE = "ones_page"  # a read answered with every register 0xFFFF (valid CRC)
     GARBAGE = "garbage"  # random bytes before the answer
     DISCONNECT = "disconnect"  # close the asking client's socket instead of answering
     REFUSE = "refuse"  # stop listening for ``seconds`` (connections are refused)
 
 
+PAGE_FAULTS = frozenset({FaultKind.ZERO_PAGE, FaultKind.GARBAGE_PAGE, FaultKind.ONES_PAGE})
 RequestMatcher = Callable[[Request], bool]
 
 
@@ -72,18 +74,14 @@ class FaultInjector:
         for fault in self.queued:
             if fault.match is not None and not fault.match(request):
                 continue
-            if fault.kind in (FaultKind.ZERO_PAGE, FaultKind.GARBAGE_PAGE) and not isinstance(
-                request, ReadRequest
-            ):
+            if fault.kind in PAGE_FAULTS and not isinstance(request, ReadRequest):
                 continue
             fault.count -= 1
             if fault.count <= 0:
                 self.queued.remove(fault)
             return self._note(Fault(fault.kind, 1, fault.seconds))
         for kind, p in self.probabilities.items():
-            if kind in (FaultKind.ZERO_PAGE, FaultKind.GARBAGE_PAGE) and not isinstance(
-                request, ReadRequest
-            ):
+            if kind in PAGE_FAULTS and not isinstance(request, ReadRequest):
                 continue
             if p and self.rng.random() < p:
                 seconds = (

@@ -336,6 +336,8 @@ class DongleSimulator:
             resp = replace(resp, values=(0,) * len(resp.values))
         elif isinstance(resp, ReadResponse) and kind is FaultKind.GARBAGE_PAGE:
             resp = replace(resp, values=pattern_a_page(resp.values))
+        elif isinstance(resp, ReadResponse) and kind is FaultKind.ONES_PAGE:
+            resp = replace(resp, values=(0xFFFF,) * len(resp.values))
         resp = replace(resp, adapter_serial=self.config.adapter_serial)
         raw = resp.encode()
         if kind is FaultKind.BAD_CRC:

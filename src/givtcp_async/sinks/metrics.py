@@ -70,6 +70,9 @@ _COUNTERS: Final[dict[str, tuple[str, str, str]]] = {
         "givtcp_connection_connect_failures_total", "counter", "Connection attempts that failed."),
     "connection_disconnects": (
         "givtcp_connection_disconnects_total", "counter", "Connections lost."),
+    "connection_junk_drops": (
+        "givtcp_connection_junk_drops_total", "counter",
+        "Connections dropped after 64 KiB without a valid frame."),
     "pages_accepted": (
         "givtcp_pages_accepted_total", "counter", "Register pages accepted by the quality gate."),
     "polls": ("givtcp_polls_total", "counter", "Poll cycles run."),
@@ -85,6 +88,19 @@ _COUNTERS: Final[dict[str, tuple[str, str, str]]] = {
         "Decoded values refused by the plausibility gates."),
     "writes_total": (
         "givtcp_register_writes_total", "counter", "Register writes sent to the inverter."),
+    "writes_refused_budget": (
+        "givtcp_writes_refused_budget_total", "counter",
+        "Commands refused by control.write_budget_per_day (restores never are)."),
+    "writes_refused_interval": (
+        "givtcp_writes_refused_interval_total", "counter",
+        "Commands refused by control.min_write_interval (restores never are)."),
+    "state_errors": (
+        "givtcp_state_errors_total", "counter",
+        "Write counts or pending restores that could not be saved in control.state_dir."),
+    "identity_mismatch": (
+        "givtcp_inverter_identity_mismatch", "gauge",
+        "1 while the unit at the inverter's address is not the one configured or identified "
+        "(no writes, no publication), else 0."),
 }  # fmt: skip
 _PAGES_REJECTED: Final = "pages_rejected_"
 
@@ -203,6 +219,7 @@ class RestCounters:
     command_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     command_count: Counter[str] = field(default_factory=Counter)
     event_clients: int = 0
+    connections_closed: Counter[str] = field(default_factory=Counter)  # by reason
 
     def command(self, serial: str, function: str, status: str, seconds: float) -> None:
         self.commands[(serial, function, status)] += 1
@@ -331,7 +348,15 @@ def _rest_families(rest: RestCounters) -> Iterable[Family]:
         "givtcp_rest_event_clients", "gauge", "Open server-sent event streams (dashboards)."
     )
     clients.add(rest.event_clients)
-    return (requests, commands, duration, clients)
+    closed = Family(
+        "givtcp_rest_connections_closed_total",
+        "counter",
+        "Connections closed by the cap (rest.max_connections): the oldest idle one to let a "
+        "new one in (evicted), or a new one finding every one busy (refused).",
+    )
+    for reason in ("evicted", "refused"):
+        closed.add(rest.connections_closed[reason], reason=reason)
+    return (requests, commands, duration, clients, closed)
 
 
 def _service_families(services: Iterable[MetricsSource]) -> Iterable[Family]:

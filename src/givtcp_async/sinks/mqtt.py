@@ -66,6 +66,10 @@ log = structlog.get_logger(__name__)
 
 MAX_PENDING_COMMANDS: Final = 32
 MAX_PAYLOAD: Final = 64 * 1024  # no command needs more; a bigger one is not parsed
+# Messages received but not yet read, payloads and all; beyond it only their topics are kept
+# (each is answered "rejected"), up to MAX_REFUSED_QUEUED, beyond which they are dropped.
+MAX_QUEUED: Final = 64
+MAX_REFUSED_QUEUED: Final = 10_000
 PUBLISH_BATCH: Final = 100
 GOODBYE_TIMEOUT: Final = 1.5
 KEEPALIVE: Final = 30
@@ -76,6 +80,8 @@ def is_online(health: Health | ChargerHealth, now: datetime, offline_after: floa
     """The inverter answered within ``offline_after`` seconds (a dropped link alone is not
     enough to call it offline: the coordinator reconnects within seconds)."""
     last = health.last_good_poll
+    if isinstance(health, Health) and health.problem is not None:  # another unit answers there
+        return False
     return last is not None and (now - last).total_seconds() <= offline_after
 
 
@@ -139,6 +145,41 @@ def configuration_url(settings: Settings) -> str | None:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{rest.port}/"
+
+
+class _Refused(aiomqtt.Message):
+    """A received message kept without its payload: too large, or too many waiting."""
+
+    def __init__(self, message: aiomqtt.Message, reason: str, size: int) -> None:
+        super().__init__(message.topic, b"", message.qos, message.retain, message.mid, None)
+        self.reason = reason  # "size" or "queue"
+        self.size = size
+
+
+def _payload_size(payload: Any) -> int:
+    return len(payload) if isinstance(payload, bytes | bytearray | str) else 0
+
+
+def incoming_queue(stats: MqttStats) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """aiomqtt's incoming queue, bounded: a payload over :data:`MAX_PAYLOAD`, or any beyond
+    :data:`MAX_QUEUED` waiting, is dropped as it arrives (its topic kept, to answer it), and
+    past :data:`MAX_REFUSED_QUEUED` the message is dropped whole (counted, logged)."""
+
+    class Incoming(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            size = _payload_size(item.payload)
+            waiting = self.qsize()
+            if size > MAX_PAYLOAD or waiting >= MAX_QUEUED:
+                if waiting >= MAX_REFUSED_QUEUED:
+                    stats.messages_dropped += 1
+                    if stats.messages_dropped % 1000 == 1:
+                        log.error("MQTT messages dropped unread: too many waiting",
+                                  dropped=stats.messages_dropped)  # fmt: skip
+                    return
+                item = _Refused(item, "size" if size > MAX_PAYLOAD else "queue", size)
+            super().put_nowait(item)
+
+    return Incoming
 
 
 @dataclass(eq=False)
@@ -211,6 +252,7 @@ class MqttStats:
     commands: int = 0
     commands_rejected: int = 0
     results_undelivered: int = 0
+    messages_dropped: int = 0  # past every bound: dropped unread, unanswered
 
 
 class MqttService:
@@ -258,13 +300,14 @@ class MqttService:
             )
             for view in devices
         ]
+        self.stats = MqttStats()
         self._options = client_options(self.cfg)  # a bad TLS file fails here, at start
+        self._options["queue_type"] = incoming_queue(self.stats)
         # The most publishes that can wait at once (for the socket at QoS 0, for the broker's
         # acknowledgement at QoS 1): a batch of a full publish and a status per inverter, the
         # bridge status and every command's result. aiomqtt warns of "pending publish calls"
         # beyond its threshold (10 by default, which every full publish exceeds).
         self.max_pending = len(self.inverters) * (PUBLISH_BATCH + 1) + 1 + MAX_PENDING_COMMANDS
-        self.stats = MqttStats()
         self.connected = asyncio.Event()  # set while a connection is up (tests, health)
         # Set once stopped: offline published and the client disconnected (the internal broker
         # waits for it, so that both reach the broker before it stops).
@@ -273,6 +316,7 @@ class MqttService:
         self.links.metrics_sources.append(self)
         self._client: aiomqtt.Client | None = None
         self._commands: set[asyncio.Task[None]] = set()
+        self._busy_refusals = 0  # commands refused in a row for too many waiting
         self._sessions = asyncio.Condition()
 
     def metrics(self) -> dict[str, float]:
@@ -480,6 +524,10 @@ class MqttService:
             if parsed is None:  # e.g. an empty level: nothing to answer to
                 log.warning("MQTT message on a control topic ignored", topic=topic)
                 continue
+            if isinstance(message, _Refused):
+                self._on_command(parsed[0], parsed[1], b"", retained=message.retain,
+                                 refused=(message.reason, message.size))  # fmt: skip
+                continue
             self._on_command(parsed[0], parsed[1], _payload_bytes(message.payload),
                              retained=message.retain)  # fmt: skip
 
@@ -488,27 +536,42 @@ class MqttService:
         if self.cfg.discovery:
             await self.publish_state_now()
 
-    def _on_command(self, serial: str, function: str, payload: bytes, *, retained: bool) -> None:
+    def _on_command(
+        self,
+        serial: str,
+        function: str,
+        payload: bytes,
+        *,
+        retained: bool,
+        refused: tuple[str, int] | None = None,
+    ) -> None:
+        """``refused``: (``size`` or ``queue``, bytes) when the payload was dropped unread."""
         self.stats.commands += 1
         target = serial.upper()
         inv = next((i for i in self.inverters if (i.serial or "").upper() == target), None)
         # Refused before parsing: (message, field, value received, what is allowed).
         refusal: tuple[str, str, object, str] | None = None
-        if retained:
+        size = refused[1] if refused is not None else len(payload)
+        if refused is not None and refused[0] == "queue":
+            refusal = (
+                f"too many messages waiting ({MAX_QUEUED}); try again later",
+                "queue", f"{size} bytes", f"at most {MAX_QUEUED} messages waiting",
+            )  # fmt: skip
+        elif retained:
             refusal = (
                 "retained command message ignored: a command is executed only when it is "
                 "published, never replayed by the broker (publish it without the retain flag)",
                 "retain", True, "a message published without the retain flag",
             )  # fmt: skip
+        elif size > MAX_PAYLOAD:
+            refusal = (
+                f"payload of {size} bytes is too large (at most {MAX_PAYLOAD})",
+                "payload", f"{size} bytes", f"at most {MAX_PAYLOAD} bytes",
+            )  # fmt: skip
         elif not payload.strip():
             refusal = (
                 "empty payload ignored (clearing a retained message is not a command)",
                 "payload", "", "a JSON object or a plain value",
-            )  # fmt: skip
-        elif len(payload) > MAX_PAYLOAD:
-            refusal = (
-                f"payload of {len(payload)} bytes is too large (at most {MAX_PAYLOAD})",
-                "payload", f"{len(payload)} bytes", f"at most {MAX_PAYLOAD} bytes",
             )  # fmt: skip
         elif inv is None:
             served = ", ".join(i.serial for i in self.inverters if i.serial) or "none detected yet"
@@ -524,8 +587,10 @@ class MqttService:
         if refusal is not None or inv is None:
             reason, name, value, allowed = refusal or ("rejected", "serial", serial, "unknown")
             self.stats.commands_rejected += 1
-            log.warning("MQTT command rejected", serial=serial, function=function,
-                        reason=reason)  # fmt: skip
+            self._busy_refusals = self._busy_refusals + 1 if name == "queue" else 0
+            if self._busy_refusals % 100 <= 1:  # a flood is logged once per hundred
+                log.warning("MQTT command rejected", serial=serial, function=function,
+                            reason=reason, in_a_row=self._busy_refusals or None)  # fmt: skip
             error = {"field": name, "value": value, "allowed": allowed, "message": reason}
             result = rejected(function, reason, [error], at=datetime.now().astimezone())
             self._spawn(self._deliver(serial, function, result))

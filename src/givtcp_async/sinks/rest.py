@@ -48,11 +48,21 @@ from givtcp_async import __version__
 from givtcp_async.config import RestConfig
 from givtcp_async.control.catalogue import Catalogue
 from givtcp_async.control.layout import Layout
+from givtcp_async.control.payloads import decode_json
 from givtcp_async.control.result import CommandResult, rejected
-from givtcp_async.errors import UnknownFunction
+from givtcp_async.errors import UnknownFunction, ValidationFailed
 from givtcp_async.evc.controls import find as find_charger_function
 from givtcp_async.ports import ChargerView, InverterView, Links, MetricsSource
 from givtcp_async.sinks import metrics
+from givtcp_async.sinks.http_guard import (
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    AcceptErrorLimiter,
+    ClientRule,
+    ConnectionGuard,
+    GuardedSite,
+    HostRule,
+)
 from givtcp_async.sinks.openapi import build_openapi, docs_html
 
 if TYPE_CHECKING:
@@ -63,6 +73,7 @@ log = structlog.get_logger(__name__)
 __all__ = ["RestService", "build_app", "http_status", "rest_service"]
 
 MAX_BODY: Final = 64 * 1024
+MAX_WAITING_COMMANDS: Final = 32  # as MQTT: beyond it, 503 with Retry-After
 DATA_ROUTES: Final = ("runAll", "readData", "getCache")
 CHARGER_ROUTE: Final = "getEVCCache"
 # First path segments that are GET routes: a POST there is a wrong method, not a function.
@@ -76,6 +87,11 @@ _FALSE: Final = frozenset({"0", "false", "no", ""})
 DASHBOARD_CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# /docs is static HTML with one inline style sheet: nothing else may load or run.
+DOCS_CSP: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'none'"
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,8 +119,11 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
     def response(self) -> web.Response:
-        return web.json_response(self.body, status=self.status, headers=self.headers,
+        resp = web.json_response(self.body, status=self.status, headers=self.headers,
                                  dumps=_dumps)  # fmt: skip
+        if self.headers.get("Connection") == "close":
+            resp.force_close()  # e.g. a body that never came: the connection's state is unknown
+        return resp
 
 
 def http_status(result: CommandResult, *, reachable: bool) -> int:
@@ -117,8 +136,12 @@ def http_status(result: CommandResult, *, reachable: bool) -> int:
             return 503  # not ready yet (e.g. timed overrides still starting)
         if "payload" in fields:
             return 400
-        if "budget" in fields:
+        if "budget" in fields or "interval" in fields:
             return 429
+        if "state_dir" in fields:
+            return 503  # the state directory is full or read-only: nothing could be accounted
+        if "serial" in fields:
+            return 409  # another inverter answers at this address
         return 422
     if result.status == "failed" and not reachable:
         return 503
@@ -162,6 +185,7 @@ def health_of(view: InverterView) -> dict[str, Any]:
         "consecutive_failures": health.consecutive_failures,
         "polls": health.polls,
         "failed_polls": health.failed_polls,
+        "problem": health.problem,
     }
 
 
@@ -209,8 +233,12 @@ class RestService:
         self.url: str | None = None
         self._closing = asyncio.Event()
         self._token = config.token.get_secret_value().encode() if config.token else None
+        self.hosts = HostRule(config.host, config.allowed_hosts)
+        self.clients = ClientRule(config.allow_from)
+        self.guard = ConnectionGuard(config.max_connections)
         self._openapi: dict[tuple[str | None, bool], dict[str, Any]] = {}
         self._assets: dict[str, bytes] = {}
+        self._waiting = 0  # control requests being read or run
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -218,11 +246,14 @@ class RestService:
         runner = web.AppRunner(
             build_app(self), access_log=None, handle_signals=False,
             shutdown_timeout=self.shutdown_timeout,
+            keepalive_timeout=HEADER_TIMEOUT,  # also closes a connection sending no request
+            lingering_time=2.0,  # the rest of a body refused unread: not 10 s more of it
         )  # fmt: skip
         await runner.setup()
         try:
-            await self._listen(runner)
-            await asyncio.Event().wait()
+            with AcceptErrorLimiter(asyncio.get_running_loop()):
+                await self._listen(runner)
+                await asyncio.Event().wait()
         finally:
             self._closing.set()
             self.listening.clear()
@@ -231,7 +262,7 @@ class RestService:
 
     async def _listen(self, runner: web.AppRunner) -> None:
         host, port = self.config.host, self.config.port
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = GuardedSite(runner, host, port, guard=self.guard)
         try:
             await site.start()
         except OSError as err:
@@ -243,7 +274,13 @@ class RestService:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"
         self.listening.set()
-        log.info("REST API listening", url=self.url, auth=self._token is not None)
+        log.info("REST API listening", url=self.url, auth=self._token is not None,
+                 max_connections=self.guard.max_connections)  # fmt: skip
+        if self._token is None:
+            log.info("REST control without a token: from loopback and rest.allow_from only, "
+                     "under this server's own names; set rest.token to control from elsewhere",
+                     allow_from=self.clients.describe(),
+                     allowed_hosts=sorted(self.hosts.names))  # fmt: skip
 
     # --- addressing and auth -------------------------------------------------------------------
 
@@ -274,12 +311,13 @@ class RestService:
         return self.chargers[0]
 
     def authorise(self, request: web.Request) -> None:
-        """Control routes: the bearer token when configured, else same-origin browsers only."""
+        """Control routes: the bearer token when configured; else clients of ``rest.allow_from``
+        naming this server by one of its own names, and same-origin browsers only."""
         if self._token is not None:
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), self._token
-            ):
+            # A header that is not UTF-8 arrives with surrogate escapes: still just a wrong token.
+            given = value.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given, self._token):
                 raise ApiError(
                     401,
                     "unauthorized",
@@ -287,6 +325,21 @@ class RestService:
                     headers={"WWW-Authenticate": 'Bearer realm="givtcp-async"'},
                 )
             return
+        if not self.clients.allows(request.remote):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"control from {request.remote} needs rest.token (without one, only loopback "
+                f"and {self.clients.describe()} may control; see rest.allow_from)",
+            )
+        if not self.hosts.allows(request.headers.get("Host")):
+            raise ApiError(
+                421,
+                "misdirected request",
+                f"{request.headers.get('Host')!r} is not a name of this server: without "
+                "rest.token, control needs its address, a loopback name or a name in "
+                "rest.allowed_hosts",
+            )
         origin = request.headers.get("Origin")
         if origin is None:
             return
@@ -344,6 +397,8 @@ class RestService:
         return web.json_response(body, status=200 if ok else 503, dumps=_dumps)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
+        closed = self.counters.connections_closed
+        closed["evicted"], closed["refused"] = self.guard.evicted, self.guard.refused
         text = metrics.render(self.views, self.counters, self.metrics_sources())
         return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
@@ -394,7 +449,8 @@ class RestService:
         return web.json_response(self.openapi_doc(), dumps=_dumps)
 
     async def docs(self, request: web.Request) -> web.Response:
-        return web.Response(text=docs_html(self.openapi_doc()), content_type="text/html")
+        return web.Response(text=docs_html(self.openapi_doc()), content_type="text/html",
+                            headers={"Content-Security-Policy": DOCS_CSP})  # fmt: skip
 
     async def dashboard(self, request: web.Request) -> web.Response:
         return self._asset_response("index.html", "text/html")
@@ -416,6 +472,11 @@ class RestService:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         view = self.target(request)
+        if self.counters.event_clients >= self.guard.max_connections // 2:
+            # Streams hold their connection for good: half the connections stay for the rest.
+            raise ApiError(503, "too many event streams",
+                           f"{self.counters.event_clients} event streams are open; try later",
+                           headers={"Retry-After": "30"})  # fmt: skip
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -518,21 +579,32 @@ class RestService:
                 function=name,
                 functions="/functions",
             )
-        raw = await self._payload(request, name, catalogue)
-        started = time.perf_counter()
-        if isinstance(raw, CommandResult):
-            result = raw
-        elif not await view.link_up(self.connect_wait):
-            # Waited briefly for a link that is down (reconnecting) rather than queue for 30 s.
-            result = CommandResult(
-                function=raw_name(catalogue, name),
-                status="failed",
-                message=f"{name}: the inverter is not connected (waited {self.connect_wait:g} s)"
-                "; nothing written",
-                at=view.now().astimezone(UTC),
+        if self._waiting >= MAX_WAITING_COMMANDS:
+            raise ApiError(
+                503,
+                "too many commands",
+                f"{MAX_WAITING_COMMANDS} commands are already waiting; nothing written, try again",
+                headers={"Retry-After": "5"},
             )
-        else:
-            result = await view.execute(name, raw)
+        self._waiting += 1
+        started = time.perf_counter()
+        try:
+            raw = await self._payload(request, name, catalogue)
+            if isinstance(raw, CommandResult):
+                result = raw
+            elif not await view.link_up(self.connect_wait):
+                # Waited briefly for a link that is down (reconnecting) rather than queue for 30 s.
+                result = CommandResult(
+                    function=raw_name(catalogue, name),
+                    status="failed",
+                    message=f"{name}: the inverter is not connected (waited "
+                    f"{self.connect_wait:g} s); nothing written",
+                    at=view.now().astimezone(UTC),
+                )
+            else:
+                result = await view.execute(name, raw)
+        finally:
+            self._waiting -= 1
         elapsed = time.perf_counter() - started
         health = view.health()
         status = http_status(result, reachable=health.connected and health.detected)
@@ -573,7 +645,12 @@ class RestService:
             return rejected(function, f"{function}: {message}", errors)
 
         try:
-            body = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await request.read()
+        except TimeoutError:
+            raise ApiError(408, "request timeout",
+                           f"the body did not arrive within {BODY_TIMEOUT:g} s; nothing written",
+                           headers={"Connection": "close"}) from None  # fmt: skip
         except web.RequestPayloadError:  # e.g. a Content-Encoding the body is not in
             encoding = request.headers.get("Content-Encoding")
             return refuse("payload cannot be decoded as sent", f"Content-Encoding: {encoding}",
@@ -585,13 +662,14 @@ class RestService:
         except UnicodeDecodeError:
             return refuse("payload is not UTF-8 text", repr(body[:40]), "UTF-8 text")
         stripped = text.strip()
+        if not stripped:  # only Unicode whitespace (NBSP, U+3000, ...): no payload
+            return None
         if stripped[0] not in "{[":
             return text
         try:
-            value = json.loads(stripped)
-        except (ValueError, RecursionError):
-            return refuse("payload is not valid JSON", stripped[:80],
-                          "a JSON object or a plain value")  # fmt: skip
+            value = decode_json(stripped)
+        except ValidationFailed as err:
+            return rejected(function, f"{function}: {err}", err.errors)
         if not isinstance(value, dict):
             return refuse("payload must be a JSON object or a plain value", value if len(
                 stripped) <= 200 else stripped[:80], "a JSON object or a plain value")  # fmt: skip
@@ -633,7 +711,9 @@ class RestService:
 
 
 def build_app(service: RestService) -> web.Application:
-    app = web.Application(middlewares=[service.middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[service.guard.middleware, service.middleware], client_max_size=MAX_BODY
+    )
     r = app.router
     r.add_get("/", service.dashboard)
     r.add_get("/dashboard/{name}", service.asset)
