@@ -964,6 +964,7 @@ def _rates() -> list[ControlFunction]:
     def watts_meta(kind: str) -> HaMeta:
         return HaMeta(Platform.NUMBER, minimum=0, maximum=lambda m: p.battery_power_limit(m),
                       step=1, unit="W", main=True, real_step=rate_step(kind))  # fmt: skip
+
     rate_doc = (
         "HR{c} := min(50, round(W / (HR55 Ah x nominal V / 100))), 50 at or above the battery "
         "power limit; 3ph HR{t} / Gateway HR{g} := W as % of the limit"

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
 import random
 import socket
 import ssl
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -151,6 +152,7 @@ class _Inverter:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     announced: tuple[Any, ...] | None = None
     status: str | None = None
+    first_seen: datetime | None = None  # when the service first had a serial for it
 
     @property
     def serial(self) -> str | None:
@@ -274,6 +276,7 @@ class MqttService:
         self._client: aiomqtt.Client | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._sessions = asyncio.Condition()
+        self._announcing = asyncio.Lock()
 
     def metrics(self) -> dict[str, float]:
         """Counters for /metrics (``mqtt_`` prefixed), and whether a connection is up."""
@@ -412,7 +415,7 @@ class MqttService:
                 sig = (
                     evc_discovery.signature(snap)
                     if isinstance(snap, EvcSnapshot)
-                    else discovery.signature(snap)
+                    else discovery.signature(snap, inv.discovery)
                 )
                 if full or inv.announced != sig:
                     announcement = (
@@ -420,7 +423,10 @@ class MqttService:
                         if isinstance(snap, EvcSnapshot)
                         else discovery.messages(snap, inv.discovery)
                     )
-                    await self._publish(client, announcement)
+                    # One device's announcement at a time, built as it is sent: its payloads
+                    # never pile up in memory together with another inverter's.
+                    async with self._announcing:
+                        await self._publish(client, announcement)
                     inv.announced = sig
                     inv.topics.reset()  # state after config, for non-retained state
                     self.stats.announcements += 1
@@ -428,9 +434,8 @@ class MqttService:
             await self._publish(client, inv.topics.messages(snap))
             await self._update_status(client, inv)
 
-    async def _publish(self, client: aiomqtt.Client, messages: Sequence[Message]) -> None:
-        await publish_all(client, messages)
-        self.stats.messages += len(messages)
+    async def _publish(self, client: aiomqtt.Client, messages: Iterable[Message]) -> None:
+        self.stats.messages += await publish_all(client, messages)
 
     async def publish_state_now(self) -> None:
         """Republish everything (discovery and full state) on the current connection."""
@@ -456,8 +461,16 @@ class MqttService:
         if serial is None:
             return
         view = inv.view
-        online = is_online(view.health(), view.now(), view.offline_after)
-        status = ONLINE if online else OFFLINE
+        now = view.now()
+        health = view.health()
+        if health.last_good_poll is None:
+            # Not polled yet (the daemon is starting): nothing is claimed until the first poll
+            # says online or offline_after passes without one. Publishing offline first made
+            # every start flap offline -> online a few seconds later.
+            inv.first_seen = inv.first_seen or now
+            if (now - inv.first_seen).total_seconds() <= view.offline_after:
+                return
+        status = ONLINE if is_online(health, now, view.offline_after) else OFFLINE
         if status != inv.status:
             changed, inv.status = inv.status is not None, status  # before the await: no repeats
             if changed:
@@ -574,13 +587,16 @@ class MqttService:
                         status=result.status, error=str(err))  # fmt: skip
 
 
-async def publish_all(client: aiomqtt.Client, messages: Sequence[Message]) -> None:
+async def publish_all(client: aiomqtt.Client, messages: Iterable[Message]) -> int:
     """Publish at QoS 0 in order, up to :data:`PUBLISH_BATCH` at a time (a third less CPU than
-    one by one: paho writes a batch in one go). Raises the first error."""
+    one by one: paho writes a batch in one go); ``messages`` is read one batch at a time.
+    Returns how many were published; raises the first error."""
     # No per-message timeout: aiomqtt would wrap each wait in asyncio.wait_for, which on Python
     # 3.11 can swallow a cancellation; a dead link ends the session (and these waits) instead.
-    for start in range(0, len(messages), PUBLISH_BATCH):
-        batch = messages[start : start + PUBLISH_BATCH]
+    count = 0
+    source = iter(messages)
+    while batch := list(itertools.islice(source, PUBLISH_BATCH)):
+        count += len(batch)
         outcomes = await asyncio.gather(
             *(
                 client.publish(m.topic, m.payload, qos=0, retain=m.retain, timeout=math.inf)
@@ -591,6 +607,7 @@ async def publish_all(client: aiomqtt.Client, messages: Sequence[Message]) -> No
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+    return count
 
 
 def _checkpoint() -> None:
