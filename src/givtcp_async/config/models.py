@@ -253,6 +253,8 @@ class MqttConfig(_Section):
     discovery: bool = True
     discovery_prefix: Topic = "homeassistant"
     time_entities: Literal["select", "time"] = "select"
+    # Minutes between the options of the time selects Predbat sets (1: every minute, GivTCP's).
+    time_step: int = 5
     internal_broker: bool = False
     offline_after: float = Field(default=300.0, gt=0, le=86400)
 
@@ -268,6 +270,13 @@ class MqttConfig(_Section):
         if data.get("enabled") is None:
             data["enabled"] = data.get("host") not in (None, "")
         return data
+
+    @field_validator("time_step")
+    @classmethod
+    def _step_divides_the_hour(cls, value: int) -> int:
+        if value not in (1, 5, 10, 15, 30):
+            raise ValueError("should be 1, 5, 10, 15 or 30 (minutes)")
+        return value
 
     @field_validator("host")
     @classmethod

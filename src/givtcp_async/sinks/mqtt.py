@@ -255,6 +255,7 @@ class MqttService:
                     prefix=self.cfg.discovery_prefix,
                     device_prefix=view.name,
                     time_entities=self.cfg.time_entities,
+                    time_step=self.cfg.time_step,
                     configuration_url=dashboard_url,
                 ),
             )
