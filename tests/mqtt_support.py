@@ -135,9 +135,11 @@ DEVICE_EXPANSIONS: Mapping[str, str] = {
     "cu": "configuration_url", "ids": "identifiers", "mf": "manufacturer", "mdl": "model",
     "sn": "serial_number", "sw": "sw_version", "hw": "hw_version", "sa": "suggested_area",
 }  # fmt: skip
-# Device keys Home Assistant 2024.1 accepts (its device schema refuses any other key).
+# Device keys Home Assistant 2024.1 accepts (homeassistant/components/mqtt/mixins.py,
+# MQTT_ENTITY_DEVICE_INFO_SCHEMA: any other key, serial_number and model_id included, makes it
+# refuse the whole entity).
 DEVICE_KEYS = {
-    "identifiers", "connections", "name", "manufacturer", "model", "serial_number",
+    "identifiers", "connections", "name", "manufacturer", "model",
     "sw_version", "hw_version", "suggested_area", "via_device", "configuration_url",
 }  # fmt: skip
 ORIGIN_EXPANSIONS: Mapping[str, str] = {"sw": "sw_version", "url": "support_url"}

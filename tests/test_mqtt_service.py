@@ -120,7 +120,7 @@ async def test_discovery_payloads_follow_ha_rules_and_every_state_topic_has_a_va
         if "manufacturer" in c["device"]
     }
     inverter = next(json.loads(d) for d in devices if "via_device" not in json.loads(d))
-    assert inverter["serial_number"] == serial
+    assert inverter["name"] == f"GivTCP {serial}"
     assert inverter["manufacturer"] == "GivEnergy"
     packs = [json.loads(d) for d in devices if json.loads(d).get("via_device")]
     assert len(devices) == 3

@@ -6,6 +6,9 @@ Pure (no I/O). Design:
   ``<prefix>/<platform>/GivEnergy/<serial>_<Field>/config`` (battery entities
   ``<serial>_<battery serial>_<Field>``). It works on every Home Assistant version and, with
   GivTCP's topics and unique ids, replacing GivTCP updates its entities in place.
+* **Every Home Assistant from 2024.1**: the device block holds only the keys 2024.1's strict
+  device schema takes (no ``serial_number`` or ``model_id``: an unknown key there drops the
+  entity); unknown entity keys (``default_entity_id`` before 2025.10) are ignored.
 * **Compact payloads**: Home Assistant's abbreviated keys and the ``~`` base topic; the whole
   device block and ``origin`` only in the first payload of each device (the others name the
   device by its identifier and name, which Home Assistant merges into one registry entry).
@@ -108,7 +111,6 @@ DEVICE_ABBREVIATIONS: Final = {
     "identifiers": "ids",
     "manufacturer": "mf",
     "model": "mdl",
-    "serial_number": "sn",
     "sw_version": "sw",
 }
 ORIGIN_ABBREVIATIONS: Final = {"sw_version": "sw"}
@@ -273,7 +275,6 @@ def inverter_device(snapshot: Snapshot, cfg: DiscoveryConfig) -> dict[str, Any]:
         "name": f"{cfg.device_prefix} {snapshot.serial}",
         "manufacturer": MANUFACTURER,
         "model": f"{snapshot.model.name} ({snapshot.model.dtc})",
-        "serial_number": snapshot.serial,
         "sw_version": str(firmware),
     }
     if cfg.configuration_url:
@@ -305,8 +306,6 @@ def _sub_device(
         "model": model,
         "via_device": inverter_identifier(snapshot.serial),
     }
-    if dev.serial and kind == "battery":
-        device["serial_number"] = dev.serial
     if firmware is not None:
         device["sw_version"] = str(firmware)
     return device
