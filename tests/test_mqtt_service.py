@@ -492,3 +492,29 @@ async def test_a_start_goes_online_once_with_no_false_timeout(
     assert seen(BRIDGE) == ["online", "offline"]
     assert scanned > 0  # the scan did probe addresses nothing answered
     assert set(seen(f"{ROOT}/{serial}/Stats/Timeout_Error")) == {"0"}
+
+
+async def test_selects_again_clear_the_time_entities_left_on_the_broker(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with (
+        watching(mosquitto.port, f"{ROOT}/#", "homeassistant/time/GivEnergy/#") as w,
+        running_daemon(
+            tmp_path / "a", plant_config=FROZEN,
+            mqtt=mqtt_settings(mosquitto, time_entities="time"),
+        ) as rig,
+    ):  # fmt: skip
+        serial = await started(rig, w)
+        await w.wait_topic(f"homeassistant/time/GivEnergy/{serial}_Charge_start_time_slot_1/config")
+        left = {s.topic for s in w.log if s.topic.startswith("homeassistant/time/") and s.payload}
+    assert len(left) > 20
+    async with (
+        watching(mosquitto.port, f"{ROOT}/#", "homeassistant/time/GivEnergy/#") as w,
+        running_daemon(tmp_path / "b", plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+    ):
+        await started(rig, w)
+        for topic in left:  # each cleared (an empty retained config)
+            await w.wait_topic(topic, "")
+    async with watching(mosquitto.port, "homeassistant/time/GivEnergy/#") as ha:
+        await ha.sync()  # what the broker still retains: nothing
+        assert [s.topic for s in ha.log if s.payload and not s.topic.startswith("test/")] == []

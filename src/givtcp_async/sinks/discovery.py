@@ -388,7 +388,10 @@ class _Builder:
         for name, spec in self.snap.specs.items():
             topic = field_topic(self.cfg.root, serial, spec)
             unique = f"{prefix}_{serial}_{name}"
-            slug = entity_slug(prefix, serial, name)
+            # The battery stack's values (GivTCP's "battery_stack_1" device) keep GivTCP's ids,
+            # e.g. sensor.givtcp_battery_stack_1_bms_temperature, which Predbat reads.
+            owner = spec.path[-1] if spec.path[:1] == ("Battery_Details",) else serial
+            slug = entity_slug(prefix, owner, name)
             object_id = f"{serial}_{name}"
             control = self.by_field.get(name)
             entity: Entity | None = None
@@ -518,8 +521,12 @@ class _Builder:
         if not fn.ha.main:
             config["entity_category"] = "config"
         config["icon"] = "mdi:clock-outline"
-        # The other form may be left over from the other setting (or from GivTCP): remove it.
-        self.removals.append(discovery_topic(self.cfg.prefix, other, _safe_id(object_id)))
+        if other == "select":
+            # The selects may be left over from the other setting (or from GivTCP): remove them.
+            # (Time entities left over are cleared by the MQTT service when the broker shows
+            # one: a removal sent blindly would make Home Assistant before 2026.5, which has
+            # no MQTT time platform, warn for every slot.)
+            self.removals.append(discovery_topic(self.cfg.prefix, other, _safe_id(object_id)))
         return self._entity(platform, object_id, config)
 
     def _stateless(
@@ -690,6 +697,21 @@ def signature(snapshot: Snapshot, cfg: DiscoveryConfig | None = None) -> tuple[A
 
 def _device_key(dev: DeviceSnapshot) -> tuple[Any, ...]:
     return (dev.address, dev.serial, frozenset(dev.specs))
+
+
+def leftover_time_configs(prefix: str) -> str:
+    """The subscription that shows retained time-entity configs left from ``time_entities =
+    "time"`` (to clear while selects are announced)."""
+    return discovery_topic(prefix, "time", "+")
+
+
+def is_leftover(prefix: str, topic: str, serials: Iterable[str]) -> bool:
+    """Whether ``topic`` is a time-entity config of one of ``serials``' slots."""
+    head = f"{prefix}/time/{NODE_ID}/"
+    if not (topic.startswith(head) and topic.endswith("/config")):
+        return False
+    object_id = topic[len(head) : -len("/config")]
+    return any(object_id.startswith(f"{_safe_id(s)}_") for s in serials if s)
 
 
 def state_topics(entities_: Iterable[Entity]) -> set[str]:

@@ -67,6 +67,7 @@ log = structlog.get_logger(__name__)
 
 MAX_PENDING_COMMANDS: Final = 32
 MAX_PAYLOAD: Final = 64 * 1024  # no command needs more; a bigger one is not parsed
+MAX_LEFTOVERS: Final = 4096  # retained time-entity configs remembered for removal at once
 PUBLISH_BATCH: Final = 100
 GOODBYE_TIMEOUT: Final = 1.5
 KEEPALIVE: Final = 30
@@ -278,6 +279,7 @@ class MqttService:
         self._commands: set[asyncio.Task[None]] = set()
         self._sessions = asyncio.Condition()
         self._announcing = asyncio.Lock()
+        self._leftovers: set[str] = set()  # retained time configs to clear (select mode)
 
     def metrics(self) -> dict[str, float]:
         """Counters for /metrics (``mqtt_`` prefixed), and whether a connection is up."""
@@ -350,13 +352,14 @@ class MqttService:
         for inv in self.inverters:
             inv.forget()
         await client.publish(bridge_topic(self.root), ONLINE, qos=1, retain=True)
-        await client.subscribe(
-            [
-                (f"{self.root}/+/{CONTROL}/+", 1),
-                (f"{self.root}/{CONTROL}/+/+", 1),
-                (ha_status_topic(self.cfg.discovery_prefix), 1),
-            ]
-        )
+        subscriptions = [
+            (f"{self.root}/+/{CONTROL}/+", 1),
+            (f"{self.root}/{CONTROL}/+/+", 1),
+            (ha_status_topic(self.cfg.discovery_prefix), 1),
+        ]
+        if self.cfg.discovery and self.cfg.time_entities == "select":
+            subscriptions.append((discovery.leftover_time_configs(self.cfg.discovery_prefix), 1))
+        await client.subscribe(subscriptions)
         self._client = client
         self.connected.set()
         self.backoff.reset()
@@ -428,6 +431,7 @@ class MqttService:
                     # never pile up in memory together with another inverter's.
                     async with self._announcing:
                         await self._publish(client, announcement)
+                        await self._clear_leftovers(client)
                     inv.announced = sig
                     inv.topics.reset()  # state after config, for non-retained state
                     self.stats.announcements += 1
@@ -490,12 +494,27 @@ class MqttService:
                     log.info("Home Assistant started; announcing again", delay=round(delay, 2))
                     tasks.spawn(self._after_ha_birth(delay), "mqtt-ha-birth", lasting=False)
                 continue
+            if topic.startswith(f"{self.cfg.discovery_prefix}/time/"):
+                if message.payload and len(self._leftovers) < MAX_LEFTOVERS:
+                    self._leftovers.add(topic)  # cleared once its inverter's serial is known
+                    await self._clear_leftovers(client)
+                continue
             parsed = parse_command_topic(self.root, topic)
             if parsed is None:  # e.g. an empty level: nothing to answer to
                 log.warning("MQTT message on a control topic ignored", topic=topic)
                 continue
             self._on_command(parsed[0], parsed[1], _payload_bytes(message.payload),
                              retained=message.retain)  # fmt: skip
+
+    async def _clear_leftovers(self, client: aiomqtt.Client) -> None:
+        """Remove the retained time-entity configs seen for the inverters served (left from
+        ``time_entities = "time"``; selects are announced now)."""
+        serials = [i.serial for i in self.inverters if i.serial]
+        for topic in sorted(self._leftovers):
+            if discovery.is_leftover(self.cfg.discovery_prefix, topic, serials):
+                self._leftovers.discard(topic)
+                log.info("removing a time entity left from time_entities = time", topic=topic)
+                await client.publish(topic, "", qos=1, retain=True)
 
     async def _after_ha_birth(self, delay: float) -> None:
         await asyncio.sleep(delay)
