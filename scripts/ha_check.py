@@ -13,6 +13,10 @@ inverter's device page with Chromium (playwright, ``/usr/bin/chromium``).
     python scripts/ha_check.py --hass /tmp/ha --screenshot docs/ha-device-page.png
 """
 
+# Starting the broker, Home Assistant and the demo as plain processes is fine here: nothing waits
+# on them inside the event loop.
+# ruff: noqa: ASYNC220, ASYNC221
+
 from __future__ import annotations
 
 import argparse
@@ -66,11 +70,19 @@ def write_config(config: Path, http_port: int, mqtt_port: int) -> None:
         "unique_id": None,
         "disabled_by": None,
     }
-    store = {"version": 1, "minor_version": 1, "key": "core.config_entries",
-             "data": {"entries": [entry]}}  # fmt: skip
+    store = {
+        "version": 1,
+        "minor_version": 1,
+        "key": "core.config_entries",
+        "data": {"entries": [entry]},
+    }
     (config / ".storage" / "core.config_entries").write_text(json.dumps(store))
-    onboarding = {"version": 4, "minor_version": 1, "key": "onboarding",
-                  "data": {"done": ["user", "core_config", "analytics", "integration"]}}  # fmt: skip
+    onboarding = {
+        "version": 4,
+        "minor_version": 1,
+        "key": "onboarding",
+        "data": {"done": ["user", "core_config", "analytics", "integration"]},
+    }
     (config / ".storage" / "onboarding").write_text(json.dumps(onboarding))
 
 
@@ -92,8 +104,11 @@ async def token(base: str) -> str:
         flow = await (
             await s.post(
                 f"{base}/auth/login_flow",
-                json={"client_id": CLIENT_ID, "handler": ["homeassistant", None],
-                      "redirect_uri": CLIENT_ID},  # fmt: skip
+                json={
+                    "client_id": CLIENT_ID,
+                    "handler": ["homeassistant", None],
+                    "redirect_uri": CLIENT_ID,
+                },
             )
         ).json()
         done = await (
@@ -105,8 +120,11 @@ async def token(base: str) -> str:
         tokens = await (
             await s.post(
                 f"{base}/auth/token",
-                data={"grant_type": "authorization_code", "code": done["result"],
-                      "client_id": CLIENT_ID},  # fmt: skip
+                data={
+                    "grant_type": "authorization_code",
+                    "code": done["result"],
+                    "client_id": CLIENT_ID,
+                },
             )
         ).json()
         return str(tokens["access_token"])
@@ -139,7 +157,9 @@ async def screenshot(base: str, device: str, path: Path) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        browser = await p.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+        )
         page = await browser.new_page(viewport={"width": 1400, "height": 1800})
         await page.goto(f"{base}/")
         await page.fill("input[name=username]", USER)
@@ -163,46 +183,86 @@ async def run(hass: Path, shot: Path | None, settle: float) -> dict[str, Any]:
     write_config(config, http_port, mqtt_port)
     python = str(hass / "bin" / "python")
     subprocess.run(
-        [python, "-m", "homeassistant", "--script", "auth", "-c", str(config), "add", USER,
-         PASSWORD], check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            python,
+            "-m",
+            "homeassistant",
+            "--script",
+            "auth",
+            "-c",
+            str(config),
+            "add",
+            USER,
+            PASSWORD,
+        ],
+        check=True,
+        capture_output=True,
+    )
     procs: list[subprocess.Popen[bytes]] = []
     base = f"http://127.0.0.1:{http_port}"
     try:
-        procs.append(subprocess.Popen(["mosquitto", "-c", str(work / "mosquitto.conf")],
-                                      stderr=subprocess.DEVNULL))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                ["mosquitto", "-c", str(work / "mosquitto.conf")], stderr=subprocess.DEVNULL
+            )
+        )
         with (work / "hass.log").open("wb") as log:
-            procs.append(subprocess.Popen([python, "-m", "homeassistant", "-c", str(config)],
-                                          stdout=log, stderr=log))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [python, "-m", "homeassistant", "-c", str(config)], stdout=log, stderr=log
+                )
+            )
         await wait_http(f"{base}/manifest.json", 300)
         env = {**os.environ, "GIVTCP_MQTT__PORT": str(mqtt_port)}
         with (work / "demo.log").open("wb") as log:
-            procs.append(subprocess.Popen(
-                [str(Path(sys.executable).parent / "givtcp-async"), "demo", "--port", str(rest_port),
-                 "--mqtt-host", "127.0.0.1"], stdout=log, stderr=log, env=env))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "givtcp-async"),
+                        "demo",
+                        "--port",
+                        str(rest_port),
+                        "--mqtt-host",
+                        "127.0.0.1",
+                    ],
+                    stdout=log,
+                    stderr=log,
+                    env=env,
+                )
+            )
         await asyncio.sleep(settle)
         bearer = await token(base)
         found = [s for s in await states(base, bearer) if "givtcp" in s["entity_id"]]
         ids = {s["entity_id"] for s in found}
         serial = "sa2347g000"
         predbat = [
-            f"sensor.givtcp_{serial}_soc_kwh", f"sensor.givtcp_{serial}_pv_energy_today_kwh",
-            f"sensor.givtcp_{serial}_battery_power", f"sensor.givtcp_{serial}_invertor_time",
-            f"number.givtcp_{serial}_battery_charge_rate", f"number.givtcp_{serial}_target_soc",
-            f"number.givtcp_{serial}_battery_power_reserve", f"select.givtcp_{serial}_mode",
+            f"sensor.givtcp_{serial}_soc_kwh",
+            f"sensor.givtcp_{serial}_pv_energy_today_kwh",
+            f"sensor.givtcp_{serial}_battery_power",
+            f"sensor.givtcp_{serial}_invertor_time",
+            f"number.givtcp_{serial}_battery_charge_rate",
+            f"number.givtcp_{serial}_target_soc",
+            f"number.givtcp_{serial}_battery_power_reserve",
+            f"select.givtcp_{serial}_mode",
             f"select.givtcp_{serial}_charge_start_time_slot_1",
             f"switch.givtcp_{serial}_enable_charge_schedule",
             f"button.givtcp_{serial}_reboot_invertor",
             "sensor.givtcp_battery_stack_1_bms_temperature",
             "sensor.givtcp_dz2348g101_battery_soc",
-        ]  # fmt: skip
+        ]
         log_lines = (work / "hass.log").read_text(errors="replace").splitlines()
-        problems = [line for line in log_lines if "mqtt" in line.lower()
-                    and ("ERROR" in line or "WARNING" in line)]  # fmt: skip
+        problems = [
+            line
+            for line in log_lines
+            if "mqtt" in line.lower() and ("ERROR" in line or "WARNING" in line)
+        ]
         report: dict[str, Any] = {
-            "home_assistant": subprocess.run([python, "-c", "import homeassistant.const as c;"
-                                              "print(c.__version__)"], capture_output=True,
-                                             text=True, check=False).stdout.strip(),  # fmt: skip
+            "home_assistant": subprocess.run(
+                [python, "-c", "import homeassistant.const as c;print(c.__version__)"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip(),
             "entities": len(found),
             "by_platform": dict(Counter(s["entity_id"].split(".")[0] for s in found)),
             "unavailable": sum(s["state"] == "unavailable" for s in found),
@@ -226,7 +286,9 @@ async def run(hass: Path, shot: Path | None, settle: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hass", type=Path, default=Path("/tmp/ha"), help="venv with Home Assistant")
+    parser.add_argument(
+        "--hass", type=Path, default=Path("/tmp/ha"), help="venv with Home Assistant"
+    )
     parser.add_argument("--screenshot", type=Path, help="PNG of the inverter's device page")
     parser.add_argument("--settle", type=float, default=45.0, help="seconds for discovery")
     args = parser.parse_args()
