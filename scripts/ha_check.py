@@ -7,7 +7,7 @@ mosquitto on a free 127.0.0.1 port, a Home Assistant from ``--hass`` (a venv wit
 Python 3.11) with a fresh configuration (the MQTT integration pointed at that broker, a user,
 onboarding done), and ``givtcp-async demo`` publishing to the broker. Once the entities are in,
 it prints a JSON report (entity counts per platform, the ids Predbat uses that are missing,
-MQTT warnings and errors from Home Assistant's log) and, with ``--screenshot FILE``, takes the
+every warning and error in Home Assistant's log) and, with ``--screenshot FILE``, takes the
 inverter's device page with Chromium (playwright, ``/usr/bin/chromium``).
 
     python scripts/ha_check.py --hass /tmp/ha --screenshot docs/ha-device-page.png
@@ -166,8 +166,17 @@ async def screenshot(base: str, device: str, path: Path) -> None:
         await page.fill("input[name=password]", PASSWORD)
         await page.keyboard.press("Enter")
         await page.wait_for_url("**/lovelace**", timeout=60_000)
-        await page.goto(f"{base}/config/devices/device/{device}")
-        await page.wait_for_timeout(8000)  # the cards fill in from the websocket
+        await page.wait_for_selector("home-assistant-main", state="attached", timeout=240_000)
+        # Navigate inside the app (a reload would drop the session's tokens).
+        await page.evaluate(
+            "path => { history.pushState(null, '', path);"
+            " window.dispatchEvent(new CustomEvent('location-changed')); }",
+            f"/config/devices/device/{device}",
+        )
+        # The device page is ready once its cards name the entities (a slow machine takes a
+        # while to load the frontend).
+        await page.wait_for_selector("text=Target SOC", timeout=240_000)
+        await page.wait_for_timeout(3000)
         path.parent.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(path), full_page=True)
         await browser.close()
@@ -251,11 +260,7 @@ async def run(hass: Path, shot: Path | None, settle: float) -> dict[str, Any]:
             "sensor.givtcp_dz2348g101_battery_soc",
         ]
         log_lines = (work / "hass.log").read_text(errors="replace").splitlines()
-        problems = [
-            line
-            for line in log_lines
-            if "mqtt" in line.lower() and ("ERROR" in line or "WARNING" in line)
-        ]
+        problems = [line for line in log_lines if " WARNING " in line or " ERROR " in line]
         report: dict[str, Any] = {
             "home_assistant": subprocess.run(
                 [python, "-c", "import homeassistant.const as c;print(c.__version__)"],
@@ -267,7 +272,7 @@ async def run(hass: Path, shot: Path | None, settle: float) -> dict[str, Any]:
             "by_platform": dict(Counter(s["entity_id"].split(".")[0] for s in found)),
             "unavailable": sum(s["state"] == "unavailable" for s in found),
             "predbat_ids_missing": [i for i in predbat if i not in ids],
-            "mqtt_log_problems": problems[:20],
+            "log_problems": problems[:20],
             "work": str(work),
         }
         if shot is not None:
@@ -294,7 +299,7 @@ def main() -> None:
     args = parser.parse_args()
     report = asyncio.run(run(args.hass, args.screenshot, args.settle))
     print(json.dumps(report, indent=2))
-    sys.exit(1 if report["predbat_ids_missing"] or report["mqtt_log_problems"] else 0)
+    sys.exit(1 if report["predbat_ids_missing"] or report["log_problems"] else 0)
 
 
 if __name__ == "__main__":
