@@ -323,6 +323,11 @@ def test_discovery_is_compact() -> None:
     assert all("o" not in c or c["dev"].get("mf") for c in rest)
     assert sum("mf" in c["dev"] for c in rest) == 1  # the pack's device
     assert max(len(m.payload) for m in messages if "time_slot" not in m.topic) < 700
+    # Time entities: no option lists at all.
+    timed = list(d.messages(snap, d.DiscoveryConfig(time_entities="time")))
+    slots = [m for m in timed if "/time/" in m.topic]
+    assert slots
+    assert max(len(m.payload) for m in slots) < 700
 
 
 def test_ids_follow_the_inverter_name_and_the_device_links_the_dashboard() -> None:

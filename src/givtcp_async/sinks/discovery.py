@@ -261,8 +261,14 @@ def _grid_set(step: int) -> frozenset[str]:
 
 
 def _grid_of(spec: Field, cfg: DiscoveryConfig) -> frozenset[str]:
-    fn = CATALOGUE.get(spec.control) if spec.control and spec.control in CATALOGUE else None
-    return _grid_set(_slot_step(fn, cfg))
+    return _grid_set(_control_step(spec.control, cfg.time_step))
+
+
+@lru_cache(maxsize=256)
+def _control_step(control: str | None, time_step: int) -> int:
+    """The option step of the select a time field's control function makes (per poll: cached)."""
+    fn = CATALOGUE.get(control) if control and control in CATALOGUE else None
+    return _slot_step(fn, DiscoveryConfig(time_step=time_step))
 
 
 # --- devices ---------------------------------------------------------------------------------
