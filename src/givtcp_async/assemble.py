@@ -145,8 +145,8 @@ class SnapshotAssembler:
         if value.tzinfo is None:
             value = value.replace(tzinfo=self.tz)
         updated = cache.updated_at(address, spec.bank.value, spec.registers[0])
-        if updated is not None and now > updated:
-            value += timedelta(seconds=round(now - updated))
+        if updated is not None and now - updated >= 1:
+            value += timedelta(seconds=int(now - updated))  # whole seconds, as the clock shows
         return value
 
     @staticmethod
