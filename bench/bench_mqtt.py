@@ -65,7 +65,7 @@ async def publish_costs(snap: Snapshot, port: int, repeat: int) -> list[Row]:
                 state = topics.messages(snap)
                 await publish_all(client, state)  # what the service does
             with Timer() as announce:
-                configs = discovery.messages(snap, cfg)
+                configs = list(discovery.messages(snap, cfg))
                 await publish_all(client, configs)
             if i:
                 rows["state"].append(whole)

@@ -117,6 +117,62 @@ UNITS: Mapping[str, set[str | None]] = {
     "apparent_power": {"VA", "kVA"},
     "reactive_power": {"var", "kvar"},
 }
+# Home Assistant's discovery abbreviations (home-assistant/core, homeassistant/components/mqtt/
+# abbreviations.py), the ones that may appear here, written down independently of the code under
+# test: a payload is expanded with them as Home Assistant does before any rule is checked.
+EXPANSIONS: Mapping[str, str] = {
+    "avty": "availability", "avty_mode": "availability_mode", "cmd_tpl": "command_template",
+    "cmd_t": "command_topic", "def_ent_id": "default_entity_id", "dev": "device",
+    "dev_cla": "device_class", "en": "enabled_by_default", "ent_cat": "entity_category",
+    "ic": "icon", "obj_id": "object_id", "ops": "options", "o": "origin", "pl_off": "payload_off",
+    "pl_on": "payload_on", "pl_prs": "payload_press", "stat_cla": "state_class",
+    "stat_off": "state_off", "stat_on": "state_on", "stat_t": "state_topic",
+    "sug_dsp_prc": "suggested_display_precision", "uniq_id": "unique_id",
+    "unit_of_meas": "unit_of_measurement", "val_tpl": "value_template",
+    "pl_avail": "payload_available", "pl_not_avail": "payload_not_available",
+}  # fmt: skip
+DEVICE_EXPANSIONS: Mapping[str, str] = {
+    "cu": "configuration_url", "ids": "identifiers", "mf": "manufacturer", "mdl": "model",
+    "sn": "serial_number", "sw": "sw_version", "hw": "hw_version", "sa": "suggested_area",
+}  # fmt: skip
+# Device keys Home Assistant 2024.1 accepts (homeassistant/components/mqtt/mixins.py,
+# MQTT_ENTITY_DEVICE_INFO_SCHEMA: any other key, serial_number and model_id included, makes it
+# refuse the whole entity).
+DEVICE_KEYS = {
+    "identifiers", "connections", "name", "manufacturer", "model",
+    "sw_version", "hw_version", "suggested_area", "via_device", "configuration_url",
+}  # fmt: skip
+ORIGIN_EXPANSIONS: Mapping[str, str] = {"sw": "sw_version", "url": "support_url"}
+
+
+def expand(payload: str | Mapping[str, Any]) -> dict[str, Any]:
+    """A discovery payload as Home Assistant reads it: abbreviations expanded, then ``~`` at the
+    start of a topic replaced by the payload's ``~`` base (homeassistant/components/mqtt/
+    discovery.py does both)."""
+    raw = json.loads(payload) if isinstance(payload, str) else dict(payload)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = EXPANSIONS.get(key, key)
+        if key == "device":
+            value = {DEVICE_EXPANSIONS.get(k, k): v for k, v in value.items()}
+        elif key == "origin":
+            value = {
+                {"sw": "sw_version", "url": "support_url"}.get(k, k): v for k, v in value.items()
+            }
+        elif key == "availability":
+            value = [{{"t": "topic"}.get(k, k): v for k, v in a.items()} for a in value]
+        out[key] = value
+    base = out.pop("~", None)
+    if base is not None:
+        for key, value in out.items():
+            if key.endswith("_topic") and isinstance(value, str) and value.startswith("~"):
+                out[key] = base + value[1:]
+        for a in out.get("availability", ()):
+            if a["topic"].startswith("~"):
+                a["topic"] = base + a["topic"][1:]
+    return out
+
+
 STATE_CLASSES = {"measurement", "total", "total_increasing"}
 PLATFORMS = {"sensor", "number", "select", "switch", "button", "time"}
 _ENTITY_ID = re.compile(r"^(?P<platform>[a-z_]+)\.[a-z0-9_]+$")
@@ -134,19 +190,25 @@ def problems(topic: str, config: Mapping[str, Any]) -> list[str]:
         out.append(f"unknown platform {platform}")
     if not (_ID_CHARS.match(parts[2]) and _ID_CHARS.match(parts[3])):
         out.append("node or object id outside [A-Za-z0-9_-]")
-    if "object_id" in config:
-        out.append("object_id is gone since HA 2026.4")
     m = _ENTITY_ID.match(str(config.get("default_entity_id", "")))
     if m is None or m["platform"] != platform:
         out.append(f"default_entity_id {config.get('default_entity_id')!r}")
+    # HA before 2025.10 takes the entity id from object_id; later ones ignore it beside
+    # default_entity_id (home-assistant/core#151996), so the two must name the same id.
+    if f"{platform}.{config.get('object_id')}" != config.get("default_entity_id"):
+        out.append("object_id and default_entity_id differ")
     for key in ("unique_id", "name"):
         if not isinstance(config.get(key), str) or not config[key]:
             out.append(f"missing {key}")
     device = config.get("device", {})
     if not device.get("identifiers") or not device.get("name"):
         out.append("device needs identifiers and name")
-    if not config.get("origin", {}).get("name"):
+    if set(device) - DEVICE_KEYS:
+        out.append(f"device keys HA 2024.1 refuses: {sorted(set(device) - DEVICE_KEYS)}")
+    if "origin" in config and not config["origin"].get("name"):
         out.append("origin needs a name")
+    if any("~" in str(v) for v in config.values() if isinstance(v, str)):
+        out.append("an unexpanded ~ is left")
     avail = config.get("availability")
     if not avail or not all(a.get("topic") for a in avail):
         out.append("availability list")

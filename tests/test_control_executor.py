@@ -348,8 +348,8 @@ async def test_charge_target_enable_and_disable(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kind", "watts", "register", "value"),
     [
-        ("gen1", 1000, 111, 5),  # HR55 346 Ah x 51.2 V / 100 = 177.15 W per step
-        ("gen1", 2599, 111, 14),
+        ("gen1", 1000, 111, 6),  # HR55 346 Ah x 51.2 V / 100 = 177.15 W per step: the nearest
+        ("gen1", 2599, 111, 15),
         ("gen1", 2600, 111, 50),  # at the battery's limit: full rate
         ("gen1", 0, 111, 0),
         ("aio", 1000, 111, 6),  # HV: 52 Ah x 307 V / 100 = 159.6 W per step
@@ -366,6 +366,17 @@ async def test_charge_rate_watts_to_register(
         result = await r.control.execute("setChargeRate", str(watts))
         assert result.ok, result.message
         assert _writes(r, mark) == [(register, value)]
+
+
+async def test_a_rate_between_steps_is_rounded_and_the_result_says_so(tmp_path: Path) -> None:
+    async with rig("gen1", tmp_path) as r:
+        r.set_hr(111, 77)
+        result = await r.control.execute("setChargeRate", "1000")
+        assert result.ok, result.message
+        assert "1000 W stored as 6 register steps = 1063 W" in result.message
+        assert result.registers[0].note == "1000 W stored as 6 register steps = 1063 W"
+        exact = await r.control.execute("setChargeRate", "1063")  # on a step: no note
+        assert "stored as" not in exact.message
 
 
 async def test_rate_with_unknown_capacity_fails_without_writing(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from givtcp_async.coordinator import MAX_BACKOFF_FACTOR, InverterCoordinator
 from givtcp_async.protocol.frames import FunctionCode, ReadRequest, Request
 from givtcp_async.quality.pages import PageVerdict
 from givtcp_async.registers.plan import LV_PACKS, Block, Cadence
-from givtcp_async.registers.schema import Bank, Field
+from givtcp_async.registers.schema import Bank, Enc, Field
 from givtcp_async.simulator.faults import FaultKind
 from givtcp_async.simulator.plant import Plant, PlantClock, PlantConfig, PlantTruth
 from givtcp_async.snapshot import Snapshot
@@ -224,7 +224,8 @@ def wrong_values(snap: Snapshot, now: PlantTruth, last_good: Truths) -> list[str
     """Published values that are neither true nor, marked stale, the last good value.
 
     A fresh setting (holding register) is the truth when the settings were last read: they are
-    read every settings interval, and only the inverter's clock moves meanwhile.
+    read every settings interval. The inverter's clock, which moves meanwhile, is published as
+    of its poll (the time it read plus the time since).
     """
     assert len(snap.batteries) == len(now.batteries)
     groups = [("", snap.values, snap.specs, now.values, last_good.settings.values,
@@ -237,6 +238,18 @@ def wrong_values(snap: Snapshot, now: PlantTruth, last_good: Truths) -> list[str
         for name, true_now in truth.items():
             reading, spec = readings[name], specs.get(name)
             holding = isinstance(spec, Field) and spec.bank is Bank.HOLDING
+            if isinstance(spec, Field) and spec.enc is Enc.DATETIME:
+                # The clock as of its poll: now when fresh; stale, as of a poll between the last
+                # settings read and now.
+                shown = reading.value.replace(tzinfo=None) if reading.value else None
+                ok = (
+                    same(true_now, reading.value, name)
+                    if not reading.stale
+                    else shown is not None and settings[name] <= shown <= true_now
+                )
+                if not ok:
+                    problems.append(f"{label}{name}: {reading.value!r}, now {true_now!r}")
+                continue
             if reading.stale:
                 expected = (settings if holding else live)[name]
                 ok = reading.value is not None and same(expected, reading.value, name)
@@ -517,3 +530,16 @@ async def test_num_batteries_above_the_packs_present_reads_the_slot_but_publishe
         details = snap.runall().get("Battery_Details", {})
         assert [s for s in details if s != "Battery_Stack_1"] == [b.serial for b in snap.batteries]
         assert snap.stale() == []
+
+
+async def test_the_inverter_clock_moves_at_every_poll_between_settings_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with frozen_daemon(tmp_path, monkeypatch) as fz:
+        first = await fz.poll_at(POLL)
+        second = await fz.poll_at(POLL)
+        assert fz.fast == second.requests  # the clock's page was not read again
+        clock = [p.snapshot.values["Invertor_Time"].value for p in (first, second)]
+        assert (clock[1] - clock[0]).total_seconds() == POLL
+        truth = fz.rig.plant.truth().values["Invertor_Time"]
+        assert clock[1].replace(tzinfo=None) == truth

@@ -21,7 +21,7 @@ from givtcp_async.simulator.plant import PlantConfig
 from givtcp_async.simulator.server import DongleSimulator, SimEvent
 from givtcp_async.sinks.mqtt import MqttService
 from tests.harness import Rig, running_daemon
-from tests.mqtt_support import Watcher, problems, state_problems, watching
+from tests.mqtt_support import Watcher, expand, problems, state_problems, watching
 from tests.servers import Mosquitto
 
 ROOT = "GivEnergy"
@@ -77,12 +77,16 @@ async def test_discovery_payloads_follow_ha_rules_and_every_state_topic_has_a_va
         await ha_cm.__aexit__(None, None, None)
     assert all(s.retain for s in ha.log[:mark] if not s.topic.startswith("test/"))
     configs = {
-        s.topic: json.loads(s.payload)
+        s.topic: expand(s.payload)
         for s in ha.log[:mark]
         if s.topic.startswith("homeassistant/") and s.payload
     }
     retained = {s.topic: s.payload for s in ha.log[:mark]}
     assert len(configs) > 200
+    # The demo plant's whole announcement (834 KiB with 1,440 options per slot select): GivTCP's
+    # ids repeat in every payload, so 100 KB is out of reach with select slots (README).
+    size = sum(len(s.payload) for s in ha.log[:mark] if s.topic.startswith("homeassistant/"))
+    assert size < 180 * 1024
     found: list[str] = []
     for topic, config in configs.items():
         found += problems(topic, config)
@@ -103,16 +107,24 @@ async def test_discovery_payloads_follow_ha_rules_and_every_state_topic_has_a_va
         f"button.givtcp_{low}_reboot_invertor",
     ):
         assert entity in by_id, entity
-    assert len(by_id[f"select.givtcp_{low}_charge_start_time_slot_1"]["options"]) == 1440
+    # Predbat's slots on its 5-minute grid (plus 23:59:00 and the value the inverter holds).
+    slot1 = by_id[f"select.givtcp_{low}_charge_start_time_slot_1"]["options"]
+    assert {"00:00:00", "01:05:00", "23:55:00", "23:59:00"} <= set(slot1)
+    assert len(slot1) <= 24 * 12 + 2
     # Energy dashboard: grid, solar and both battery directions as energy totals in kWh.
     for name in ("import", "export", "pv", "battery_charge", "battery_discharge"):
         cfg = by_id[f"sensor.givtcp_{low}_{name}_energy_total_kwh"]
         assert (cfg["device_class"], cfg["unit_of_measurement"]) == ("energy", "kWh")
         assert cfg["state_class"] in ("total", "total_increasing")
     # One device per inverter and per battery pack, the packs hanging off the inverter.
-    devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
-    inverter = by_id[f"sensor.givtcp_{low}_soc"]["device"]
-    assert inverter["serial_number"] == serial
+    # (Each device's whole block goes out once; its other entities name it by id and name.)
+    devices = {
+        json.dumps(c["device"], sort_keys=True)
+        for c in configs.values()
+        if "manufacturer" in c["device"]
+    }
+    inverter = next(json.loads(d) for d in devices if "via_device" not in json.loads(d))
+    assert inverter["name"] == f"GivTCP {serial}"
     assert inverter["manufacturer"] == "GivEnergy"
     packs = [json.loads(d) for d in devices if json.loads(d).get("via_device")]
     assert len(devices) == 3
@@ -349,8 +361,8 @@ async def test_two_inverters_each_have_their_own_topics_device_and_commands(
         first, second = await started(rig, w, 0), await started(rig, w, 1)
         assert first != second
         await w.sync()
-        soc1 = json.loads(w.latest[f"homeassistant/sensor/GivEnergy/{first}_SOC/config"].payload)
-        soc2 = json.loads(w.latest[f"homeassistant/sensor/GivEnergy/{second}_SOC/config"].payload)
+        soc1 = expand(w.latest[f"homeassistant/sensor/GivEnergy/{first}_SOC/config"].payload)
+        soc2 = expand(w.latest[f"homeassistant/sensor/GivEnergy/{second}_SOC/config"].payload)
         assert soc1["device"]["identifiers"] != soc2["device"]["identifiers"]
         assert soc2["default_entity_id"] == f"sensor.givtcp2_{second.lower()}_soc"
         assert soc2["state_topic"] == f"{ROOT}/{second}/Power/Power/SOC"
@@ -432,7 +444,7 @@ async def test_time_entities_replace_the_slot_selects(
         running_daemon(tmp_path, plant_config=FROZEN, mqtt=settings) as rig,
     ):
         serial = await started(rig, w)
-        slot = json.loads(
+        slot = expand(
             (
                 await w.wait_topic(
                     f"homeassistant/time/GivEnergy/{serial}_Charge_start_time_slot_1/config"
@@ -451,3 +463,62 @@ async def test_time_entities_replace_the_slot_selects(
         result = await w.result(f"{slot['command_topic']}/result", after=mark)
         assert result["status"] == "ok"
         await w.wait_topic(slot["state_topic"], "02:15:00", after=mark)
+
+
+async def test_a_start_goes_online_once_with_no_false_timeout(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The availability topics over a whole start (the meter scan included) and a stop: no
+    offline -> online flap while the first poll runs, and Timeout_Error stays 0 although the
+    absent meters' probes go unanswered."""
+    async with watching(mosquitto.port, f"{ROOT}/#") as w:
+        async with running_daemon(
+            tmp_path,
+            plant_config=FROZEN,
+            mqtt=mqtt_settings(mosquitto),
+            # A real dongle's pace: the first poll outlasts the 2 s availability check.
+            inverter={"pacing": 0.3},
+        ) as rig:
+            serial = await started(rig, w)
+            # The meter scan follows the first poll; the next poll comes after it.
+            after_scan = await rig.next_snapshot()
+            await w.wait_topic(f"{ROOT}/{serial}/Stats/Last_Updated_Time",
+                               after_scan.stats["Last_Updated_Time"].isoformat())  # fmt: skip
+            scanned = rig.daemon.coordinators[0].conn.stats.probe_timeouts
+            mark = w.mark()
+        await w.wait_topic(BRIDGE, "offline", after=mark)
+        await w.wait_topic(f"{ROOT}/{serial}/Stats/status", "offline", after=mark)
+
+    def seen(topic: str) -> list[str]:
+        return [s.payload for s in w.log if s.topic == topic and not s.retain]
+
+    assert seen(f"{ROOT}/{serial}/Stats/status") == ["online", "offline"]
+    assert seen(BRIDGE) == ["online", "offline"]
+    assert scanned > 0  # the scan did probe addresses nothing answered
+    assert set(seen(f"{ROOT}/{serial}/Stats/Timeout_Error")) == {"0"}
+
+
+async def test_selects_again_clear_the_time_entities_left_on_the_broker(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with (
+        watching(mosquitto.port, f"{ROOT}/#", "homeassistant/time/GivEnergy/#") as w,
+        running_daemon(
+            tmp_path / "a", plant_config=FROZEN,
+            mqtt=mqtt_settings(mosquitto, time_entities="time"),
+        ) as rig,
+    ):  # fmt: skip
+        serial = await started(rig, w)
+        await w.wait_topic(f"homeassistant/time/GivEnergy/{serial}_Charge_start_time_slot_1/config")
+        left = {s.topic for s in w.log if s.topic.startswith("homeassistant/time/") and s.payload}
+    assert len(left) > 20
+    async with (
+        watching(mosquitto.port, f"{ROOT}/#", "homeassistant/time/GivEnergy/#") as w,
+        running_daemon(tmp_path / "b", plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+    ):
+        await started(rig, w)
+        for topic in left:  # each cleared (an empty retained config)
+            await w.wait_topic(topic, "")
+    async with watching(mosquitto.port, "homeassistant/time/GivEnergy/#") as ha:
+        await ha.sync()  # what the broker still retains: nothing
+        assert [s.topic for s in ha.log if s.payload and not s.topic.startswith("test/")] == []

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jinja2
 import pytest
 
 from givtcp_async.config import Settings
@@ -21,7 +22,7 @@ from givtcp_async.sinks import discovery as d
 from givtcp_async.sinks.mqtt import configuration_url, is_online, parse_command_topic
 from givtcp_async.sinks.state_topics import StateTopics
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
-from tests.mqtt_support import problems
+from tests.mqtt_support import expand, problems
 
 GEN3 = detect_model({0: 0x2001, 19: 308, 21: 308})
 _FIELDS = fields_for(GEN3)
@@ -100,25 +101,152 @@ def test_every_discovered_state_topic_is_one_the_state_publisher_writes() -> Non
     pack = next(e for e in entities if "DZ2348G101" in e.config["unique_id"])
     assert pack.config["device"]["via_device"] == "givtcp_SA1234G567"
     assert len({e.config["unique_id"] for e in entities}) == len(entities)
+    # What goes out is the compact form; read as Home Assistant reads it, it is the config.
+    for e in entities:
+        assert expand(e.payload()) == json.loads(json.dumps(e.config)), e.object_id
     assert [p for e in entities for p in problems(e.topic("homeassistant"), e.config)] == []
 
 
+def by_name(snap: Snapshot | None = None, **cfg: Any) -> dict[str, d.Entity]:
+    return {e.config["name"]: e for e in d.entities(snap or snapshot({}), d.DiscoveryConfig(**cfg))}
+
+
 def test_controls_become_entities_of_their_platform_commanding_their_function() -> None:
-    by_name = {e.config["name"]: e for e in d.entities(snapshot({}), d.DiscoveryConfig())}
-    target = by_name["Target SOC"]
+    named = by_name()
+    target = named["Target SOC"]
     assert target.platform == "number"
     assert target.config["command_topic"] == "GivEnergy/SA1234G567/control/setChargeTarget"
     assert (target.config["min"], target.config["max"]) == (4, 100)
-    rate = by_name["Battery Charge Rate"].config
+    rate = named["Battery Charge Rate"].config
     assert (rate["min"], rate["unit_of_measurement"], rate["mode"]) == (0, "W", "box")
-    assert by_name["Eco Mode"].config["payload_on"] == "enable"
-    mode = by_name["Mode"].config
-    assert mode["options"][:4] == ["Eco", "Eco (Paused)", "Timed Demand", "Timed Export"]
-    assert "Export (Paused)" in mode["options"]  # read-back state, shown but not settable
-    assert by_name["Reboot Invertor"].config["device_class"] == "restart"
-    force = by_name["Force Charge"].config
+    assert named["Eco Mode"].config["payload_on"] == "enable"
+    assert named["Reboot Inverter"].config["device_class"] == "restart"
+    force = named["Force Charge"].config
     assert "state_topic" not in force
     assert "30" in force["options"]
+
+
+def test_selects_offer_only_what_the_model_accepts() -> None:
+    """Every option of every select is a payload its function takes on this model; a read-back
+    state that is not an option shows as no choice."""
+    entities = d.entities(snapshot(every_value()), d.DiscoveryConfig())
+    selects = [e for e in entities if e.platform == "select"]
+    assert len(selects) > 40
+    for e in selects:
+        function = e.config["command_topic"].rsplit("/", 1)[-1]
+        for option in e.config["options"]:
+            CATALOGUE.resolve(function, option, GEN3)  # raises if refused
+    named = {e.config["name"]: e.config for e in selects}
+    mode = named["Mode"]
+    assert mode["options"] == ["Eco", "Eco (Paused)", "Timed Demand", "Timed Export"]
+    assert "entity_category" not in mode  # a daily control
+    calibration = named["Battery Calibration"]
+    assert "Running" not in calibration["options"]
+    env = jinja2.Environment()
+    for config, shown, expected in (
+        (mode, "Export (Paused)", "None"),
+        (mode, "Unknown", "None"),
+        (mode, "Timed Export", "Timed Export"),
+        (calibration, "Running", "None"),
+        (calibration, "Off", "Off"),
+    ):
+        assert env.from_string(config["value_template"]).render(value=shown) == expected
+
+
+DAILY = {
+    "Target SOC", "Mode", "Battery Power Reserve", "Force Charge", "Force Export",
+    "Battery Charge Rate", "Battery Discharge Rate", "Enable Charge Schedule",
+    "Enable Discharge Schedule", "Charge Start Time Slot 1", "Charge End Time Slot 1",
+    "Discharge Start Time Slot 1", "Discharge End Time Slot 1",
+}  # fmt: skip
+
+
+def test_daily_controls_are_in_the_main_category_the_rest_config_or_diagnostic() -> None:
+    entities = d.entities(snapshot(every_value()), d.DiscoveryConfig())
+    main = {e.config["name"] for e in entities if "entity_category" not in e.config}
+    controls = [e for e in entities if e.platform != "sensor"]
+    assert {e.config["name"] for e in controls if "entity_category" not in e.config} == DAILY
+    assert all(
+        e.config.get("entity_category") == "config"
+        for e in controls
+        if e.config["name"] not in DAILY
+    )
+    sensors = [e for e in entities if e.platform == "sensor"]
+    assert {e.config.get("entity_category") for e in sensors} <= {None, "diagnostic"}
+    assert {"SOC", "Battery Power", "PV Power", "Grid Power"} <= main
+
+
+def test_rates_step_as_the_inverter_stores_them() -> None:
+    # 186 Ah x 51.2 V / 100 = 95.232 W per C/100 step (the issue's 2000 W -> 1905 W plant)
+    named = by_name(snapshot({"Battery_Nominal_Capacity": 186}))
+    for name in ("Battery Charge Rate", "Battery Discharge Rate"):
+        rate = named[name].config
+        assert rate["step"] == 95.232
+        assert rate["command_template"] == "{{ value | round(0) | int }}"
+        rendered = jinja2.Environment().from_string(rate["command_template"])
+        assert rendered.render(value=21 * 95.232) == "2000"
+    assert named["Target SOC"].config["step"] == 1
+    assert "command_template" not in named["Target SOC"].config
+    # Capacity unknown: whole watts, as before.
+    assert by_name()["Battery Charge Rate"].config["step"] == 1
+
+
+def test_ids_are_givtcps_on_home_assistant_before_and_after_2025_10() -> None:
+    snap = replace(snapshot({}), batteries=(device(Source.BATTERY, 0x32, "DZ2348G101"),))
+    entities = d.entities(snap, d.DiscoveryConfig())
+    old = {f"{e.platform}.{e.config['object_id']}" for e in entities}  # HA < 2025.10
+    new = {e.config["default_entity_id"] for e in entities}  # HA >= 2025.10
+    assert old == new
+    for entity_id in (
+        "sensor.givtcp_sa1234g567_soc",
+        "sensor.givtcp_sa1234g567_soc_kwh",
+        "sensor.givtcp_sa1234g567_pv_energy_today_kwh",
+        "number.givtcp_sa1234g567_battery_charge_rate",
+        "select.givtcp_sa1234g567_charge_start_time_slot_1",
+        "number.givtcp_sa1234g567_battery_power_reserve",
+        "button.givtcp_sa1234g567_reboot_invertor",
+        "sensor.givtcp_dz2348g101_battery_soc",  # GivTCP's, not ..._battery_dz..._battery_soc
+        "sensor.givtcp_battery_stack_1_bms_temperature",  # GivTCP's stack id, Predbat reads it
+    ):
+        assert entity_id in new, entity_id
+
+
+def test_names_are_tidy() -> None:
+    snap = replace(snapshot({}), batteries=(device(Source.BATTERY, 0x32, "DZ2348G101"),))
+    entities = d.entities(snap, d.DiscoveryConfig())
+    names = [e.config["name"] for e in entities]
+    for name in names:
+        words = name.split()
+        assert not {"kWh", "W", "V", "A", "Hz", "Ah"} & set(words), name
+        assert all(w[0].isupper() or w[0].isdigit() or w in ("to", "of") for w in words), name
+        assert "Invertor" not in words, name
+    packs = [e.config["name"] for e in entities if "DZ2348G101" in e.config["unique_id"]]
+    assert "SOC" in packs
+    assert not [n for n in packs if n.startswith("Battery ")]  # the device says "Battery"
+    by_device: dict[str, list[str]] = {}
+    for e in entities:
+        by_device.setdefault(e.config["device"]["identifiers"][0], []).append(e.config["name"])
+    for device_names in by_device.values():  # unique within a device
+        assert len(set(device_names)) == len(device_names)
+
+
+def test_sensor_classes_units_and_model_specific_entities() -> None:
+    named = by_name(snapshot(every_value()))
+    work = named["Work Time Total"].config
+    assert (work["device_class"], work["state_class"], work["unit_of_measurement"]) == (
+        "duration",
+        "total_increasing",
+        "h",
+    )
+    for name in ("Export Limit", "Inverter Max Power", "Battery Max Power"):
+        config = named[name].config
+        assert (config["state_class"], config["unit_of_measurement"]) == ("measurement", "W")
+    # A Gen3 hybrid answers HR313/314 but has no AC charge/discharge rate.
+    assert "Battery Charge Rate AC" not in named
+    assert "Battery Discharge Rate AC" not in named
+    # HA's grid convention: import and export as two positive power sensors beside Grid_Power.
+    for name in ("Import Power", "Export Power", "Grid Power"):
+        assert named[name].config["device_class"] == "power"
 
 
 def test_a_setting_without_its_function_on_this_model_is_a_read_only_sensor() -> None:
@@ -135,34 +263,84 @@ def test_a_setting_without_its_function_on_this_model_is_a_read_only_sensor() ->
     assert "command_topic" not in entity.config
 
 
-def test_time_slots_as_selects_or_time_entities_and_the_other_form_removed() -> None:
-    snap = snapshot({})
-    start = f"{SERIAL}_Charge_start_time_slot_1"
-    selects = d.messages(snap, d.DiscoveryConfig(time_entities="select"))
-    by_topic = {m.topic: m.payload for m in selects}
-    chosen = json.loads(by_topic[f"homeassistant/select/GivEnergy/{start}/config"])
-    assert chosen["options"][0] == "00:00:00"
-    assert chosen["options"][-1] == "23:59:00"
-    assert by_topic[f"homeassistant/time/GivEnergy/{start}/config"] == ""
-    times = {m.topic: m.payload for m in d.messages(snap, d.DiscoveryConfig(time_entities="time"))}
-    chosen = json.loads(times[f"homeassistant/time/GivEnergy/{start}/config"])
+def _slot(messages: list[Any], platform: str, field: str) -> dict[str, Any]:
+    payload = {m.topic: m.payload for m in messages}[
+        f"homeassistant/{platform}/GivEnergy/{SERIAL}_{field}/config"
+    ]
+    return expand(payload) if payload else {}
+
+
+def test_leftover_time_configs_are_recognised_by_serial() -> None:
+    topic = f"homeassistant/time/GivEnergy/{SERIAL}_Charge_start_time_slot_1/config"
+    assert d.is_leftover("homeassistant", topic, [SERIAL])
+    assert not d.is_leftover("homeassistant", topic, ["SA9999G999"])  # another daemon's
+    assert not d.is_leftover("homeassistant", topic.replace("/time/", "/select/"), [SERIAL])
+    assert d.leftover_time_configs("ha") == "ha/time/GivEnergy/+/config"
+
+
+def test_time_slots_are_light_selects_or_time_entities_and_the_other_form_removed() -> None:
+    snap = snapshot(
+        {"Charge_start_time_slot_2": "05:37:00", "Charge_start_time_slot_1": "01:01:00"}
+    )
+    selects = list(d.messages(snap, d.DiscoveryConfig(time_entities="select")))
+    # Predbat's slot: its 5-minute grid, the end of the day and the value the inverter holds.
+    first = _slot(selects, "select", "Charge_start_time_slot_1")["options"]
+    assert first == sorted([*d.time_grid(5), "23:59:00", "01:01:00"])
+    assert len(_slot(selects, "select", "Discharge_end_time_slot_1")["options"]) == 289
+    # The others: quarter hours plus the current value.
+    second = _slot(selects, "select", "Charge_start_time_slot_2")["options"]
+    assert second == sorted([*d.time_grid(15), "05:37:00"])
+    assert _slot(selects, "select", "Charge_end_time_slot_3")["options"] == list(d.time_grid(15))
+    # (No blind removal of time entities: Home Assistant before 2026.5 warns of each; the
+    # service clears the ones the broker retains, see test_mqtt_service.)
+    assert not [m for m in selects if "/time/" in m.topic]
+    # One shared tuple per step, whatever the number of inverters.
+    assert d.time_grid(15) is d.time_grid(15)
+    with_step = list(d.messages(snap, d.DiscoveryConfig(time_step=1)))
+    assert len(_slot(with_step, "select", "Charge_start_time_slot_1")["options"]) == 1440
+    times = list(d.messages(snap, d.DiscoveryConfig(time_entities="time")))
+    chosen = _slot(times, "time", "Charge_start_time_slot_1")
     assert "options" not in chosen
     assert chosen["unique_id"] == f"GivTCP_{SERIAL}_Charge_start_time_slot_1_time"
-    assert times[f"homeassistant/select/GivEnergy/{start}/config"] == ""
-    # Removals come before the announcements, so a removal never deletes a fresh config.
-    kinds = [m.payload == "" for m in d.messages(snap, d.DiscoveryConfig())]
-    assert kinds == sorted(kinds, reverse=True)
+    assert _slot(times, "select", "Charge_start_time_slot_1") == {}
+    # A value moving off the grid calls for a new announcement (the select offers it).
+    other = snapshot({"Charge_start_time_slot_2": "05:38:00"})
+    assert d.signature(snap, d.DiscoveryConfig()) != d.signature(other, d.DiscoveryConfig())
+    on_grid = snapshot({"Charge_start_time_slot_2": "05:30:00"})
+    assert d.signature(on_grid) == d.signature(snapshot({}))
+
+
+def test_discovery_is_compact() -> None:
+    snap = replace(
+        snapshot(every_value(), stats={"Last_Updated_Time": NOW, "Write_Count": 0}),
+        batteries=(device(Source.BATTERY, 0x32, "DZ2348G101"),),
+    )
+    messages = list(d.messages(snap, d.DiscoveryConfig()))
+    first, *rest = [json.loads(m.payload) for m in messages if m.payload]
+    assert first["~"] == f"GivEnergy/{SERIAL}"
+    assert first["o"]["name"] == "givtcp-async"  # origin and the whole device once per device
+    assert first["dev"]["mf"] == "GivEnergy"
+    assert all("o" not in c or c["dev"].get("mf") for c in rest)
+    assert sum("mf" in c["dev"] for c in rest) == 1  # the pack's device
+    assert max(len(m.payload) for m in messages if "time_slot" not in m.topic) < 700
+    # Time entities: no option lists at all.
+    timed = list(d.messages(snap, d.DiscoveryConfig(time_entities="time")))
+    slots = [m for m in timed if "/time/" in m.topic]
+    assert slots
+    assert max(len(m.payload) for m in slots) < 700
 
 
 def test_ids_follow_the_inverter_name_and_the_device_links_the_dashboard() -> None:
     cfg = d.DiscoveryConfig(device_prefix="GivTCP2", configuration_url="http://pi:6345/")
     soc = next(e for e in d.entities(snapshot({}), cfg) if e.config["name"] == "SOC")
     assert soc.config["default_entity_id"] == "sensor.givtcp2_sa1234g567_soc"
+    assert soc.config["object_id"] == "givtcp2_sa1234g567_soc"
     assert soc.config["unique_id"] == "GivTCP2_SA1234G567_SOC"
     assert soc.topic("ha") == "ha/sensor/GivEnergy/SA1234G567_SOC/config"
-    assert soc.config["device"]["configuration_url"] == "http://pi:6345/"
-    assert soc.config["device"]["sw_version"] == GEN3.firmware
-    plain = next(e for e in d.entities(snapshot({}), d.DiscoveryConfig()) if e.object_id)
+    first = d.entities(snapshot({}), cfg)[0]
+    assert first.config["device"]["configuration_url"] == "http://pi:6345/"
+    assert first.config["device"]["sw_version"] == GEN3.firmware
+    plain = d.entities(snapshot({}), d.DiscoveryConfig())[0]
     assert "configuration_url" not in plain.config["device"]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import structlog
@@ -132,10 +132,23 @@ class SnapshotAssembler:
                 out[spec.name] = UNREFRESHED
                 continue
             value = decode_field(spec, getters[spec.bank.value])
-            if isinstance(value, datetime) and value.tzinfo is None:
-                value = value.replace(tzinfo=self.tz)
+            if isinstance(value, datetime):
+                value = self._clock_now(cache, address, spec, value, now)
             out[spec.name] = value
         return out
+
+    def _clock_now(
+        self, cache: RegisterCache, address: int, spec: Field, value: datetime, now: float
+    ) -> datetime:
+        """A clock field as of now: its page (a settings page, read every settings_interval)
+        was read a while ago and the clock ran on since, so it moves at every poll. The gates
+        check the result like any reading."""
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=self.tz)
+        updated = cache.updated_at(address, spec.bank.value, spec.registers[0])
+        if updated is not None and now - updated >= 1:
+            value += timedelta(seconds=int(now - updated))  # whole seconds, as the clock shows
+        return value
 
     @staticmethod
     def _judge(

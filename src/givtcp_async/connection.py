@@ -93,6 +93,7 @@ class ConnectionStats:
     frames_sent: int = 0
     responses: int = 0
     timeouts: int = 0
+    probe_timeouts: int = 0  # probes of devices that may be absent: expected, not a link fault
     retries: int = 0
     error_responses: int = 0
     crc_failures: int = 0
@@ -550,8 +551,10 @@ class DongleConnection:
             if pending.answered.is_set() or pending.future.done():
                 self._inflight = None
                 continue
-            self.stats.timeouts += 1
-            if not pending.probe:
+            if pending.probe:
+                self.stats.probe_timeouts += 1
+            else:
+                self.stats.timeouts += 1
                 self._consecutive_timeouts += 1
             exhausted = pending.attempts > pending.retries
             if exhausted:

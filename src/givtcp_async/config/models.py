@@ -270,6 +270,8 @@ class MqttConfig(_Section):
     discovery: bool = True
     discovery_prefix: Topic = "homeassistant"
     time_entities: Literal["select", "time"] = "select"
+    # Minutes between the options of the time selects Predbat sets (1: every minute, GivTCP's).
+    time_step: int = 5
     internal_broker: bool = False
     allow_anonymous: bool = False  # the internal broker beyond loopback without credentials
     offline_after: float = Field(default=300.0, gt=0, le=86400)
@@ -286,6 +288,13 @@ class MqttConfig(_Section):
         if data.get("enabled") is None:
             data["enabled"] = data.get("host") not in (None, "")
         return data
+
+    @field_validator("time_step")
+    @classmethod
+    def _step_divides_the_hour(cls, value: int) -> int:
+        if value not in (1, 5, 10, 15, 30):
+            raise ValueError("should be 1, 5, 10, 15 or 30 (minutes)")
+        return value
 
     @field_validator("host")
     @classmethod

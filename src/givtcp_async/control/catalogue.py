@@ -8,7 +8,6 @@ here does I/O; :mod:`givtcp_async.control.executor` carries plans out.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,6 +43,7 @@ class Write:
     always: bool = False
     expect: int | None = None
     restore: bool = False
+    note: str = ""  # how the value was made from the request (rounding), for the result
 
 
 class Verify(StrEnum):
@@ -60,9 +60,21 @@ class Platform(StrEnum):
     TIME = "time"
 
 
+# The value of a snapshot field by name (None when unknown): what a model-and-plant dependent
+# piece of metadata may look at.
+Lookup = Callable[[str], Any]
+
+
 @dataclass(frozen=True, slots=True)
 class HaMeta:
-    """How Home Assistant discovery should present a function's entity."""
+    """How Home Assistant discovery should present a function's entity.
+
+    ``main``: one of the controls a user drives daily (Home Assistant's main category, shown on
+    its default dashboard); the rest are "config" entities. ``fine``: a time slot Predbat sets
+    (charge/discharge slot 1, the pause slot), offered at a finer step than the others.
+    ``real_step``: the step the inverter really stores, from the model and the plant's values
+    (a rate in watts stored in C/100 steps); None where unknown, then ``step`` applies.
+    """
 
     platform: Platform
     options: tuple[str, ...] = ()
@@ -70,8 +82,11 @@ class HaMeta:
     maximum: float | Callable[[Model], float] | None = None
     step: float | None = None
     unit: str | None = None
+    main: bool = False
+    fine: bool = False
+    real_step: Callable[[Model, Lookup], float | None] | None = None
 
-    def resolve(self, model: Model | None) -> dict[str, Any]:
+    def resolve(self, model: Model | None, lookup: Lookup | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"platform": self.platform.value}
         if self.options:
             out["options"] = list(self.options)
@@ -80,8 +95,11 @@ class HaMeta:
         maximum = self.maximum(model) if callable(self.maximum) and model else self.maximum
         if maximum is not None and not callable(maximum):
             out["max"] = maximum
-        if self.step is not None:
-            out["step"] = self.step
+        step = self.step
+        if self.real_step is not None and model is not None and lookup is not None:
+            step = self.real_step(model, lookup) or step
+        if step is not None:
+            out["step"] = step
         if self.unit is not None:
             out["unit"] = self.unit
         if self.platform is Platform.SWITCH:
@@ -237,21 +255,58 @@ def override_window(ctx: PlanContext, minutes: int) -> tuple[int, int]:
     return _hhmm(start), _hhmm(end)
 
 
+def watts_per_step(unit: RateUnit, model: Model, capacity_ah: float | None) -> float | None:
+    """Watts one step of a charge/discharge rate register stands for (None: capacity unknown).
+
+    C/100 registers: 1 % of the battery's capacity in Wh per hour (HR55 Ah x nominal volts /
+    100); percent registers: 1 % of the battery's power limit.
+    """
+    if unit is RateUnit.PERCENT:
+        return p.battery_power_limit(model) / 100
+    if not capacity_ah:
+        return None
+    return capacity_ah * model.nominal_battery_voltage / 100
+
+
 def watts_to_register(watts: int, unit: RateUnit, model: Model, capacity_ah: int | None) -> int:
     """A charge/discharge rate in W as the register value (SPEC §5.1, §7 #7).
 
-    C/100 registers: 50 (full) at or above the battery's power limit, else
-    ``floor(W / (capacity_Wh / 100))`` capped at 50. Percent registers: W as % of the limit.
+    C/100 registers: 50 (full) at or above the battery's power limit, else the nearest whole
+    step (``round(W / (capacity_Wh / 100))``) capped at 50. Percent registers: W as % of the
+    limit. Rounded to the nearest step rather than down (GivTCP floors): a value Home Assistant
+    offers on the register's own steps comes back as itself, not one step lower.
     """
     limit = p.battery_power_limit(model)
     if unit is RateUnit.PERCENT:
         return max(0, min(100, round(watts * 100 / limit)))
     if watts >= limit:
         return FULL_C100
-    if not capacity_ah:
+    step = watts_per_step(unit, model, capacity_ah)
+    if step is None:
         raise PlanError("battery capacity (HR55) reads 0 Ah: cannot convert watts to a rate")
-    watts_per_step = capacity_ah * model.nominal_battery_voltage / 100
-    return min(FULL_C100, math.floor(watts / watts_per_step))
+    return min(FULL_C100, round(watts / step))
+
+
+def stored_watts(value: int, unit: RateUnit, model: Model, capacity_ah: int | None) -> int | None:
+    """The watts a rate register value stands for, as the runAll read-back shows them."""
+    step = watts_per_step(unit, model, capacity_ah)
+    if step is None:
+        return None
+    return round(min(value * step, p.battery_power_limit(model)))
+
+
+def rate_step(kind: str) -> Callable[[Model, Lookup], float | None]:
+    """The watts per register step of the charge or discharge rate, for Home Assistant."""
+
+    def step(model: Model, lookup: Lookup) -> float | None:
+        lay = Layout(model)
+        reg_unit = lay.charge_rate() if kind == "charge" else lay.discharge_rate()
+        if reg_unit is None:
+            return None
+        watts = watts_per_step(reg_unit[1], model, lookup("Battery_Nominal_Capacity"))
+        return round(watts, 3) if watts else None
+
+    return step
 
 
 def _full_rate(unit: RateUnit) -> int:
@@ -264,12 +319,15 @@ _T = "Timeslots"
 _C = "Control"
 
 
-def _pct(maximum: float = 100, minimum: float = 4) -> HaMeta:
-    return HaMeta(Platform.NUMBER, minimum=minimum, maximum=maximum, step=1, unit="%")
+def _pct(maximum: float = 100, minimum: float = 4, *, main: bool = False) -> HaMeta:
+    return HaMeta(Platform.NUMBER, minimum=minimum, maximum=maximum, step=1, unit="%", main=main)
 
 
 _SWITCH: Final = HaMeta(Platform.SWITCH)
+_MAIN_SWITCH: Final = HaMeta(Platform.SWITCH, main=True)
 _TIME: Final = HaMeta(Platform.TIME)
+_PREDBAT_TIME: Final = HaMeta(Platform.TIME, fine=True)  # a slot Predbat sets
+_SLOT1_TIME: Final = HaMeta(Platform.TIME, main=True, fine=True)
 _BUTTON: Final = HaMeta(Platform.BUTTON)
 
 
@@ -342,7 +400,7 @@ def _basic() -> list[ControlFunction]:
             "HR96 (3ph HR1112) := 1/0",
             "charge",
             example="enable",
-            ha=_SWITCH,
+            ha=_MAIN_SWITCH,
             mirrors=f"{_C}/Enable_Charge_Schedule",
         ),
         ControlFunction(
@@ -373,7 +431,7 @@ def _basic() -> list[ControlFunction]:
             "discharge",
             aliases=("enableDishargeSchedule",),
             example="enable",
-            ha=_SWITCH,
+            ha=_MAIN_SWITCH,
             mirrors=f"{_C}/Enable_Discharge_Schedule",
         ),
         ControlFunction(
@@ -403,7 +461,7 @@ def _basic() -> list[ControlFunction]:
             "HR116 (3ph HR1111) := 4-100",
             "charge",
             example={"chargeToPercent": "50"},
-            ha=_pct(),
+            ha=_pct(main=True),
             mirrors=f"{_C}/Target_SOC",
         ),
         ControlFunction(
@@ -416,7 +474,7 @@ def _basic() -> list[ControlFunction]:
             "battery",
             aliases=("setShallowCharge",),
             example={"dischargeToPercent": "5"},
-            ha=_pct(),
+            ha=_pct(main=True),
             mirrors=f"{_C}/Battery_Power_Reserve",
         ),
         ControlFunction(
@@ -518,7 +576,7 @@ def _charge_slot(n: int) -> list[ControlFunction]:
             "slots",
             aliases=(f"setEMSChargeStart{n}",) if n <= 3 else (),
             example="01:30",
-            ha=_TIME,
+            ha=_SLOT1_TIME if n == 1 else _TIME,
             mirrors=f"{_T}/Charge_start_time_slot_{n}",
         ),
         ControlFunction(
@@ -531,7 +589,7 @@ def _charge_slot(n: int) -> list[ControlFunction]:
             "slots",
             aliases=(f"setEMSChargeEnd{n}",) if n <= 3 else (),
             example="04:30",
-            ha=_TIME,
+            ha=_SLOT1_TIME if n == 1 else _TIME,
             mirrors=f"{_T}/Charge_end_time_slot_{n}",
         ),
         ControlFunction(
@@ -608,7 +666,7 @@ def _discharge_slot(n: int) -> list[ControlFunction]:
             "slots",
             aliases=(f"setEMSDischargeStart{n}",) if n <= 3 else (),
             example="16:00",
-            ha=_TIME,
+            ha=_SLOT1_TIME if n == 1 else _TIME,
             mirrors=f"{_T}/Discharge_start_time_slot_{n}",
         ),
         ControlFunction(
@@ -621,7 +679,7 @@ def _discharge_slot(n: int) -> list[ControlFunction]:
             "slots",
             aliases=(f"setEMSDischargeEnd{n}",) if n <= 3 else (),
             example="19:00",
-            ha=_TIME,
+            ha=_SLOT1_TIME if n == 1 else _TIME,
             mirrors=f"{_T}/Discharge_end_time_slot_{n}",
         ),
         ControlFunction(
@@ -787,7 +845,9 @@ def _modes() -> list[ControlFunction]:
             needs=lambda lay: (_reg(lay.reserve),),
             example={"mode": "1"},
             ha=HaMeta(
-                Platform.SELECT, options=("Eco", "Eco (Paused)", "Timed Demand", "Timed Export")
+                Platform.SELECT,
+                options=("Eco", "Eco (Paused)", "Timed Demand", "Timed Export"),
+                main=True,
             ),
             mirrors=f"{_C}/Mode",
         ),
@@ -835,7 +895,7 @@ def _modes() -> list[ControlFunction]:
             "HR319",
             "battery",
             example="16:00",
-            ha=_TIME,
+            ha=_PREDBAT_TIME,
             mirrors=f"{_T}/Battery_pause_start_time_slot",
         ),
         ControlFunction(
@@ -847,7 +907,7 @@ def _modes() -> list[ControlFunction]:
             "HR320",
             "battery",
             example="19:00",
-            ha=_TIME,
+            ha=_PREDBAT_TIME,
             mirrors=f"{_T}/Battery_pause_end_time_slot",
         ),
     ]
@@ -869,7 +929,12 @@ def _rates() -> list[ControlFunction]:
                 else payload.dischargeRate
             )
             capacity = ctx.registers.get(lay.battery_capacity)
-            return [Write(reg, watts_to_register(watts, unit, ctx.model, capacity))]
+            value = watts_to_register(watts, unit, ctx.model, capacity)
+            stored = stored_watts(value, unit, ctx.model, capacity)
+            note = ""
+            if stored is not None and stored != watts:
+                note = f"{watts} W stored as {value} register steps = {stored} W"
+            return [Write(reg, value, note=note)]
 
         return plan
 
@@ -896,11 +961,12 @@ def _rates() -> list[ControlFunction]:
             (lay.battery_capacity,) if lay.single and lay.model.family is not Family.GATEWAY else ()
         )
 
-    watts_meta = HaMeta(
-        Platform.NUMBER, minimum=0, maximum=lambda m: p.battery_power_limit(m), step=1, unit="W"
-    )
+    def watts_meta(kind: str) -> HaMeta:
+        return HaMeta(Platform.NUMBER, minimum=0, maximum=lambda m: p.battery_power_limit(m),
+                      step=1, unit="W", main=True, real_step=rate_step(kind))  # fmt: skip
+
     rate_doc = (
-        "HR{c} := min(50, floor(W / (HR55 Ah x nominal V / 100))), 50 at or above the battery "
+        "HR{c} := min(50, round(W / (HR55 Ah x nominal V / 100))), 50 at or above the battery "
         "power limit; 3ph HR{t} / Gateway HR{g} := W as % of the limit"
     )
     return [
@@ -914,7 +980,7 @@ def _rates() -> list[ControlFunction]:
             "rates",
             needs=needs_capacity,
             example={"chargeRate": "1000"},
-            ha=watts_meta,
+            ha=watts_meta("charge"),
             mirrors=f"{_C}/Battery_Charge_Rate",
         ),
         ControlFunction(
@@ -927,7 +993,7 @@ def _rates() -> list[ControlFunction]:
             "rates",
             needs=needs_capacity,
             example={"dischargeRate": "1000"},
-            ha=watts_meta,
+            ha=watts_meta("discharge"),
             mirrors=f"{_C}/Battery_Discharge_Rate",
         ),
         ControlFunction(
@@ -1206,6 +1272,7 @@ def _overrides() -> list[ControlFunction]:
         return check
 
     select = HaMeta(Platform.SELECT, options=OVERRIDE_OPTIONS)
+    main_select = HaMeta(Platform.SELECT, options=OVERRIDE_OPTIONS, main=True)
     minutes = "minutes (1-1439) or Cancel; re-issuing extends and keeps the first saved state"
     return [
         ControlFunction(
@@ -1220,7 +1287,7 @@ def _overrides() -> list[ControlFunction]:
             "HR1113/1114 window, HR1112 := 1, HR1110 := 100, HR1123 := 1. All restored at the end",
             "overrides",
             example="30",
-            ha=select,
+            ha=main_select,
             mirrors=f"{_C}/Force_Charge",
             override=True,
         ),
@@ -1236,7 +1303,7 @@ def _overrides() -> list[ControlFunction]:
             "HR1122 := 1, HR1123 := 0, HR1118/1119 window. All restored at the end",
             "overrides",
             example="30",
-            ha=select,
+            ha=main_select,
             mirrors=f"{_C}/Force_Export",
             override=True,
         ),

@@ -413,6 +413,8 @@ class Controller:
             note = skip or notes.get(w.register, "")
             if not skip and w.register not in echoes and w.register not in notes:
                 note = "not attempted (an earlier write failed)"
+            elif not note or note == "already set":
+                note = "; ".join(n for n in (note, w.note) if n)
             changes.append(
                 RegisterChange(
                     register=w.register,
@@ -426,6 +428,9 @@ class Controller:
                 )
             )
         status, message = judge(function, changes, failure, read_error, verify)
+        rounded = "; ".join(w.note for w in writes if w.note)
+        if rounded:
+            message = f"{message} ({rounded})"
         if readback is not None and self.layout.reserve in readback:
             self._remember(readback[self.layout.reserve])
         res = result(status, message, changes)
@@ -500,7 +505,7 @@ def judge(
             f"{function}: written and echoed ({wrote}) but {read_error}: not verified",
         )
     sent = sum(1 for c in intended if c.written)
-    skipped = sum(1 for c in intended if c.note == "already set")
+    skipped = sum(1 for c in intended if c.note.startswith("already set"))
     left = len(changes) - len(intended)
     parts = [f"{sent} written"]
     if skipped:

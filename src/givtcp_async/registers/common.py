@@ -115,6 +115,7 @@ MINUTES: Final = (0.0, 100_000.0)
 
 SWITCH: Final = HA(platform="switch", entity_category="config")
 NUMBER: Final = HA(platform="number", entity_category="config")
+AC_RATE: Final = HA(platform="number", entity_category="config", needs_control=True)
 POWER_NUMBER: Final = HA(platform="number", device_class="power", entity_category="config")
 SELECT: Final = HA(platform="select", entity_category="config")
 TIME_SELECT: Final = HA(platform="select", entity_category="config", icon="mdi:clock-outline")

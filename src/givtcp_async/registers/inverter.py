@@ -202,7 +202,8 @@ DETAIL_FIELDS: Final[tuple[Field, ...]] = (
         families=c.SP_BATTERY, bounds=c.CAPACITY_AH, ha=DIAGNOSTIC,
         description="HR55: sum of the packs' nominal capacity"),
     _hr("Export_Limit", DETAILS_PATH, (26,), unit="W", kind=Kind.SETTING,
-        families=c.SP_CONTROL, bounds=(0, 65535), ha=HA(device_class="power"),
+        families=c.SP_CONTROL, bounds=(0, 65535),
+        ha=HA(device_class="power", state_class="measurement", entity_category="diagnostic"),
         description="grid port maximum output power"),
     _hr("Battery_Calibration_Status", DETAILS_PATH, (29,), options=c.CALIBRATION_STAGE,
         kind=Kind.STATUS, families=c.SP_BATTERY, ha=c.DIAGNOSTIC_ENUM),
@@ -221,7 +222,9 @@ DETAIL_FIELDS: Final[tuple[Field, ...]] = (
     _ir("Warning_Code", DETAILS_PATH, (40,), enc=Enc.HEX, kind=Kind.STATUS,
         families=c.SP_INPUT, ha=DIAGNOSTIC),
     _ir("Work_Time_Total", DETAILS_PATH, (47, 48), enc=Enc.U32, unit="h", kind=Kind.INFO,
-        families=c.SP_INPUT - {Family.HV_GEN3}, bounds=(0, 876_000), ha=DIAGNOSTIC,
+        families=c.SP_INPUT - {Family.HV_GEN3}, bounds=(0, 876_000),
+        ha=HA(device_class="duration", state_class="total_increasing",
+              entity_category="diagnostic"),
         description="IR47-48 (HV Gen3 reads IR47 = 11034, IR48 = 0: word order unknown, omitted)"),
 )  # fmt: skip
 
@@ -291,8 +294,9 @@ CONTROL_FIELDS: Final[tuple[Field, ...]] = (
     _hr("Battery_Calibration", CONTROL_PATH, (29,), options=c.CALIBRATION, kind=Kind.SETTING,
         families=c.SP_BATTERY, ha=c.SELECT, control="setBatteryCalibration"),
     # The HR300 page.
-    _percent("Battery_Charge_Rate_AC", 313, "setChargeRateAC", c.HR300_PAGE),
-    _percent("Battery_Discharge_Rate_AC", 314, "setDischargeRateAC", c.HR300_PAGE),
+    # A hybrid may answer HR313/314 but has no AC rate: offered only where it can be set.
+    _percent("Battery_Charge_Rate_AC", 313, "setChargeRateAC", c.HR300_PAGE, c.AC_RATE),
+    _percent("Battery_Discharge_Rate_AC", 314, "setDischargeRateAC", c.HR300_PAGE, c.AC_RATE),
     _hr("Battery_pause_mode", CONTROL_PATH, (318,), options=c.PAUSE_MODE, kind=Kind.SETTING,
         families=c.HR300_PAGE, ha=c.SELECT, control="setBatteryPauseMode"),
     _hr("Export_Priority", CONTROL_PATH, (311,), options=c.LOCAL_CONTROL_MODE,

@@ -121,6 +121,8 @@ class HA:
     enabled_by_default: bool = True
     icon: str | None = None
     precision: int | None = None  # suggested_display_precision
+    name: str | None = None  # the entity name, where the one made from the field name misleads
+    needs_control: bool = False  # offered only where the model has the function that sets it
 
 
 # Bounds may depend on the detected model (e.g. power within the inverter's rating).

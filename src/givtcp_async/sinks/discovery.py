@@ -4,33 +4,43 @@ Pure (no I/O). Design:
 
 * **Per-entity discovery**, retained, on GivTCP's own topics
   ``<prefix>/<platform>/GivEnergy/<serial>_<Field>/config`` (battery entities
-  ``<serial>_<battery serial>_<Field>``). Per-entity discovery works on every HA version, keeps
-  each payload small (a time-slot select carries 1,440 options) and, with GivTCP's topics and
-  unique ids, replacing GivTCP updates its entities in place instead of duplicating them.
+  ``<serial>_<battery serial>_<Field>``). It works on every Home Assistant version and, with
+  GivTCP's topics and unique ids, replacing GivTCP updates its entities in place.
+* **Every Home Assistant from 2024.1**: the device block holds only the keys 2024.1's strict
+  device schema takes (no ``serial_number`` or ``model_id``: an unknown key there drops the
+  entity); unknown entity keys (``default_entity_id`` before 2025.10) are ignored.
+* **Compact payloads**: Home Assistant's abbreviated keys and the ``~`` base topic; the whole
+  device block and ``origin`` only in the first payload of each device (the others name the
+  device by its identifier and name, which Home Assistant merges into one registry entry).
 * **Ids**: ``unique_id`` is GivTCP's ``<device prefix>_<serial>_<Field>`` (device prefix = the
-  inverter's ``name``: GivTCP, GivTCP2, ...); ``default_entity_id`` is
-  ``<platform>.givtcp_<serial>_<field>`` in lower case (never ``object_id``), the ids
-  Predbat's templates look for.
-* **Devices**: one per inverter, one per battery pack and per meter, the latter linked to the
-  inverter with ``via_device``; every payload carries the device and ``origin``.
+  inverter's ``name``: GivTCP, GivTCP2, ...); the entity id ``<platform>.givtcp_<serial>_<field>``
+  is sent twice: as ``default_entity_id`` (Home Assistant 2025.10 and later) and as
+  ``object_id`` (earlier versions, which ignore ``default_entity_id``; later ones ignore
+  ``object_id`` when ``default_entity_id`` is present: home-assistant/core#151996).
+* **Truth**: a select offers only what the detected model accepts; a read-back state that is
+  not an option shows as no choice (``None``) rather than an error. Numbers step as the
+  inverter stores them. The controls a user drives daily are in the main category, the other
+  settings "config", read-only facts "diagnostic".
+* **Time slots**: the slots Predbat sets (charge and discharge slot 1, the pause slot) are
+  selects of ``time_step`` minutes (5: Predbat's planning step) plus ``23:59:00`` and the current
+  value; the other slots quarter hours plus the current value; or ``time`` entities.
 * **Availability**: every entity needs the daemon's bridge topic *and* its inverter's
   ``Stats/status`` topic to say ``online`` (``availability_mode: all``).
-* **State**: every ``state_topic`` is a topic :class:`~givtcp_async.sinks.state_topics.
-  StateTopics` publishes (same path rules); controls command the MQTT control topics.
+* **Memory**: :func:`messages` yields one payload at a time; option lists are shared tuples.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction, Platform
-from givtcp_async.registers.derived import MODES
-from givtcp_async.registers.schema import HA, Field
+from givtcp_async.registers.schema import HA, Enc, Field
 from givtcp_async.sinks.state_topics import Message, state_base
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
 
@@ -41,12 +51,8 @@ ONLINE: Final = "online"
 OFFLINE: Final = "offline"
 BRIDGE_STATUS: Final = "bridge/status"
 STATUS_PATH: Final = "Stats/status"
-
-# Every minute of the day as a time-slot select offers it (GivTCP's form, which Predbat sets).
-TIME_OPTIONS: Final = tuple(f"{h:02d}:{m:02d}:00" for h in range(24) for m in range(60))
-
-# Read-back states of selects that the command does not accept (shown, so HA can display them).
-_READBACK: Final[Mapping[str, tuple[str, ...]]] = {"Mode": (*MODES, "Unknown")}
+END_OF_DAY: Final = "23:59:00"  # Predbat's pause slot ends there
+QUARTER: Final = 15
 
 # Statistics the coordinator adds to every snapshot, as diagnostic sensors.
 _STATS: Final[Mapping[str, HA]] = {
@@ -64,28 +70,80 @@ _NUMBER_DEVICE_CLASSES: Final = frozenset({"power", "energy", "battery", "curren
 _RESTART_BUTTONS: Final = frozenset({"rebootInverter"})
 _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 _SLUG_UNSAFE: Final = re.compile(r"[^a-z0-9_]+")
+_TIME_VALUE: Final = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:00$")
+
+# Words of GivTCP's field names as an entity name shows them.
+_UNIT_WORDS: Final = frozenset({"kWh", "Wh", "kW", "W", "V", "A", "Hz", "Ah"})
+_LOWER_WORDS: Final = frozenset({"to", "of", "and"})
+_SPELLING: Final = {"Invertor": "Inverter"}
+
+# Home Assistant's abbreviations of discovery keys (homeassistant/components/mqtt/
+# abbreviations.py), those of them this module sends.
+ABBREVIATIONS: Final = {
+    "availability": "avty",
+    "availability_mode": "avty_mode",
+    "command_template": "cmd_tpl",
+    "command_topic": "cmd_t",
+    "default_entity_id": "def_ent_id",
+    "device": "dev",
+    "device_class": "dev_cla",
+    "enabled_by_default": "en",
+    "entity_category": "ent_cat",
+    "icon": "ic",
+    "object_id": "obj_id",
+    "options": "ops",
+    "origin": "o",
+    "payload_off": "pl_off",
+    "payload_on": "pl_on",
+    "payload_press": "pl_prs",
+    "state_class": "stat_cla",
+    "state_off": "stat_off",
+    "state_on": "stat_on",
+    "state_topic": "stat_t",
+    "suggested_display_precision": "sug_dsp_prc",
+    "topic": "t",
+    "unique_id": "uniq_id",
+    "unit_of_measurement": "unit_of_meas",
+    "value_template": "val_tpl",
+}
+DEVICE_ABBREVIATIONS: Final = {
+    "configuration_url": "cu",
+    "identifiers": "ids",
+    "manufacturer": "mf",
+    "model": "mdl",
+    "sw_version": "sw",
+}
+ORIGIN_ABBREVIATIONS: Final = {"sw_version": "sw"}
+_TOPIC_KEYS: Final = ("state_topic", "command_topic")
 
 Platforms = Literal["sensor", "number", "select", "switch", "button", "time"]
 
 
 @dataclass(frozen=True, slots=True)
 class DiscoveryConfig:
-    """Where things are published and how entities are presented."""
+    """Where things are published and how entities are presented.
+
+    ``time_step``: minutes between the options of the time selects Predbat sets (1 offers every
+    minute, as GivTCP did; Predbat plans in 5-minute steps). Other slots offer quarter hours, or
+    ``time_step`` where that is coarser.
+    """
 
     root: str = "GivEnergy"
     prefix: str = "homeassistant"
     device_prefix: str = "GivTCP"  # the inverter's configured name
     time_entities: Literal["select", "time"] = "select"
     configuration_url: str | None = None
+    time_step: int = 5
 
 
 @dataclass(frozen=True, slots=True)
 class Entity:
-    """One discovered entity: its discovery topic and config."""
+    """One discovered entity: its discovery topic and config (Home Assistant's full keys)."""
 
     platform: str
     object_id: str
     config: Mapping[str, Any]
+    base: str = ""  # the inverter's state base: "~" in the compact payload
 
     def topic(self, prefix: str) -> str:
         return discovery_topic(prefix, self.platform, self.object_id)
@@ -94,6 +152,10 @@ class Entity:
     def state_topic(self) -> str | None:
         value = self.config.get("state_topic")
         return value if isinstance(value, str) else None
+
+    def payload(self) -> str:
+        """The config as published: abbreviated keys, ``~`` for the state base."""
+        return json.dumps(compact(self.config, self.base), separators=(",", ":"))
 
 
 # --- topics ----------------------------------------------------------------------------------
@@ -150,6 +212,65 @@ def entity_slug(device_prefix: str, owner: str, name: str) -> str:
     return f"{_slug(device_prefix)}_{_slug(owner)}_{_slug(name)}"
 
 
+# --- names and option lists ----------------------------------------------------------------
+
+
+def display_name(field_name: str, ha: HA | None = None, *, drop: str | None = None) -> str:
+    """The entity name a field shows as: words capitalised alike, no unit words, "Inverter"
+    spelt so, and ``drop`` (the device's own kind, e.g. "Battery" on a pack) not repeated."""
+    if ha is not None and ha.name:
+        return ha.name
+    words = [w for w in field_name.split("_") if w]
+    if drop and len(words) > 1 and words[0] == drop:
+        words = words[1:]
+    if len(words) > 1 and words[-1] in _UNIT_WORDS:
+        words = words[:-1]
+    out = []
+    for i, word in enumerate(words):
+        word = _SPELLING.get(word, word)
+        if word.islower() and not (i and word in _LOWER_WORDS):
+            word = word[0].upper() + word[1:]
+        out.append(word)
+    return " ".join(out)
+
+
+@lru_cache(maxsize=8)
+def time_grid(step: int) -> tuple[str, ...]:
+    """``HH:MM:00`` every ``step`` minutes of the day (one shared tuple per step)."""
+    return tuple(f"{m // 60:02d}:{m % 60:02d}:00" for m in range(0, 24 * 60, step))
+
+
+def time_options(step: int, current: Any, *, end_of_day: bool) -> list[str]:
+    """A time select's options: the grid, ``23:59:00`` where asked, and the current value."""
+    grid = time_grid(step)
+    extra = {END_OF_DAY} if end_of_day else set()
+    if isinstance(current, str) and _TIME_VALUE.match(current):
+        extra.add(current)
+    extra -= _grid_set(step)
+    return sorted((*grid, *extra)) if extra else list(grid)
+
+
+def _slot_step(fn: ControlFunction | None, cfg: DiscoveryConfig) -> int:
+    fine = fn is not None and fn.ha is not None and fn.ha.fine
+    return cfg.time_step if fine else max(QUARTER, cfg.time_step)
+
+
+@lru_cache(maxsize=8)
+def _grid_set(step: int) -> frozenset[str]:
+    return frozenset(time_grid(step))
+
+
+def _grid_of(spec: Field, cfg: DiscoveryConfig) -> frozenset[str]:
+    return _grid_set(_control_step(spec.control, cfg.time_step))
+
+
+@lru_cache(maxsize=256)
+def _control_step(control: str | None, time_step: int) -> int:
+    """The option step of the select a time field's control function makes (per poll: cached)."""
+    fn = CATALOGUE.get(control) if control and control in CATALOGUE else None
+    return _slot_step(fn, DiscoveryConfig(time_step=time_step))
+
+
 # --- devices ---------------------------------------------------------------------------------
 
 
@@ -159,9 +280,7 @@ def inverter_device(snapshot: Snapshot, cfg: DiscoveryConfig) -> dict[str, Any]:
         "identifiers": [inverter_identifier(snapshot.serial)],
         "name": f"{cfg.device_prefix} {snapshot.serial}",
         "manufacturer": MANUFACTURER,
-        "model": snapshot.model.name,
-        "model_id": snapshot.model.dtc,
-        "serial_number": snapshot.serial,
+        "model": f"{snapshot.model.name} ({snapshot.model.dtc})",
         "sw_version": str(firmware),
     }
     if cfg.configuration_url:
@@ -193,8 +312,6 @@ def _sub_device(
         "model": model,
         "via_device": inverter_identifier(snapshot.serial),
     }
-    if dev.serial and kind == "battery":
-        device["serial_number"] = dev.serial
     if firmware is not None:
         device["sw_version"] = str(firmware)
     return device
@@ -209,88 +326,109 @@ def _value(dev: DeviceSnapshot, name: str) -> Any:
 
 
 class _Builder:
+    """Builds one inverter's entities, one device at a time (see :func:`entities`)."""
+
     def __init__(self, snapshot: Snapshot, cfg: DiscoveryConfig, catalogue: Catalogue) -> None:
         self.snap = snapshot
         self.cfg = cfg
         self.catalogue = catalogue
         self.serial = snapshot.serial
+        self.base = state_base(cfg.root, snapshot.serial)
         self.availability = [
             {"topic": bridge_topic(cfg.root)},
             {"topic": status_topic(cfg.root, snapshot.serial)},
         ]
-        self.entities: list[Entity] = []
         self.removals: list[str] = []
         self._unique: set[str] = set()
+        self._announced: set[str] = set()  # devices whose full block went out already
+        controls = {fn.name: fn for fn in catalogue.available(snapshot.model) if fn.ha}
+        self.controls = controls
+        by_field: dict[str, ControlFunction] = {}
+        for name, spec in snapshot.specs.items():
+            if spec.control and spec.control in controls:
+                by_field[name] = controls[spec.control]
+        for fn in controls.values():
+            mirrored = _mirrored(fn)
+            if mirrored and mirrored in snapshot.specs and mirrored not in by_field:
+                by_field[mirrored] = fn
+        self.by_field = by_field
+
+    def _device_ref(self, device: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
+        """The device block for the next payload: whole the first time, else its id and name."""
+        ident = str(device["identifiers"][0])
+        if ident in self._announced:
+            return {"identifiers": device["identifiers"], "name": device["name"]}, False
+        self._announced.add(ident)
+        return device, True
 
     def _common(
         self, platform: str, name: str, unique_id: str, slug: str, device: Mapping[str, Any]
     ) -> dict[str, Any]:
-        return {
-            "name": name.replace("_", " "),
+        ref, first = self._device_ref(device)
+        config: dict[str, Any] = {
+            "name": name,
             "unique_id": unique_id,
+            "object_id": slug,
             "default_entity_id": f"{platform}.{slug}",
-            "device": device,
-            "origin": ORIGIN,
-            "availability": self.availability,
-            "availability_mode": "all",
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
+            "device": ref,
         }
+        if first:
+            config["origin"] = ORIGIN
+        config["availability"] = self.availability
+        config["availability_mode"] = "all"
+        return config
 
-    def _add(self, platform: str, object_id: str, config: dict[str, Any]) -> None:
+    def _entity(self, platform: str, object_id: str, config: dict[str, Any]) -> Entity | None:
         unique = str(config["unique_id"])
         if unique in self._unique:
-            return
+            return None
         self._unique.add(unique)
-        self.entities.append(Entity(platform, _safe_id(object_id), config))
+        return Entity(platform, _safe_id(object_id), config, self.base)
 
     # -- inverter fields and controls --
 
-    def inverter(self) -> None:
+    def inverter(self) -> Iterator[Entity]:
         device = inverter_device(self.snap, self.cfg)
-        model = self.snap.model
+        prefix, serial = self.cfg.device_prefix, self.serial
         used: set[str] = set()
-        controls: dict[str, ControlFunction] = {}
-        for fn in self.catalogue.available(model):
-            if fn.ha is not None:
-                controls[fn.name] = fn
-        by_field: dict[str, ControlFunction] = {}
         for name, spec in self.snap.specs.items():
-            if spec.control and spec.control in controls:
-                by_field[name] = controls[spec.control]
-        for fn in controls.values():
-            mirrored = fn.mirrors.rsplit("/", 1)[-1] if fn.mirrors else None
-            if mirrored and mirrored in self.snap.specs and mirrored not in by_field:
-                by_field[mirrored] = fn
-        for name, spec in self.snap.specs.items():
-            topic = field_topic(self.cfg.root, self.serial, spec)
-            unique = f"{self.cfg.device_prefix}_{self.serial}_{name}"
-            slug = entity_slug(self.cfg.device_prefix, self.serial, name)
-            object_id = f"{self.serial}_{name}"
-            control = by_field.get(name)
+            topic = field_topic(self.cfg.root, serial, spec)
+            unique = f"{prefix}_{serial}_{name}"
+            # The battery stack's values (GivTCP's "battery_stack_1" device) keep GivTCP's ids,
+            # e.g. sensor.givtcp_battery_stack_1_bms_temperature, which Predbat reads.
+            owner = spec.path[-1] if spec.path[:1] == ("Battery_Details",) else serial
+            slug = entity_slug(prefix, owner, name)
+            object_id = f"{serial}_{name}"
+            control = self.by_field.get(name)
+            entity: Entity | None = None
             if control is not None:
-                self._control(control, spec, name, unique, slug, object_id, topic, device)
+                entity = self._control(control, spec, name, unique, slug, object_id, topic, device)
                 used.add(control.name)
-            elif spec.ha is not None:
-                self._sensor(spec, spec.ha, name, unique, slug, object_id, topic, device)
-        for fn in controls.values():
+            elif spec.ha is not None and not (spec.ha.needs_control and spec.control):
+                entity = self._sensor(spec, spec.ha, name, unique, slug, object_id, topic, device)
+            if entity is not None:
+                yield entity
+        for fn in self.controls.values():
             if fn.name in used or fn.ha is None:
                 continue
             if fn.ha.platform is Platform.BUTTON or fn.override:
-                name = fn.mirrors.rsplit("/", 1)[-1] if fn.mirrors else fn.name
-                unique = f"{self.cfg.device_prefix}_{self.serial}_{name}"
-                slug = entity_slug(self.cfg.device_prefix, self.serial, name)
-                self._stateless(fn, name, unique, slug, f"{self.serial}_{name}", device)
-        base = state_base(self.cfg.root, self.serial)
+                name = _mirrored(fn) or fn.name
+                unique = f"{prefix}_{serial}_{name}"
+                slug = entity_slug(prefix, serial, name)
+                entity = self._stateless(fn, name, unique, slug, f"{serial}_{name}", device)
+                if entity is not None:
+                    yield entity
         for key, ha in _STATS.items():
             if key not in self.snap.stats:
                 continue
-            unique = f"{self.cfg.device_prefix}_{self.serial}_{key}"
-            slug = entity_slug(self.cfg.device_prefix, self.serial, key)
-            config = self._common("sensor", key, unique, slug, device)
-            config["state_topic"] = f"{base}/Stats/{key}"
+            unique = f"{prefix}_{serial}_{key}"
+            slug = entity_slug(prefix, serial, key)
+            config = self._common("sensor", display_name(key), unique, slug, device)
+            config["state_topic"] = f"{self.base}/Stats/{key}"
             _classify(config, ha, _STATS_UNITS.get(key), None)
-            self._add("sensor", f"{self.serial}_{key}", config)
+            entity = self._entity("sensor", f"{serial}_{key}", config)
+            if entity is not None:
+                yield entity
 
     def _sensor(
         self,
@@ -302,12 +440,13 @@ class _Builder:
         object_id: str,
         topic: str,
         device: Mapping[str, Any],
-    ) -> None:
-        config = self._common("sensor", name, unique, slug, device)
+        drop: str | None = None,
+    ) -> Entity | None:
+        config = self._common("sensor", display_name(name, ha, drop=drop), unique, slug, device)
         config["state_topic"] = topic
         options = spec.options if isinstance(spec, Field) else None
         _classify(config, ha, spec.unit, options)
-        self._add("sensor", object_id, config)
+        return self._entity("sensor", object_id, config)
 
     def _control(
         self,
@@ -319,24 +458,27 @@ class _Builder:
         object_id: str,
         topic: str,
         device: Mapping[str, Any],
-    ) -> None:
+    ) -> Entity | None:
         assert fn.ha is not None
-        meta = fn.ha.resolve(self.snap.model)
+        meta = fn.ha.resolve(self.snap.model, self.snap.value)
         platform = str(meta["platform"])
         if platform == Platform.TIME:
-            self._time_slot(fn, name, unique, slug, object_id, topic, device)
-            return
-        config = self._common(platform, name, unique, slug, device)
+            return self._time_slot(fn, spec, name, unique, slug, object_id, topic, device)
+        config = self._common(platform, display_name(name, spec.ha), unique, slug, device)
         config["state_topic"] = topic
         config["command_topic"] = command_topic(self.cfg.root, self.serial, fn.name)
-        config["entity_category"] = "config"
+        if not fn.ha.main:
+            config["entity_category"] = "config"
         ha = spec.ha or HA()
         if ha.icon:
             config["icon"] = ha.icon
         if platform == Platform.NUMBER:
+            step = meta.get("step", 1)
             config["min"] = meta.get("min", 0)
             config["max"] = meta.get("max", 100)
-            config["step"] = meta.get("step", 1)
+            config["step"] = step
+            if step != int(step):  # a rate's C/100 step in watts: send a whole number of watts
+                config["command_template"] = "{{ value | round(0) | int }}"
             unit = meta.get("unit") or spec.unit
             if unit:
                 config["unit_of_measurement"] = unit
@@ -345,42 +487,53 @@ class _Builder:
                 config["device_class"] = ha.device_class
         elif platform == Platform.SELECT:
             options = list(meta.get("options", ()))
-            for extra in _readback_states(spec):
-                if extra not in options:
-                    options.append(extra)
             config["options"] = options
+            others = [s for s in _readback_states(spec) if s not in options]
+            if others:
+                # A read-back state the command does not take (e.g. "Export (Paused)"): shown
+                # as no choice; Home Assistant would log it as an invalid option otherwise.
+                config["value_template"] = f"{{{{ 'None' if value in {others!r} else value }}}}"
         elif platform == Platform.SWITCH:
             config["payload_on"] = meta.get("payload_on", "enable")
             config["payload_off"] = meta.get("payload_off", "disable")
             config["state_on"] = config["payload_on"]
             config["state_off"] = config["payload_off"]
-        self._add(platform, object_id, config)
+        return self._entity(platform, object_id, config)
 
     def _time_slot(
         self,
         fn: ControlFunction,
+        spec: Spec,
         name: str,
         unique: str,
         slug: str,
         object_id: str,
         topic: str,
         device: Mapping[str, Any],
-    ) -> None:
-        command = command_topic(self.cfg.root, self.serial, fn.name)
+    ) -> Entity | None:
+        assert fn.ha is not None
+        label = display_name(name, spec.ha)
         if self.cfg.time_entities == "time":
             platform, other = "time", "select"
-            config = self._common(platform, name, f"{unique}_time", slug, device)
+            config = self._common(platform, label, f"{unique}_time", slug, device)
         else:
             platform, other = "select", "time"
-            config = self._common(platform, name, unique, slug, device)
-            config["options"] = list(TIME_OPTIONS)
+            config = self._common(platform, label, unique, slug, device)
+            config["options"] = time_options(
+                _slot_step(fn, self.cfg), self.snap.value(name), end_of_day=fn.ha.fine
+            )
         config["state_topic"] = topic
-        config["command_topic"] = command
-        config["entity_category"] = "config"
+        config["command_topic"] = command_topic(self.cfg.root, self.serial, fn.name)
+        if not fn.ha.main:
+            config["entity_category"] = "config"
         config["icon"] = "mdi:clock-outline"
-        self._add(platform, object_id, config)
-        # The other form may be left over from the other setting (or from GivTCP): remove it.
-        self.removals.append(discovery_topic(self.cfg.prefix, other, _safe_id(object_id)))
+        if other == "select":
+            # The selects may be left over from the other setting (or from GivTCP): remove them.
+            # (Time entities left over are cleared by the MQTT service when the broker shows
+            # one: a removal sent blindly would make Home Assistant before 2026.5, which has
+            # no MQTT time platform, warn for every slot.)
+            self.removals.append(discovery_topic(self.cfg.prefix, other, _safe_id(object_id)))
+        return self._entity(platform, object_id, config)
 
     def _stateless(
         self,
@@ -390,26 +543,28 @@ class _Builder:
         slug: str,
         object_id: str,
         device: Mapping[str, Any],
-    ) -> None:
+    ) -> Entity | None:
         assert fn.ha is not None
         meta = fn.ha.resolve(self.snap.model)
         platform = str(meta["platform"])
-        config = self._common(platform, name, unique, slug, device)
+        if platform not in (Platform.BUTTON, Platform.SELECT):
+            return None
+        config = self._common(platform, display_name(name), unique, slug, device)
         config["command_topic"] = command_topic(self.cfg.root, self.serial, fn.name)
-        config["entity_category"] = "config"
+        if not fn.ha.main:
+            config["entity_category"] = "config"
         if platform == Platform.BUTTON:
             config["payload_press"] = str(fn.example) if isinstance(fn.example, str) else "press"
             if fn.name in _RESTART_BUTTONS:
                 config["device_class"] = "restart"
-        elif platform == Platform.SELECT:
-            config["options"] = list(meta.get("options", ()))  # optimistic: no state topic
         else:
-            return
-        self._add(platform, object_id, config)
+            config["options"] = list(meta.get("options", ()))  # optimistic: no state topic
+        return self._entity(platform, object_id, config)
 
     # -- batteries and meters --
 
-    def devices(self, devices: Sequence[DeviceSnapshot], kind: str) -> None:
+    def devices(self, devices: Sequence[DeviceSnapshot], kind: str) -> Iterator[Entity]:
+        drop = "Battery" if kind == "battery" else None
         for dev in devices:
             device = _sub_device(self.snap, dev, kind, self.cfg)
             base = device_topic_base(self.cfg.root, self.serial, dev, kind)
@@ -421,13 +576,22 @@ class _Builder:
                 unique = f"{self.cfg.device_prefix}_{owner}_{name}"
                 slug = entity_slug(self.cfg.device_prefix, owner, name)
                 object_id = f"{self.serial}_{owner}_{name}"
-                self._sensor(spec, spec.ha, name, unique, slug, object_id, topic, device)
+                entity = self._sensor(
+                    spec, spec.ha, name, unique, slug, object_id, topic, device, drop
+                )
+                if entity is not None:
+                    yield entity
+
+
+def _mirrored(fn: ControlFunction) -> str | None:
+    return fn.mirrors.rsplit("/", 1)[-1] if fn.mirrors else None
 
 
 def _readback_states(spec: Spec) -> tuple[str, ...]:
     if isinstance(spec, Field) and spec.options:
         return tuple(dict.fromkeys(str(v) for v in spec.options.values()))
-    return _READBACK.get(spec.name, ())
+    choices = getattr(spec, "choices", None)
+    return tuple(choices) if choices else ()
 
 
 def _classify(
@@ -455,52 +619,105 @@ def _classify(
         config["suggested_display_precision"] = ha.precision
 
 
+# --- the compact form ------------------------------------------------------------------------
+
+
+def compact(config: Mapping[str, Any], base: str = "") -> dict[str, Any]:
+    """``config`` with Home Assistant's abbreviated keys and ``~`` standing for ``base``."""
+    tilde = bool(base) and any(
+        isinstance(config.get(k), str) and config[k].startswith(base + "/") for k in _TOPIC_KEYS
+    )
+    out: dict[str, Any] = {"~": base} if tilde else {}
+    for key, value in config.items():
+        if key in _TOPIC_KEYS and tilde:
+            value = _tilde(value, base)
+        elif key == "availability":
+            value = [{"t": _tilde(a["topic"], base) if tilde else a["topic"]} for a in value]
+        elif key == "device":
+            value = {DEVICE_ABBREVIATIONS.get(k, k): v for k, v in value.items()}
+        elif key == "origin":
+            value = {ORIGIN_ABBREVIATIONS.get(k, k): v for k, v in value.items()}
+        out[ABBREVIATIONS.get(key, key)] = value
+    return out
+
+
+def _tilde(topic: str, base: str) -> str:
+    return "~" + topic[len(base) :] if topic.startswith(base + "/") else topic
+
+
 # --- the whole announcement --------------------------------------------------------------------
+
+
+def _all(builder: _Builder) -> Iterator[Entity]:
+    yield from builder.inverter()
+    yield from builder.devices(builder.snap.batteries, "battery")
+    yield from builder.devices(builder.snap.meters, "meter")
 
 
 def entities(
     snapshot: Snapshot, cfg: DiscoveryConfig, catalogue: Catalogue = CATALOGUE
 ) -> list[Entity]:
     """Every entity of one inverter, its batteries and its meters."""
-    return _build(snapshot, cfg, catalogue).entities
-
-
-def _build(snapshot: Snapshot, cfg: DiscoveryConfig, catalogue: Catalogue) -> _Builder:
-    builder = _Builder(snapshot, cfg, catalogue)
-    builder.inverter()
-    builder.devices(snapshot.batteries, "battery")
-    builder.devices(snapshot.meters, "meter")
-    return builder
+    return list(_all(_Builder(snapshot, cfg, catalogue)))
 
 
 def messages(
     snapshot: Snapshot, cfg: DiscoveryConfig, catalogue: Catalogue = CATALOGUE
-) -> list[Message]:
-    """The retained discovery messages: removals of left-over forms first, then every config."""
-    builder = _build(snapshot, cfg, catalogue)
-    out = [Message(topic, "", True) for topic in builder.removals]
-    out.extend(
-        Message(e.topic(cfg.prefix), json.dumps(e.config, separators=(",", ":")), True)
-        for e in builder.entities
-    )
-    return out
+) -> Iterator[Message]:
+    """The retained discovery messages, one at a time: every config, then the removals of the
+    other form of the time slots (another topic: a removal never deletes a fresh config)."""
+    builder = _Builder(snapshot, cfg, catalogue)
+    for entity in _all(builder):
+        yield Message(entity.topic(cfg.prefix), entity.payload(), True)
+    for topic in builder.removals:
+        yield Message(topic, "", True)
 
 
-def signature(snapshot: Snapshot) -> tuple[Any, ...]:
-    """What discovery depends on besides configuration; a change calls for a new announcement."""
+def signature(snapshot: Snapshot, cfg: DiscoveryConfig | None = None) -> tuple[Any, ...]:
+    """What discovery depends on besides configuration; a change calls for a new announcement:
+    the layout, the firmware, the battery capacity (a rate's step) and the time-slot values that
+    are off their select's grid (a select offers the current value)."""
+    cfg = cfg or DiscoveryConfig()
+    off_grid: tuple[tuple[str, Any], ...] = ()
+    if cfg.time_entities == "select":
+        off_grid = tuple(
+            (name, value)
+            for name, spec in snapshot.specs.items()
+            if isinstance(spec, Field)
+            and spec.enc is Enc.TIME
+            and (value := snapshot.value(name)) is not None
+            and value not in _grid_of(spec, cfg)
+        )
     return (
         snapshot.serial,
         snapshot.model,
         snapshot.value("Invertor_Firmware"),
+        snapshot.value("Battery_Nominal_Capacity"),
         frozenset(snapshot.specs),
         tuple(_device_key(d) for d in snapshot.batteries),
         tuple(_device_key(d) for d in snapshot.meters),
         frozenset(snapshot.stats),
+        off_grid,
     )
 
 
 def _device_key(dev: DeviceSnapshot) -> tuple[Any, ...]:
     return (dev.address, dev.serial, frozenset(dev.specs))
+
+
+def leftover_time_configs(prefix: str) -> str:
+    """The subscription that shows retained time-entity configs left from ``time_entities =
+    "time"`` (to clear while selects are announced)."""
+    return discovery_topic(prefix, "time", "+")
+
+
+def is_leftover(prefix: str, topic: str, serials: Iterable[str]) -> bool:
+    """Whether ``topic`` is a time-entity config of one of ``serials``' slots."""
+    head = f"{prefix}/time/{NODE_ID}/"
+    if not (topic.startswith(head) and topic.endswith("/config")):
+        return False
+    object_id = topic[len(head) : -len("/config")]
+    return any(object_id.startswith(f"{_safe_id(s)}_") for s in serials if s)
 
 
 def state_topics(entities_: Iterable[Entity]) -> set[str]:

@@ -52,8 +52,7 @@ def charger_device(snap: EvcSnapshot, cfg: DiscoveryConfig) -> dict[str, Any]:
         "identifiers": [f"{snap.serial}_Charger"],
         "name": f"{MODEL} {snap.serial}",
         "manufacturer": MANUFACTURER,
-        "model": MODEL,
-        "serial_number": snap.serial,
+        "model": MODEL,  # no serial_number: Home Assistant 2024.1 refuses the entity for it
     }
     if cfg.configuration_url:
         device["configuration_url"] = cfg.configuration_url
@@ -74,10 +73,12 @@ def entities(snap: EvcSnapshot, cfg: DiscoveryConfig) -> list[Entity]:
     availability = [{"topic": bridge_topic(cfg.root)}, {"topic": status_topic(cfg.root, serial)}]
 
     def common(platform: str, name: str) -> dict[str, Any]:
+        slug = entity_slug(cfg.device_prefix, serial, name)
         return {
             "name": name.replace("_", " "),
             "unique_id": f"{cfg.device_prefix}_{serial}_{name}",
-            "default_entity_id": f"{platform}.{entity_slug(cfg.device_prefix, serial, name)}",
+            "object_id": slug,  # the entity id before Home Assistant 2025.10 (see discovery)
+            "default_entity_id": f"{platform}.{slug}",
             "device": device,
             "origin": ORIGIN,
             "availability": availability,

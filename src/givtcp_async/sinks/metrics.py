@@ -46,6 +46,9 @@ _COUNTERS: Final[dict[str, tuple[str, str, str]]] = {
         "givtcp_connection_responses_total", "counter", "Responses matched to a request."),
     "connection_timeouts": (
         "givtcp_connection_timeouts_total", "counter", "Requests that got no answer in time."),
+    "connection_probe_timeouts": (
+        "givtcp_connection_probe_timeouts_total", "counter",
+        "Probes of possibly absent devices (meters, packs) that got no answer."),
     "connection_retries": (
         "givtcp_connection_retries_total", "counter", "Requests sent again after a timeout."),
     "connection_error_responses": (

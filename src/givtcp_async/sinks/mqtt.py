@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
 import random
 import socket
 import ssl
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -70,6 +71,7 @@ MAX_PAYLOAD: Final = 64 * 1024  # no command needs more; a bigger one is not par
 # (each is answered "rejected"), up to MAX_REFUSED_QUEUED, beyond which they are dropped.
 MAX_QUEUED: Final = 64
 MAX_REFUSED_QUEUED: Final = 10_000
+MAX_LEFTOVERS: Final = 4096  # retained time-entity configs remembered for removal at once
 PUBLISH_BATCH: Final = 100
 GOODBYE_TIMEOUT: Final = 1.5
 KEEPALIVE: Final = 30
@@ -192,6 +194,7 @@ class _Inverter:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     announced: tuple[Any, ...] | None = None
     status: str | None = None
+    first_seen: datetime | None = None  # when the service first had a serial for it
 
     @property
     def serial(self) -> str | None:
@@ -295,6 +298,7 @@ class MqttService:
                     prefix=self.cfg.discovery_prefix,
                     device_prefix=view.name,
                     time_entities=self.cfg.time_entities,
+                    time_step=self.cfg.time_step,
                     configuration_url=dashboard_url,
                 ),
             )
@@ -318,6 +322,8 @@ class MqttService:
         self._commands: set[asyncio.Task[None]] = set()
         self._busy_refusals = 0  # commands refused in a row for too many waiting
         self._sessions = asyncio.Condition()
+        self._announcing = asyncio.Lock()
+        self._leftovers: set[str] = set()  # retained time configs to clear (select mode)
 
     def metrics(self) -> dict[str, float]:
         """Counters for /metrics (``mqtt_`` prefixed), and whether a connection is up."""
@@ -390,13 +396,14 @@ class MqttService:
         for inv in self.inverters:
             inv.forget()
         await client.publish(bridge_topic(self.root), ONLINE, qos=1, retain=True)
-        await client.subscribe(
-            [
-                (f"{self.root}/+/{CONTROL}/+", 1),
-                (f"{self.root}/{CONTROL}/+/+", 1),
-                (ha_status_topic(self.cfg.discovery_prefix), 1),
-            ]
-        )
+        subscriptions = [
+            (f"{self.root}/+/{CONTROL}/+", 1),
+            (f"{self.root}/{CONTROL}/+/+", 1),
+            (ha_status_topic(self.cfg.discovery_prefix), 1),
+        ]
+        if self.cfg.discovery and self.cfg.time_entities == "select":
+            subscriptions.append((discovery.leftover_time_configs(self.cfg.discovery_prefix), 1))
+        await client.subscribe(subscriptions)
         self._client = client
         self.connected.set()
         self.backoff.reset()
@@ -456,7 +463,7 @@ class MqttService:
                 sig = (
                     evc_discovery.signature(snap)
                     if isinstance(snap, EvcSnapshot)
-                    else discovery.signature(snap)
+                    else discovery.signature(snap, inv.discovery)
                 )
                 if full or inv.announced != sig:
                     announcement = (
@@ -464,7 +471,11 @@ class MqttService:
                         if isinstance(snap, EvcSnapshot)
                         else discovery.messages(snap, inv.discovery)
                     )
-                    await self._publish(client, announcement)
+                    # One device's announcement at a time, built as it is sent: its payloads
+                    # never pile up in memory together with another inverter's.
+                    async with self._announcing:
+                        await self._publish(client, announcement)
+                        await self._clear_leftovers(client)
                     inv.announced = sig
                     inv.topics.reset()  # state after config, for non-retained state
                     self.stats.announcements += 1
@@ -472,9 +483,8 @@ class MqttService:
             await self._publish(client, inv.topics.messages(snap))
             await self._update_status(client, inv)
 
-    async def _publish(self, client: aiomqtt.Client, messages: Sequence[Message]) -> None:
-        await publish_all(client, messages)
-        self.stats.messages += len(messages)
+    async def _publish(self, client: aiomqtt.Client, messages: Iterable[Message]) -> None:
+        self.stats.messages += await publish_all(client, messages)
 
     async def publish_state_now(self) -> None:
         """Republish everything (discovery and full state) on the current connection."""
@@ -500,8 +510,16 @@ class MqttService:
         if serial is None:
             return
         view = inv.view
-        online = is_online(view.health(), view.now(), view.offline_after)
-        status = ONLINE if online else OFFLINE
+        now = view.now()
+        health = view.health()
+        if health.last_good_poll is None:
+            # Not polled yet (the daemon is starting): nothing is claimed until the first poll
+            # says online or offline_after passes without one. Publishing offline first made
+            # every start flap offline -> online a few seconds later.
+            inv.first_seen = inv.first_seen or now
+            if (now - inv.first_seen).total_seconds() <= view.offline_after:
+                return
+        status = ONLINE if is_online(health, now, view.offline_after) else OFFLINE
         if status != inv.status:
             changed, inv.status = inv.status is not None, status  # before the await: no repeats
             if changed:
@@ -520,6 +538,11 @@ class MqttService:
                     log.info("Home Assistant started; announcing again", delay=round(delay, 2))
                     tasks.spawn(self._after_ha_birth(delay), "mqtt-ha-birth", lasting=False)
                 continue
+            if topic.startswith(f"{self.cfg.discovery_prefix}/time/"):
+                if message.payload and len(self._leftovers) < MAX_LEFTOVERS:
+                    self._leftovers.add(topic)  # cleared once its inverter's serial is known
+                    await self._clear_leftovers(client)
+                continue
             parsed = parse_command_topic(self.root, topic)
             if parsed is None:  # e.g. an empty level: nothing to answer to
                 log.warning("MQTT message on a control topic ignored", topic=topic)
@@ -530,6 +553,16 @@ class MqttService:
                 continue
             self._on_command(parsed[0], parsed[1], _payload_bytes(message.payload),
                              retained=message.retain)  # fmt: skip
+
+    async def _clear_leftovers(self, client: aiomqtt.Client) -> None:
+        """Remove the retained time-entity configs seen for the inverters served (left from
+        ``time_entities = "time"``; selects are announced now)."""
+        serials = [i.serial for i in self.inverters if i.serial]
+        for topic in sorted(self._leftovers):
+            if discovery.is_leftover(self.cfg.discovery_prefix, topic, serials):
+                self._leftovers.discard(topic)
+                log.info("removing a time entity left from time_entities = time", topic=topic)
+                await client.publish(topic, "", qos=1, retain=True)
 
     async def _after_ha_birth(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -639,13 +672,16 @@ class MqttService:
                         status=result.status, error=str(err))  # fmt: skip
 
 
-async def publish_all(client: aiomqtt.Client, messages: Sequence[Message]) -> None:
+async def publish_all(client: aiomqtt.Client, messages: Iterable[Message]) -> int:
     """Publish at QoS 0 in order, up to :data:`PUBLISH_BATCH` at a time (a third less CPU than
-    one by one: paho writes a batch in one go). Raises the first error."""
+    one by one: paho writes a batch in one go); ``messages`` is read one batch at a time.
+    Returns how many were published; raises the first error."""
     # No per-message timeout: aiomqtt would wrap each wait in asyncio.wait_for, which on Python
     # 3.11 can swallow a cancellation; a dead link ends the session (and these waits) instead.
-    for start in range(0, len(messages), PUBLISH_BATCH):
-        batch = messages[start : start + PUBLISH_BATCH]
+    count = 0
+    source = iter(messages)
+    while batch := list(itertools.islice(source, PUBLISH_BATCH)):
+        count += len(batch)
         outcomes = await asyncio.gather(
             *(
                 client.publish(m.topic, m.payload, qos=0, retain=m.retain, timeout=math.inf)
@@ -656,6 +692,7 @@ async def publish_all(client: aiomqtt.Client, messages: Sequence[Message]) -> No
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+    return count
 
 
 def _checkpoint() -> None:

@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""A real Home Assistant against the demo: discovery accepted, entity ids, the device page.
+
+Not part of the test suite (it needs a Home Assistant install and a browser). It starts a
+mosquitto on a free 127.0.0.1 port, a Home Assistant from ``--hass`` (a venv with
+``homeassistant``, ``home-assistant-frontend`` and ``paho-mqtt`` installed; 2024.1.x runs on
+Python 3.11) with a fresh configuration (the MQTT integration pointed at that broker, a user,
+onboarding done), and ``givtcp-async demo`` publishing to the broker. Once the entities are in,
+it prints a JSON report (entity counts per platform, the ids Predbat uses that are missing,
+every warning and error in Home Assistant's log) and, with ``--screenshot FILE``, takes the
+inverter's device page with Chromium (playwright, ``/usr/bin/chromium``).
+
+    python scripts/ha_check.py --hass /tmp/ha --screenshot docs/ha-device-page.png
+"""
+
+# Starting the broker, Home Assistant and the demo as plain processes is fine here: nothing waits
+# on them inside the event loop.
+# ruff: noqa: ASYNC220, ASYNC221
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+CLIENT_ID = "http://127.0.0.1/"
+USER, PASSWORD = "givtcp", "givtcp-async-check"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def write_config(config: Path, http_port: int, mqtt_port: int) -> None:
+    (config / ".storage").mkdir(parents=True)
+    (config / "configuration.yaml").write_text(
+        "homeassistant:\n  name: Home\n  latitude: 51.5\n  longitude: -0.1\n"
+        "  elevation: 10\n  unit_system: metric\n  time_zone: Europe/London\n"
+        "  currency: GBP\n  country: GB\n"
+        f"http:\n  server_host: 127.0.0.1\n  server_port: {http_port}\n"
+        "frontend:\nconfig:\nhistory:\nlogger:\n  default: warning\n"
+    )
+    entry = {
+        "entry_id": uuid.uuid4().hex,
+        "version": 1,
+        "domain": "mqtt",
+        "title": "127.0.0.1",
+        "data": {"broker": "127.0.0.1", "port": mqtt_port, "discovery": True},
+        "options": {},
+        "pref_disable_new_entities": False,
+        "pref_disable_polling": False,
+        "source": "user",
+        "unique_id": None,
+        "disabled_by": None,
+    }
+    store = {
+        "version": 1,
+        "minor_version": 1,
+        "key": "core.config_entries",
+        "data": {"entries": [entry]},
+    }
+    (config / ".storage" / "core.config_entries").write_text(json.dumps(store))
+    onboarding = {
+        "version": 4,
+        "minor_version": 1,
+        "key": "onboarding",
+        "data": {"done": ["user", "core_config", "analytics", "integration"]},
+    }
+    (config / ".storage" / "onboarding").write_text(json.dumps(onboarding))
+
+
+async def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            await asyncio.sleep(1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+async def token(base: str) -> str:
+    """An access token through Home Assistant's login flow (as the frontend gets one)."""
+    async with aiohttp.ClientSession() as s:
+        flow = await (
+            await s.post(
+                f"{base}/auth/login_flow",
+                json={
+                    "client_id": CLIENT_ID,
+                    "handler": ["homeassistant", None],
+                    "redirect_uri": CLIENT_ID,
+                },
+            )
+        ).json()
+        done = await (
+            await s.post(
+                f"{base}/auth/login_flow/{flow['flow_id']}",
+                json={"client_id": CLIENT_ID, "username": USER, "password": PASSWORD},
+            )
+        ).json()
+        tokens = await (
+            await s.post(
+                f"{base}/auth/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": done["result"],
+                    "client_id": CLIENT_ID,
+                },
+            )
+        ).json()
+        return str(tokens["access_token"])
+
+
+async def states(base: str, bearer: str) -> list[dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {bearer}"}) as s,
+        s.get(f"{base}/api/states") as resp,
+    ):
+        result: list[dict[str, Any]] = await resp.json()
+        return result
+
+
+async def device_id(base: str, bearer: str, name: str) -> str:
+    """The device registry id of the device called ``name`` (over the websocket API)."""
+    async with aiohttp.ClientSession() as s, s.ws_connect(f"{base}/api/websocket") as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "auth", "access_token": bearer})
+        await ws.receive_json()
+        await ws.send_json({"id": 1, "type": "config/device_registry/list"})
+        reply = await ws.receive_json()
+        for device in reply["result"]:
+            if device.get("name") == name:
+                return str(device["id"])
+    raise RuntimeError(f"no device {name!r}")
+
+
+async def screenshot(base: str, device: str, path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+        )
+        page = await browser.new_page(viewport={"width": 1400, "height": 1800})
+        await page.goto(f"{base}/")
+        await page.fill("input[name=username]", USER)
+        await page.fill("input[name=password]", PASSWORD)
+        await page.keyboard.press("Enter")
+        await page.wait_for_url("**/lovelace**", timeout=60_000)
+        await page.wait_for_selector("home-assistant-main", state="attached", timeout=240_000)
+        # Navigate inside the app (a reload would drop the session's tokens).
+        await page.evaluate(
+            "path => { history.pushState(null, '', path);"
+            " window.dispatchEvent(new CustomEvent('location-changed')); }",
+            f"/config/devices/device/{device}",
+        )
+        # The device page is ready once its cards name the entities (a slow machine takes a
+        # while to load the frontend).
+        await page.wait_for_selector("text=Target SOC", timeout=240_000)
+        await page.wait_for_timeout(3000)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(path), full_page=True)
+        await browser.close()
+
+
+async def run(hass: Path, shot: Path | None, settle: float) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="ha-check-"))
+    http_port, mqtt_port, rest_port = free_port(), free_port(), free_port()
+    (work / "mosquitto.conf").write_text(
+        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+    )
+    config = work / "config"
+    write_config(config, http_port, mqtt_port)
+    python = str(hass / "bin" / "python")
+    subprocess.run(
+        [
+            python,
+            "-m",
+            "homeassistant",
+            "--script",
+            "auth",
+            "-c",
+            str(config),
+            "add",
+            USER,
+            PASSWORD,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        procs.append(
+            subprocess.Popen(
+                ["mosquitto", "-c", str(work / "mosquitto.conf")], stderr=subprocess.DEVNULL
+            )
+        )
+        with (work / "hass.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [python, "-m", "homeassistant", "-c", str(config)], stdout=log, stderr=log
+                )
+            )
+        await wait_http(f"{base}/manifest.json", 300)
+        env = {**os.environ, "GIVTCP_MQTT__PORT": str(mqtt_port)}
+        with (work / "demo.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "givtcp-async"),
+                        "demo",
+                        "--port",
+                        str(rest_port),
+                        "--mqtt-host",
+                        "127.0.0.1",
+                    ],
+                    stdout=log,
+                    stderr=log,
+                    env=env,
+                )
+            )
+        await asyncio.sleep(settle)
+        bearer = await token(base)
+        found = [s for s in await states(base, bearer) if "givtcp" in s["entity_id"]]
+        ids = {s["entity_id"] for s in found}
+        serial = "sa2347g000"
+        predbat = [
+            f"sensor.givtcp_{serial}_soc_kwh",
+            f"sensor.givtcp_{serial}_pv_energy_today_kwh",
+            f"sensor.givtcp_{serial}_battery_power",
+            f"sensor.givtcp_{serial}_invertor_time",
+            f"number.givtcp_{serial}_battery_charge_rate",
+            f"number.givtcp_{serial}_target_soc",
+            f"number.givtcp_{serial}_battery_power_reserve",
+            f"select.givtcp_{serial}_mode",
+            f"select.givtcp_{serial}_charge_start_time_slot_1",
+            f"switch.givtcp_{serial}_enable_charge_schedule",
+            f"button.givtcp_{serial}_reboot_invertor",
+            "sensor.givtcp_battery_stack_1_bms_temperature",
+            "sensor.givtcp_dz2348g101_battery_soc",
+        ]
+        log_lines = (work / "hass.log").read_text(errors="replace").splitlines()
+        problems = [line for line in log_lines if " WARNING " in line or " ERROR " in line]
+        report: dict[str, Any] = {
+            "home_assistant": subprocess.run(
+                [python, "-c", "import homeassistant.const as c;print(c.__version__)"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip(),
+            "entities": len(found),
+            "by_platform": dict(Counter(s["entity_id"].split(".")[0] for s in found)),
+            "unavailable": sum(s["state"] == "unavailable" for s in found),
+            "predbat_ids_missing": [i for i in predbat if i not in ids],
+            "log_problems": problems[:20],
+            "work": str(work),
+        }
+        if shot is not None:
+            device = await device_id(base, bearer, "GivTCP SA2347G000")
+            await screenshot(base, device, shot)
+            report["screenshot"] = str(shot)
+        return report
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--hass", type=Path, default=Path("/tmp/ha"), help="venv with Home Assistant"
+    )
+    parser.add_argument("--screenshot", type=Path, help="PNG of the inverter's device page")
+    parser.add_argument("--settle", type=float, default=45.0, help="seconds for discovery")
+    args = parser.parse_args()
+    report = asyncio.run(run(args.hass, args.screenshot, args.settle))
+    print(json.dumps(report, indent=2))
+    sys.exit(1 if report["predbat_ids_missing"] or report["log_problems"] else 0)
+
+
+if __name__ == "__main__":
+    main()
