@@ -345,6 +345,38 @@ async def test_a_rejected_command_or_one_that_wrote_nothing_does_not_poll(
         assert fz.counters() == (2, 0, 0, 1)
 
 
+async def test_a_command_answers_only_once_its_read_back_is_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with frozen_daemon(tmp_path, monkeypatch) as fz:
+        assert await fz.advance(2) is None
+        first = fz.coord.snapshot
+        assert first is not None
+        assert (first.value("Eco_Mode"), first.value("Mode")) == ("enable", "Eco")
+        writes = fz.coord.metrics()["writes_total"]
+        result = await fz.coord.execute("setBatteryMode", {"mode": "Timed Export"})
+        assert result.status == "ok", result.message
+        # No await since the answer: no poll can have run, yet the snapshot shows the change,
+        # derived values (Mode) included, with the live values and their time left alone.
+        snap = fz.coord.snapshot
+        assert snap is not None
+        assert snap is not first
+        assert fz.coord.health().polls == 1
+        assert (snap.value("Eco_Mode"), snap.value("Enable_Discharge_Schedule")) == (
+            "disable",
+            "enable",
+        )
+        assert snap.value("Mode") == "Timed Export"
+        assert snap.taken_at == first.taken_at
+        assert snap.values["PV_Power_String_1"] is first.values["PV_Power_String_1"]
+        assert snap.stats["Write_Count"] == writes + 2
+        # A command that found everything already set shows what it read, unchanged.
+        again = await fz.coord.execute("setBatteryMode", {"mode": "Timed Export"})
+        assert (again.status, again.written) == ("ok", [])
+        assert fz.coord.snapshot is not None
+        assert fz.coord.snapshot.value("Mode") == "Timed Export"
+
+
 # --- failures and back-off -----------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ republished as their last good value, marked stale, and disappear after ``stale_
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Any
@@ -21,7 +21,7 @@ from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import decode_field
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Block, source_of
-from givtcp_async.registers.schema import Derived, Enc, Field, Source
+from givtcp_async.registers.schema import Bank, Derived, Enc, Field, Source
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
 
 log = structlog.get_logger(__name__)
@@ -168,21 +168,30 @@ class SnapshotAssembler:
         self, readings: dict[str, Reading], local: datetime, inverter_time: datetime | None
     ) -> None:
         for spec in self.fields.derived:
-            inputs = [readings.get(n) for n in spec.inputs]
-            if any(r is None or r.stale or r.value is None for r in inputs):
-                readings[spec.name] = self._gate.unrefreshed(spec)
-                continue
-            values: dict[str, Any] = {
-                n: r.value for n, r in zip(spec.inputs, inputs, strict=True) if r is not None
-            }
-            try:
-                value = spec.compute(values, self.model)
-            except (ArithmeticError, TypeError, ValueError) as err:
-                log.warning("derived value failed", field=spec.name, error=repr(err))
-                value = None
-            readings[spec.name] = self._gate.check(
-                spec, value, local_time=local, inverter_time=inverter_time
-            )
+            self._derive_one(spec, readings, local, inverter_time)
+
+    def _derive_one(
+        self,
+        spec: Derived,
+        readings: dict[str, Reading],
+        local: datetime,
+        inverter_time: datetime | None,
+    ) -> None:
+        inputs = [readings.get(n) for n in spec.inputs]
+        if any(r is None or r.stale or r.value is None for r in inputs):
+            readings[spec.name] = self._gate.unrefreshed(spec)
+            return
+        values: dict[str, Any] = {
+            n: r.value for n, r in zip(spec.inputs, inputs, strict=True) if r is not None
+        }
+        try:
+            value = spec.compute(values, self.model)
+        except (ArithmeticError, TypeError, ValueError) as err:
+            log.warning("derived value failed", field=spec.name, error=repr(err))
+            value = None
+        readings[spec.name] = self._gate.check(
+            spec, value, local_time=local, inverter_time=inverter_time
+        )
 
     def build(
         self,
@@ -253,6 +262,52 @@ class SnapshotAssembler:
         )
         lap("assemble")
         return snapshot
+
+    def patch(
+        self,
+        previous: Snapshot,
+        cache: RegisterCache,
+        registers: Iterable[int],
+        *,
+        now: datetime,
+        stats: Mapping[str, Any] | None = None,
+    ) -> Snapshot:
+        """``previous`` with what a command changed: the inverter's holding-register fields
+        covering ``registers`` decoded again from the cache (the command's read-back is in
+        it), the derived values that depend on them, and new ``stats``.
+
+        Only those readings pass the gates again: re-judging an unchanged live value would
+        count as a second reading and could confirm a held jump early.
+        """
+        changed = set(registers)
+        local = now.astimezone(self.tz)
+        specs = [
+            f
+            for f in self.fields.inverter
+            if f.source is Source.INVERTER
+            and f.bank is Bank.HOLDING
+            and f.name in previous.specs
+            and changed.intersection(f.registers)
+        ]
+        if not specs:
+            return replace(previous, stats=dict(stats or previous.stats))
+        getter = cache.getter(INVERTER_ADDRESS, Bank.HOLDING.value)
+        inverter_time = self._inverter_time(cache)
+        readings = dict(previous.values)
+        names: set[str] = set()
+        for spec in specs:
+            value = decode_field(spec, getter)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=self.tz)
+            readings[spec.name] = self._gate.check(
+                spec, value, local_time=local, inverter_time=inverter_time
+            )
+            names.add(spec.name)
+        for derived in self.fields.derived:
+            if names.intersection(derived.inputs):
+                self._derive_one(derived, readings, local, inverter_time)
+                names.add(derived.name)
+        return replace(previous, values=readings, stats=dict(stats or previous.stats))
 
     def _lift_pack_totals(
         self, readings: dict[str, Reading], packs: Sequence[DeviceSnapshot]

@@ -377,6 +377,15 @@ class InverterCoordinator:
         self._detected.set()
 
     def _after_command(self, result: CommandResult) -> None:
+        """Read-your-writes: publish what the command's read-back found before it is answered
+        (the listener runs inside the command), then re-read the settings soon after."""
+        read_back = [c.register for c in result.registers if c.readback is not None]
+        if read_back and self.snapshot is not None and self.assembler is not None:
+            self._publish_now(
+                self.assembler.patch(
+                    self.snapshot, self.cache, read_back, now=self.now(), stats=self._stats()
+                )
+            )
         if result.written:
             self.request_refresh(settings=True)
 
@@ -450,7 +459,10 @@ class InverterCoordinator:
         }
 
     async def _publish(self, snap: Snapshot) -> None:
-        await self._latest.set(snap)
+        self._publish_now(snap)
+
+    def _publish_now(self, snap: Snapshot) -> None:
+        self._latest.put(snap)
 
     async def _poll_forever(self) -> None:
         meters_scanned = False
