@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from givtcp_async.registers import (
 from givtcp_async.registers.decode import apply_scale, hhmm, scale_decimals
 from givtcp_async.registers.models import Model, detect_model
 from givtcp_async.registers.plan import covering, source_of
-from givtcp_async.registers.schema import Bank, Derived, Enc, Family, Field, Kind, Source
+from givtcp_async.registers.schema import NOW, Bank, Derived, Enc, Family, Field, Kind, Source
 from givtcp_async.simulator.store import RegisterStore
 from tests.conftest import CAPTURES, VECTORS
 
@@ -529,7 +529,7 @@ def test_no_duplicate_names_within_a_group(family: Family) -> None:
 
 
 def test_derived_inputs_exist() -> None:
-    names = {f.name for f in ALL_INVERTER_FIELDS}
+    names = {f.name for f in ALL_INVERTER_FIELDS} | {NOW}
     for d in DERIVED:
         assert set(d.inputs) <= names, d.name
 
@@ -784,10 +784,14 @@ def test_vector_dump_gen1_daytime() -> None:
     values = {f.name: decode_field(f, (hr if f.bank is Bank.HOLDING else ir).get) for f in fields}
     assert values["Grid_Voltage"] == 236.3  # IR5 = 2363
     assert values["Battery_Discharge_Energy_Total_kWh"] == 173.0  # IR180 = 1730
+    now = datetime(2022, 3, 1, 12, 0, tzinfo=UTC)
+    given = {**values, NOW: now}
     d = {
-        x.name: x.compute({n: values[n] for n in x.inputs}, model)
+        x.name: x.compute({n: given[n] for n in x.inputs}, model)
         for x in derived_for(model, fields)
     }
+    assert d["Discharge_Completion_Time"] == now + timedelta(minutes=d["Discharge_Time_Remaining"])
+    assert d["Charge_Completion_Time"] == now  # not charging
     assert d["PV_Power"] == 245  # IR18 + IR20 = 117 + 128
     assert d["Battery_to_House"] == 339  # discharge IR52 360 - export IR30 21
     assert d["Battery_to_Grid"] == 21  # exporting: 360 - 339

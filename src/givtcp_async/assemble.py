@@ -21,7 +21,7 @@ from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import decode_field
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Block, source_of
-from givtcp_async.registers.schema import Bank, Derived, Enc, Field, Source
+from givtcp_async.registers.schema import NOW, Bank, Derived, Enc, Field, Source
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
 
 log = structlog.get_logger(__name__)
@@ -177,13 +177,15 @@ class SnapshotAssembler:
         local: datetime,
         inverter_time: datetime | None,
     ) -> None:
-        inputs = [readings.get(n) for n in spec.inputs]
+        names = [n for n in spec.inputs if n != NOW]
+        inputs = [readings.get(n) for n in names]
         if any(r is None or r.stale or r.value is None for r in inputs):
             readings[spec.name] = self._gate.unrefreshed(spec)
             return
         values: dict[str, Any] = {
-            n: r.value for n, r in zip(spec.inputs, inputs, strict=True) if r is not None
+            n: r.value for n, r in zip(names, inputs, strict=True) if r is not None
         }
+        values[NOW] = local
         try:
             value = spec.compute(values, self.model)
         except (ArithmeticError, TypeError, ValueError) as err:

@@ -13,8 +13,8 @@ doubles (up to 8x) until a clean refresh, so a struggling dongle is not hammered
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from givtcp_async.control.accounting import WriteLedger
 from givtcp_async.control.catalogue import CATALOGUE, Catalogue
 from givtcp_async.control.clock import Clock, SystemClock
 from givtcp_async.control.executor import Controller, ControlMemory
-from givtcp_async.control.overrides import OverrideManager
+from givtcp_async.control.overrides import OVERRIDE_FUNCTIONS, STATE_SPECS, OverrideManager
 from givtcp_async.control.payloads import RawPayload
 from givtcp_async.control.persist import state_file
 from givtcp_async.control.result import CommandResult, rejected
@@ -40,12 +40,12 @@ from givtcp_async.errors import CommunicationError, GivTcpError, IdentityError, 
 from givtcp_async.latest import Latest, sleep_or_wake
 from givtcp_async.ports import Health
 from givtcp_async.protocol.frames import ReadResponse, WriteResponse
-from givtcp_async.quality.gates import GateSettings
+from givtcp_async.quality.gates import GateSettings, Reading
 from givtcp_async.quality.identity import IdentityGuard
 from givtcp_async.reader import PlantLayout, PlantReader, RefreshReport
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Cadence
-from givtcp_async.snapshot import Snapshot
+from givtcp_async.snapshot import Snapshot, Spec
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +92,8 @@ class InverterCoordinator:
         self.control: ControlService | None = None
         self.assembler: SnapshotAssembler | None = None
         self._latest: Latest[Snapshot] = Latest()
+        self._overrides_shown: tuple[str, ...] = ()  # the model's timed overrides
+        self._state_specs: dict[str, Spec] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # waiting for the next poll, none requested
         self._slow_due = True
@@ -360,6 +362,13 @@ class InverterCoordinator:
             deadman_minutes=options.dead_man_minutes,
             clock=self.clock,
         )
+        self.overrides.add_listener(self._after_override_change)
+        self._overrides_shown = tuple(
+            fn
+            for fn in OVERRIDE_FUNCTIONS
+            if self.controller.catalogue.get(fn).available(layout.model)
+        )
+        self._state_specs = {s.name: s for fn in self._overrides_shown for s in STATE_SPECS[fn]}
         self.control = ControlService(self.controller, self.overrides)
         self.assembler = SnapshotAssembler(
             layout.model,
@@ -388,6 +397,10 @@ class InverterCoordinator:
             )
         if result.written:
             self.request_refresh(settings=True)
+
+    def _after_override_change(self) -> None:
+        if self.snapshot is not None:
+            self._publish_now(self.snapshot)
 
     def _on_fanout(self, frame: ReadResponse | WriteResponse, solicited: bool) -> None:
         # Other clients' traffic (cloud, app, another poller) is free data: cache it, once the
@@ -462,7 +475,22 @@ class InverterCoordinator:
         self._publish_now(snap)
 
     def _publish_now(self, snap: Snapshot) -> None:
+        snap = self._with_state(snap)
         self._latest.put(snap)
+
+    def _with_state(self, snap: Snapshot) -> Snapshot:
+        """``snap`` with what the daemon itself knows: the timed overrides' state now."""
+        if self.overrides is None or not self._state_specs:
+            return snap
+        values: dict[str, Reading] = dict(snap.values)
+        for name, value in self.overrides.readings(self._overrides_shown).items():
+            values[name] = Reading(value, self._state_specs[name].unit)
+        specs: Mapping[str, Spec] = (
+            snap.specs
+            if self._state_specs.keys() <= snap.specs.keys()
+            else {**snap.specs, **self._state_specs}
+        )
+        return replace(snap, values=values, specs=specs)
 
     async def _poll_forever(self) -> None:
         meters_scanned = False

@@ -26,6 +26,7 @@ anything else (a value that is not 0/1) is "Unknown".
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
@@ -34,6 +35,7 @@ from givtcp_async.registers.schema import (
     ENERGY_TODAY,
     ENERGY_TOTAL,
     HA,
+    NOW,
     POWER,
     Bounds,
     Derived,
@@ -210,6 +212,11 @@ def discharge_time_remaining(v: Values, model: Any) -> int:
     return _time_remaining(v, model, gap, discharge(v))
 
 
+def _completion(v: Values, minutes: int) -> datetime:
+    now: datetime = v[NOW]
+    return now + timedelta(minutes=minutes)
+
+
 def mode(v: Values, model: Any) -> str:
     """The battery mode GivTCP's setBatteryMode would have produced (see the module table)."""
     eco, sched = v["Eco_Mode"], v["Enable_Discharge_Schedule"]
@@ -243,6 +250,7 @@ def _power(name: str, inputs: tuple[str, ...], fn: Callable[[Values], int],
 
 
 _SOC_CAP = ("SOC", "Battery_Nominal_Capacity")
+_TIMESTAMP: Final = HA(device_class="timestamp")
 
 DERIVED: Final[tuple[Derived, ...]] = (
     _power("PV_Power", _P, pv, c.SP_INPUT, c.PV_POWER, "PV string 1 + string 2"),
@@ -271,6 +279,18 @@ DERIVED: Final[tuple[Derived, ...]] = (
             (*_SOC_CAP, "Battery_Power_Reserve", "Battery_Power"), discharge_time_remaining,
             unit="min", families=c.SP_BATTERY, bounds=c.MINUTES, ha=c.DURATION_MIN, returns=int,
             description="minutes to the reserve at the current discharge power"),
+    Derived("Charge_Completion_Time", POWER_PATH,
+            (*_SOC_CAP, "Target_SOC", "Battery_Power", NOW),
+            lambda v, m: _completion(v, charge_time_remaining(v, m)), kind=Kind.STATUS,
+            families=c.SP_BATTERY, ha=_TIMESTAMP, returns=str,
+            description="when Target_SOC is reached at the current charge power (now if not "
+            "charging)"),
+    Derived("Discharge_Completion_Time", POWER_PATH,
+            (*_SOC_CAP, "Battery_Power_Reserve", "Battery_Power", NOW),
+            lambda v, m: _completion(v, discharge_time_remaining(v, m)), kind=Kind.STATUS,
+            families=c.SP_BATTERY, ha=_TIMESTAMP, returns=str,
+            description="when the reserve is reached at the current discharge power (now if "
+            "not discharging)"),
     Derived("PV_Energy_Today_kWh", TODAY_PATH, ("PV1_Energy_Today_kWh", "PV2_Energy_Today_kWh"),
             lambda v, m: _r(v["PV1_Energy_Today_kWh"] + v["PV2_Energy_Today_kWh"], 1),
             unit="kWh", kind=Kind.TODAY, families=c.SP_INPUT, bounds=c.TODAY_KWH,
@@ -317,6 +337,12 @@ DERIVED: Final[tuple[Derived, ...]] = (
             rate_watts("Battery_Discharge_Limit"), unit="W", kind=Kind.SETTING,
             families=c.SP_BATTERY, bounds=(0, 20000), ha=c.POWER_NUMBER,
             control="setDischargeRate", returns=int),
+    # GivTCP's placeholders for its buttons (always "disable"): clients read them.
+    *(Derived(name, CONTROL_PATH, (), lambda v, m: "disable", kind=Kind.STATUS,
+              families=families, ha=None, returns=str, choices=("disable",),
+              description="always disable (GivTCP's placeholder for its button)")
+      for name, families in (("Sync_Time", None), ("Reboot_Invertor", c.SP_CONTROL),
+                             ("Reboot_Addon", None))),
     Derived("Mode", CONTROL_PATH,
             ("Eco_Mode", "Enable_Discharge_Schedule", "Battery_Power_Reserve"),
             mode, kind=Kind.SETTING, families=c.SP_BATTERY,

@@ -161,6 +161,11 @@ class Field:
         return self.families is None or family in self.families
 
 
+#: An input name of :class:`Derived` standing for the snapshot's local time (a timezone-aware
+#: datetime), which the assembler hands to ``compute`` beside the readings.
+NOW: Final = "@now"
+
+
 @dataclass(frozen=True, slots=True)
 class Derived:
     """A published value computed from other fields of the same snapshot (SPEC §6.1).

@@ -30,7 +30,7 @@ from typing import Any, Final, Literal
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction, Platform
 from givtcp_async.registers.derived import MODES
-from givtcp_async.registers.schema import HA, Field
+from givtcp_async.registers.schema import HA, Derived, Field
 from givtcp_async.sinks.state_topics import Message, state_base
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
 
@@ -62,6 +62,7 @@ _STATS_UNITS: Final = {"Time_Since_Last_Update": "s"}
 
 _NUMBER_DEVICE_CLASSES: Final = frozenset({"power", "energy", "battery", "current", "voltage"})
 _RESTART_BUTTONS: Final = frozenset({"rebootInverter"})
+_CONTROL_PLATFORMS: Final = frozenset({"number", "select", "switch"})
 _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 _SLUG_UNSAFE: Final = re.compile(r"[^a-z0-9_]+")
 
@@ -260,6 +261,8 @@ class _Builder:
                 by_field[name] = controls[spec.control]
         for fn in controls.values():
             mirrored = fn.mirrors.rsplit("/", 1)[-1] if fn.mirrors else None
+            if fn.ha is not None and fn.ha.platform is Platform.BUTTON:
+                continue  # a button has no state: GivTCP's placeholder value stays unannounced
             if mirrored and mirrored in self.snap.specs and mirrored not in by_field:
                 by_field[mirrored] = fn
         for name, spec in self.snap.specs.items():
@@ -326,6 +329,13 @@ class _Builder:
         if platform == Platform.TIME:
             self._time_slot(fn, name, unique, slug, object_id, topic, device)
             return
+        own = spec.ha.platform if spec.ha is not None else "sensor"
+        if own in _CONTROL_PLATFORMS and own != platform:
+            # A second entity of the function in its own form (Force_Charge_Num beside the
+            # Force_Charge select): its range is the value's own.
+            platform = own
+            low, high = spec.bounds if isinstance(spec.bounds, tuple) else (0, 100)
+            meta = {"platform": own, "min": low, "max": high, "step": 1}
         config = self._common(platform, name, unique, slug, device)
         config["state_topic"] = topic
         config["command_topic"] = command_topic(self.cfg.root, self.serial, fn.name)
@@ -427,6 +437,8 @@ class _Builder:
 def _readback_states(spec: Spec) -> tuple[str, ...]:
     if isinstance(spec, Field) and spec.options:
         return tuple(dict.fromkeys(str(v) for v in spec.options.values()))
+    if isinstance(spec, Derived) and spec.choices:
+        return spec.choices
     return _READBACK.get(spec.name, ())
 
 

@@ -616,6 +616,11 @@ class MqttService:
             )
         log.info("MQTT command done", serial=serial, function=function, status=result.status,
                  message=result.message)  # fmt: skip
+        client, snap = self._client, inv.view.snapshot
+        if client is not None and snap is not None and result.registers:
+            # The coordinator published what the command read back: its topics go out first.
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._publish_snapshot(client, inv, snap)
         await self._deliver(serial, function, result)
 
     async def _deliver(self, serial: str, function: str, result: CommandResult) -> None:

@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from givtcp_async.assemble import LIFTED_PACK_TOTALS, LIFTED_PATH
+from givtcp_async.control.overrides import STATE_SPECS
 from givtcp_async.registers import (
     ALL_INVERTER_FIELDS,
     BATTERY_FIELDS,
@@ -254,7 +255,8 @@ def _with_devices(tree: Schema, pack: str, meter: str) -> Schema:
 
 @functools.cache
 def _build() -> str:
-    inverter: list[Spec] = [*ALL_INVERTER_FIELDS, *DERIVED, *_lifted_totals()]
+    overrides = [spec for specs in STATE_SPECS.values() for spec in specs]
+    inverter: list[Spec] = [*ALL_INVERTER_FIELDS, *DERIVED, *_lifted_totals(), *overrides]
     packs = [*BATTERY_FIELDS, *HV_FIELDS]
     out: dict[str, Schema] = {_STATS: _STATS_SCHEMA}
     for suffix, leaf in (("", value_schema), ("WithUnits", with_unit_schema)):
