@@ -29,6 +29,7 @@ FLOORS: Final[tuple[tuple[str, ...], ...]] = (
         "reader",
         "assemble",
         "snapshot",
+        "layout",
         "evc",
         "evc.connection",
         "evc.snapshot",

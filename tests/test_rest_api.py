@@ -558,11 +558,13 @@ async def test_two_inverters_are_addressed_by_serial(tmp_path: Path) -> None:
         _, default = await r.get("runAll")
         _, one = await r.get(f"{first.serial}/runAll")
         _, two = await r.get(f"{second.serial}/readData")
-        assert default["Invertor_Details"]["Invertor_Serial_Number"] == first.serial
-        assert one["Invertor_Details"]["Invertor_Serial_Number"] == first.serial
-        assert two["Invertor_Details"]["Invertor_Serial_Number"] == second.serial
+        # GivTCP 3.5's layout: each answer carries its inverter's details under its serial.
+        assert default[str(first.serial)]["Invertor_Serial_Number"] == first.serial
+        assert one[str(first.serial)]["Invertor_Serial_Number"] == first.serial
+        assert two[str(second.serial)]["Invertor_Serial_Number"] == second.serial
+        assert str(second.serial) not in one
         _, lower = await r.get(f"{str(second.serial).lower()}/getCache")
-        assert lower["Invertor_Details"]["Invertor_Serial_Number"] == second.serial
+        assert lower[str(second.serial)]["Invertor_Serial_Number"] == second.serial
 
         status, body = await r.post(f"{second.serial}/setChargeTarget", {"chargeToPercent": 44})
         assert status == 200

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from givtcp_async.cache import RegisterCache
+from givtcp_async.layout import TreeLayout
 from givtcp_async.quality.gates import GateSettings, Reading, ValueGate
 from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import decode_field
@@ -81,6 +82,7 @@ class SnapshotAssembler:
     gate_settings: GateSettings = field(default_factory=GateSettings)
     fresh_age: Mapping[str, float] = field(default_factory=lambda: {"IR": 90.0, "HR": 400.0})
     print_raw: bool = False
+    layout: TreeLayout = TreeLayout.GIVTCP3
     clock: Callable[[], float] = time.monotonic
     _gate: ValueGate = field(init=False)
     _device_gates: dict[str, ValueGate] = field(init=False, default_factory=dict)
@@ -261,6 +263,7 @@ class SnapshotAssembler:
             meters=meters,
             stats=dict(stats or {}),
             raw=raw,
+            layout=self.layout,
         )
         lap("assemble")
         return snapshot

@@ -38,6 +38,7 @@ from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.control.service import ControlService
 from givtcp_async.errors import CommunicationError, GivTcpError, IdentityError, NotConnected
 from givtcp_async.latest import Latest, sleep_or_wake
+from givtcp_async.layout import TreeLayout
 from givtcp_async.ports import Health
 from givtcp_async.protocol.frames import ReadResponse, WriteResponse
 from givtcp_async.quality.gates import GateSettings, Reading
@@ -66,6 +67,7 @@ class CoordinatorOptions:
     write_budget_per_day: int | None  # None: no budget
     min_write_interval: float | None  # seconds between writes of one register; None: any
     dead_man_minutes: int | None  # None: forced modes need no re-assertion
+    layout: TreeLayout = TreeLayout.GIVTCP3  # the output tree's layout
 
 
 class InverterCoordinator:
@@ -381,6 +383,7 @@ class InverterCoordinator:
                 "HR": self.config.settings_interval * 2 + self.config.poll_interval * 4,
             },
             print_raw=options.print_raw,
+            layout=options.layout,
             clock=self._monotonic,
         )
         self._detected.set()

@@ -78,6 +78,7 @@ def coordinator_options(settings: Settings) -> CoordinatorOptions:
         stale_after=settings.data.stale_after,
         offline_after=settings.mqtt.offline_after,
         print_raw=settings.data.print_raw,
+        layout=settings.data.layout,
         write_budget_per_day=settings.control.write_budget_per_day or None,
         min_write_interval=settings.control.min_write_interval or None,
         dead_man_minutes=settings.control.dead_man_minutes or None,

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     FilePath,
@@ -36,6 +37,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from givtcp_async.connection import ConnectionSettings
 from givtcp_async.quality.identity import SERIAL_SHAPE
 from givtcp_async.quality.pages import is_valid_serial
+from givtcp_async.layout import TreeLayout, parse_layout
 
 ENV_PREFIX: Final = "GIVTCP_"
 ENV_DELIMITER: Final = "__"
@@ -400,6 +402,7 @@ class DataConfig(_Section):
     print_raw: bool = False
     stale_after: float = Field(default=600.0, ge=0, le=86400)
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/London"
+    layout: Annotated[TreeLayout, BeforeValidator(parse_layout)] = TreeLayout.GIVTCP3
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]

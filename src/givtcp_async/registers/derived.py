@@ -8,6 +8,10 @@ values. Known GivTCP bugs are fixed rather than copied:
 * the charge / discharge rate in watts uses the C/100 meaning of HR111/112 (SPEC §7 #7):
   raw / 100 x capacity (HR55 x nominal voltage), capped at the model's battery power limit.
 
+GivTCP's arithmetic is kept where a client compares numbers: ``SOC_kWh`` and the times
+remaining use the capacity rounded to 2 decimals (``Battery_Capacity_kWh``), and the times
+remaining are truncated to whole minutes.
+
 Mode is read back from HR27 (eco), HR59 (discharge schedule) and HR110 (reserve):
 
 =====  =====  ========  ==================
@@ -197,10 +201,16 @@ def rate_watts(raw_field: str) -> Callable[[Values, Any], int | None]:
     return compute
 
 
+def capacity_kwh_2dp(v: Values, model: Any) -> float:
+    """The capacity as GivTCP publishes and computes with it: rounded to 2 decimals first."""
+    return round(capacity_kwh(v, model), 2)
+
+
 def _time_remaining(v: Values, model: Any, soc_gap: float, power: int) -> int:
     if power <= 0 or soc_gap <= 0:
         return 0
-    return round(capacity_kwh(v, model) * soc_gap / 100 / (power / 1000) * 60)
+    # Whole minutes, truncated, from the rounded capacity: GivTCP's arithmetic.
+    return int(capacity_kwh_2dp(v, model) * soc_gap / 100 / (power / 1000) * 60)
 
 
 def charge_time_remaining(v: Values, model: Any) -> int:
@@ -269,7 +279,7 @@ DERIVED: Final[tuple[Derived, ...]] = (
     _flow("Grid_to_Battery", grid_to_battery),
     _flow("Grid_to_House", grid_to_house),
     Derived("SOC_kWh", POWER_PATH, _SOC_CAP,
-            lambda v, m: _r(float(v["SOC"]) * capacity_kwh(v, m) / 100),
+            lambda v, m: _r(float(v["SOC"]) * capacity_kwh_2dp(v, m) / 100),
             unit="kWh", families=c.SP_BATTERY, bounds=(0, 500), ha=c.ENERGY_STORAGE),
     Derived("Charge_Time_Remaining", POWER_PATH,
             (*_SOC_CAP, "Target_SOC", "Battery_Power"), charge_time_remaining, unit="min",

@@ -29,6 +29,7 @@ from typing import Any, Final, Literal
 
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction, Platform
+from givtcp_async.layout import TreeLayout, device_paths, group
 from givtcp_async.registers.derived import MODES
 from givtcp_async.registers.schema import HA, Derived, Field
 from givtcp_async.sinks.state_topics import Message, state_base
@@ -127,15 +128,17 @@ def ha_status_topic(prefix: str) -> str:
     return f"{prefix}/status"
 
 
-def field_topic(root: str, serial: str, spec: Spec) -> str:
-    return "/".join((state_base(root, serial), *spec.path, spec.name))
+def field_topic(root: str, serial: str, spec: Spec, layout: TreeLayout = TreeLayout.GIVTCP3) -> str:
+    """Where an inverter-level value lives (as :meth:`Snapshot.runall` places it)."""
+    return "/".join((state_base(root, serial), *group(layout, spec.path, serial), spec.name))
 
 
-def device_topic_base(root: str, serial: str, device: DeviceSnapshot, kind: str) -> str:
-    """Where a battery's or meter's values live (as :meth:`Snapshot.runall` nests them)."""
-    if kind == "battery":
-        return f"{state_base(root, serial)}/Battery_Details/{device.serial}"
-    return f"{state_base(root, serial)}/Meter_Details/Meter_ID{device.address}"
+def device_topic_bases(root: str, snapshot: Snapshot) -> dict[int, str]:
+    """Where each battery's and meter's values live (as :meth:`Snapshot.runall` nests them),
+    by device address."""
+    base = state_base(root, snapshot.serial)
+    paths = device_paths(snapshot.layout, (*snapshot.batteries, *snapshot.meters))
+    return {address: "/".join((base, *path)) for address, path in paths.items()}
 
 
 def _safe_id(text: str) -> str:
@@ -266,7 +269,7 @@ class _Builder:
             if mirrored and mirrored in self.snap.specs and mirrored not in by_field:
                 by_field[mirrored] = fn
         for name, spec in self.snap.specs.items():
-            topic = field_topic(self.cfg.root, self.serial, spec)
+            topic = field_topic(self.cfg.root, self.serial, spec, self.snap.layout)
             unique = f"{self.cfg.device_prefix}_{self.serial}_{name}"
             slug = entity_slug(self.cfg.device_prefix, self.serial, name)
             object_id = f"{self.serial}_{name}"
@@ -420,9 +423,10 @@ class _Builder:
     # -- batteries and meters --
 
     def devices(self, devices: Sequence[DeviceSnapshot], kind: str) -> None:
+        bases = device_topic_bases(self.cfg.root, self.snap)
         for dev in devices:
             device = _sub_device(self.snap, dev, kind, self.cfg)
-            base = device_topic_base(self.cfg.root, self.serial, dev, kind)
+            base = bases[dev.address]
             owner = dev.serial if kind == "battery" else f"{self.serial}_Meter_ID{dev.address}"
             for name, spec in dev.specs.items():
                 if spec.ha is None:

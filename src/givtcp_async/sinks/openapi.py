@@ -20,6 +20,7 @@ from pydantic import AliasChoices
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import Catalogue, ControlFunction, Router
 from givtcp_async.control.result import CommandResult
+from givtcp_async.layout import TreeLayout
 from givtcp_async.registers.models import Model
 from givtcp_async.sinks.runall_schema import response_schema as runall_response_schema
 from givtcp_async.sinks.runall_schema import runall_schemas
@@ -396,14 +397,19 @@ def _data_paths() -> dict[str, Any]:
 
 
 def build_openapi(
-    catalogue: Catalogue, *, model: Model | None = None, auth: bool = False
+    catalogue: Catalogue,
+    *,
+    model: Model | None = None,
+    auth: bool = False,
+    layout: TreeLayout = TreeLayout.GIVTCP3,
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document; with ``model``, operations say whether they are available."""
+    """The OpenAPI 3.1 document; with ``model``, operations say whether they are available;
+    the runAll answer is described in ``layout``."""
     components: dict[str, Any] = {}
     components["CommandResult"] = result_schema(components)
     components["Error"] = _ERROR
     components["Health"] = _HEALTH
-    components.update(runall_schemas())
+    components.update(runall_schemas(layout))
     paths = _data_paths()
     by_name: dict[str, ControlFunction] = {}
 

@@ -52,6 +52,7 @@ from givtcp_async.control.payloads import decode_json
 from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.errors import UnknownFunction, ValidationFailed
 from givtcp_async.evc.controls import find as find_charger_function
+from givtcp_async.layout import TreeLayout
 from givtcp_async.ports import ChargerView, InverterView, Links, MetricsSource
 from givtcp_async.sinks import metrics
 from givtcp_async.sinks.http_guard import (
@@ -236,7 +237,7 @@ class RestService:
         self.hosts = HostRule(config.host, config.allowed_hosts)
         self.clients = ClientRule(config.allow_from)
         self.guard = ConnectionGuard(config.max_connections)
-        self._openapi: dict[tuple[str | None, bool], dict[str, Any]] = {}
+        self._openapi: dict[tuple[str | None, bool, TreeLayout], dict[str, Any]] = {}
         self._assets: dict[str, bytes] = {}
         self._waiting = 0  # control requests being read or run
 
@@ -438,10 +439,11 @@ class RestService:
     def openapi_doc(self) -> dict[str, Any]:
         view = self.views[0]
         model = view.model
-        key = (model.name if model else None, self._token is not None)
+        layout = view.snapshot.layout if view.snapshot is not None else TreeLayout.GIVTCP3
+        key = (model.name if model else None, self._token is not None, layout)
         if key not in self._openapi:
             self._openapi[key] = build_openapi(
-                view.catalogue(), model=model, auth=self._token is not None
+                view.catalogue(), model=model, auth=self._token is not None, layout=layout
             )
         return self._openapi[key]
 
