@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from givtcp_async import __version__
 from givtcp_async.config import load_config
 from givtcp_async.errors import ConfigError
 from givtcp_async.layout import TreeLayout, device_paths, parse_layout, render
@@ -117,3 +118,7 @@ async def test_the_dashboard_shows_fields_that_the_runall_tree_has(
         serial = str(r.rig.coordinator.serial)
         details = {TreeLayout.GIVTCP3: serial, TreeLayout.GIVTCP2: "Invertor_Details"}[layout]
         assert tree[details]["Invertor_Serial_Number"] == serial
+        # The version tells clients (Predbat) which GivTCP's answers these are, and what answers.
+        release = {TreeLayout.GIVTCP3: "3.5.0", TreeLayout.GIVTCP2: "2.4.9"}[layout]
+        assert tree["Stats"]["GivTCP_Version"] == f"{release} (givtcp-async {__version__})"
+        assert tree["Stats"]["status"] == "online"

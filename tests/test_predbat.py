@@ -67,6 +67,8 @@ async def test_every_predbat_setting_shows_in_the_very_next_runall(tmp_path: Pat
         status, data = await r.get("readData")
         assert status == 200
         assert "Control" in data
+        # rest_v3: a version starting with 3 switches on Predbat's GivTCP 3 paths.
+        assert str(at(data, "Stats.GivTCP_Version")).startswith("3")
         max_rate = r.rig.coordinator.model.battery_max_power  # type: ignore[union-attr]
         assert max_rate
         # Each switch is flipped away from where the plant starts and back.

@@ -38,7 +38,7 @@ from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.control.service import ControlService
 from givtcp_async.errors import CommunicationError, GivTcpError, IdentityError, NotConnected
 from givtcp_async.latest import Latest, sleep_or_wake
-from givtcp_async.layout import TreeLayout
+from givtcp_async.layout import TreeLayout, givtcp_version
 from givtcp_async.ports import Health
 from givtcp_async.protocol.frames import ReadResponse, WriteResponse
 from givtcp_async.quality.gates import GateSettings, Reading
@@ -469,7 +469,7 @@ class InverterCoordinator:
             "Time_Since_Last_Update": (
                 round((self.now() - last).total_seconds(), 1) if last else None
             ),
-            "GivTCP_Version": f"givtcp-async {__version__}",
+            "GivTCP_Version": givtcp_version(self.options.layout, __version__),
             "Write_Count": self.controller.ledger.total if self.controller else 0,
             "Timeout_Error": self.conn.stats.timeouts,
         }

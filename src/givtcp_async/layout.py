@@ -58,6 +58,19 @@ ALIASES: Final[Mapping[str, TreeLayout]] = {
 }
 
 
+#: The GivTCP release whose answers each layout reproduces.
+GIVTCP_RELEASE: Final[Mapping[TreeLayout, str]] = {
+    TreeLayout.GIVTCP3: "3.5.0",
+    TreeLayout.GIVTCP2: "2.4.9",
+}
+
+
+def givtcp_version(layout: TreeLayout, own: str) -> str:
+    """``Stats/GivTCP_Version``: the GivTCP release the answers follow, then what answers, e.g.
+    ``"3.5.0 (givtcp-async 0.1.0)"`` (Predbat takes a version starting with 3 for GivTCP 3)."""
+    return f"{GIVTCP_RELEASE[layout]} (givtcp-async {own})"
+
+
 def parse_layout(value: object) -> TreeLayout:
     """The layout ``value`` names (``givtcp3``, ``3.5``, ``givtcp2``, ``2.4``, ...)."""
     if isinstance(value, TreeLayout):
