@@ -27,16 +27,30 @@ In the GivTCP 3.5 layout a few values take GivTCP 3.5's text forms too (:func:`r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from givtcp_async.registers.plan import source_of
 from givtcp_async.registers.schema import Family, Source
 
 if TYPE_CHECKING:
+    from givtcp_async.quality.gates import Reading
     from givtcp_async.registers.models import Model
-    from givtcp_async.snapshot import DeviceSnapshot
+
+
+class Device(Protocol):
+    """What placing a battery-side device or meter needs (a ``DeviceSnapshot`` fits)."""
+
+    @property
+    def address(self) -> int: ...
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def values(self) -> Mapping[str, Reading]: ...
+
 
 DETAILS: Final = "Invertor_Details"
 BATTERY_DETAILS: Final = "Battery_Details"
@@ -88,9 +102,7 @@ def group(layout: TreeLayout, path: tuple[str, ...], serial: str) -> tuple[str, 
     return path
 
 
-def device_paths(
-    layout: TreeLayout, devices: tuple[DeviceSnapshot, ...]
-) -> dict[int, tuple[str, ...]]:
+def device_paths(layout: TreeLayout, devices: Sequence[Device]) -> dict[int, tuple[str, ...]]:
     """The output path of each battery-side device and meter, by address."""
     out: dict[int, tuple[str, ...]] = {}
     stacks = sorted(
@@ -121,7 +133,7 @@ def _stack(bcu_address: int) -> str:
     return f"Battery_Stack_{bcu_address - 0x70 + 1}"
 
 
-def _module_stacks(stacks: list[DeviceSnapshot], modules: list[DeviceSnapshot]) -> dict[int, str]:
+def _module_stacks(stacks: list[Device], modules: list[Device]) -> dict[int, str]:
     out: dict[int, str] = {}
     queue = list(modules)
     for bcu in stacks:
