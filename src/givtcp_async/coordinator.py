@@ -13,7 +13,7 @@ doubles (up to 8x) until a clean refresh, so a struggling dongle is not hammered
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -28,11 +28,11 @@ from givtcp_async.cache import RegisterCache
 from givtcp_async.config import InverterConfig
 from givtcp_async.connection import DongleConnection
 from givtcp_async.control.accounting import WriteLedger
-from givtcp_async.control.catalogue import CATALOGUE, Catalogue
+from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction
 from givtcp_async.control.clock import Clock, SystemClock
 from givtcp_async.control.executor import Controller, ControlMemory
 from givtcp_async.control.overrides import OVERRIDE_FUNCTIONS, STATE_SPECS, OverrideManager
-from givtcp_async.control.payloads import RawPayload
+from givtcp_async.control.payloads import Payload, RawPayload
 from givtcp_async.control.persist import state_file
 from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.control.service import ControlService
@@ -94,6 +94,10 @@ class InverterCoordinator:
         self.control: ControlService | None = None
         self.assembler: SnapshotAssembler | None = None
         self._latest: Latest[Snapshot] = Latest()
+        # rebootAddon: the daemon's restart (set by the daemon); keep overrides pending when
+        # stopping for a restart (the next process takes them up)
+        self.restart_hook: Callable[[], None] | None = None
+        self.keep_overrides_on_stop = False
         self._overrides_shown: tuple[str, ...] = ()  # the model's timed overrides
         self._state_specs: dict[str, Spec] = {}
         self._wake = asyncio.Event()
@@ -303,7 +307,7 @@ class InverterCoordinator:
         if self.overrides is not None:
             try:
                 async with asyncio.timeout(3.0):
-                    await self.overrides.stop(restore=True)
+                    await self.overrides.stop(restore=not self.keep_overrides_on_stop)
             except (TimeoutError, GivTcpError) as err:
                 log.warning("could not restore overrides on shutdown; kept for next start",
                             error=repr(err))  # fmt: skip
@@ -372,6 +376,7 @@ class InverterCoordinator:
         )
         self._state_specs = {s.name: s for fn in self._overrides_shown for s in STATE_SPECS[fn]}
         self.control = ControlService(self.controller, self.overrides)
+        self.control.register("rebootAddon", self._restart)
         self.assembler = SnapshotAssembler(
             layout.model,
             layout.serial,
@@ -387,6 +392,19 @@ class InverterCoordinator:
             clock=self._monotonic,
         )
         self._detected.set()
+
+    async def _restart(self, fn: ControlFunction, payload: Payload) -> CommandResult:
+        at = self.clock.now()
+        if self.restart_hook is None:
+            return rejected(fn.name, f"{fn.name}: no daemon to restart here", at=at)
+        self.restart_hook()
+        return CommandResult(
+            function=fn.name,
+            status="ok",
+            message=f"{fn.name}: the daemon stops cleanly and starts again (timed overrides "
+            "stay pending for the new process)",
+            at=at,
+        )
 
     def _after_command(self, result: CommandResult) -> None:
         """Read-your-writes: publish what the command's read-back found before it is answered

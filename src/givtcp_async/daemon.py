@@ -35,6 +35,9 @@ from givtcp_async.systemd import SystemdNotifier
 log = structlog.get_logger(__name__)
 
 
+RESTART_DELAY = 1.0  # seconds between a rebootAddon answer and the stop
+
+
 class Service(Protocol):
     """An output of the daemon: runs until cancelled, then cleans up promptly."""
 
@@ -143,6 +146,9 @@ class Daemon:
         self.shutdown_timeout = shutdown_timeout
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
+        self.restart_requested = False
+        for coord in self.coordinators:
+            coord.restart_hook = self.request_restart
 
     def coordinator(self, serial: str) -> InverterCoordinator | None:
         """The coordinator of the inverter with ``serial`` (once detected)."""
@@ -150,6 +156,18 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def request_restart(self, delay: float = RESTART_DELAY) -> None:
+        """rebootAddon: stop cleanly ``delay`` seconds from now (the command's answer goes out
+        first), keeping running timed overrides pending; whoever runs the daemon then starts it
+        again (:attr:`restart_requested`)."""
+        if self.restart_requested:
+            return
+        self.restart_requested = True
+        for coord in self.coordinators:
+            coord.keep_overrides_on_stop = True
+        log.warning("restart requested: stopping, then starting again", delay=delay)
+        asyncio.get_running_loop().call_later(delay, self.stop)
 
     def healthy(self) -> bool:
         """The loop is alive and at least one inverter answered recently (or none configured)."""

@@ -347,6 +347,8 @@ class RestConfig(_Section):
         default_factory=lambda: [ip_network(n) for n in PRIVATE_NETWORKS], max_length=256
     )
     max_connections: int = Field(default=256, ge=8, le=100_000)
+    # GivTCP's ports: inverter n (from 0) also on port + n, its routes unprefixed there.
+    per_inverter_ports: bool = False
 
     @field_validator("token")
     @classmethod

@@ -295,6 +295,31 @@ def _data_paths() -> dict[str, Any]:
                 "responses": {"200": runall, "400": bad, "404": unknown, "503": no_data},
             }
         }
+    views = {
+        "showdata": ("The latest data as a page (GivTCP 3's /showdata)", "text/html",
+                     {"type": "string"}, True),
+        "fullCache": ("The last snapshots' values by path, oldest first (GivTCP 3's "
+                      "/fullCache; up to 10)", JSON,
+                      {"type": "object", "additionalProperties": {"type": "array"}}, False),
+        "api": ("Every route with its method, use and payload (GivTCP's api.json)", JSON,
+                {"type": "object"}, False),
+    }  # fmt: skip
+    for route, (summary, media, schema, waits) in views.items():
+        ok = {"description": summary + ".", "content": {media: {"schema": schema}}}
+        responses: dict[str, Any] = {"200": ok, **({"503": no_data} if waits else {})}
+        paths[f"/{route}"] = {
+            "get": {
+                "operationId": f"get_{route}",
+                "summary": summary,
+                "tags": ["data"],
+                "responses": responses,
+            }
+        }
+        paths[f"/{{serial}}/{route}"] = {
+            "get": {"operationId": f"get_{route}_of", "summary": f"{summary}, of one inverter",
+                    "tags": ["data"], "parameters": [serial],
+                    "responses": {**responses, "404": unknown}}
+        }  # fmt: skip
     functions = {
         "description": "Every control function with its payload schema and availability.",
         "content": {JSON: {"schema": {"type": "object"}}},
