@@ -115,6 +115,7 @@ UNITS: Mapping[str, set[str | None]] = {
     "duration": {"d", "h", "min", "s", "ms", "µs"},
     "power_factor": {None, "%"},
     "apparent_power": {"VA", "kVA"},
+    "monetary": {"GBP", "EUR", "USD"},  # HA takes any ISO 4217 currency
     "reactive_power": {"var", "kvar"},
 }
 STATE_CLASSES = {"measurement", "total", "total_increasing"}

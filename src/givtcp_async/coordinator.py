@@ -32,7 +32,7 @@ from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction
 from givtcp_async.control.clock import Clock, SystemClock
 from givtcp_async.control.executor import Controller, ControlMemory
 from givtcp_async.control.overrides import OVERRIDE_FUNCTIONS, STATE_SPECS, OverrideManager
-from givtcp_async.control.payloads import Payload, RawPayload
+from givtcp_async.control.payloads import Payload, RatePayload, RawPayload
 from givtcp_async.control.persist import state_file
 from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.control.service import ControlService
@@ -44,9 +44,12 @@ from givtcp_async.protocol.frames import ReadResponse, WriteResponse
 from givtcp_async.quality.gates import GateSettings, Reading
 from givtcp_async.quality.identity import IdentityGuard
 from givtcp_async.reader import PlantLayout, PlantReader, RefreshReport
-from givtcp_async.registers.models import Model
+from givtcp_async.registers.models import BatterySide, Model
 from givtcp_async.registers.plan import Cadence
 from givtcp_async.snapshot import Snapshot, Spec
+from givtcp_async.tariffs import INPUTS as TARIFF_INPUTS
+from givtcp_async.tariffs import TariffSettings, TariffTracker
+from givtcp_async.tariffs import specs as tariff_specs
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +71,7 @@ class CoordinatorOptions:
     min_write_interval: float | None  # seconds between writes of one register; None: any
     dead_man_minutes: int | None  # None: forced modes need no re-assertion
     layout: TreeLayout = TreeLayout.GIVTCP3  # the output tree's layout
+    tariff: TariffSettings | None = None  # None: no tariff tracking (Energy/Rates)
 
 
 class InverterCoordinator:
@@ -98,6 +102,7 @@ class InverterCoordinator:
         # stopping for a restart (the next process takes them up)
         self.restart_hook: Callable[[], None] | None = None
         self.keep_overrides_on_stop = False
+        self.tariffs: TariffTracker | None = None
         self._overrides_shown: tuple[str, ...] = ()  # the model's timed overrides
         self._state_specs: dict[str, Spec] = {}
         self._wake = asyncio.Event()
@@ -304,6 +309,8 @@ class InverterCoordinator:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        if self.tariffs is not None:
+            self.tariffs.close(self.now())
         if self.overrides is not None:
             try:
                 async with asyncio.timeout(3.0):
@@ -377,6 +384,11 @@ class InverterCoordinator:
         self._state_specs = {s.name: s for fn in self._overrides_shown for s in STATE_SPECS[fn]}
         self.control = ControlService(self.controller, self.overrides)
         self.control.register("rebootAddon", self._restart)
+        tariff = options.tariff
+        if tariff is not None and layout.model.battery_side is not BatterySide.NONE:
+            self.tariffs = TariffTracker(tariff, state_file(state_dir, layout.serial, "tariff"))
+            self._state_specs.update({s.name: s for s in tariff_specs(tariff.currency)})
+            self.control.register("switchRate", self._switch_rate)
         self.assembler = SnapshotAssembler(
             layout.model,
             layout.serial,
@@ -404,6 +416,21 @@ class InverterCoordinator:
             message=f"{fn.name}: the daemon stops cleanly and starts again (timed overrides "
             "stay pending for the new process)",
             at=at,
+        )
+
+    async def _switch_rate(self, fn: ControlFunction, payload: Payload) -> CommandResult:
+        assert self.tariffs is not None
+        assert isinstance(payload, RatePayload)
+        rate = payload.rate.value
+        self.tariffs.switch(rate, self.now())
+        if self.snapshot is not None:
+            self._publish_now(self.snapshot)  # the new rate shows before the answer
+        return CommandResult(
+            function=fn.name,
+            status="ok",
+            message=f"{fn.name}: the {rate.lower()} rate applies from now",
+            payload=payload.model_dump(mode="json"),
+            at=self.clock.now(),
         )
 
     def _after_command(self, result: CommandResult) -> None:
@@ -455,6 +482,13 @@ class InverterCoordinator:
         )
         self._report_problem()
         if self.problem() is None:  # another unit answers: publish nothing of it
+            if self.tariffs is not None:  # nor count its import
+                fresh = {
+                    n: r.value
+                    for n in TARIFF_INPUTS
+                    if (r := snap.values.get(n)) is not None and not r.stale
+                }
+                self.tariffs.observe(fresh, snap.taken_at)
             await self._publish(snap)
         return snap
 
@@ -500,11 +534,15 @@ class InverterCoordinator:
         self._latest.put(snap)
 
     def _with_state(self, snap: Snapshot) -> Snapshot:
-        """``snap`` with what the daemon itself knows: the timed overrides' state now."""
+        """``snap`` with what the daemon itself knows: the timed overrides' state now and the
+        tariff accounting."""
         if self.overrides is None or not self._state_specs:
             return snap
         values: dict[str, Reading] = dict(snap.values)
-        for name, value in self.overrides.readings(self._overrides_shown).items():
+        readings = self.overrides.readings(self._overrides_shown)
+        if self.tariffs is not None:
+            readings.update(self.tariffs.readings())
+        for name, value in readings.items():
             values[name] = Reading(value, self._state_specs[name].unit)
         specs: Mapping[str, Spec] = (
             snap.specs

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Sequence
+from datetime import time
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,7 @@ from givtcp_async.sinks.influx import influx_service
 from givtcp_async.sinks.mqtt import configuration_url, mqtt_service
 from givtcp_async.sinks.rest import rest_service
 from givtcp_async.systemd import SystemdNotifier
+from givtcp_async.tariffs import TariffSettings
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +84,7 @@ def coordinator_options(settings: Settings) -> CoordinatorOptions:
         offline_after=settings.mqtt.offline_after,
         print_raw=settings.data.print_raw,
         layout=settings.data.layout,
+        tariff=tariff_settings(settings),
         write_budget_per_day=settings.control.write_budget_per_day or None,
         min_write_interval=settings.control.min_write_interval or None,
         dead_man_minutes=settings.control.dead_man_minutes or None,
@@ -101,6 +104,22 @@ def charger_settings(cfg: ChargerConfig, settings: Settings) -> EvcSettings:
         lockout_pause=cfg.lockout_pause,
         offline_after=settings.mqtt.offline_after,
         stale_after=settings.data.stale_after,
+    )
+
+
+def tariff_settings(settings: Settings) -> TariffSettings | None:
+    """The tariff the coordinators track (None: ``tariff.enabled`` is off)."""
+    t = settings.tariff
+    if not t.enabled:
+        return None
+    return TariffSettings(
+        day_rate=t.day_rate,
+        night_rate=t.night_rate,
+        export_rate=t.export_rate,
+        day_start=time.fromisoformat(t.day_start),
+        night_start=time.fromisoformat(t.night_start),
+        dynamic=t.dynamic,
+        currency=t.currency,
     )
 
 

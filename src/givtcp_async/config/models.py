@@ -407,6 +407,31 @@ class DataConfig(_Section):
     layout: Annotated[TreeLayout, BeforeValidator(parse_layout)] = TreeLayout.GIVTCP3
 
 
+def _hh_mm(value: Any) -> Any:
+    """A time of day as "HH:MM" (GivTCP's DAYRATESTART form; "HHMM" and "H:MM" too)."""
+    text = str(value).strip()
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):?([0-5][0-9])", text)
+    if match is None:
+        raise ValueError(f"must be a time of day HH:MM (got {text!r})")
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
+TimeOfDay = Annotated[str, BeforeValidator(_hh_mm)]
+
+
+class TariffConfig(_Section):
+    """GivTCP's tariff tracking (Energy/Rates): import costs by day and night rate."""
+
+    enabled: bool = True
+    day_rate: float = Field(default=0.155, ge=0, le=100)
+    night_rate: float = Field(default=0.055, ge=0, le=100)
+    export_rate: float = Field(default=0.04, ge=0, le=100)
+    day_start: TimeOfDay = "04:30"
+    night_start: TimeOfDay = "00:30"
+    dynamic: bool = False  # the rate changes only by switchRate (an external schedule)
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "GBP"
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 _LEVEL_ALIASES: Final = {"WARN": "WARNING", "WRITE_DEBUG": "DEBUG", "FATAL": "CRITICAL"}
 
@@ -451,6 +476,7 @@ class Settings(BaseSettings):
     influx: InfluxConfig = InfluxConfig()
     control: ControlConfig = Field(default_factory=lambda: ControlConfig())
     data: DataConfig = DataConfig()
+    tariff: TariffConfig = TariffConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("inverters", "chargers", mode="before")

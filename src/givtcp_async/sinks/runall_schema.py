@@ -39,6 +39,7 @@ from givtcp_async.registers import (
     METER_FIELDS,
 )
 from givtcp_async.registers.schema import Derived, Enc, Field, Kind
+from givtcp_async.tariffs import SPECS as TARIFF_SPECS
 
 Spec = Field | Derived
 Schema = dict[str, Any]
@@ -295,7 +296,8 @@ def _with_devices(
 @functools.cache
 def _build(layout: TreeLayout) -> str:
     overrides = [spec for specs in STATE_SPECS.values() for spec in specs]
-    inverter: list[Spec] = [*ALL_INVERTER_FIELDS, *DERIVED, *_lifted_totals(), *overrides]
+    inverter: list[Spec] = [*ALL_INVERTER_FIELDS, *DERIVED, *_lifted_totals(), *overrides,
+                            *TARIFF_SPECS]  # fmt: skip
     packs = [*BATTERY_FIELDS, *HV_FIELDS]
     if layout is TreeLayout.GIVTCP3:
         packs = [*BATTERY_FIELDS, *BMU_FIELDS]
