@@ -78,6 +78,17 @@ class Watcher:
         await self.client.publish(topic, "sync")
         await self.wait_topic(topic, after=mark)
 
+    def discovered(self, prefix: str = "homeassistant") -> dict[str, dict[str, Any]]:
+        """Every discovery config seen (the latest per topic; an empty one removes it)."""
+        configs: dict[str, dict[str, Any]] = {}
+        for s in self.log:
+            if s.topic.startswith(f"{prefix}/"):
+                if s.payload:
+                    configs[s.topic] = json.loads(s.payload)
+                else:
+                    configs.pop(s.topic, None)
+        return configs
+
     async def result(self, topic: str, *, after: int, timeout: float = 10.0) -> dict[str, Any]:
         seen = await self.wait_topic(topic, after=after, timeout=timeout)
         body: dict[str, Any] = json.loads(seen.payload)

@@ -70,11 +70,7 @@ async def test_override_state_is_published_with_givtcps_entities(
 
         # Home Assistant: GivTCP's ids; the select and the number show the state.
         await w.sync()
-        configs = {
-            s.topic: json.loads(s.payload)
-            for s in w.log
-            if s.topic.startswith("homeassistant/") and s.payload
-        }
+        configs = w.discovered()
         by_id = {c["default_entity_id"]: c for c in configs.values()}
         low = serial.lower()
         for name in NAMES:

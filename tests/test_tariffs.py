@@ -177,11 +177,7 @@ async def test_rates_reach_mqtt_and_home_assistant_with_givtcps_ids(
         result = await w.wait_topic(f"{ROOT}/{serial}/control/switchRate/result", after=mark)
         assert changed.seq < result.seq  # the state before the answer
         await w.sync()
-        configs = {
-            s.topic: json.loads(s.payload)
-            for s in w.log
-            if s.topic.startswith("homeassistant/") and s.payload
-        }
+        configs = w.discovered()
         by_id = {c["default_entity_id"]: c for c in configs.values()}
         low = serial.lower()
         select = by_id[f"select.givtcp_{low}_current_rate_type"]

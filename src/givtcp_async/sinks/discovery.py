@@ -29,7 +29,7 @@ from typing import Any, Final, Literal
 
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction, Platform
-from givtcp_async.layout import TreeLayout, device_paths, group
+from givtcp_async.layout import TreeLayout, device_paths, group, render
 from givtcp_async.registers.derived import MODES
 from givtcp_async.registers.schema import HA, Derived, Field
 from givtcp_async.sinks.state_topics import Message, state_base
@@ -312,6 +312,9 @@ class _Builder:
         config = self._common("sensor", name, unique, slug, device)
         config["state_topic"] = topic
         options = spec.options if isinstance(spec, Field) else None
+        if options is not None:  # the texts the layout publishes (GivTCP 3.5's "Em115")
+            layout, model = self.snap.layout, self.snap.model
+            options = {k: str(render(layout, name, v, model)) for k, v in options.items()}
         _classify(config, ha, spec.unit, options)
         self._add("sensor", object_id, config)
 
