@@ -186,7 +186,14 @@ async def test_read_prints_the_runall_groups(tmp_path: Path) -> None:
         assert {"Today", "Total"} <= set(tree["Energy"])
         assert tree[serial]["Invertor_Serial_Number"] == serial
         assert len(tree["Battery_Details"]["Battery_Stack_1"]) == 2 + 2  # BMS values, 2 packs
-        assert "raw" not in tree
+        # GivTCP's raw block is on by default (as GivTCP's add-on had it), with its names.
+        assert tree["raw"]["invertor"]["serial_number"] == serial
+        code, out, err = await cli(
+            "read", "--host", "127.0.0.1", "--port", str(port), "--no-meters", "--compact",
+            cwd=tmp_path, env={**fast, "GIVTCP_DATA__PRINT_RAW": "false"},
+        )  # fmt: skip
+        assert code == 0, err
+        assert "raw" not in json.loads(out)
 
         # GivTCP 2.4's layout on request (the variable's "2.4" is one of its spellings).
         code, out, err = await cli(

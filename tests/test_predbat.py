@@ -69,6 +69,16 @@ async def test_every_predbat_setting_shows_in_the_very_next_runall(tmp_path: Pat
         assert "Control" in data
         # rest_v3: a version starting with 3 switches on Predbat's GivTCP 3 paths.
         assert str(at(data, "Stats.GivTCP_Version")).startswith("3")
+        # What it reads at start instead of assuming 7500 W, 20 degC and an unknown serial.
+        serial = at(data, "raw.invertor.serial_number")
+        assert serial == r.rig.coordinator.serial
+        assert at(data, f"{serial}.Invertor_Max_Inv_Rate") == 5000
+        assert at(data, "raw.invertor.firmware_version") == at(data, f"{serial}.Invertor_Firmware")
+        assert isinstance(at(data, "raw.invertor.battery_nominal_capacity"), float)
+        assert at(data, "raw.invertor.soc_force_adjust") == 0  # calibration detection: off
+        assert isinstance(at(data, "raw.invertor.discharge_target_soc_1"), int)
+        assert isinstance(at(data, "raw.invertor.model"), str)
+        assert isinstance(at(data, "Battery_Details.Battery_Stack_1.BMS_Temperature"), float)
         max_rate = r.rig.coordinator.model.battery_max_power  # type: ignore[union-attr]
         assert max_rate
         # Each switch is flipped away from where the plant starts and back.

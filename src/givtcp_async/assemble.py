@@ -22,6 +22,7 @@ from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import decode_field
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Block, source_of
+from givtcp_async.registers.raw import composites, raw_value
 from givtcp_async.registers.schema import NOW, Bank, Derived, Enc, Field, Source
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
 
@@ -248,11 +249,13 @@ class SnapshotAssembler:
         lap("assemble")
         self._derive(readings, local, inverter_time)
         lap("derived")
-        raw: dict[str, dict[str, int]] | None = None
-        if self.print_raw:
+        raw: dict[str, Any] | None = None
+        if self.print_raw and self.layout is TreeLayout.GIVTCP2:
             raw = {"invertor": cache.raw(INVERTER_ADDRESS)}
             for snap in snaps:
                 raw[snap.serial or f"0x{snap.address:02x}"] = cache.raw(snap.address)
+        elif self.print_raw:
+            raw = self._named_raw(cache, readings, batteries)
         snapshot = Snapshot(
             serial=self.serial,
             model=self.model,
@@ -313,6 +316,32 @@ class SnapshotAssembler:
                 self._derive_one(derived, readings, local, inverter_time)
                 names.add(derived.name)
         return replace(previous, values=readings, stats=dict(stats or previous.stats))
+
+    def _named_raw(
+        self, cache: RegisterCache, readings: Mapping[str, Reading], packs: Sequence[DeviceSnapshot]
+    ) -> dict[str, Any]:
+        """GivTCP 3's ``raw``: every entry with a raw name, in the raw form (registers/raw.py)."""
+        getters = {b: cache.getter(INVERTER_ADDRESS, b) for b in ("HR", "IR")}
+        invertor: dict[str, Any] = {}
+        for spec in self.fields.inverter:
+            if spec.raw is not None and spec.source is Source.INVERTER:
+                value = raw_value(spec, getters[spec.bank.value])
+                if value is not None:
+                    invertor[spec.raw] = value
+        for derived in self.fields.derived:
+            reading = readings.get(derived.name)
+            if derived.raw is not None and reading is not None and reading.value is not None:
+                invertor[derived.raw] = reading.value
+        invertor.update(composites(invertor, self.model.family, self.model.device_type_code))
+        batteries: dict[str, dict[str, Any]] = {}
+        pack_fields = self.fields.devices.get(Source.BATTERY, ())
+        for pack in packs:
+            if source_of(pack.address) is not Source.BATTERY or not pack.serial:
+                continue
+            get = cache.getter(pack.address, "IR")
+            values = {f.raw: raw_value(f, get) for f in pack_fields if f.raw is not None}
+            batteries[pack.serial] = {k: v for k, v in sorted(values.items()) if v is not None}
+        return {"invertor": dict(sorted(invertor.items())), "batteries": batteries}
 
     def _lift_pack_totals(
         self, readings: dict[str, Reading], packs: Sequence[DeviceSnapshot]

@@ -41,7 +41,7 @@ class Snapshot:
     batteries: tuple[DeviceSnapshot, ...] = ()
     meters: tuple[DeviceSnapshot, ...] = ()
     stats: Mapping[str, Any] = field(default_factory=dict)
-    raw: Mapping[str, Mapping[str, int]] | None = None
+    raw: Mapping[str, Any] | None = None  # print_raw (see registers/raw.py)
     layout: TreeLayout = TreeLayout.GIVTCP3
 
     def value(self, name: str) -> Any:
@@ -74,7 +74,7 @@ class Snapshot:
         if self.stats:
             tree["Stats"] = {k: _jsonable(v) for k, v in self.stats.items()}
         if self.raw is not None:
-            tree["raw"] = {k: dict(v) for k, v in self.raw.items()}
+            tree["raw"] = _copy(self.raw)
         return tree
 
     def flat(self) -> dict[str, Any]:
@@ -88,6 +88,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+def _copy(node: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _copy(v) if isinstance(v, Mapping) else _jsonable(v) for k, v in node.items()}
 
 
 def _node(tree: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:

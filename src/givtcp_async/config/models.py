@@ -401,7 +401,7 @@ class ControlConfig(_Section):
 class DataConfig(_Section):
     """What is published, and how stale it may get."""
 
-    print_raw: bool = False
+    print_raw: bool = True  # GivTCP's raw block (its add-on forced it on)
     stale_after: float = Field(default=600.0, ge=0, le=86400)
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/London"
     layout: Annotated[TreeLayout, BeforeValidator(parse_layout)] = TreeLayout.GIVTCP3

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.raw import DERIVED_RAW, attach_raw
 from givtcp_async.registers.schema import (
     DIAGNOSTIC,
     ENERGY_TODAY,
@@ -222,9 +223,20 @@ def discharge_time_remaining(v: Values, model: Any) -> int:
     return _time_remaining(v, model, gap, discharge(v))
 
 
-def _completion(v: Values, minutes: int) -> datetime:
-    now: datetime = v[NOW]
-    return now + timedelta(minutes=minutes)
+def _completion(
+    kind: str, limit: str, remaining: Callable[[Values, Any], int], what: str
+) -> Derived:
+    """``<kind>_Completion_Time``: the snapshot's time plus the minutes ``remaining``."""
+
+    def compute(v: Values, model: Any) -> datetime:
+        now: datetime = v[NOW]
+        return now + timedelta(minutes=remaining(v, model))
+
+    return Derived(f"{kind}_Completion_Time", POWER_PATH,
+                   (*_SOC_CAP, limit, "Battery_Power", NOW), compute, kind=Kind.STATUS,
+                   families=c.SP_BATTERY, ha=_TIMESTAMP, returns=str,
+                   description=f"when {what} at the current {kind.lower()} power (now if not "
+                   f"{kind.lower()}ing)")  # fmt: skip
 
 
 def mode(v: Values, model: Any) -> str:
@@ -262,7 +274,7 @@ def _power(name: str, inputs: tuple[str, ...], fn: Callable[[Values], int],
 _SOC_CAP = ("SOC", "Battery_Nominal_Capacity")
 _TIMESTAMP: Final = HA(device_class="timestamp")
 
-DERIVED: Final[tuple[Derived, ...]] = (
+DERIVED: Final[tuple[Derived, ...]] = attach_raw((
     _power("PV_Power", _P, pv, c.SP_INPUT, c.PV_POWER, "PV string 1 + string 2"),
     _power("Import_Power", ("Grid_Power",), imp, c.SP_INPUT),
     _power("Export_Power", ("Grid_Power",), exp, c.SP_INPUT),
@@ -289,18 +301,9 @@ DERIVED: Final[tuple[Derived, ...]] = (
             (*_SOC_CAP, "Battery_Power_Reserve", "Battery_Power"), discharge_time_remaining,
             unit="min", families=c.SP_BATTERY, bounds=c.MINUTES, ha=c.DURATION_MIN, returns=int,
             description="minutes to the reserve at the current discharge power"),
-    Derived("Charge_Completion_Time", POWER_PATH,
-            (*_SOC_CAP, "Target_SOC", "Battery_Power", NOW),
-            lambda v, m: _completion(v, charge_time_remaining(v, m)), kind=Kind.STATUS,
-            families=c.SP_BATTERY, ha=_TIMESTAMP, returns=str,
-            description="when Target_SOC is reached at the current charge power (now if not "
-            "charging)"),
-    Derived("Discharge_Completion_Time", POWER_PATH,
-            (*_SOC_CAP, "Battery_Power_Reserve", "Battery_Power", NOW),
-            lambda v, m: _completion(v, discharge_time_remaining(v, m)), kind=Kind.STATUS,
-            families=c.SP_BATTERY, ha=_TIMESTAMP, returns=str,
-            description="when the reserve is reached at the current discharge power (now if "
-            "not discharging)"),
+    _completion("Charge", "Target_SOC", charge_time_remaining, "Target_SOC is reached"),
+    _completion("Discharge", "Battery_Power_Reserve", discharge_time_remaining,
+                "the reserve is reached"),
     Derived("PV_Energy_Today_kWh", TODAY_PATH, ("PV1_Energy_Today_kWh", "PV2_Energy_Today_kWh"),
             lambda v, m: _r(v["PV1_Energy_Today_kWh"] + v["PV2_Energy_Today_kWh"], 1),
             unit="kWh", kind=Kind.TODAY, families=c.SP_INPUT, bounds=c.TODAY_KWH,
@@ -359,4 +362,4 @@ DERIVED: Final[tuple[Derived, ...]] = (
             ha=HA(platform="select", entity_category="config"), control="setBatteryMode",
             description="one of " + ", ".join(MODES) + " or Unknown", returns=str,
             choices=(*MODES, "Unknown")),
-)  # fmt: skip
+), DERIVED_RAW)  # fmt: skip

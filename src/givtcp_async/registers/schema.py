@@ -151,6 +151,9 @@ class Field:
     ha: HA | None = HA()
     control: str | None = None  # the catalogue function that sets it
     description: str = ""
+    # GivTCP 3's name for this register value in ``raw`` (its library's attribute name, e.g.
+    # "battery_soc_reserve"); the raw form is the register's own (see registers/raw.py).
+    raw: str | None = None
 
     @property
     def key(self) -> str:
@@ -189,6 +192,7 @@ class Derived:
     description: str = ""
     returns: type[int | float | str | bool] = float
     choices: tuple[str, ...] | None = None
+    raw: str | None = None  # GivTCP 3's name for this value in ``raw`` (published as it is)
 
     @property
     def key(self) -> str:

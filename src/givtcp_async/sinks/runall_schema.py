@@ -256,6 +256,23 @@ _RAW_SCHEMA: Final = {
 }
 
 
+_RAW_VALUE: Final = {"type": ["integer", "number", "string", "boolean", "array", "null"]}
+_NAMED_RAW_SCHEMA: Final = {
+    "type": "object",
+    "description": "print_raw: GivTCP 3's raw block, every register value under its GivTCP 3 "
+    "(library) name in the library's form: the inverter's in invertor, each LV pack's under "
+    "batteries/<serial>.",
+    "properties": {
+        "invertor": {"type": "object", "additionalProperties": _RAW_VALUE},
+        "batteries": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "additionalProperties": _RAW_VALUE},
+        },
+    },
+    "additionalProperties": False,
+}
+
+
 def _with_devices(
     tree: Schema, pack: str, meter: str, layout: TreeLayout, leaf: Callable[[Spec], Schema]
 ) -> Schema:
@@ -289,7 +306,7 @@ def _with_devices(
         "additionalProperties": {"$ref": f"#/components/schemas/{meter}"},
     }
     props["Stats"] = {"$ref": f"#/components/schemas/{_STATS}"}
-    props["raw"] = _RAW_SCHEMA
+    props["raw"] = _RAW_SCHEMA if layout is TreeLayout.GIVTCP2 else _NAMED_RAW_SCHEMA
     return tree
 
 
