@@ -1,6 +1,6 @@
-"""The demo's /readData held against a real GivTCP 3.0.4 answer (shared reference
-givtcp3/readData.json): its leaf paths, serials generalised and per-cell leaves aside, exist in
-ours with the same JSON types, and the raw block has GivTCP 3's names in its forms."""
+"""The demo's /readData held against a real GivTCP 3.0.4 answer (tests/fixtures/givtcp3): its
+leaf paths, serials generalised and per-cell leaves aside, exist in ours with the same JSON
+types, and the raw block has GivTCP 3's names in its forms."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES
 from tests.rest_support import rest_rig
 
-REFERENCE = SHARED / "reference" / "givtcp3" / "readData.json"
+REFERENCE = FIXTURES / "givtcp3" / "readData.json"
 SERIAL = re.compile(r"^[A-Z0-9]{10}$")
 PER_CELL = re.compile(r"Battery_Cell_\d+_|v_cell_\d+|t_cells_\d+_\d+")
 JSON_TYPE = {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
