@@ -139,6 +139,8 @@ async def test_every_function_is_reachable_over_post(tmp_path: Path) -> None:
         model = _model(r)
         available = 0
         for fn in CATALOGUE:
+            if fn.name == "rebootAddon":
+                continue  # it restarts the daemon (tests/test_givtcp3_functions.py)
             status, body = await _post_example(r, fn)
             if fn.available(model):
                 assert status == 200, (fn.name, body)
@@ -158,6 +160,8 @@ async def test_every_function_is_reachable_over_post(tmp_path: Path) -> None:
         assert available >= 100
         for alias, target in CATALOGUE.aliases.items():
             fn = CATALOGUE.get(target)
+            if fn.name == "rebootAddon":
+                continue
             status, body = await _post_example(r, fn, alias)
             assert status == (200 if fn.available(model) else 422), (alias, body)
             assert body["function"] == target
