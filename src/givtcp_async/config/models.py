@@ -35,9 +35,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from givtcp_async.connection import ConnectionSettings
+from givtcp_async.layout import TreeLayout, parse_layout
 from givtcp_async.quality.identity import SERIAL_SHAPE
 from givtcp_async.quality.pages import is_valid_serial
-from givtcp_async.layout import TreeLayout, parse_layout
 
 ENV_PREFIX: Final = "GIVTCP_"
 ENV_DELIMITER: Final = "__"
