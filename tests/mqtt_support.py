@@ -78,6 +78,18 @@ class Watcher:
         await self.client.publish(topic, "sync")
         await self.wait_topic(topic, after=mark)
 
+    def discovered(self, prefix: str = "homeassistant") -> dict[str, dict[str, Any]]:
+        """Every discovery config seen, as Home Assistant reads it (abbreviations and ``~``
+        expanded; the latest per topic; an empty one removes it)."""
+        configs: dict[str, dict[str, Any]] = {}
+        for s in self.log:
+            if s.topic.startswith(f"{prefix}/"):
+                if s.payload:
+                    configs[s.topic] = expand(s.payload)
+                else:
+                    configs.pop(s.topic, None)
+        return configs
+
     async def result(self, topic: str, *, after: int, timeout: float = 10.0) -> dict[str, Any]:
         seen = await self.wait_topic(topic, after=after, timeout=timeout)
         body: dict[str, Any] = json.loads(seen.payload)
@@ -115,6 +127,7 @@ UNITS: Mapping[str, set[str | None]] = {
     "duration": {"d", "h", "min", "s", "ms", "µs"},
     "power_factor": {None, "%"},
     "apparent_power": {"VA", "kVA"},
+    "monetary": {"GBP", "EUR", "USD"},  # HA takes any ISO 4217 currency
     "reactive_power": {"var", "kvar"},
 }
 # Home Assistant's discovery abbreviations (home-assistant/core, homeassistant/components/mqtt/

@@ -126,6 +126,7 @@ async def rest_rig(
         **({"token": token} if token else {}),
         **(rest_settings or {}),
     }
+    port = rest["port"]
     config = plant_config or PlantConfig(speed=0, start=NOON.replace(tzinfo=None))
     async with running_daemon(
         tmp_path, plants=plants, plant_config=config, rest=rest, **sections

@@ -266,6 +266,7 @@ class Soak:
         self.influx.retry = Backoff(initial=0.05, maximum=0.5)
         self.snapshots: list[Snapshot] = []  # published, not yet validated
         self.last_seen: Snapshot | None = None
+        self.last_checked: Snapshot | None = None
         self._seen_signal = asyncio.Event()
         self.last_fresh: dict[tuple[int, str], Any] = {}
         # What the latest snapshots allow on MQTT and from GET /runAll: a message may arrive a
@@ -306,10 +307,21 @@ class Soak:
         topics = StateTopics(ROOT, changes_only=False)
         for snap in snaps:
             self.report.snapshots += 1
-            self._check_values(snap.values, [t[0] for t in truths], 0, snap)
+            previous, self.last_checked = self.last_checked, snap
+            # Republished with what a command read back or the daemon's own state (timed
+            # overrides, tariffs): only what changed is new, and must be true now.
+            again = previous is not None and snap.taken_at == previous.taken_at
+            devices = [(snap.values, previous.values if previous else {}, [t[0] for t in truths])]
             for index, pack in enumerate(snap.batteries):
-                packs = [t[1][index] for t in truths if index < len(t[1])]
-                self._check_values(pack.values, packs, index + 1, snap)
+                before = previous.batteries[index].values if previous and again else {}
+                devices.append((pack.values, before, [t[1][index] for t in truths
+                                                      if index < len(t[1])]))  # fmt: skip
+            for device, (values, before, device_truths) in enumerate(devices):
+                if again:
+                    changed = {n: r for n, r in values.items() if before.get(n) != r}
+                    self._check_values(changed, device_truths, device, snap, only=True)
+                else:
+                    self._check_values(values, device_truths, device, snap)
             self.allowed_mqtt.append({(m.topic, m.payload) for m in topics.messages(snap)})
             self.allowed_runall.append(json.loads(json.dumps(snap.runall(), default=str)))
             for line in snapshot_points(snap):
@@ -320,12 +332,21 @@ class Soak:
                     self.allowed_influx.setdefault(key, set()).add(value)
 
     def _check_values(
-        self, values: Mapping[str, Any], truths: list[dict[str, Any]], device: int, snap: Snapshot
+        self,
+        values: Mapping[str, Any],
+        truths: list[dict[str, Any]],
+        device: int,
+        snap: Snapshot,
+        *,
+        only: bool = False,
     ) -> None:
+        """Every value of the truth (``only``: those in ``values``) is true or last good."""
         if not truths:
             return
         when = snap.taken_at.isoformat(timespec="seconds")
         for name in truths[0]:
+            if only and name not in values:
+                continue
             reading = values.get(name)
             self.report.values_checked += 1
             if reading is None or reading.value is None:

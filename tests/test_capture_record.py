@@ -146,7 +146,8 @@ async def test_capture_record_anonymises_a_plant_and_simulate_serves_it(tmp_path
         )  # fmt: skip
     assert code == 0, err
     tree = json.loads(tree_text)
-    shown = tree["Invertor_Details"]["Invertor_Serial_Number"]
+    shown = tree["raw"]["invertor"]["serial_number"]
+    assert tree[shown]["Invertor_Serial_Number"] == shown  # GivTCP 3.5's layout: under the serial
     assert shown not in originals
     assert shown[:2] == plant.serial[:2]
     assert {serial_text(r.serial) for r in _responses(out)} == {shown}

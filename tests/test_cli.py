@@ -178,12 +178,33 @@ async def test_read_prints_the_runall_groups(tmp_path: Path) -> None:
         assert code == 0, err
         assert len(out.splitlines()) == 1
         tree = json.loads(out)
-        assert {"Power", "Energy", "Invertor_Details", "Control", "Timeslots",
+        serial = serials["127.0.0.1"]
+        # GivTCP 3.5's layout: the details under the serial, the packs under their stack.
+        assert {"Power", "Energy", serial, "Control", "Timeslots",
                 "Battery_Details"} <= set(tree)  # fmt: skip
         assert {"Power", "Flows"} <= set(tree["Power"])
         assert {"Today", "Total"} <= set(tree["Energy"])
-        assert tree["Invertor_Details"]["Invertor_Serial_Number"] == serials["127.0.0.1"]
-        assert "raw" not in tree
+        assert tree[serial]["Invertor_Serial_Number"] == serial
+        assert len(tree["Battery_Details"]["Battery_Stack_1"]) == 2 + 2  # BMS values, 2 packs
+        # GivTCP's raw block is on by default (as GivTCP's add-on had it), with its names.
+        assert tree["raw"]["invertor"]["serial_number"] == serial
+        code, out, err = await cli(
+            "read", "--host", "127.0.0.1", "--port", str(port), "--no-meters", "--compact",
+            cwd=tmp_path, env={**fast, "GIVTCP_DATA__PRINT_RAW": "false"},
+        )  # fmt: skip
+        assert code == 0, err
+        assert "raw" not in json.loads(out)
+
+        # GivTCP 2.4's layout on request (the variable's "2.4" is one of its spellings).
+        code, out, err = await cli(
+            "read", "--host", "127.0.0.1", "--port", str(port), "--no-meters", "--compact",
+            cwd=tmp_path, env={**fast, "GIVTCP_DATA__LAYOUT": "2.4"},
+        )  # fmt: skip
+        assert code == 0, err
+        tree = json.loads(out)
+        assert tree["Invertor_Details"]["Invertor_Serial_Number"] == serial
+        assert serial not in tree
+        assert len(tree["Battery_Details"]) == 1 + 2  # Battery_Stack_1 (BMS values), 2 packs
 
         code, out, err = await cli(
             "read", "--host", "127.0.0.1", "--port", str(port), "--no-meters", "--raw", "--units",
@@ -374,7 +395,7 @@ def test_demo_serves_health_and_stops_on_sigterm(demo: tuple[Any, dict[str, Any]
     assert health["inverters"][0]["online"] is True
     status, body = _get(info["dashboard"] + "runAll")
     assert status == 200
-    assert json.loads(body)["Invertor_Details"]["Invertor_Serial_Number"] == info["serial"]
+    assert json.loads(body)[info["serial"]]["Invertor_Serial_Number"] == info["serial"]
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0

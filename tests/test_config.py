@@ -27,6 +27,7 @@ from givtcp_async.config import (
     MqttTlsConfig,
     RestConfig,
     Settings,
+    TariffConfig,
     find_config_file,
     load_config,
     masked,
@@ -298,13 +299,13 @@ def test_givtcp_variables_that_disagree_are_named() -> None:
 
 
 def test_unused_givtcp_variables_are_listed() -> None:
-    environ = {"DAYRATE": "0.3", "SELF_RUN": "True", "MQTT_TOPIC_2": "x", "PALM_WINTER": "1"}
-    environ |= {"MQTT_ADDRESS": "b", "EMPTY": "", "SMARTTARGET": ""}
+    environ = {"WEB_DASH": "True", "SELF_RUN": "True", "MQTT_TOPIC_2": "x", "PALM_WINTER": "1"}
+    environ |= {"MQTT_ADDRESS": "b", "EMPTY": "", "SMARTTARGET": "", "DAYRATE": "0.3"}
     assert unused_legacy_variables(environ) == [
-        "DAYRATE",
         "MQTT_TOPIC_2",
         "PALM_WINTER",
         "SELF_RUN",
+        "WEB_DASH",
     ]
 
 
@@ -568,6 +569,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("influx", InfluxConfig),
     ("control", ControlConfig),
     ("data", DataConfig),
+    ("tariff", TariffConfig),
     ("logging", LoggingConfig),
 ]
 
@@ -682,10 +684,12 @@ def test_config_check_from_givtcp_variables_alone(tmp_path: Path) -> None:
         MQTT_USERNAME="bob",
         MQTT_PASSWORD=SECRET,
         DAYRATE="0.3",
+        WEB_DASH="True",
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["inverters"][0]["host"] == "192.168.1.30"
     assert out["mqtt"]["password"] == "***"
-    assert "DAYRATE" in result.stderr
+    assert out["tariff"]["day_rate"] == 0.3  # GivTCP's DAYRATE is read
+    assert "WEB_DASH" in result.stderr  # listed: found, not used
     assert SECRET not in result.stdout + result.stderr

@@ -358,6 +358,38 @@ async def test_a_rejected_command_or_one_that_wrote_nothing_does_not_poll(
         assert fz.counters() == (2, 0, 0, 1)
 
 
+async def test_a_command_answers_only_once_its_read_back_is_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with frozen_daemon(tmp_path, monkeypatch) as fz:
+        assert await fz.advance(2) is None
+        first = fz.coord.snapshot
+        assert first is not None
+        assert (first.value("Eco_Mode"), first.value("Mode")) == ("enable", "Eco")
+        writes = fz.coord.metrics()["writes_total"]
+        result = await fz.coord.execute("setBatteryMode", {"mode": "Timed Export"})
+        assert result.status == "ok", result.message
+        # No await since the answer: no poll can have run, yet the snapshot shows the change,
+        # derived values (Mode) included, with the live values and their time left alone.
+        snap = fz.coord.snapshot
+        assert snap is not None
+        assert snap is not first
+        assert fz.coord.health().polls == 1
+        assert (snap.value("Eco_Mode"), snap.value("Enable_Discharge_Schedule")) == (
+            "disable",
+            "enable",
+        )
+        assert snap.value("Mode") == "Timed Export"
+        assert snap.taken_at == first.taken_at
+        assert snap.values["PV_Power_String_1"] is first.values["PV_Power_String_1"]
+        assert snap.stats["Write_Count"] == writes + 2
+        # A command that found everything already set shows what it read, unchanged.
+        again = await fz.coord.execute("setBatteryMode", {"mode": "Timed Export"})
+        assert (again.status, again.written) == ("ok", [])
+        assert fz.coord.snapshot is not None
+        assert fz.coord.snapshot.value("Mode") == "Timed Export"
+
+
 # --- failures and back-off -----------------------------------------------------------------------
 
 
@@ -495,8 +527,9 @@ async def test_num_batteries_chooses_the_packs_read(
                 assert pack.serial == pack_truth["Battery_Serial_Number"]
                 values = {n: r.value for n, r in pack.values.items()}
                 assert mismatches(dict(pack_truth), values) == []
-        details = snap.runall().get("Battery_Details", {})
-        assert [s for s in details if s != "Battery_Stack_1"] == [b.serial for b in snap.batteries]
+        stack = snap.runall().get("Battery_Details", {}).get("Battery_Stack_1", {})
+        published = [key for key, value in stack.items() if isinstance(value, dict)]
+        assert published == [b.serial for b in snap.batteries]
         # Detection probes every pack slot only when it has to find the packs itself.
         asked = set(pack_reads(reads(rig.sim.requests_seen())))
         assert asked == (set(LV_PACKS) if num_batteries is None else set(packs))
@@ -527,8 +560,9 @@ async def test_num_batteries_above_the_packs_present_reads_the_slot_but_publishe
         assert [b.address for b in snap.batteries] == [0x32, 0x33]
         for pack, pack_truth in zip(snap.batteries, truth.batteries, strict=True):
             assert mismatches(dict(pack_truth), {n: r.value for n, r in pack.values.items()}) == []
-        details = snap.runall().get("Battery_Details", {})
-        assert [s for s in details if s != "Battery_Stack_1"] == [b.serial for b in snap.batteries]
+        stack = snap.runall().get("Battery_Details", {}).get("Battery_Stack_1", {})
+        published = [key for key, value in stack.items() if isinstance(value, dict)]
+        assert published == [b.serial for b in snap.batteries]
         assert snap.stale() == []
 
 

@@ -68,7 +68,9 @@ UNKNOWN_NAMES: Final = (
     "noSuchFunction", "setChargeTarget0", "setChargeSlot11", "setExportSlot4", "forceCharge2",
     "setChargeTarget💡", "é", "x" * 400, "null", "result", "control", "runAll", "setChargeSlot 1",
 )  # fmt: skip
-NAMES: Final = (*CATALOGUE.names(), *UNKNOWN_NAMES)
+# rebootAddon restarts the daemon, as it should (tests/test_givtcp3_functions.py): not fuzzed.
+RESTART: Final = frozenset({"rebootAddon", *CATALOGUE.get("rebootAddon").aliases})
+NAMES: Final = (*(n for n in CATALOGUE.names() if n not in RESTART), *UNKNOWN_NAMES)
 _ROUTERS: Final = {name.lower(): router for name, router in CATALOGUE.routers.items()}
 
 
@@ -238,7 +240,7 @@ def available_examples(model: Model) -> list[tuple[str, bytes]]:
     return [
         (fn.name, as_bytes(fn.example, rng) or b"press")
         for fn in CATALOGUE
-        if fn.available(model) and not fn.override
+        if fn.available(model) and not fn.override and fn.name not in RESTART
     ]
 
 

@@ -156,7 +156,8 @@ async def test_snapshot_points_layout(tmp_path: Path) -> None:
         assert tags["model"] == snap.model.name
         by_measurement.setdefault(measurement, []).append((tags, fields))
     assert set(by_measurement) == {
-        "power", "flows", "energy_today", "energy_total", "battery_stack", "inverter", "battery"
+        "power", "flows", "energy_today", "energy_total", "rates", "battery_stack", "inverter",
+        "battery",
     }  # fmt: skip
     power = by_measurement["power"][0][1]
     assert power["pv_power"] == float(snap.value("PV_Power"))

@@ -29,11 +29,12 @@ FLOORS: Final[tuple[tuple[str, ...], ...]] = (
         "reader",
         "assemble",
         "snapshot",
+        "layout",
         "evc",
         "evc.connection",
         "evc.snapshot",
     ),
-    ("control", "evc.payloads", "evc.state", "evc.controls", "evc.policy"),  # commands
+    ("control", "tariffs", "evc.payloads", "evc.state", "evc.controls", "evc.policy"),  # commands
     ("config", "logging_setup"),  # settings models and sources
     ("ports",),  # what the outputs see of an inverter
     ("coordinator", "evc.coordinator"),  # one inverter (or charger): poll, snapshot, commands

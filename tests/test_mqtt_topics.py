@@ -12,6 +12,7 @@ import pytest
 
 from givtcp_async.config import Settings
 from givtcp_async.control.catalogue import CATALOGUE
+from givtcp_async.layout import TreeLayout
 from givtcp_async.ports import Health
 from givtcp_async.quality.gates import Reading
 from givtcp_async.registers.catalog import derived_for, fields_for
@@ -88,17 +89,31 @@ def device(source: Source, address: int, serial: str) -> DeviceSnapshot:
     return DeviceSnapshot(address, serial, {n: Reading(1) for n in specs}, specs)
 
 
-def test_every_discovered_state_topic_is_one_the_state_publisher_writes() -> None:
-    snap = replace(
+def layout_snapshot(layout: TreeLayout) -> Snapshot:
+    return replace(
         snapshot(every_value(), stats={"Last_Updated_Time": NOW, "Write_Count": 0}),
         batteries=(device(Source.BATTERY, 0x32, "DZ2348G101"),),
         meters=(device(Source.METER, 1, ""),),
+        layout=layout,
     )
+
+
+@pytest.mark.parametrize("layout", list(TreeLayout))
+def test_every_discovered_state_topic_is_one_the_state_publisher_writes(
+    layout: TreeLayout,
+) -> None:
+    snap = layout_snapshot(layout)
     published = StateTopics("GivEnergy").topics(snap)
     entities = d.entities(snap, d.DiscoveryConfig())
     assert d.state_topics(entities) <= set(published)
     assert "GivEnergy/SA1234G567/Meter_Details/Meter_ID1" in str(d.state_topics(entities))
     pack = next(e for e in entities if "DZ2348G101" in e.config["unique_id"])
+    stack = {TreeLayout.GIVTCP3: "Battery_Stack_1/", TreeLayout.GIVTCP2: ""}[layout]
+    pack_base = f"GivEnergy/SA1234G567/Battery_Details/{stack}DZ2348G101/"
+    assert str(pack.config["state_topic"]).startswith(pack_base)
+    details = {TreeLayout.GIVTCP3: SERIAL, TreeLayout.GIVTCP2: "Invertor_Details"}[layout]
+    firmware = next(e for e in entities if e.config["unique_id"].endswith("_Invertor_Firmware"))
+    assert firmware.config["state_topic"] == f"GivEnergy/{SERIAL}/{details}/Invertor_Firmware"
     assert pack.config["device"]["via_device"] == "givtcp_SA1234G567"
     assert len({e.config["unique_id"] for e in entities}) == len(entities)
     # What goes out is the compact form; read as Home Assistant reads it, it is the config.
@@ -404,3 +419,21 @@ def test_every_settable_function_with_a_read_back_is_reachable_from_home_assista
     assert wanted <= commanded
     # A control whose setting cannot be read back (its block was not found) is not offered.
     assert not without_state & commanded
+
+
+def test_the_layout_moves_state_topics_never_entity_ids() -> None:
+    def ids(layout: TreeLayout) -> set[tuple[str, str, str]]:
+        entities = d.entities(layout_snapshot(layout), d.DiscoveryConfig())
+        return {
+            (e.topic("homeassistant"), e.config["unique_id"], e.config["default_entity_id"])
+            for e in entities
+        }
+
+    def topics(layout: TreeLayout) -> set[str]:
+        return d.state_topics(d.entities(layout_snapshot(layout), d.DiscoveryConfig()))
+
+    assert ids(TreeLayout.GIVTCP3) == ids(TreeLayout.GIVTCP2)
+    assert len(ids(TreeLayout.GIVTCP3)) > 200
+    moved = topics(TreeLayout.GIVTCP3) - topics(TreeLayout.GIVTCP2)
+    assert moved
+    assert all(f"/{SERIAL}/{SERIAL}/" in t or "/Battery_Stack_1/" in t for t in moved)

@@ -11,13 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
+import pytest
 
 from givtcp_async.assemble import LIFTED_PACK_TOTALS, LIFTED_PATH
 from givtcp_async.control.catalogue import CATALOGUE
+from givtcp_async.control.overrides import STATE_SPECS
+from givtcp_async.layout import TreeLayout, group
 from givtcp_async.quality.gates import Reading
 from givtcp_async.registers import (
     ALL_INVERTER_FIELDS,
+    BAMS_FIELDS,
     BATTERY_FIELDS,
+    BCU_FIELDS,
+    BMU_FIELDS,
     DERIVED,
     HV_FIELDS,
     METER_FIELDS,
@@ -25,7 +31,7 @@ from givtcp_async.registers import (
 from givtcp_async.registers.models import detect_model
 from givtcp_async.registers.schema import Derived, Field, Source
 from givtcp_async.sinks.openapi import build_openapi
-from givtcp_async.sinks.runall_schema import runall_schemas
+from givtcp_async.sinks.runall_schema import SERIAL_PATTERN, runall_schemas
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot
 from tests.rest_support import rest_rig
 
@@ -47,11 +53,23 @@ def errors(check: Any, instance: Any) -> list[str]:
     ]
 
 
-def leaf(tree: dict[str, Any], spec: Spec) -> dict[str, Any]:
-    """The property schema of ``spec`` in a tree schema (KeyError if it is not there)."""
+SERIAL = "SA1234G567"
+STACKS = r"^Battery_Stack_[0-9]+$"
+
+
+def leaf(
+    tree: dict[str, Any], spec: Spec, layout: TreeLayout = TreeLayout.GIVTCP2
+) -> dict[str, Any]:
+    """The property schema of ``spec`` in a tree schema of ``layout`` (KeyError if it is not
+    there): in GivTCP 3.5's the details are under the serial and stacks by pattern."""
     node = tree
-    for part in spec.path:
-        node = node["properties"][part]
+    for part in group(layout, spec.path, SERIAL):
+        if part == SERIAL:
+            node = node["patternProperties"][SERIAL_PATTERN]
+        elif layout is TreeLayout.GIVTCP3 and part.startswith("Battery_Stack_"):
+            node = node["patternProperties"][STACKS]
+        else:
+            node = node["properties"][part]
     prop: dict[str, Any] = node["properties"][spec.name]
     return prop
 
@@ -73,35 +91,48 @@ def required_anywhere(node: Any) -> bool:
 GEN3 = detect_model({0: 0x2001, 19: 302, 21: 302})
 
 
-def offline_doc() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(json.dumps(build_openapi(CATALOGUE, model=GEN3)))
+def offline_doc(layout: TreeLayout = TreeLayout.GIVTCP3) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(
+        json.dumps(build_openapi(CATALOGUE, model=GEN3, layout=layout))
+    )
     return doc
 
 
 # --- the schema follows from the map -------------------------------------------------------------
 
 
-def test_every_register_map_entry_is_a_leaf_at_its_path_with_its_unit() -> None:
-    schemas = runall_schemas()
+@pytest.mark.parametrize("layout", list(TreeLayout))
+def test_every_register_map_entry_is_a_leaf_at_its_path_with_its_unit(
+    layout: TreeLayout,
+) -> None:
+    schemas = runall_schemas(layout)
     packs = {f.name: f for f in BATTERY_FIELDS}
     lifted = [replace(packs[n], path=LIFTED_PATH) for n in LIFTED_PACK_TOTALS]
+    overrides = [spec for specs in STATE_SPECS.values() for spec in specs]
+    # In GivTCP 3.5's layout a stack's values sit in the stack, the BAMS's in Battery_Details.
+    hv = {TreeLayout.GIVTCP2: HV_FIELDS, TreeLayout.GIVTCP3: BMU_FIELDS}[layout]
+    stack = [replace(f, path=("Battery_Details", "Battery_Stack_1")) for f in BCU_FIELDS]
+    bams = [replace(f, path=("Battery_Details",)) for f in BAMS_FIELDS]
+    inverter: list[Spec] = [*ALL_INVERTER_FIELDS, *DERIVED, *lifted, *overrides]
+    if layout is TreeLayout.GIVTCP3:
+        inverter += [*stack, *bams]
     trees: list[tuple[str, tuple[Spec, ...]]] = [
-        ("RunAll", (*ALL_INVERTER_FIELDS, *DERIVED, *lifted)),
-        ("BatteryDetails", (*BATTERY_FIELDS, *HV_FIELDS)),
+        ("RunAll", tuple(inverter)),
+        ("BatteryDetails", (*BATTERY_FIELDS, *hv)),
         ("MeterDetails", METER_FIELDS),
     ]
     for name, specs in trees:
         # A value a model lacks, or that is unavailable, is absent: nothing is required.
         assert not required_anywhere(schemas[name]), name
         for spec in specs:
-            assert spec.unit in units_of(leaf(schemas[name], spec)), (name, spec.name)
-            wrapped = leaf(schemas[f"{name}WithUnits"], spec)
+            assert spec.unit in units_of(leaf(schemas[name], spec, layout)), (name, spec.name)
+            wrapped = leaf(schemas[f"{name}WithUnits"], spec, layout)
             units = [v["properties"]["unit"]["const"] for v in wrapped.get("anyOf", [wrapped])]
             assert spec.unit in units, (name, spec.name)
 
 
 def test_leaf_types_ranges_and_enums_come_from_the_entries() -> None:
-    runall = runall_schemas()["RunAll"]["properties"]
+    runall = runall_schemas(TreeLayout.GIVTCP2)["RunAll"]["properties"]
     power = runall["Power"]["properties"]["Power"]["properties"]
     assert power["PV_Power"]["type"] == "integer"  # Derived returns=int
     assert (power["PV_Power"]["minimum"], power["PV_Power"]["maximum"]) == (0, 15000)
@@ -124,7 +155,7 @@ def test_leaf_types_ranges_and_enums_come_from_the_entries() -> None:
     slot = runall["Timeslots"]["properties"]["Charge_start_time_slot_1"]
     assert slot["pattern"] == r"^([01][0-9]|2[0-3]):[0-5][0-9]:00$"
     # A 16-bit pack counter is unwrapped beyond its register: no maximum.
-    pack = runall_schemas()["BatteryDetails"]["properties"]
+    pack = runall_schemas(TreeLayout.GIVTCP2)["BatteryDetails"]["properties"]
     assert "maximum" not in pack["Battery_Charge_Energy_Total_kWh"]
     assert pack["Battery_Cell_1_Voltage"]["type"] == "number"
 
@@ -138,8 +169,19 @@ def test_the_schema_is_built_once_and_every_caller_gets_its_own_copy() -> None:
     assert offline_doc() == offline_doc()
 
 
-def test_a_hand_made_snapshot_with_packs_meters_and_stats_validates_and_a_wrong_one_not() -> None:
-    doc = offline_doc()
+def test_givtcp3_forms_are_text_where_givtcp_3_prints_text() -> None:
+    details = runall_schemas()["RunAll"]["patternProperties"][SERIAL_PATTERN]["properties"]
+    assert details["Modbus_Version"]["type"] == "string"
+    assert "Em115" in details["Meter_Type"]["anyOf"][0]["enum"]
+    assert "Hybrid_gen3" in details["Invertor_Type"]["enum"]
+    assert details["Invertor_Time"]["format"] == "date-time"
+
+
+@pytest.mark.parametrize("layout", list(TreeLayout))
+def test_a_hand_made_snapshot_with_packs_meters_and_stats_validates_and_a_wrong_one_not(
+    layout: TreeLayout,
+) -> None:
+    doc = offline_doc(layout)
     every: list[Spec] = [*ALL_INVERTER_FIELDS, *DERIVED]
     inv = {s.name: s for s in every}
     values = {
@@ -153,7 +195,7 @@ def test_a_hand_made_snapshot_with_packs_meters_and_stats_validates_and_a_wrong_
     meter = {f.name: f for f in METER_FIELDS}
     pack = {f.name: f for f in BATTERY_FIELDS}
     snap = Snapshot(
-        serial="SA1234G567",
+        serial=SERIAL,
         model=GEN3,
         taken_at=datetime(2026, 6, 21, 12, tzinfo=UTC),
         values=values,
@@ -168,8 +210,16 @@ def test_a_hand_made_snapshot_with_packs_meters_and_stats_validates_and_a_wrong_
         ),
         meters=(DeviceSnapshot(1, "", {"Phase_1_Current": Reading(3.21, "A")}, meter),),
         stats={"Last_Updated_Time": None, "status": "offline", "Time_Since_Last_Update": None},
+        layout=layout,
     )
     plain, units = snap.runall(), snap.runall(units=True)
+    pack_path = {
+        TreeLayout.GIVTCP2: ("Battery_Details", "BG1234G567"),
+        TreeLayout.GIVTCP3: ("Battery_Details", "Battery_Stack_1", "BG1234G567"),
+    }[layout]
+    details = group(layout, ("Invertor_Details",), SERIAL)
+    assert _get(plain, (*details, "Invertor_Time")) == "2026-06-21T12:00:00+00:00"
+    assert _get(plain, (*pack_path, "Battery_SOC")) == 55
     assert "Battery_Voltage" not in plain["Power"]["Power"]
     check, check_units = component(doc, "RunAll"), component(doc, "RunAllWithUnits")
     assert errors(check, json.loads(json.dumps(plain))) == []
@@ -177,7 +227,8 @@ def test_a_hand_made_snapshot_with_packs_meters_and_stats_validates_and_a_wrong_
     for path, value in (
         (("Meter_Details", "Meter_ID1", "Phase_1_Current"), "3.21"),
         (("Meter_Details", "Meter_ID1", "Phase_1_Volts"), 1),
-        (("Battery_Details", "BG1234G567", "Battery_SOC"), 101),
+        ((*pack_path, "Battery_SOC"), 101),
+        ((*details, "Invertor_Time"), 1750000000),
         (("Control", "Mode"), "Sideways"),
         (("Timeslots", "Charge_start_time_slot_1"), "24:00:00"),
     ):
@@ -185,6 +236,13 @@ def test_a_hand_made_snapshot_with_packs_meters_and_stats_validates_and_a_wrong_
     moved = copy.deepcopy(plain)
     moved["Meter_Details"]["Meter_1"] = moved["Meter_Details"].pop("Meter_ID1")
     assert errors(check, moved)
+
+
+def _get(tree: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = tree
+    for part in path:
+        node = node[part]
+    return node
 
 
 def _with(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
@@ -227,13 +285,14 @@ async def test_real_runall_answers_validate_against_openapi_and_wrong_ones_fail(
         fields = coord.layout.fields
         tree = doc["components"]["schemas"]["RunAll"]
         published: list[Spec] = [*fields.inverter, *fields.derived]
+        layout = TreeLayout.GIVTCP3
         for spec in published:
-            assert spec.unit in units_of(leaf(tree, spec)), spec.name
+            assert spec.unit in units_of(leaf(tree, spec, layout)), spec.name
         schemas = doc["components"]["schemas"]
         for source, specs in fields.devices.items():
             device = schemas["MeterDetails" if source is Source.METER else "BatteryDetails"]
             for spec in specs:
-                assert spec.unit in units_of(leaf(device, spec)), spec.name
+                assert spec.unit in units_of(leaf(device, spec, layout)), spec.name
         power = plain["Power"]["Power"]
         assert isinstance(power["PV_Power"], int)
         assert power["PV_Power"] > 0
@@ -244,11 +303,14 @@ async def test_real_runall_answers_validate_against_openapi_and_wrong_ones_fail(
             _with(plain, ("Power", "Power", "SOC"), 150),
             _with(plain, ("Power", "Power", "Not_A_Field"), 1),
             _with(plain, ("Control", "Eco_Mode"), True),
-            _with(plain, ("Invertor_Details", "Invertor_Time"), 1750000000),
+            _with(plain, (str(coord.serial), "Invertor_Time"), 1750000000),
+            _with(plain, (str(coord.serial), "Modbus_Version"), 1.4),
             _with(units, ("Power", "Power", "PV_Power", "unit"), "kW"),
             _with(units, ("Power", "Power", "PV_Power"), power["PV_Power"]),
         ]
-        serial = next(iter(plain["Battery_Details"]))
-        wrong.append(_with(plain, ("Battery_Details", serial, "Battery_Cell_1_Voltage"), "3.3"))
+        stack = plain["Battery_Details"]["Battery_Stack_1"]
+        serial = next(k for k in stack if isinstance(stack[k], dict))
+        cell = ("Battery_Details", "Battery_Stack_1", serial, "Battery_Cell_1_Voltage")
+        wrong.append(_with(plain, cell, "3.3"))
         for index, document in enumerate(wrong):
             assert errors(check, document), index

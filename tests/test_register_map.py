@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from givtcp_async.registers import (
 from givtcp_async.registers.decode import apply_scale, hhmm, scale_decimals
 from givtcp_async.registers.models import Model, detect_model
 from givtcp_async.registers.plan import covering, source_of
-from givtcp_async.registers.schema import Bank, Derived, Enc, Family, Field, Kind, Source
+from givtcp_async.registers.schema import NOW, Bank, Derived, Enc, Family, Field, Kind, Source
 from givtcp_async.simulator.store import RegisterStore
 from tests.conftest import CAPTURES, VECTORS
 
@@ -199,7 +199,7 @@ def test_gen1_golden() -> None:
     assert d["Grid_to_Battery"] == 108  # import > 0: charge 937 - (4921 - 4092)
     assert d["Grid_to_House"] == 0  # max(721 - 937, 0)
     assert d["Battery_Capacity_kWh"] == 17.72  # HR55 = 346 Ah x 51.2 V = 17.7152 kWh
-    assert d["SOC_kWh"] == 14.7  # 83 % of 17.7152 = 14.70
+    assert d["SOC_kWh"] == 14.71  # 83 % of 17.72 (rounded first, as GivTCP) = 14.7076
     # HR111 = 50 -> 50/100 x 17715.2 Wh = 8857.6 W, capped at Gen1's 2600 W (SPEC §4.2)
     assert d["Battery_Charge_Rate"] == 2600
     assert d["Mode"] == "Eco"  # HR27 = 1, HR59 = 0, HR110 = 4
@@ -227,7 +227,7 @@ def test_gen2_golden() -> None:
     assert d["Battery_Charge_Rate"] == 1524
     assert d["Battery_Discharge_Rate"] == 3600
     assert d["Battery_to_House"] == 441  # discharge 441 - export 0
-    # discharging at 441 W from 46 % to the 4 % reserve: 9.5232 kWh x 0.42 / 0.441 kW x 60
+    # discharging at 441 W from 46 % to the 4 % reserve: 9.52 kWh x 0.42 / 0.441 kW x 60
     assert d["Discharge_Time_Remaining"] == 544
 
 
@@ -529,7 +529,7 @@ def test_no_duplicate_names_within_a_group(family: Family) -> None:
 
 
 def test_derived_inputs_exist() -> None:
-    names = {f.name for f in ALL_INVERTER_FIELDS}
+    names = {f.name for f in ALL_INVERTER_FIELDS} | {NOW}
     for d in DERIVED:
         assert set(d.inputs) <= names, d.name
 
@@ -784,10 +784,14 @@ def test_vector_dump_gen1_daytime() -> None:
     values = {f.name: decode_field(f, (hr if f.bank is Bank.HOLDING else ir).get) for f in fields}
     assert values["Grid_Voltage"] == 236.3  # IR5 = 2363
     assert values["Battery_Discharge_Energy_Total_kWh"] == 173.0  # IR180 = 1730
+    now = datetime(2022, 3, 1, 12, 0, tzinfo=UTC)
+    given = {**values, NOW: now}
     d = {
-        x.name: x.compute({n: values[n] for n in x.inputs}, model)
+        x.name: x.compute({n: given[n] for n in x.inputs}, model)
         for x in derived_for(model, fields)
     }
+    assert d["Discharge_Completion_Time"] == now + timedelta(minutes=d["Discharge_Time_Remaining"])
+    assert d["Charge_Completion_Time"] == now  # not charging
     assert d["PV_Power"] == 245  # IR18 + IR20 = 117 + 128
     assert d["Battery_to_House"] == 339  # discharge IR52 360 - export IR30 21
     assert d["Battery_to_Grid"] == 21  # exporting: 360 - 339
@@ -795,8 +799,9 @@ def test_vector_dump_gen1_daytime() -> None:
     assert d["Grid_to_House"] == 0  # not importing
     # (IR44 3.8 - IR35 9.3) - (IR25 0.0 - IR26 19.8) = 14.3 kWh
     assert d["Load_Energy_Today_kWh"] == 14.3
-    # 160 Ah x 51.2 V = 8.192 kWh; (68 - 4) % of it = 5.243 kWh at 0.36 kW = 873.8 min
-    assert d["Discharge_Time_Remaining"] == 874
+    # 160 Ah x 51.2 V = 8.19 kWh (rounded, as GivTCP); (68 - 4) % of it at 0.36 kW = 873.6
+    # min, truncated as GivTCP does
+    assert d["Discharge_Time_Remaining"] == 873
     assert d["Mode"] == "Eco"  # HR27 = 1, HR59 = 0, HR110 = 4
     pack_regs = _vector("json_battery_daytime_discharging")
     pack = {

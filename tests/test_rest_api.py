@@ -139,6 +139,8 @@ async def test_every_function_is_reachable_over_post(tmp_path: Path) -> None:
         model = _model(r)
         available = 0
         for fn in CATALOGUE:
+            if fn.name == "rebootAddon":
+                continue  # it restarts the daemon (tests/test_givtcp3_functions.py)
             status, body = await _post_example(r, fn)
             if fn.available(model):
                 assert status == 200, (fn.name, body)
@@ -158,6 +160,8 @@ async def test_every_function_is_reachable_over_post(tmp_path: Path) -> None:
         assert available >= 100
         for alias, target in CATALOGUE.aliases.items():
             fn = CATALOGUE.get(target)
+            if fn.name == "rebootAddon":
+                continue
             status, body = await _post_example(r, fn, alias)
             assert status == (200 if fn.available(model) else 422), (alias, body)
             assert body["function"] == target
@@ -558,11 +562,13 @@ async def test_two_inverters_are_addressed_by_serial(tmp_path: Path) -> None:
         _, default = await r.get("runAll")
         _, one = await r.get(f"{first.serial}/runAll")
         _, two = await r.get(f"{second.serial}/readData")
-        assert default["Invertor_Details"]["Invertor_Serial_Number"] == first.serial
-        assert one["Invertor_Details"]["Invertor_Serial_Number"] == first.serial
-        assert two["Invertor_Details"]["Invertor_Serial_Number"] == second.serial
+        # GivTCP 3.5's layout: each answer carries its inverter's details under its serial.
+        assert default[str(first.serial)]["Invertor_Serial_Number"] == first.serial
+        assert one[str(first.serial)]["Invertor_Serial_Number"] == first.serial
+        assert two[str(second.serial)]["Invertor_Serial_Number"] == second.serial
+        assert str(second.serial) not in one
         _, lower = await r.get(f"{str(second.serial).lower()}/getCache")
-        assert lower["Invertor_Details"]["Invertor_Serial_Number"] == second.serial
+        assert lower[str(second.serial)]["Invertor_Serial_Number"] == second.serial
 
         status, body = await r.post(f"{second.serial}/setChargeTarget", {"chargeToPercent": 44})
         assert status == 200

@@ -8,7 +8,7 @@ republished as their last good value, marked stale, and disappear after ``stale_
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -16,12 +16,14 @@ from typing import Any
 import structlog
 
 from givtcp_async.cache import RegisterCache
+from givtcp_async.layout import TreeLayout
 from givtcp_async.quality.gates import GateSettings, Reading, ValueGate
 from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import decode_field
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Block, source_of
-from givtcp_async.registers.schema import Derived, Enc, Field, Source
+from givtcp_async.registers.raw import composites, raw_value
+from givtcp_async.registers.schema import NOW, Bank, Derived, Enc, Field, Source
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
 
 log = structlog.get_logger(__name__)
@@ -81,6 +83,7 @@ class SnapshotAssembler:
     gate_settings: GateSettings = field(default_factory=GateSettings)
     fresh_age: Mapping[str, float] = field(default_factory=lambda: {"IR": 90.0, "HR": 400.0})
     print_raw: bool = False
+    layout: TreeLayout = TreeLayout.GIVTCP3
     clock: Callable[[], float] = time.monotonic
     _gate: ValueGate = field(init=False)
     _device_gates: dict[str, ValueGate] = field(init=False, default_factory=dict)
@@ -181,21 +184,32 @@ class SnapshotAssembler:
         self, readings: dict[str, Reading], local: datetime, inverter_time: datetime | None
     ) -> None:
         for spec in self.fields.derived:
-            inputs = [readings.get(n) for n in spec.inputs]
-            if any(r is None or r.stale or r.value is None for r in inputs):
-                readings[spec.name] = self._gate.unrefreshed(spec)
-                continue
-            values: dict[str, Any] = {
-                n: r.value for n, r in zip(spec.inputs, inputs, strict=True) if r is not None
-            }
-            try:
-                value = spec.compute(values, self.model)
-            except (ArithmeticError, TypeError, ValueError) as err:
-                log.warning("derived value failed", field=spec.name, error=repr(err))
-                value = None
-            readings[spec.name] = self._gate.check(
-                spec, value, local_time=local, inverter_time=inverter_time
-            )
+            self._derive_one(spec, readings, local, inverter_time)
+
+    def _derive_one(
+        self,
+        spec: Derived,
+        readings: dict[str, Reading],
+        local: datetime,
+        inverter_time: datetime | None,
+    ) -> None:
+        names = [n for n in spec.inputs if n != NOW]
+        inputs = [readings.get(n) for n in names]
+        if any(r is None or r.stale or r.value is None for r in inputs):
+            readings[spec.name] = self._gate.unrefreshed(spec)
+            return
+        values: dict[str, Any] = {
+            n: r.value for n, r in zip(names, inputs, strict=True) if r is not None
+        }
+        values[NOW] = local
+        try:
+            value = spec.compute(values, self.model)
+        except (ArithmeticError, TypeError, ValueError) as err:
+            log.warning("derived value failed", field=spec.name, error=repr(err))
+            value = None
+        readings[spec.name] = self._gate.check(
+            spec, value, local_time=local, inverter_time=inverter_time
+        )
 
     def build(
         self,
@@ -248,11 +262,13 @@ class SnapshotAssembler:
         lap("assemble")
         self._derive(readings, local, inverter_time)
         lap("derived")
-        raw: dict[str, dict[str, int]] | None = None
-        if self.print_raw:
+        raw: dict[str, Any] | None = None
+        if self.print_raw and self.layout is TreeLayout.GIVTCP2:
             raw = {"invertor": cache.raw(INVERTER_ADDRESS)}
             for snap in snaps:
                 raw[snap.serial or f"0x{snap.address:02x}"] = cache.raw(snap.address)
+        elif self.print_raw:
+            raw = self._named_raw(cache, readings, batteries)
         snapshot = Snapshot(
             serial=self.serial,
             model=self.model,
@@ -263,9 +279,82 @@ class SnapshotAssembler:
             meters=meters,
             stats=dict(stats or {}),
             raw=raw,
+            layout=self.layout,
         )
         lap("assemble")
         return snapshot
+
+    def patch(
+        self,
+        previous: Snapshot,
+        cache: RegisterCache,
+        registers: Iterable[int],
+        *,
+        now: datetime,
+        stats: Mapping[str, Any] | None = None,
+    ) -> Snapshot:
+        """``previous`` with what a command changed: the inverter's holding-register fields
+        covering ``registers`` decoded again from the cache (the command's read-back is in
+        it), the derived values that depend on them, and new ``stats``.
+
+        Only those readings pass the gates again: re-judging an unchanged live value would
+        count as a second reading and could confirm a held jump early.
+        """
+        changed = set(registers)
+        local = now.astimezone(self.tz)
+        specs = [
+            f
+            for f in self.fields.inverter
+            if f.source is Source.INVERTER
+            and f.bank is Bank.HOLDING
+            and f.name in previous.specs
+            and changed.intersection(f.registers)
+        ]
+        if not specs:
+            return replace(previous, stats=dict(stats or previous.stats))
+        getter = cache.getter(INVERTER_ADDRESS, Bank.HOLDING.value)
+        inverter_time = self._inverter_time(cache)
+        readings = dict(previous.values)
+        names: set[str] = set()
+        for spec in specs:
+            value = decode_field(spec, getter)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=self.tz)
+            readings[spec.name] = self._gate.check(
+                spec, value, local_time=local, inverter_time=inverter_time
+            )
+            names.add(spec.name)
+        for derived in self.fields.derived:
+            if names.intersection(derived.inputs):
+                self._derive_one(derived, readings, local, inverter_time)
+                names.add(derived.name)
+        return replace(previous, values=readings, stats=dict(stats or previous.stats))
+
+    def _named_raw(
+        self, cache: RegisterCache, readings: Mapping[str, Reading], packs: Sequence[DeviceSnapshot]
+    ) -> dict[str, Any]:
+        """GivTCP 3's ``raw``: every entry with a raw name, in the raw form (registers/raw.py)."""
+        getters = {b: cache.getter(INVERTER_ADDRESS, b) for b in ("HR", "IR")}
+        invertor: dict[str, Any] = {}
+        for spec in self.fields.inverter:
+            if spec.raw is not None and spec.source is Source.INVERTER:
+                value = raw_value(spec, getters[spec.bank.value])
+                if value is not None:
+                    invertor[spec.raw] = value
+        for derived in self.fields.derived:
+            reading = readings.get(derived.name)
+            if derived.raw is not None and reading is not None and reading.value is not None:
+                invertor[derived.raw] = reading.value
+        invertor.update(composites(invertor, self.model.family, self.model.device_type_code))
+        batteries: dict[str, dict[str, Any]] = {}
+        pack_fields = self.fields.devices.get(Source.BATTERY, ())
+        for pack in packs:
+            if source_of(pack.address) is not Source.BATTERY or not pack.serial:
+                continue
+            get = cache.getter(pack.address, "IR")
+            values = {f.raw: raw_value(f, get) for f in pack_fields if f.raw is not None}
+            batteries[pack.serial] = {k: v for k, v in sorted(values.items()) if v is not None}
+        return {"invertor": dict(sorted(invertor.items())), "batteries": batteries}
 
     def _lift_pack_totals(
         self, readings: dict[str, Reading], packs: Sequence[DeviceSnapshot]

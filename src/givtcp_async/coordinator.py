@@ -13,8 +13,8 @@ doubles (up to 8x) until a clean refresh, so a struggling dongle is not hammered
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -28,24 +28,28 @@ from givtcp_async.cache import RegisterCache
 from givtcp_async.config import InverterConfig
 from givtcp_async.connection import DongleConnection
 from givtcp_async.control.accounting import WriteLedger
-from givtcp_async.control.catalogue import CATALOGUE, Catalogue
+from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction
 from givtcp_async.control.clock import Clock, SystemClock
 from givtcp_async.control.executor import Controller, ControlMemory
-from givtcp_async.control.overrides import OverrideManager
-from givtcp_async.control.payloads import RawPayload
+from givtcp_async.control.overrides import OVERRIDE_FUNCTIONS, STATE_SPECS, OverrideManager
+from givtcp_async.control.payloads import Payload, RatePayload, RawPayload
 from givtcp_async.control.persist import state_file
 from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.control.service import ControlService
 from givtcp_async.errors import CommunicationError, GivTcpError, IdentityError, NotConnected
 from givtcp_async.latest import Latest, sleep_or_wake
+from givtcp_async.layout import TreeLayout, givtcp_version
 from givtcp_async.ports import Health
 from givtcp_async.protocol.frames import ReadResponse, WriteResponse
-from givtcp_async.quality.gates import GateSettings
+from givtcp_async.quality.gates import GateSettings, Reading
 from givtcp_async.quality.identity import IdentityGuard
 from givtcp_async.reader import PlantLayout, PlantReader, RefreshReport
-from givtcp_async.registers.models import Model
+from givtcp_async.registers.models import BatterySide, Model
 from givtcp_async.registers.plan import Cadence
-from givtcp_async.snapshot import Snapshot
+from givtcp_async.snapshot import Snapshot, Spec
+from givtcp_async.tariffs import INPUTS as TARIFF_INPUTS
+from givtcp_async.tariffs import TariffSettings, TariffTracker
+from givtcp_async.tariffs import specs as tariff_specs
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +70,8 @@ class CoordinatorOptions:
     write_budget_per_day: int | None  # None: no budget
     min_write_interval: float | None  # seconds between writes of one register; None: any
     dead_man_minutes: int | None  # None: forced modes need no re-assertion
+    layout: TreeLayout = TreeLayout.GIVTCP3  # the output tree's layout
+    tariff: TariffSettings | None = None  # None: no tariff tracking (Energy/Rates)
 
 
 class InverterCoordinator:
@@ -92,6 +98,13 @@ class InverterCoordinator:
         self.control: ControlService | None = None
         self.assembler: SnapshotAssembler | None = None
         self._latest: Latest[Snapshot] = Latest()
+        # rebootAddon: the daemon's restart (set by the daemon); keep overrides pending when
+        # stopping for a restart (the next process takes them up)
+        self.restart_hook: Callable[[], None] | None = None
+        self.keep_overrides_on_stop = False
+        self.tariffs: TariffTracker | None = None
+        self._overrides_shown: tuple[str, ...] = ()  # the model's timed overrides
+        self._state_specs: dict[str, Spec] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # waiting for the next poll, none requested
         self._slow_due = True
@@ -296,10 +309,12 @@ class InverterCoordinator:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        if self.tariffs is not None:
+            self.tariffs.close(self.now())
         if self.overrides is not None:
             try:
                 async with asyncio.timeout(3.0):
-                    await self.overrides.stop(restore=True)
+                    await self.overrides.stop(restore=not self.keep_overrides_on_stop)
             except (TimeoutError, GivTcpError) as err:
                 log.warning("could not restore overrides on shutdown; kept for next start",
                             error=repr(err))  # fmt: skip
@@ -360,7 +375,20 @@ class InverterCoordinator:
             deadman_minutes=options.dead_man_minutes,
             clock=self.clock,
         )
+        self.overrides.add_listener(self._after_override_change)
+        self._overrides_shown = tuple(
+            fn
+            for fn in OVERRIDE_FUNCTIONS
+            if self.controller.catalogue.get(fn).available(layout.model)
+        )
+        self._state_specs = {s.name: s for fn in self._overrides_shown for s in STATE_SPECS[fn]}
         self.control = ControlService(self.controller, self.overrides)
+        self.control.register("rebootAddon", self._restart)
+        tariff = options.tariff
+        if tariff is not None and layout.model.battery_side is not BatterySide.NONE:
+            self.tariffs = TariffTracker(tariff, state_file(state_dir, layout.serial, "tariff"))
+            self._state_specs.update({s.name: s for s in tariff_specs(tariff.currency)})
+            self.control.register("switchRate", self._switch_rate)
         self.assembler = SnapshotAssembler(
             layout.model,
             layout.serial,
@@ -372,13 +400,55 @@ class InverterCoordinator:
                 "HR": self.config.settings_interval * 2 + self.config.poll_interval * 4,
             },
             print_raw=options.print_raw,
+            layout=options.layout,
             clock=self._monotonic,
         )
         self._detected.set()
 
+    async def _restart(self, fn: ControlFunction, payload: Payload) -> CommandResult:
+        at = self.clock.now()
+        if self.restart_hook is None:
+            return rejected(fn.name, f"{fn.name}: no daemon to restart here", at=at)
+        self.restart_hook()
+        return CommandResult(
+            function=fn.name,
+            status="ok",
+            message=f"{fn.name}: the daemon stops cleanly and starts again (timed overrides "
+            "stay pending for the new process)",
+            at=at,
+        )
+
+    async def _switch_rate(self, fn: ControlFunction, payload: Payload) -> CommandResult:
+        assert self.tariffs is not None
+        assert isinstance(payload, RatePayload)
+        rate = payload.rate.value
+        self.tariffs.switch(rate, self.now())
+        if self.snapshot is not None:
+            self._publish_now(self.snapshot)  # the new rate shows before the answer
+        return CommandResult(
+            function=fn.name,
+            status="ok",
+            message=f"{fn.name}: the {rate.lower()} rate applies from now",
+            payload=payload.model_dump(mode="json"),
+            at=self.clock.now(),
+        )
+
     def _after_command(self, result: CommandResult) -> None:
+        """Read-your-writes: publish what the command's read-back found before it is answered
+        (the listener runs inside the command), then re-read the settings soon after."""
+        read_back = [c.register for c in result.registers if c.readback is not None]
+        if read_back and self.snapshot is not None and self.assembler is not None:
+            self._publish_now(
+                self.assembler.patch(
+                    self.snapshot, self.cache, read_back, now=self.now(), stats=self._stats()
+                )
+            )
         if result.written:
             self.request_refresh(settings=True)
+
+    def _after_override_change(self) -> None:
+        if self.snapshot is not None:
+            self._publish_now(self.snapshot)
 
     def _on_fanout(self, frame: ReadResponse | WriteResponse, solicited: bool) -> None:
         # Other clients' traffic (cloud, app, another poller) is free data: cache it, once the
@@ -412,6 +482,13 @@ class InverterCoordinator:
         )
         self._report_problem()
         if self.problem() is None:  # another unit answers: publish nothing of it
+            if self.tariffs is not None:  # nor count its import
+                fresh = {
+                    n: r.value
+                    for n in TARIFF_INPUTS
+                    if (r := snap.values.get(n)) is not None and not r.stale
+                }
+                self.tariffs.observe(fresh, snap.taken_at)
             await self._publish(snap)
         return snap
 
@@ -444,13 +521,35 @@ class InverterCoordinator:
             "Time_Since_Last_Update": (
                 round((self.now() - last).total_seconds(), 1) if last else None
             ),
-            "GivTCP_Version": f"givtcp-async {__version__}",
+            "GivTCP_Version": givtcp_version(self.options.layout, __version__),
             "Write_Count": self.controller.ledger.total if self.controller else 0,
             "Timeout_Error": self.conn.stats.timeouts,
         }
 
     async def _publish(self, snap: Snapshot) -> None:
-        await self._latest.set(snap)
+        self._publish_now(snap)
+
+    def _publish_now(self, snap: Snapshot) -> None:
+        snap = self._with_state(snap)
+        self._latest.put(snap)
+
+    def _with_state(self, snap: Snapshot) -> Snapshot:
+        """``snap`` with what the daemon itself knows: the timed overrides' state now and the
+        tariff accounting."""
+        if self.overrides is None or not self._state_specs:
+            return snap
+        values: dict[str, Reading] = dict(snap.values)
+        readings = self.overrides.readings(self._overrides_shown)
+        if self.tariffs is not None:
+            readings.update(self.tariffs.readings())
+        for name, value in readings.items():
+            values[name] = Reading(value, self._state_specs[name].unit)
+        specs: Mapping[str, Spec] = (
+            snap.specs
+            if self._state_specs.keys() <= snap.specs.keys()
+            else {**snap.specs, **self._state_specs}
+        )
+        return replace(snap, values=values, specs=specs)
 
     async def _poll_forever(self) -> None:
         meters_scanned = False

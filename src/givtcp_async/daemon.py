@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Sequence
+from datetime import time
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -31,8 +32,12 @@ from givtcp_async.sinks.influx import influx_service
 from givtcp_async.sinks.mqtt import configuration_url, mqtt_service
 from givtcp_async.sinks.rest import rest_service
 from givtcp_async.systemd import SystemdNotifier
+from givtcp_async.tariffs import TariffSettings
 
 log = structlog.get_logger(__name__)
+
+
+RESTART_DELAY = 1.0  # seconds between a rebootAddon answer and the stop
 
 
 class Service(Protocol):
@@ -78,6 +83,8 @@ def coordinator_options(settings: Settings) -> CoordinatorOptions:
         stale_after=settings.data.stale_after,
         offline_after=settings.mqtt.offline_after,
         print_raw=settings.data.print_raw,
+        layout=settings.data.layout,
+        tariff=tariff_settings(settings),
         write_budget_per_day=settings.control.write_budget_per_day or None,
         min_write_interval=settings.control.min_write_interval or None,
         dead_man_minutes=settings.control.dead_man_minutes or None,
@@ -97,6 +104,22 @@ def charger_settings(cfg: ChargerConfig, settings: Settings) -> EvcSettings:
         lockout_pause=cfg.lockout_pause,
         offline_after=settings.mqtt.offline_after,
         stale_after=settings.data.stale_after,
+    )
+
+
+def tariff_settings(settings: Settings) -> TariffSettings | None:
+    """The tariff the coordinators track (None: ``tariff.enabled`` is off)."""
+    t = settings.tariff
+    if not t.enabled:
+        return None
+    return TariffSettings(
+        day_rate=t.day_rate,
+        night_rate=t.night_rate,
+        export_rate=t.export_rate,
+        day_start=time.fromisoformat(t.day_start),
+        night_start=time.fromisoformat(t.night_start),
+        dynamic=t.dynamic,
+        currency=t.currency,
     )
 
 
@@ -142,6 +165,9 @@ class Daemon:
         self.shutdown_timeout = shutdown_timeout
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
+        self.restart_requested = False
+        for coord in self.coordinators:
+            coord.restart_hook = self.request_restart
 
     def coordinator(self, serial: str) -> InverterCoordinator | None:
         """The coordinator of the inverter with ``serial`` (once detected)."""
@@ -149,6 +175,18 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def request_restart(self, delay: float = RESTART_DELAY) -> None:
+        """rebootAddon: stop cleanly ``delay`` seconds from now (the command's answer goes out
+        first), keeping running timed overrides pending; whoever runs the daemon then starts it
+        again (:attr:`restart_requested`)."""
+        if self.restart_requested:
+            return
+        self.restart_requested = True
+        for coord in self.coordinators:
+            coord.keep_overrides_on_stop = True
+        log.warning("restart requested: stopping, then starting again", delay=delay)
+        asyncio.get_running_loop().call_later(delay, self.stop)
 
     def healthy(self) -> bool:
         """The loop is alive and at least one inverter answered recently (or none configured)."""

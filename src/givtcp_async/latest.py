@@ -18,23 +18,27 @@ class Latest(Generic[_T]):
     def __init__(self) -> None:
         self.value: _T | None = None
         self._version = 0
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # replaced by a fresh one at every put
+
+    def put(self, value: _T) -> None:
+        """Publish ``value`` at once, without yielding (a command's read-back is published
+        before the command is answered)."""
+        self.value = value
+        self._version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def set(self, value: _T) -> None:
-        async with self._changed:
-            self.value = value
-            self._version += 1
-            self._changed.notify_all()
+        self.put(value)
 
     async def updates(self) -> AsyncIterator[_T]:
         """The current value (once there is one) and every later one."""
         seen = 0
         while True:
-            async with self._changed:
-                while self._version <= seen:
-                    await self._changed.wait()
-                seen = self._version
-                value = self.value
+            while self._version <= seen:
+                await self._changed.wait()
+            seen = self._version
+            value = self.value
             if value is not None:
                 yield value
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from givtcp_async.layout import TreeLayout, device_paths, group, render
 from givtcp_async.quality.gates import Reading
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.schema import Derived, Field
@@ -40,7 +41,8 @@ class Snapshot:
     batteries: tuple[DeviceSnapshot, ...] = ()
     meters: tuple[DeviceSnapshot, ...] = ()
     stats: Mapping[str, Any] = field(default_factory=dict)
-    raw: Mapping[str, Mapping[str, int]] | None = None
+    raw: Mapping[str, Any] | None = None  # print_raw (see registers/raw.py)
+    layout: TreeLayout = TreeLayout.GIVTCP3
 
     def value(self, name: str) -> Any:
         """The published value of an inverter-level field (None when unavailable)."""
@@ -55,26 +57,24 @@ class Snapshot:
         return sorted(names)
 
     def runall(self, *, units: bool = False) -> dict[str, Any]:
-        """The GivTCP-shaped nested tree (JSON-ready); ``units`` gives {value, unit} leaves."""
+        """The GivTCP-shaped nested tree (JSON-ready) in the snapshot's layout (see
+        :mod:`givtcp_async.layout`); ``units`` gives {value, unit} leaves."""
         tree: dict[str, Any] = {}
-        _fill(tree, self.values, self.specs, units)
-        if self.batteries:
-            details = tree.setdefault("Battery_Details", {})
-            for bat in self.batteries:
-                _fill(details.setdefault(bat.serial, {}), bat.values, bat.specs, units)
-        if self.meters:
-            details = tree.setdefault("Meter_Details", {})
-            for meter in self.meters:
-                _fill(
-                    details.setdefault(f"Meter_ID{meter.address}", {}),
-                    meter.values,
-                    meter.specs,
-                    units,
-                )
+        layout = self.layout
+        for name, reading in self.values.items():
+            if reading.value is None:
+                continue  # unavailable: never published
+            node = _node(tree, group(layout, self.specs[name].path, self.serial))
+            value = _jsonable(render(layout, name, reading.value, self.model))
+            node[name] = {"value": value, "unit": reading.unit} if units else value
+        devices = (*self.batteries, *self.meters)
+        paths = device_paths(layout, devices)
+        for dev in devices:
+            _fill(_node(tree, paths[dev.address]), dev.values, dev.specs, units)
         if self.stats:
             tree["Stats"] = {k: _jsonable(v) for k, v in self.stats.items()}
         if self.raw is not None:
-            tree["raw"] = {k: dict(v) for k, v in self.raw.items()}
+            tree["raw"] = _copy(self.raw)
         return tree
 
     def flat(self) -> dict[str, Any]:
@@ -88,6 +88,17 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+def _copy(node: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _copy(v) if isinstance(v, Mapping) else _jsonable(v) for k, v in node.items()}
+
+
+def _node(tree: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    node = tree
+    for part in path:
+        node = node.setdefault(part, {})
+    return node
 
 
 def _fill(

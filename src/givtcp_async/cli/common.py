@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_RESTART = -1  # internal: a daemon asked to be started again (rebootAddon); never exits
 
 # Every command, in the order ``--help`` lists them: name -> one-line help. The command's module
 # is ``givtcp_async.cli.<name>``, imported only when the command is chosen.
@@ -146,9 +148,16 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def run_daemon(main: Coroutine[Any, Any, int]) -> int:
     """Run a daemon coroutine; a failure of the daemon or a service is one line per cause and
-    exit 1 (e.g. ``cannot listen on 127.0.0.1:6345: address already in use``)."""
+    exit 1 (e.g. ``cannot listen on 127.0.0.1:6345: address already in use``). A coroutine that
+    returns :data:`EXIT_RESTART` (rebootAddon) is followed by the same command line again, in
+    this process (``exec``: the same PID, so systemd and Docker see no exit)."""
     try:
-        return asyncio.run(main)
+        code = asyncio.run(main)
+        if code == EXIT_RESTART:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(sys.executable, sys.orig_argv)
+        return code
     except (GivTcpError, OSError, BaseExceptionGroup) as err:
         for leaf in _leaves(err):
             if isinstance(leaf, KeyboardInterrupt):

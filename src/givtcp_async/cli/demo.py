@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from givtcp_async.cli.common import (
     EXIT_OK,
+    EXIT_RESTART,
     EXIT_USAGE,
     add_command,
     config_errors_exit,
@@ -89,6 +90,8 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
     from givtcp_async.evc.simulator import ChargerSimulator
     from givtcp_async.simulator.plant import PlantClock, build_default_plant
 
+    restart = False
+
     plant = build_default_plant(speed=args.speed, seed=args.seed, batteries=args.batteries)
     sim = plant.simulator()
     charger: ChargerSimulator | None = None
@@ -153,6 +156,7 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
                     file=sys.stderr,
                 )
             await daemon.serve_until_signalled()
+            restart = daemon.restart_requested
     finally:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -160,7 +164,7 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
         await sim.close()
         if charger is not None:
             await charger.close()
-    return EXIT_OK
+    return EXIT_RESTART if restart else EXIT_OK
 
 
 def handle(args: argparse.Namespace) -> int:

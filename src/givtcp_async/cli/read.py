@@ -98,6 +98,7 @@ async def _read(args: argparse.Namespace, settings: Settings) -> int:
         tz,
         gate_settings=GateSettings(stale_after=settings.data.stale_after),
         print_raw=args.raw or settings.data.print_raw,
+        layout=settings.data.layout,
     )
     snapshot = assembler.build(cache, devices=layout.devices, now=datetime.now(tz))
     with contextlib.suppress(BrokenPipeError):

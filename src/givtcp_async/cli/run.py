@@ -6,6 +6,7 @@ import argparse
 
 from givtcp_async.cli.common import (
     EXIT_OK,
+    EXIT_RESTART,
     add_command,
     add_config_options,
     config_errors_exit,
@@ -37,7 +38,8 @@ def handle(args: argparse.Namespace) -> int:
     from givtcp_async.daemon import Daemon  # only now: a bad configuration exits sooner
 
     async def serve() -> int:
-        await Daemon(settings).serve_until_signalled()
-        return EXIT_OK
+        daemon = Daemon(settings)
+        await daemon.serve_until_signalled()
+        return EXIT_RESTART if daemon.restart_requested else EXIT_OK
 
     return run_daemon(serve())

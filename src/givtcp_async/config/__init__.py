@@ -20,6 +20,7 @@ from givtcp_async.config.models import (
     MqttTlsConfig,
     RestConfig,
     Settings,
+    TariffConfig,
 )
 from givtcp_async.config.report import SECRET_MASK, masked, secret_values
 from givtcp_async.config.sources import (
@@ -45,6 +46,7 @@ __all__ = [
     "MqttTlsConfig",
     "RestConfig",
     "Settings",
+    "TariffConfig",
     "find_config_file",
     "load_config",
     "masked",

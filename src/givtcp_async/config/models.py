@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     FilePath,
@@ -34,6 +35,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from givtcp_async.connection import ConnectionSettings
+from givtcp_async.layout import TreeLayout, parse_layout
 from givtcp_async.quality.identity import SERIAL_SHAPE
 from givtcp_async.quality.pages import is_valid_serial
 
@@ -354,6 +356,8 @@ class RestConfig(_Section):
         default_factory=lambda: [ip_network(n) for n in PRIVATE_NETWORKS], max_length=256
     )
     max_connections: int = Field(default=256, ge=8, le=100_000)
+    # GivTCP's ports: inverter n (from 0) also on port + n, its routes unprefixed there.
+    per_inverter_ports: bool = False
 
     @field_validator("token")
     @classmethod
@@ -406,9 +410,35 @@ class ControlConfig(_Section):
 class DataConfig(_Section):
     """What is published, and how stale it may get."""
 
-    print_raw: bool = False
+    print_raw: bool = True  # GivTCP's raw block (its add-on forced it on)
     stale_after: float = Field(default=600.0, ge=0, le=86400)
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/London"
+    layout: Annotated[TreeLayout, BeforeValidator(parse_layout)] = TreeLayout.GIVTCP3
+
+
+def _hh_mm(value: Any) -> Any:
+    """A time of day as "HH:MM" (GivTCP's DAYRATESTART form; "HHMM" and "H:MM" too)."""
+    text = str(value).strip()
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):?([0-5][0-9])", text)
+    if match is None:
+        raise ValueError(f"must be a time of day HH:MM (got {text!r})")
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
+TimeOfDay = Annotated[str, BeforeValidator(_hh_mm)]
+
+
+class TariffConfig(_Section):
+    """GivTCP's tariff tracking (Energy/Rates): import costs by day and night rate."""
+
+    enabled: bool = True
+    day_rate: float = Field(default=0.155, ge=0, le=100)
+    night_rate: float = Field(default=0.055, ge=0, le=100)
+    export_rate: float = Field(default=0.04, ge=0, le=100)
+    day_start: TimeOfDay = "04:30"
+    night_start: TimeOfDay = "00:30"
+    dynamic: bool = False  # the rate changes only by switchRate (an external schedule)
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "GBP"
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -455,6 +485,7 @@ class Settings(BaseSettings):
     influx: InfluxConfig = InfluxConfig()
     control: ControlConfig = Field(default_factory=lambda: ControlConfig())
     data: DataConfig = DataConfig()
+    tariff: TariffConfig = TariffConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("inverters", "chargers", mode="before")

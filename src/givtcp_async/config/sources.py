@@ -214,6 +214,12 @@ _LEGACY_GLOBAL: Final[tuple[tuple[str, _Key], ...]] = (
     ("INFLUX_TOKEN", ("influx", "token")),
     ("INFLUX_BUCKET", ("influx", "bucket")),
     ("INFLUX_ORG", ("influx", "org")),
+    ("DYNAMICTARIFF", ("tariff", "dynamic")),
+    ("DAYRATE", ("tariff", "day_rate")),
+    ("NIGHTRATE", ("tariff", "night_rate")),
+    ("EXPORTRATE", ("tariff", "export_rate")),
+    ("DAYRATESTART", ("tariff", "day_start")),
+    ("NIGHTRATESTART", ("tariff", "night_start")),
 )
 _LEGACY_PER_INVERTER: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
     (("INVERTOR_IP",), "host"),
@@ -253,7 +259,7 @@ LEGACY_VARIABLES: Final[tuple[tuple[str, str], ...]] = tuple(_legacy_table())
 
 _UNUSED_LEGACY: Final = re.compile(
     r"^(SELF_RUN|NUMINVERTORS|INVERTOR_(AIO|AC|NAME)(_\d)?|MQTT_TOPIC_\d"
-    r"|QUEUE_RETRIES|DYNAMICTARIFF|(DAY|NIGHT|EXPORT)RATE(START)?|HOSTIP|WEB_DASH(_PORT)?"
+    r"|QUEUE_RETRIES|HOSTIP|WEB_DASH(_PORT)?"
     r"|CACHELOCATION|DATASMOOTHER|SMARTTARGET|GEAPI|SOLCAST(API|SITEID2?)|PALM_\w+"
     r"|LOAD_HIST_WEIGHT)$"
 )

@@ -152,6 +152,7 @@ class ControlFunction:
     mirrors: str | None = None  # the runAll field showing the setting, e.g. Control/Target_SOC
     override: bool = False  # a timed override (forceCharge ...): see overrides.py
     verify: Verify = Verify.EXACT
+    local: bool = False  # carried out by the daemon itself (no register written): service.py
 
     def unavailable_reason(self, model: Model) -> str | None:
         """None when the function works on ``model``, else why not."""
@@ -192,6 +193,7 @@ class ControlFunction:
             "example": self.example,
             "mirrors": self.mirrors,
             "override": self.override,
+            "local": self.local,
             "scalar_field": self.payload.scalar_field,
             "ha": self.ha.resolve(model) if self.ha else None,
             "available": self.available(model) if model else None,
@@ -1211,6 +1213,86 @@ def _system() -> list[ControlFunction]:
     ]
 
 
+def _no_writes(_payload: p.Payload, _ctx: PlanContext) -> list[Write]:
+    return []
+
+
+def _pv_input_mode(_payload: p.PVInputModePayload, _ctx: PlanContext) -> list[Write]:
+    raise PlanError("the PV input mode (HR1077) is never written")  # requirement keeps it out
+
+
+def _installer_only(_layout: Layout) -> str | None:
+    return (
+        "the PV input mode (three-phase HR1077) is an installer setting, on no write allow-list; "
+        "GivTCP 3.5 reads it but does not write it either"
+    )
+
+
+def _more() -> list[ControlFunction]:
+    """GivTCP's remaining functions: the discharge switch, the PV input mode, and two the daemon
+    carries out itself (the tariff rate, a restart)."""
+
+    def enable_discharge(payload: p.SwitchPayload, ctx: PlanContext) -> list[Write]:
+        reserve = _reg(ctx.layout.reserve)
+        return [Write(reserve, ctx.saved_reserve if payload.state else 100)]
+
+    return [
+        ControlFunction(
+            "enableDischarge",
+            "Let the battery discharge (enable: the remembered reserve below 100 %) or hold it "
+            "(disable: reserve 100 %), as GivTCP's enableDischarge.",
+            p.SwitchPayload,
+            enable_discharge,
+            _need("battery reserve", lambda lay: lay.reserve),
+            "HR110 (3ph HR1109) := remembered reserve (4 until one is seen) / 100",
+            "battery",
+            needs=lambda lay: (_reg(lay.reserve),),
+            example="enable",
+        ),
+        ControlFunction(
+            "setPVInputMode",
+            "PV input mode of a three-phase inverter: Independent or 1x2 (not written: see "
+            "the reason).",
+            p.PVInputModePayload,
+            _pv_input_mode,
+            _installer_only,
+            "nothing (HR1077 is an installer setting)",
+            "three_phase",
+            example="Independent",
+        ),
+        ControlFunction(
+            "switchRate",
+            "The tariff rate that applies from now (GivTCP's dynamic tariff): Day or Night.",
+            p.RatePayload,
+            _no_writes,
+            _any,
+            "nothing on the inverter: the daemon's tariff tracker (Energy/Rates)",
+            "tariffs",
+            example={"rate": "day"},
+            ha=HaMeta(Platform.SELECT, options=tuple(m.value for m in p.Rate)),
+            mirrors="Energy/Rates/Current_Rate_Type",
+            verify=Verify.NONE,
+            local=True,
+        ),
+        ControlFunction(
+            "rebootAddon",
+            "Restart the daemon: it stops cleanly (running timed overrides stay pending) and "
+            "starts again with the same command line (GivTCP restarted its add-on).",
+            p.NoPayload,
+            _no_writes,
+            _any,
+            "nothing on the inverter",
+            "system",
+            aliases=("restart", "restartAddon"),
+            example="restart",
+            ha=_BUTTON,
+            mirrors=f"{_C}/Reboot_Addon",
+            verify=Verify.NONE,
+            local=True,
+        ),
+    ]
+
+
 def _overrides() -> list[ControlFunction]:
     def force_charge(payload: p.DurationPayload, ctx: PlanContext) -> list[Write]:
         lay = ctx.layout
@@ -1454,7 +1536,8 @@ class Catalogue:
 
 
 def build_catalogue() -> Catalogue:
-    functions = [*_basic(), *_slot_functions(), *_modes(), *_rates(), *_system(), *_overrides()]
+    functions = [*_basic(), *_slot_functions(), *_modes(), *_rates(), *_system(), *_more(),
+                 *_overrides()]  # fmt: skip
     return Catalogue(functions, ROUTERS)
 
 

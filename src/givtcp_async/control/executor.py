@@ -180,10 +180,9 @@ class Controller:
     ) -> CommandResult:
         """Run a resolved command (takes the command lock); a timed override is refused (its
         manager runs it)."""
-        if fn.override:
-            return rejected(
-                fn.name, f"{fn.name} needs the timed-override manager", at=self.clock.now()
-            )
+        if fn.override or fn.local:
+            needs = "the timed-override manager" if fn.override else "the running daemon"
+            return rejected(fn.name, f"{fn.name} needs {needs}", at=self.clock.now())
         async with self.lock:
             return await self.carry_out(fn, payload, window=window)
 

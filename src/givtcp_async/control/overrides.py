@@ -18,6 +18,13 @@ are restored at once; the others are rescheduled. :meth:`OverrideManager.stop` r
 on a clean shutdown. An optional dead-man timer restores a forced mode (forceCharge, forceExport)
 when nobody re-asserts it (re-issues it, or calls :meth:`OverrideManager.keepalive`) within
 N minutes.
+
+What runs is published with every snapshot, under GivTCP's names (:data:`STATE_SPECS`,
+:meth:`OverrideManager.readings`): ``Control/Force_Charge`` is ``Running`` or ``Normal`` and
+``Control/Force_Charge_Num`` the whole minutes left, and the same for ``Force_Export``,
+``Temp_Pause_Charge`` and ``Temp_Pause_Discharge``. Listeners
+(:meth:`OverrideManager.add_listener`) hear of every change of that state (start, extension,
+restore), once it is recorded.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from givtcp_async.control.payloads import MAX_OVERRIDE_MINUTES, DurationPayload,
 from givtcp_async.control.persist import read_json, write_json
 from givtcp_async.control.result import CommandResult, rejected, state_error
 from givtcp_async.errors import CommunicationError, StateError
+from givtcp_async.registers.schema import HA, Derived, Kind
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +64,41 @@ VERSION: Final = 1
 RETRY_AFTER: Final = timedelta(minutes=1)
 FORCED_MODES: Final = frozenset({"forceCharge", "forceExport"})  # what the dead-man guards
 OVERRIDE_FUNCTIONS: Final = ("forceCharge", "forceExport", "tempPauseCharge", "tempPauseDischarge")
+# GivTCP's names for each override's state in the Control group.
+STATE_NAMES: Final = {
+    "forceCharge": "Force_Charge",
+    "forceExport": "Force_Export",
+    "tempPauseCharge": "Temp_Pause_Charge",
+    "tempPauseDischarge": "Temp_Pause_Discharge",
+}
+RUNNING: Final = "Running"
+NORMAL: Final = "Normal"
+CONTROL_PATH: Final = ("Control",)
+
+
+def _published(_values: Mapping[str, Any], _model: Any) -> Any:
+    raise LookupError("published by the override manager, never computed from registers")
+
+
+def _state_specs(function: str) -> tuple[Derived, ...]:
+    name = STATE_NAMES[function]
+    return (
+        Derived(name, CONTROL_PATH, (), _published, kind=Kind.STATUS,
+                ha=HA(platform="select", entity_category="config"), control=function,
+                description=f"{RUNNING} while {function} runs, else {NORMAL}", returns=str,
+                choices=(NORMAL, RUNNING)),
+        Derived(f"{name}_Num", CONTROL_PATH, (), _published, unit="min", kind=Kind.STATUS,
+                bounds=(0, MAX_OVERRIDE_MINUTES),
+                ha=HA(platform="number", entity_category="config"), control=function,
+                description=f"whole minutes until {function} ends (0: not running)",
+                returns=int),
+    )  # fmt: skip
+
+
+#: The published state of every timed override, by override function.
+STATE_SPECS: Final[Mapping[str, tuple[Derived, ...]]] = {
+    fn: _state_specs(fn) for fn in OVERRIDE_FUNCTIONS
+}
 
 
 class PlanRunner(Protocol):
@@ -192,6 +235,7 @@ class OverrideManager:
         self._active: dict[str, ActiveOverride] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, list[asyncio.Future[CommandResult]]] = {}
+        self._listeners: list[Callable[[], None]] = []
         self._started = False
         self.state_errors = 0  # pending restores that could not be saved
 
@@ -242,6 +286,23 @@ class OverrideManager:
 
     def active(self) -> dict[str, ActiveOverride]:
         return dict(self._active)
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after every change of what runs; returns a remover."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def readings(self, functions: Iterable[str] = OVERRIDE_FUNCTIONS) -> dict[str, Any]:
+        """The published state of ``functions`` now: GivTCP's ``Force_Charge`` (``Running`` or
+        ``Normal``) and ``Force_Charge_Num`` (whole minutes left), and the same for the other
+        overrides."""
+        out: dict[str, Any] = {}
+        for function in functions:
+            name = STATE_NAMES[function]
+            rec = self._active.get(function)
+            out[name] = RUNNING if rec is not None else NORMAL
+            out[f"{name}_Num"] = self.remaining_minutes(function)
+        return out
 
     def remaining_minutes(self, function: str) -> int:
         """Whole minutes until the override's restore (0 when it is not running)."""
@@ -506,10 +567,18 @@ class OverrideManager:
                 if res.ok:
                     return
 
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:  # a listener must not break the overrides
+                log.exception("override listener failed")
+
     def _persist(self, *, strict: bool = False) -> None:
         """Save the pending restores; ``strict``: raise :class:`StateError` when that fails
         (before an override writes), else it is logged and counted (once the writes are made,
         the restore saved before them stays on disk and still undoes them)."""
+        self._changed()
         if self.path is None:
             return
         data = {

@@ -290,6 +290,16 @@ class ExportPriority(StrEnum):
     GRID = "Grid"
 
 
+class Rate(StrEnum):
+    DAY = "Day"
+    NIGHT = "Night"
+
+
+class PVInputMode(StrEnum):
+    INDEPENDENT = "Independent"
+    ONE_BY_TWO = "1x2"
+
+
 PAUSE_MODE_VALUE: Final = {PauseMode.DISABLED: 0, PauseMode.PAUSE_CHARGE: 1,
                            PauseMode.PAUSE_DISCHARGE: 2, PauseMode.PAUSE_BOTH: 3}  # fmt: skip
 CALIBRATION_VALUE: Final = {Calibration.OFF: 0, Calibration.START: 1, Calibration.CHARGE_ONLY: 3}
@@ -342,6 +352,16 @@ CalibrationValue = Annotated[
     Calibration,
     BeforeValidator(_enum_parser(Calibration)),
     WithJsonSchema(_choice_schema([m.value for m in Calibration])),
+]
+RateValue = Annotated[
+    Rate,
+    BeforeValidator(_enum_parser(Rate)),
+    WithJsonSchema(_choice_schema([m.value for m in Rate])),
+]
+PVInputModeValue = Annotated[
+    PVInputMode,
+    BeforeValidator(_enum_parser(PVInputMode)),
+    WithJsonSchema(_choice_schema([m.value for m in PVInputMode])),
 ]
 ExportPriorityValue = Annotated[
     ExportPriority,
@@ -467,6 +487,18 @@ class CalibrationPayload(Payload):
 class ExportPriorityPayload(Payload):
     scalar_field: ClassVar[str | None] = "state"
     state: ExportPriorityValue = _field("choice", "Load, Battery, Grid", "export priority")
+
+
+class RatePayload(Payload):
+    """switchRate: which tariff rate applies from now (GivTCP's dynamic tariff)."""
+
+    scalar_field: ClassVar[str | None] = "rate"
+    rate: RateValue = _field("choice", "Day, Night (any case)", "tariff rate")
+
+
+class PVInputModePayload(Payload):
+    scalar_field: ClassVar[str | None] = "state"
+    state: PVInputModeValue = _field("choice", "Independent, 1x2", "PV input mode")
 
 
 class ChargeRatePayload(Payload):

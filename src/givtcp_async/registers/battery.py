@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.raw import BATTERY_RAW, attach_raw
+from givtcp_async.registers.raw_fields import PACK_RAW_ONLY_FIELDS
 from givtcp_async.registers.schema import (
     BATTERY_PCT,
     CURRENT,
@@ -49,7 +51,7 @@ def _cells() -> tuple[Field, ...]:
     return volts + temps
 
 
-BATTERY_FIELDS: Final[tuple[Field, ...]] = (
+BATTERY_FIELDS: Final[tuple[Field, ...]] = attach_raw((
     _pack("Battery_Serial_Number", (110, 111, 112, 113, 114), enc=Enc.ASCII, kind=Kind.INFO,
           ha=DIAGNOSTIC, description="a valid 10-character serial marks a present pack"),
     _pack("Battery_SOC", (100,), unit="%", bounds=c.PERCENT, ha=BATTERY_PCT),
@@ -73,6 +75,6 @@ BATTERY_FIELDS: Final[tuple[Field, ...]] = (
     _pack("Battery_Discharge_Energy_Total_kWh", (105,), scale=0.1, unit="kWh",
           kind=Kind.TOTAL, bounds=c.PACK_TOTAL_KWH, ha=ENERGY_TOTAL),
     *_cells(),
-)  # fmt: skip
+), BATTERY_RAW) + PACK_RAW_ONLY_FIELDS  # fmt: skip
 
 __all__ = ["BATTERY_FIELDS"]

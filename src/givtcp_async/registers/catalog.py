@@ -34,7 +34,7 @@ from givtcp_async.registers.plan import (
     probe_blocks,
     source_of,
 )
-from givtcp_async.registers.schema import Bank, Derived, Field, Source
+from givtcp_async.registers.schema import NOW, Bank, Derived, Field, Source
 from givtcp_async.registers.three_phase import THREE_PHASE_FIELDS
 
 # Every field read from the inverter address (0x11), whatever the model.
@@ -87,7 +87,7 @@ def fields_for(
 
 def derived_for(model: Model, fields: Iterable[Field | Derived]) -> list[Derived]:
     """The derived values for ``model`` whose inputs are all among ``fields``."""
-    names = {f.name for f in fields}
+    names = {f.name for f in fields} | {NOW}
     return [d for d in DERIVED if d.applies_to(model.family) and set(d.inputs) <= names]
 
 

@@ -8,6 +8,10 @@ values. Known GivTCP bugs are fixed rather than copied:
 * the charge / discharge rate in watts uses the C/100 meaning of HR111/112 (SPEC §7 #7):
   raw / 100 x capacity (HR55 x nominal voltage), capped at the model's battery power limit.
 
+GivTCP's arithmetic is kept where a client compares numbers: ``SOC_kWh`` and the times
+remaining use the capacity rounded to 2 decimals (``Battery_Capacity_kWh``), and the times
+remaining are truncated to whole minutes.
+
 Mode is read back from HR27 (eco), HR59 (discharge schedule) and HR110 (reserve):
 
 =====  =====  ========  ==================
@@ -26,14 +30,17 @@ anything else (a value that is not 0/1) is "Unknown".
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.raw import DERIVED_RAW, attach_raw
 from givtcp_async.registers.schema import (
     DIAGNOSTIC,
     ENERGY_TODAY,
     ENERGY_TOTAL,
     HA,
+    NOW,
     POWER,
     Bounds,
     Derived,
@@ -195,10 +202,16 @@ def rate_watts(raw_field: str) -> Callable[[Values, Any], int | None]:
     return compute
 
 
+def capacity_kwh_2dp(v: Values, model: Any) -> float:
+    """The capacity as GivTCP publishes and computes with it: rounded to 2 decimals first."""
+    return round(capacity_kwh(v, model), 2)
+
+
 def _time_remaining(v: Values, model: Any, soc_gap: float, power: int) -> int:
     if power <= 0 or soc_gap <= 0:
         return 0
-    return round(capacity_kwh(v, model) * soc_gap / 100 / (power / 1000) * 60)
+    # Whole minutes, truncated, from the rounded capacity: GivTCP's arithmetic.
+    return int(capacity_kwh_2dp(v, model) * soc_gap / 100 / (power / 1000) * 60)
 
 
 def charge_time_remaining(v: Values, model: Any) -> int:
@@ -208,6 +221,22 @@ def charge_time_remaining(v: Values, model: Any) -> int:
 def discharge_time_remaining(v: Values, model: Any) -> int:
     gap = float(v["SOC"]) - float(v["Battery_Power_Reserve"])
     return _time_remaining(v, model, gap, discharge(v))
+
+
+def _completion(
+    kind: str, limit: str, remaining: Callable[[Values, Any], int], what: str
+) -> Derived:
+    """``<kind>_Completion_Time``: the snapshot's time plus the minutes ``remaining``."""
+
+    def compute(v: Values, model: Any) -> datetime:
+        now: datetime = v[NOW]
+        return now + timedelta(minutes=remaining(v, model))
+
+    return Derived(f"{kind}_Completion_Time", POWER_PATH,
+                   (*_SOC_CAP, limit, "Battery_Power", NOW), compute, kind=Kind.STATUS,
+                   families=c.SP_BATTERY, ha=_TIMESTAMP, returns=str,
+                   description=f"when {what} at the current {kind.lower()} power (now if not "
+                   f"{kind.lower()}ing)")  # fmt: skip
 
 
 def mode(v: Values, model: Any) -> str:
@@ -243,8 +272,9 @@ def _power(name: str, inputs: tuple[str, ...], fn: Callable[[Values], int],
 
 
 _SOC_CAP = ("SOC", "Battery_Nominal_Capacity")
+_TIMESTAMP: Final = HA(device_class="timestamp")
 
-DERIVED: Final[tuple[Derived, ...]] = (
+DERIVED: Final[tuple[Derived, ...]] = attach_raw((
     _power("PV_Power", _P, pv, c.SP_INPUT, c.PV_POWER, "PV string 1 + string 2"),
     _power("Import_Power", ("Grid_Power",), imp, c.SP_INPUT),
     _power("Export_Power", ("Grid_Power",), exp, c.SP_INPUT),
@@ -261,7 +291,7 @@ DERIVED: Final[tuple[Derived, ...]] = (
     _flow("Grid_to_Battery", grid_to_battery),
     _flow("Grid_to_House", grid_to_house),
     Derived("SOC_kWh", POWER_PATH, _SOC_CAP,
-            lambda v, m: _r(float(v["SOC"]) * capacity_kwh(v, m) / 100),
+            lambda v, m: _r(float(v["SOC"]) * capacity_kwh_2dp(v, m) / 100),
             unit="kWh", families=c.SP_BATTERY, bounds=(0, 500),
             ha=HA(device_class="energy_storage", state_class="measurement",
                   name="Battery Stored Energy")),
@@ -273,6 +303,9 @@ DERIVED: Final[tuple[Derived, ...]] = (
             (*_SOC_CAP, "Battery_Power_Reserve", "Battery_Power"), discharge_time_remaining,
             unit="min", families=c.SP_BATTERY, bounds=c.MINUTES, ha=c.DURATION_MIN, returns=int,
             description="minutes to the reserve at the current discharge power"),
+    _completion("Charge", "Target_SOC", charge_time_remaining, "Target_SOC is reached"),
+    _completion("Discharge", "Battery_Power_Reserve", discharge_time_remaining,
+                "the reserve is reached"),
     Derived("PV_Energy_Today_kWh", TODAY_PATH, ("PV1_Energy_Today_kWh", "PV2_Energy_Today_kWh"),
             lambda v, m: _r(v["PV1_Energy_Today_kWh"] + v["PV2_Energy_Today_kWh"], 1),
             unit="kWh", kind=Kind.TODAY, families=c.SP_INPUT, bounds=c.TODAY_KWH,
@@ -322,10 +355,16 @@ DERIVED: Final[tuple[Derived, ...]] = (
             rate_watts("Battery_Discharge_Limit"), unit="W", kind=Kind.SETTING,
             families=c.SP_BATTERY, bounds=(0, 20000), ha=c.POWER_NUMBER,
             control="setDischargeRate", returns=int),
+    # GivTCP's placeholders for its buttons (always "disable"): clients read them.
+    *(Derived(name, CONTROL_PATH, (), lambda v, m: "disable", kind=Kind.STATUS,
+              families=families, ha=None, returns=str, choices=("disable",),
+              description="always disable (GivTCP's placeholder for its button)")
+      for name, families in (("Sync_Time", None), ("Reboot_Invertor", c.SP_CONTROL),
+                             ("Reboot_Addon", None))),
     Derived("Mode", CONTROL_PATH,
             ("Eco_Mode", "Enable_Discharge_Schedule", "Battery_Power_Reserve"),
             mode, kind=Kind.SETTING, families=c.SP_BATTERY,
             ha=HA(platform="select", entity_category="config"), control="setBatteryMode",
             description="one of " + ", ".join(MODES) + " or Unknown", returns=str,
             choices=(*MODES, "Unknown")),
-)  # fmt: skip
+), DERIVED_RAW)  # fmt: skip

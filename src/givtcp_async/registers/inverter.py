@@ -23,6 +23,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.raw import INVERTER_RAW, attach_raw
+from givtcp_async.registers.raw_fields import RAW_ONLY_FIELDS
 from givtcp_async.registers.schema import (
     BATTERY_PCT,
     CURRENT,
@@ -362,11 +364,15 @@ def _timeslots() -> tuple[Field, ...]:
 TIMESLOT_FIELDS: Final[tuple[Field, ...]] = _timeslots()
 
 INVERTER_FIELDS: Final[tuple[Field, ...]] = (
-    POWER_FIELDS
-    + STACK_FIELDS
-    + ENERGY_FIELDS
-    + DETAIL_FIELDS
-    + CONTROL_FIELDS
-    + SLOT_TARGET_FIELDS
-    + TIMESLOT_FIELDS
+    attach_raw(
+        POWER_FIELDS
+        + STACK_FIELDS
+        + ENERGY_FIELDS
+        + DETAIL_FIELDS
+        + CONTROL_FIELDS
+        + SLOT_TARGET_FIELDS
+        + TIMESLOT_FIELDS,
+        INVERTER_RAW,
+    )
+    + RAW_ONLY_FIELDS
 )

@@ -153,6 +153,9 @@ class Field:
     ha: HA | None = HA()
     control: str | None = None  # the catalogue function that sets it
     description: str = ""
+    # GivTCP 3's name for this register value in ``raw`` (its library's attribute name, e.g.
+    # "battery_soc_reserve"); the raw form is the register's own (see registers/raw.py).
+    raw: str | None = None
 
     @property
     def key(self) -> str:
@@ -161,6 +164,11 @@ class Field:
 
     def applies_to(self, family: Family) -> bool:
         return self.families is None or family in self.families
+
+
+#: An input name of :class:`Derived` standing for the snapshot's local time (a timezone-aware
+#: datetime), which the assembler hands to ``compute`` beside the readings.
+NOW: Final = "@now"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +194,7 @@ class Derived:
     description: str = ""
     returns: type[int | float | str | bool] = float
     choices: tuple[str, ...] | None = None
+    raw: str | None = None  # GivTCP 3's name for this value in ``raw`` (published as it is)
 
     @property
     def key(self) -> str:

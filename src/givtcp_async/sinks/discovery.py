@@ -40,6 +40,7 @@ from typing import Any, Final, Literal
 
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction, Platform
+from givtcp_async.layout import TreeLayout, device_paths, group, render
 from givtcp_async.registers.schema import HA, Enc, Field
 from givtcp_async.sinks.state_topics import Message, state_base
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
@@ -68,6 +69,7 @@ _STATS_UNITS: Final = {"Time_Since_Last_Update": "s"}
 
 _NUMBER_DEVICE_CLASSES: Final = frozenset({"power", "energy", "battery", "current", "voltage"})
 _RESTART_BUTTONS: Final = frozenset({"rebootInverter"})
+_CONTROL_PLATFORMS: Final = frozenset({"number", "select", "switch"})
 _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 _SLUG_UNSAFE: Final = re.compile(r"[^a-z0-9_]+")
 _TIME_VALUE: Final = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:00$")
@@ -188,15 +190,17 @@ def ha_status_topic(prefix: str) -> str:
     return f"{prefix}/status"
 
 
-def field_topic(root: str, serial: str, spec: Spec) -> str:
-    return "/".join((state_base(root, serial), *spec.path, spec.name))
+def field_topic(root: str, serial: str, spec: Spec, layout: TreeLayout = TreeLayout.GIVTCP3) -> str:
+    """Where an inverter-level value lives (as :meth:`Snapshot.runall` places it)."""
+    return "/".join((state_base(root, serial), *group(layout, spec.path, serial), spec.name))
 
 
-def device_topic_base(root: str, serial: str, device: DeviceSnapshot, kind: str) -> str:
-    """Where a battery's or meter's values live (as :meth:`Snapshot.runall` nests them)."""
-    if kind == "battery":
-        return f"{state_base(root, serial)}/Battery_Details/{device.serial}"
-    return f"{state_base(root, serial)}/Meter_Details/Meter_ID{device.address}"
+def device_topic_bases(root: str, snapshot: Snapshot) -> dict[int, str]:
+    """Where each battery's and meter's values live (as :meth:`Snapshot.runall` nests them),
+    by device address."""
+    base = state_base(root, snapshot.serial)
+    paths = device_paths(snapshot.layout, (*snapshot.batteries, *snapshot.meters))
+    return {address: "/".join((base, *path)) for address, path in paths.items()}
 
 
 def _safe_id(text: str) -> str:
@@ -348,6 +352,8 @@ class _Builder:
             if spec.control and spec.control in controls:
                 by_field[name] = controls[spec.control]
         for fn in controls.values():
+            if fn.ha is not None and fn.ha.platform is Platform.BUTTON:
+                continue  # a button has no state: GivTCP's placeholder value stays unannounced
             mirrored = _mirrored(fn)
             if mirrored and mirrored in snapshot.specs and mirrored not in by_field:
                 by_field[mirrored] = fn
@@ -392,7 +398,7 @@ class _Builder:
         prefix, serial = self.cfg.device_prefix, self.serial
         used: set[str] = set()
         for name, spec in self.snap.specs.items():
-            topic = field_topic(self.cfg.root, serial, spec)
+            topic = field_topic(self.cfg.root, serial, spec, self.snap.layout)
             unique = f"{prefix}_{serial}_{name}"
             # The battery stack's values (GivTCP's "battery_stack_1" device) keep GivTCP's ids,
             # e.g. sensor.givtcp_battery_stack_1_bms_temperature, which Predbat reads.
@@ -445,6 +451,9 @@ class _Builder:
         config = self._common("sensor", display_name(name, ha, drop=drop), unique, slug, device)
         config["state_topic"] = topic
         options = spec.options if isinstance(spec, Field) else None
+        if options is not None:  # the texts the layout publishes (GivTCP 3.5's "Em115")
+            layout, model = self.snap.layout, self.snap.model
+            options = {k: str(render(layout, name, v, model)) for k, v in options.items()}
         _classify(config, ha, spec.unit, options)
         return self._entity("sensor", object_id, config)
 
@@ -464,6 +473,13 @@ class _Builder:
         platform = str(meta["platform"])
         if platform == Platform.TIME:
             return self._time_slot(fn, spec, name, unique, slug, object_id, topic, device)
+        own = spec.ha.platform if spec.ha is not None else "sensor"
+        if own in _CONTROL_PLATFORMS and own != platform:
+            # A second entity of the function in its own form (Force_Charge_Num beside the
+            # Force_Charge select): its range is the value's own.
+            platform = own
+            low, high = spec.bounds if isinstance(spec.bounds, tuple) else (0, 100)
+            meta = {"platform": own, "min": low, "max": high, "step": 1}
         config = self._common(platform, display_name(name, spec.ha), unique, slug, device)
         config["state_topic"] = topic
         config["command_topic"] = command_topic(self.cfg.root, self.serial, fn.name)
@@ -565,9 +581,10 @@ class _Builder:
 
     def devices(self, devices: Sequence[DeviceSnapshot], kind: str) -> Iterator[Entity]:
         drop = "Battery" if kind == "battery" else None
+        bases = device_topic_bases(self.cfg.root, self.snap)
         for dev in devices:
             device = _sub_device(self.snap, dev, kind, self.cfg)
-            base = device_topic_base(self.cfg.root, self.serial, dev, kind)
+            base = bases[dev.address]
             owner = dev.serial if kind == "battery" else f"{self.serial}_Meter_ID{dev.address}"
             for name, spec in dev.specs.items():
                 if spec.ha is None:

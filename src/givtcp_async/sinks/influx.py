@@ -76,6 +76,7 @@ MEASUREMENTS: Final[Mapping[tuple[str, ...], str]] = {
     ("Power", "Flows"): "flows",
     ("Energy", "Today"): "energy_today",
     ("Energy", "Total"): "energy_total",
+    ("Energy", "Rates"): "rates",
     ("Battery_Details", "Battery_Stack_1"): "battery_stack",
     ("Invertor_Details",): "inverter",
 }

@@ -637,6 +637,7 @@ class MqttService:
         task.add_done_callback(self._commands.discard)
 
     async def _execute(self, inv: _Inverter, serial: str, function: str, payload: bytes) -> None:
+        before = inv.view.snapshot
         try:
             result = await inv.view.execute(function, payload)
         except Exception as err:  # a bug must not swallow the command: log it and answer
@@ -649,6 +650,11 @@ class MqttService:
             )
         log.info("MQTT command done", serial=serial, function=function, status=result.status,
                  message=result.message)  # fmt: skip
+        client, snap = self._client, inv.view.snapshot
+        if client is not None and snap is not None and snap is not before:
+            # The coordinator published what the command changed: its topics go out first.
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._publish_snapshot(client, inv, snap)
         await self._deliver(serial, function, result)
 
     async def _deliver(self, serial: str, function: str, result: CommandResult) -> None:

@@ -20,6 +20,7 @@ from pydantic import AliasChoices
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import Catalogue, ControlFunction, Router
 from givtcp_async.control.result import CommandResult
+from givtcp_async.layout import TreeLayout
 from givtcp_async.registers.models import Model
 from givtcp_async.sinks.runall_schema import response_schema as runall_response_schema
 from givtcp_async.sinks.runall_schema import runall_schemas
@@ -294,6 +295,31 @@ def _data_paths() -> dict[str, Any]:
                 "responses": {"200": runall, "400": bad, "404": unknown, "503": no_data},
             }
         }
+    views = {
+        "showdata": ("The latest data as a page (GivTCP 3's /showdata)", "text/html",
+                     {"type": "string"}, True),
+        "fullCache": ("The last snapshots' values by path, oldest first (GivTCP 3's "
+                      "/fullCache; up to 10)", JSON,
+                      {"type": "object", "additionalProperties": {"type": "array"}}, False),
+        "api": ("Every route with its method, use and payload (GivTCP's api.json)", JSON,
+                {"type": "object"}, False),
+    }  # fmt: skip
+    for route, (summary, media, schema, waits) in views.items():
+        ok = {"description": summary + ".", "content": {media: {"schema": schema}}}
+        responses: dict[str, Any] = {"200": ok, **({"503": no_data} if waits else {})}
+        paths[f"/{route}"] = {
+            "get": {
+                "operationId": f"get_{route}",
+                "summary": summary,
+                "tags": ["data"],
+                "responses": responses,
+            }
+        }
+        paths[f"/{{serial}}/{route}"] = {
+            "get": {"operationId": f"get_{route}_of", "summary": f"{summary}, of one inverter",
+                    "tags": ["data"], "parameters": [serial],
+                    "responses": {**responses, "404": unknown}}
+        }  # fmt: skip
     functions = {
         "description": "Every control function with its payload schema and availability.",
         "content": {JSON: {"schema": {"type": "object"}}},
@@ -396,14 +422,19 @@ def _data_paths() -> dict[str, Any]:
 
 
 def build_openapi(
-    catalogue: Catalogue, *, model: Model | None = None, auth: bool = False
+    catalogue: Catalogue,
+    *,
+    model: Model | None = None,
+    auth: bool = False,
+    layout: TreeLayout = TreeLayout.GIVTCP3,
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document; with ``model``, operations say whether they are available."""
+    """The OpenAPI 3.1 document; with ``model``, operations say whether they are available;
+    the runAll answer is described in ``layout``."""
     components: dict[str, Any] = {}
     components["CommandResult"] = result_schema(components)
     components["Error"] = _ERROR
     components["Health"] = _HEALTH
-    components.update(runall_schemas())
+    components.update(runall_schemas(layout))
     paths = _data_paths()
     by_name: dict[str, ControlFunction] = {}
 

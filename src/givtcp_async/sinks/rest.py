@@ -31,7 +31,9 @@ cancellation the server closes its sockets and event streams within ``shutdown_t
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
+import html
 import json
 import os
 import time
@@ -52,6 +54,7 @@ from givtcp_async.control.payloads import decode_json
 from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.errors import UnknownFunction, ValidationFailed
 from givtcp_async.evc.controls import find as find_charger_function
+from givtcp_async.layout import TreeLayout
 from givtcp_async.ports import ChargerView, InverterView, Links, MetricsSource
 from givtcp_async.sinks import metrics
 from givtcp_async.sinks.http_guard import (
@@ -76,10 +79,13 @@ MAX_BODY: Final = 64 * 1024
 MAX_WAITING_COMMANDS: Final = 32  # as MQTT: beyond it, 503 with Retry-After
 DATA_ROUTES: Final = ("runAll", "readData", "getCache")
 CHARGER_ROUTE: Final = "getEVCCache"
+# GivTCP 3's views of its cache: the data as a page, the recent history, its API list.
+CACHE_ROUTES: Final = ("showdata", "fullCache", "api")
+FULL_CACHE: Final = 10  # snapshots kept per inverter for /fullCache, as GivTCP kept
 # First path segments that are GET routes: a POST there is a wrong method, not a function.
 GET_ROUTES: Final = frozenset(
-    {*(r.lower() for r in DATA_ROUTES), CHARGER_ROUTE.lower(), "health", "metrics",
-     "openapi.json", "docs", "functions", "inverters", "events", "dashboard"}
+    {*(r.lower() for r in (*DATA_ROUTES, *CACHE_ROUTES)), CHARGER_ROUTE.lower(), "health",
+     "metrics", "openapi.json", "docs", "functions", "inverters", "events", "dashboard"}
 )  # fmt: skip
 ASSETS: Final = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 _TRUE: Final = frozenset({"1", "true", "yes"})
@@ -197,6 +203,59 @@ def _is_charger_function(name: str) -> bool:
     return True
 
 
+def api_listing(catalogue: Catalogue) -> dict[str, Any]:
+    """GivTCP's api.json shape: ``{"api": ..., "commands": {name: {url, method, usage,
+    payload}}}``, for every data route, cache view and control function (and alias)."""
+    commands: dict[str, dict[str, Any]] = {}
+    gets = {
+        "runAll": "Retrieve the latest data (the same as readData and getCache)",
+        "readData": "Retrieve the latest data",
+        "getCache": "Retrieve the latest data",
+        "showdata": "Show the latest data as a page",
+        "fullCache": "Return the last snapshots' values as a JSON file",
+        "api": "This list",
+    }
+    for name, usage in gets.items():
+        commands[name] = {"url": f"/{name}", "method": "GET", "usage": usage}
+    for fn in catalogue:
+        entry: dict[str, Any] = {"url": f"/{fn.name}", "method": "POST", "usage": fn.summary}
+        if fn.example is not None:
+            entry["payload"] = _dumps(fn.example)
+        commands[fn.name] = entry
+        for alias in fn.aliases:
+            commands[alias] = {**entry, "url": f"/{alias}", "usage": f"alias of {fn.name}"}
+    return {
+        "api": "GivTCP-compatible REST API (givtcp-async): the first inverter at /<route>, "
+        "every one at /<serial>/<route>",
+        "commands": commands,
+    }
+
+
+def showdata_html(serial: str, taken_at: str, tree: Mapping[str, Any]) -> str:
+    """The runAll tree as nested tables: GivTCP 3's /showdata page, without scripts."""
+
+    def table(node: Mapping[str, Any]) -> str:
+        rows = []
+        for key, value in node.items():
+            cell = table(value) if isinstance(value, Mapping) else html.escape(_text(value))
+            rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{cell}</td></tr>")
+        return "<table>" + "".join(rows) + "</table>"
+
+    title = f"givtcp-async: {html.escape(serial)} at {html.escape(taken_at)}"
+    style = (
+        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+        "th,td{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body><h1>{title}</h1>{table(tree)}</body></html>"
+    )
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, list | bool) or value is None else str(value)
+
+
 def _asset(name: str) -> bytes:
     return resources.files("givtcp_async.sinks").joinpath("dashboard", name).read_bytes()
 
@@ -236,9 +295,13 @@ class RestService:
         self.hosts = HostRule(config.host, config.allowed_hosts)
         self.clients = ClientRule(config.allow_from)
         self.guard = ConnectionGuard(config.max_connections)
-        self._openapi: dict[tuple[str | None, bool], dict[str, Any]] = {}
+        self._openapi: dict[tuple[str | None, bool, TreeLayout], dict[str, Any]] = {}
         self._assets: dict[str, bytes] = {}
         self._waiting = 0  # control requests being read or run
+        self._ports: dict[int, int] = {}  # extra listening port -> index of its inverter
+        self._history: list[collections.deque[Snapshot]] = [
+            collections.deque(maxlen=FULL_CACHE) for _ in self.views
+        ]
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -250,11 +313,18 @@ class RestService:
             lingering_time=2.0,  # the rest of a body refused unread: not 10 s more of it
         )  # fmt: skip
         await runner.setup()
+        keepers = [
+            asyncio.create_task(self._keep_history(i), name=f"rest-history-{i}")
+            for i in range(len(self.views))
+        ]
         try:
             with AcceptErrorLimiter(asyncio.get_running_loop()):
                 await self._listen(runner)
                 await asyncio.Event().wait()
         finally:
+            for keeper in keepers:
+                keeper.cancel()
+            await asyncio.gather(*keepers, return_exceptions=True)
             self._closing.set()
             self.listening.clear()
             await runner.cleanup()
@@ -262,32 +332,44 @@ class RestService:
 
     async def _listen(self, runner: web.AppRunner) -> None:
         host, port = self.config.host, self.config.port
-        site = GuardedSite(runner, host, port, guard=self.guard)
-        try:
-            await site.start()
-        except OSError as err:
-            # The daemon stops with this one line (``run`` exits 1); systemd or Docker restarts.
-            reason = os.strerror(err.errno) if err.errno else str(err)
-            raise OSError(
-                f"cannot listen on {host}:{port}: {reason[:1].lower()}{reason[1:]}"
-            ) from err
+        ports = [port]
+        if self.config.per_inverter_ports:
+            ports += [port + n for n in range(1, len(self.views))]
+        for index, number in enumerate(ports):
+            site = GuardedSite(runner, host, number, guard=self.guard)
+            try:
+                await site.start()
+            except OSError as err:
+                # The daemon stops with this one line (``run`` exits 1); systemd or Docker
+                # restarts it.
+                reason = os.strerror(err.errno) if err.errno else str(err)
+                raise OSError(
+                    f"cannot listen on {host}:{number}: {reason[:1].lower()}{reason[1:]}"
+                ) from err
+            if index:
+                self._ports[number] = index
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"
         self.listening.set()
         log.info("REST API listening", url=self.url, auth=self._token is not None,
-                 max_connections=self.guard.max_connections)  # fmt: skip
+                 max_connections=self.guard.max_connections,
+                 inverter_ports=sorted(self._ports))  # fmt: skip
         if self._token is None:
             log.info("REST control without a token: from loopback and rest.allow_from only, "
                      "under this server's own names; set rest.token to control from elsewhere",
                      allow_from=self.clients.describe(),
                      allowed_hosts=sorted(self.hosts.names))  # fmt: skip
 
+    async def _keep_history(self, index: int) -> None:
+        async for snap in self.views[index].updates():
+            self._history[index].append(snap)
+
     # --- addressing and auth -------------------------------------------------------------------
 
     def target(self, request: web.Request) -> InverterView:
         key = request.match_info.get("serial")
         if key is None:
-            return self.views[0]
+            return self.views[self._port_index(request)]
         for view in self.views:
             if (view.serial or "").upper() == key.upper() or view.name.lower() == key.lower():
                 return view
@@ -309,6 +391,15 @@ class RestService:
             raise ApiError(404, "no charger", f"{function} is an EV charger function and no "
                            "charger is configured ([[chargers]])", function=function)  # fmt: skip
         return self.chargers[0]
+
+    def _port_index(self, request: web.Request) -> int:
+        """The inverter an unprefixed route addresses: the first, or the one whose own port
+        (``rest.per_inverter_ports``) the request came in on."""
+        if not self._ports or request.transport is None:
+            return 0
+        sockname = request.transport.get_extra_info("sockname")
+        number = sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else None
+        return self._ports.get(number, 0) if isinstance(number, int) else 0
 
     def authorise(self, request: web.Request) -> None:
         """Control routes: the bearer token when configured; else clients of ``rest.allow_from``
@@ -382,6 +473,32 @@ class RestService:
                            headers={"Retry-After": "5"}, serial=charger.serial)  # fmt: skip
         return web.json_response(snap.runall(), dumps=_dumps)
 
+    async def showdata(self, request: web.Request) -> web.Response:
+        """GivTCP 3's /showdata: the latest snapshot as a page (no scripts)."""
+        view = self.target(request)
+        snap = view.snapshot
+        if snap is None:
+            raise ApiError(503, "no data yet", "the inverter has not been read since start",
+                           headers={"Retry-After": "5"}, serial=view.serial)  # fmt: skip
+        body = showdata_html(snap.serial, snap.taken_at.isoformat(), snap.runall())
+        headers = {"Content-Security-Policy": DASHBOARD_CSP}
+        return web.Response(text=body, content_type="text/html", headers=headers)
+
+    async def full_cache(self, request: web.Request) -> web.Response:
+        """GivTCP 3's /fullCache: every leaf of the last snapshots (oldest first) by path."""
+        view = self.target(request)
+        flats = [snap.flat() for snap in self._history[self.views.index(view)]]
+        paths = dict.fromkeys(path for flat in flats for path in flat)
+        out = {path: [flat.get(path) for flat in flats] for path in paths}
+        name = f"regCacheStack_{view.serial or view.name}.json"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return web.json_response(out, dumps=_dumps, headers=headers)
+
+    async def api(self, request: web.Request) -> web.Response:
+        """GivTCP's /api (its api.json): every route with its method, use and payload."""
+        view = self.target(request)
+        return web.json_response(api_listing(view.catalogue()), dumps=_dumps)
+
     async def health(self, request: web.Request) -> web.Response:
         inverters = [health_of(v) for v in self.views]
         ok = all(i["online"] for i in inverters)
@@ -438,10 +555,11 @@ class RestService:
     def openapi_doc(self) -> dict[str, Any]:
         view = self.views[0]
         model = view.model
-        key = (model.name if model else None, self._token is not None)
+        layout = view.snapshot.layout if view.snapshot is not None else TreeLayout.GIVTCP3
+        key = (model.name if model else None, self._token is not None, layout)
         if key not in self._openapi:
             self._openapi[key] = build_openapi(
-                view.catalogue(), model=model, auth=self._token is not None
+                view.catalogue(), model=model, auth=self._token is not None, layout=layout
             )
         return self._openapi[key]
 
@@ -727,11 +845,19 @@ def build_app(service: RestService) -> web.Application:
     for route in DATA_ROUTES:
         r.add_get(f"/{route}", service.runall)
     r.add_get(f"/{CHARGER_ROUTE}", service.charger_cache)
+
+    cache_views = {"showdata": service.showdata, "fullCache": service.full_cache,
+                   "api": service.api}  # fmt: skip
+    for route, handler in cache_views.items():
+        r.add_get(f"/{route}", handler)
     r.add_post("/{function}", service.control)
     r.add_get("/{function}", service.wrong_method)
     for route in DATA_ROUTES:
         r.add_get(f"/{{serial}}/{route}", service.runall)
     r.add_get(f"/{{serial}}/{CHARGER_ROUTE}", service.charger_cache)
+
+    for route, handler in cache_views.items():
+        r.add_get(f"/{{serial}}/{route}", handler)
     r.add_get("/{serial}/functions", service.functions)
     r.add_get("/{serial}/events", service.events)
     r.add_post("/{serial}/{function}", service.control)

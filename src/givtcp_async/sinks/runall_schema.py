@@ -6,8 +6,11 @@ decoding (or ``Derived.returns``) produces, its unit is in ``x-unit`` and the de
 static bounds are ``minimum``/``maximum`` (the gates reject anything outside them) and an option
 table is an ``enum``. The schema is the union over every model: no leaf is required, because a
 value a model does not have, or that is unavailable, is simply absent (runAll never publishes
-``null`` leaves). Battery packs (and HV stacks, modules and the BAMS) sit under
-``Battery_Details/<serial>`` and meters under ``Meter_Details/Meter_ID<n>``; ``Stats`` and
+``null`` leaves). The tree follows the output layout (:mod:`givtcp_async.layout`): in GivTCP
+3.5's the details sit under the inverter's serial and battery packs under
+``Battery_Details/Battery_Stack_<n>/<serial>``; in GivTCP 2.4's the details under
+``Invertor_Details`` and packs (and HV stacks, modules and the BAMS) under
+``Battery_Details/<serial>``. Meters sit under ``Meter_Details/Meter_ID<n>``; ``Stats`` and
 ``raw`` are described by hand. ``units=true`` wraps each leaf as ``{value, unit}``.
 
 :func:`runall_schemas` builds the component schemas once (the map is static) and caches them.
@@ -22,14 +25,21 @@ from dataclasses import replace
 from typing import Any, Final
 
 from givtcp_async.assemble import LIFTED_PACK_TOTALS, LIFTED_PATH
+from givtcp_async.control.overrides import STATE_SPECS
+from givtcp_async.layout import DETAILS, FIRST_STACK, RENDERED, TreeLayout
+from givtcp_async.quality.pages import SERIAL_RE
 from givtcp_async.registers import (
     ALL_INVERTER_FIELDS,
+    BAMS_FIELDS,
     BATTERY_FIELDS,
+    BCU_FIELDS,
+    BMU_FIELDS,
     DERIVED,
     HV_FIELDS,
     METER_FIELDS,
 )
 from givtcp_async.registers.schema import Derived, Enc, Field, Kind
+from givtcp_async.tariffs import SPECS as TARIFF_SPECS
 
 Spec = Field | Derived
 Schema = dict[str, Any]
@@ -49,6 +59,7 @@ _KIND_TEXT: Final = {
     Kind.STATUS: "state or fault code",
 }
 _HHMM: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]:00$"
+SERIAL_PATTERN: Final = SERIAL_RE.pattern
 _STRINGS: Final = {Enc.ASCII, Enc.TIME, Enc.HEX, Enc.DATETIME}
 
 
@@ -123,9 +134,23 @@ def _description(spec: Spec) -> str:
     return "; ".join(bits)
 
 
-def value_schema(spec: Spec) -> Schema:
-    """The schema of one published value (a runAll leaf)."""
-    schema = _field_value(spec) if isinstance(spec, Field) else _derived_value(spec)
+def _rendered(spec: Spec) -> Schema:
+    """A value the GivTCP 3.5 layout prints as text (see :func:`givtcp_async.layout.render`)."""
+    texts = RENDERED[spec.name]
+    text: Schema = {"type": "string", "enum": list(texts)} if texts else {"type": "string"}
+    if isinstance(spec, Field) and spec.options is not None:
+        return {"anyOf": [text, {"type": "integer", "description": "a code with no name"}]}
+    return text
+
+
+def value_schema(spec: Spec, layout: TreeLayout = TreeLayout.GIVTCP2) -> Schema:
+    """The schema of one published value (a runAll leaf) in ``layout``."""
+    if layout is TreeLayout.GIVTCP3 and spec.name in RENDERED:
+        schema = _rendered(spec)
+    elif isinstance(spec, Field):
+        schema = _field_value(spec)
+    else:
+        schema = _derived_value(spec)
     schema["description"] = _description(spec)
     if spec.unit:
         schema["x-unit"] = spec.unit
@@ -135,12 +160,12 @@ def value_schema(spec: Spec) -> Schema:
     return schema
 
 
-def with_unit_schema(spec: Spec) -> Schema:
+def with_unit_schema(spec: Spec, layout: TreeLayout = TreeLayout.GIVTCP2) -> Schema:
     """The ``units=true`` form of a leaf: ``{"value": ..., "unit": ...}``."""
     return {
         "type": "object",
         "description": _description(spec),
-        "properties": {"value": value_schema(spec), "unit": {"const": spec.unit}},
+        "properties": {"value": value_schema(spec, layout), "unit": {"const": spec.unit}},
         "required": ["value", "unit"],
         "additionalProperties": False,
     }
@@ -231,16 +256,49 @@ _RAW_SCHEMA: Final = {
 }
 
 
-def _with_devices(tree: Schema, pack: str, meter: str) -> Schema:
-    """Add what runAll puts beside the map's groups: devices by serial or address, Stats, raw."""
+_RAW_VALUE: Final = {"type": ["integer", "number", "string", "boolean", "array", "null"]}
+_NAMED_RAW_SCHEMA: Final = {
+    "type": "object",
+    "description": "print_raw: GivTCP 3's raw block, every register value under its GivTCP 3 "
+    "(library) name in the library's form: the inverter's in invertor, each LV pack's under "
+    "batteries/<serial>.",
+    "properties": {
+        "invertor": {"type": "object", "additionalProperties": _RAW_VALUE},
+        "batteries": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "additionalProperties": _RAW_VALUE},
+        },
+    },
+    "additionalProperties": False,
+}
+
+
+def _with_devices(
+    tree: Schema, pack: str, meter: str, layout: TreeLayout, leaf: Callable[[Spec], Schema]
+) -> Schema:
+    """Add what runAll puts beside the map's groups: devices by serial or address, Stats, raw;
+    in the GivTCP 3.5 layout the details under the serial and the packs under their stack."""
     props = tree["properties"]
     for key in ("Meter_Details", "Stats", "raw"):
         if key in props:
             raise ValueError(f"the register map uses {key!r}, which runAll fills itself")
-    # The map places HV stack values in Battery_Details too: packs are every other key.
-    batteries = props.setdefault("Battery_Details", _object())
-    batteries["description"] = "Battery packs (HV: stacks, modules, BAMS) by serial number."
-    batteries["additionalProperties"] = {"$ref": f"#/components/schemas/{pack}"}
+    if layout is TreeLayout.GIVTCP2:
+        # The map places HV stack values in Battery_Details too: packs are every other key.
+        batteries = props.setdefault("Battery_Details", _object())
+        batteries["description"] = "Battery packs (HV: stacks, modules, BAMS) by serial number."
+        batteries["additionalProperties"] = {"$ref": f"#/components/schemas/{pack}"}
+    else:
+        details = props.pop(DETAILS)
+        details["description"] = "The inverter's details, under its serial number."
+        tree["patternProperties"] = {SERIAL_PATTERN: details}
+        stack = props.pop("Battery_Details", _object())["properties"].get(FIRST_STACK, _object())
+        stack["properties"].update(tree_schema(BCU_FIELDS, leaf)["properties"])
+        stack["description"] = "One battery stack: its values and its packs by serial number."
+        stack["additionalProperties"] = {"$ref": f"#/components/schemas/{pack}"}
+        batteries = tree_schema(BAMS_FIELDS, leaf)
+        batteries["description"] = "Battery stacks (Battery_Stack_1 ...) and the HV BAMS counts."
+        batteries["patternProperties"] = {r"^Battery_Stack_[0-9]+$": stack}
+        props["Battery_Details"] = batteries
     props["Meter_Details"] = {
         "type": "object",
         "description": "Energy meters by Modbus address (Meter_ID1 .. Meter_ID8).",
@@ -248,18 +306,23 @@ def _with_devices(tree: Schema, pack: str, meter: str) -> Schema:
         "additionalProperties": {"$ref": f"#/components/schemas/{meter}"},
     }
     props["Stats"] = {"$ref": f"#/components/schemas/{_STATS}"}
-    props["raw"] = _RAW_SCHEMA
+    props["raw"] = _RAW_SCHEMA if layout is TreeLayout.GIVTCP2 else _NAMED_RAW_SCHEMA
     return tree
 
 
 @functools.cache
-def _build() -> str:
-    inverter: list[Spec] = [*ALL_INVERTER_FIELDS, *DERIVED, *_lifted_totals()]
+def _build(layout: TreeLayout) -> str:
+    overrides = [spec for specs in STATE_SPECS.values() for spec in specs]
+    inverter: list[Spec] = [*ALL_INVERTER_FIELDS, *DERIVED, *_lifted_totals(), *overrides,
+                            *TARIFF_SPECS]  # fmt: skip
     packs = [*BATTERY_FIELDS, *HV_FIELDS]
+    if layout is TreeLayout.GIVTCP3:
+        packs = [*BATTERY_FIELDS, *BMU_FIELDS]
     out: dict[str, Schema] = {_STATS: _STATS_SCHEMA}
-    for suffix, leaf in (("", value_schema), ("WithUnits", with_unit_schema)):
+    for suffix, form in (("", value_schema), ("WithUnits", with_unit_schema)):
         pack, meter = f"{_PACK}{suffix}", f"{_METER}{suffix}"
-        tree = _with_devices(tree_schema(inverter, leaf), pack, meter)
+        leaf = functools.partial(form, layout=layout)
+        tree = _with_devices(tree_schema(inverter, leaf), pack, meter, layout, leaf)
         tree["description"] = (
             "The latest snapshot in GivTCP's runAll layout"
             + (", every value as {value, unit}" if suffix else "")
@@ -272,9 +335,10 @@ def _build() -> str:
     return json.dumps(out)
 
 
-def runall_schemas() -> dict[str, Schema]:
-    """The component schemas of runAll: ``RunAll``, ``RunAllWithUnits`` and their parts."""
-    schemas: dict[str, Schema] = json.loads(_build())
+def runall_schemas(layout: TreeLayout = TreeLayout.GIVTCP3) -> dict[str, Schema]:
+    """The component schemas of runAll in ``layout``: ``RunAll``, ``RunAllWithUnits`` and their
+    parts."""
+    schemas: dict[str, Schema] = json.loads(_build(layout))
     return schemas
 
 
