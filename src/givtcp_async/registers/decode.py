@@ -168,13 +168,23 @@ def _finish(field: Field) -> Callable[[int], object]:
     if float(scale).is_integer():
         factor = int(scale)
         return lambda raw: raw * factor
-    decimals = scale_decimals(scale)
-    divisor = 10**decimals
-    if scale * divisor == 1:
-        # 0.1, 0.01, ...: the division is already the nearest float to the decimal value,
-        # which is what round(raw * scale, decimals) works out (and slower).
+    divisor = _divisor(scale)
+    if divisor:
         return lambda raw: raw / divisor
+    decimals = scale_decimals(scale)
     return lambda raw: round(raw * scale, decimals)
+
+
+def _divisor(scale: float) -> int:
+    """10 ** n when ``scale`` is 0.1, 0.01, ...; else 0.
+
+    Dividing by it gives the nearest float to the decimal value, which is what
+    ``round(raw * scale, decimals)`` works out, in one operation.
+    """
+    if not 0 < scale < 1:
+        return 0
+    divisor = 10 ** scale_decimals(scale)
+    return divisor if scale * divisor == 1 else 0
 
 
 def _one_word(field: Field) -> Callable[[int], object | None] | None:
@@ -210,6 +220,35 @@ def compile_decoder(field: Field) -> Decoder:
         raise ValueError(f"{field.name}: {field.enc} needs {needed} registers")
     if len(field.registers) == 1 and (one := _one_word(field)) is not None:
         r = field.registers[0]
+        plain = field.options is None and field.scale == 1
+        divisor = _divisor(field.scale)
+        # The commonest shapes written out in one function each (one call per value).
+        if field.enc is Enc.U16 and plain:
+
+            def u16(get: Getter) -> object | None:
+                w = get(r)
+                return None if w is None else w & 0xFFFF
+
+            return u16
+        if field.enc is Enc.U16 and field.options is None and divisor:
+
+            def u16_scaled(get: Getter) -> object | None:
+                w = get(r)
+                return None if w is None else (w & 0xFFFF) / divisor
+
+            return u16_scaled
+        if field.enc is Enc.S16 and field.options is None and (plain or divisor):
+            d = divisor or 1
+
+            def s16(get: Getter) -> object | None:
+                w = get(r)
+                if w is None:
+                    return None
+                w &= 0xFFFF
+                raw = w - 0x10000 if w & 0x8000 else w
+                return raw / d if divisor else raw
+
+            return s16
 
         def single(get: Getter) -> object | None:
             w = get(r)
