@@ -15,10 +15,14 @@ import pytest
 from givtcp_async.assemble import FieldSet, SnapshotAssembler
 from givtcp_async.cache import RegisterCache
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse, WriteResponse
+from givtcp_async.quality.gates import Reading
 from givtcp_async.registers import ALL_FIELDS, derived_for, fields_for
 from givtcp_async.registers.decode import apply_scale, compile_decoder, decode_field
 from givtcp_async.registers.models import detect_model
 from givtcp_async.registers.schema import Enc, Field
+from givtcp_async.sinks import state_topics
+from givtcp_async.sinks.state_topics import StateTopics
+from givtcp_async.snapshot import Snapshot
 
 LONDON = ZoneInfo("Europe/London")
 SERIAL = b"SA1234G567"
@@ -110,3 +114,35 @@ def test_one_clock_read_per_build_and_freshness_per_page() -> None:
     assert all(later.values[n].stale for n in ir_names)
     assert not any(later.values[n].stale for n in hr_names)
     assert {d.name for d in fields.derived} <= set(later.values)
+
+
+def _snapshot(values: dict[str, object]) -> Snapshot:
+    model = detect_model(dict(enumerate(_holding())))
+    specs = {f.name: f for f in fields_for(model) if f.name in values}
+    readings = {n: Reading(v) for n, v in values.items()}
+    now = datetime(2026, 6, 21, 13, tzinfo=LONDON)
+    return Snapshot("SA1234G567", model, now, readings, specs)
+
+
+def test_mqtt_changes_only_compares_values_before_formatting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    topics = StateTopics("GivEnergy", publish_json=False)
+    first = {"SOC": 50, "Battery_Voltage": 51.2, "Grid_Power": 120}
+    assert len(topics.messages(_snapshot(first))) == 3
+    formatted: list[object] = []
+    original = state_topics.payload_text
+
+    def counting(value: object) -> str:
+        formatted.append(value)
+        return original(value)
+
+    monkeypatch.setattr(state_topics, "payload_text", counting)
+    assert topics.messages(_snapshot(first)) == []
+    assert formatted == []  # nothing changed: nothing formatted
+    # A change past the third decimal is formatted, reads the same, and is not published.
+    assert topics.messages(_snapshot({**first, "Battery_Voltage": 51.2001})) == []
+    assert formatted == [51.2001]
+    (message,) = topics.messages(_snapshot({**first, "Grid_Power": 130}))
+    assert message.topic.endswith("/Grid_Power")
+    assert message.payload == "130"
