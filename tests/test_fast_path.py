@@ -7,6 +7,7 @@ map; freshness judged per page; one clock read per build.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -116,7 +117,7 @@ def test_one_clock_read_per_build_and_freshness_per_page() -> None:
     assert {d.name for d in fields.derived} <= set(later.values)
 
 
-def _snapshot(values: dict[str, object]) -> Snapshot:
+def _snapshot(values: Mapping[str, object]) -> Snapshot:
     model = detect_model(dict(enumerate(_holding())))
     specs = {f.name: f for f in fields_for(model) if f.name in values}
     readings = {n: Reading(v) for n, v in values.items()}
