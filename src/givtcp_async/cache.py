@@ -104,6 +104,19 @@ class RegisterCache:
     def page(self, device_address: int, bank: str, base: int) -> Page | None:
         return self._pages.get(PageKey(device_address, bank, base))
 
+    def read_within(
+        self, device_address: int, bank: str, base: int, count: int, seconds: float
+    ) -> bool:
+        """True when our own read of this page (at least ``count`` registers from ``base``)
+        was accepted less than ``seconds`` ago."""
+        page = self._pages.get(PageKey(device_address, bank, base))
+        return (
+            page is not None
+            and page.solicited
+            and len(page.values) >= count
+            and self._clock() - page.received < seconds
+        )
+
     def pages(self) -> list[Page]:
         return list(self._pages.values())
 

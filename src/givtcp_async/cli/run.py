@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
     from givtcp_async.daemon import Daemon  # only now: a bad configuration exits sooner
 
     async def serve() -> int:
-        await Daemon(settings).serve_until_signalled()
+        await Daemon(settings, defer_services=True).serve_until_signalled()
         return EXIT_OK
 
     return run_daemon(serve())
