@@ -9,11 +9,12 @@ answers 200 with the inverter's values (``run``, REST only). The simulator count
 ones time out) and remembers what it found; the second answers from that memory, as every later
 run does until the memory is a day old. ``run`` too starts twice with one state directory: the
 restart takes the battery packs and meters found by the first start from memory (the packs are
-probed again right after the first poll). Our figures are medians of ``--repeats`` runs. The peer, givenergy-modbus 2.13.0, does the same work in
-the same run: connect, ``detect()``, ``load_config()`` and ``refresh()``, then print its plant's
-inverter values, as a whole process.
+probed again right after the first poll). Our figures are medians of ``--repeats`` runs. The
+peer, givenergy-modbus 2.13.0, does the same work in the same run: connect, ``detect()``,
+``load_config()`` and ``refresh()``, then print its plant's inverter values, as a whole process.
+Both run as their production installs would (:mod:`bench.production`).
 
-Run: ``.venv/bin/python -m bench.bench_startup [--delay S]``
+Run: ``.venv/bin/python -m bench.bench_startup [--delay S] [--repeats N]``
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import Row, quiet_logs
+from bench.production import CLI, ROOT, launcher
 from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.simulator.server import DongleSimulator
 from tests.servers import free_port
@@ -87,7 +89,7 @@ async def timed_process(sim: DongleSimulator, argv: Sequence[str], home: Path) -
     t0 = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, env=_env(home),
+        stderr=asyncio.subprocess.PIPE, env=_env(home), cwd=ROOT,
     )  # fmt: skip
     _, err = await proc.communicate()
     seconds = time.perf_counter() - t0
@@ -109,9 +111,9 @@ async def first_runall(sim: DongleSimulator, work: Path, state: Path) -> Timed:
     mark = sim.mark()
     t0 = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "givtcp_async", "run", "--config", str(config),
+        *launcher("givtcp-async", CLI), "run", "--config", str(config),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL, env=_env(work),
+        stderr=asyncio.subprocess.DEVNULL, env=_env(work), cwd=ROOT,
     )  # fmt: skip
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
@@ -142,14 +144,16 @@ async def measure(delay: float, repeats: int = 3) -> list[Row]:
         async with dongle(delay) as sim:
             for i in range(repeats):
                 state = work / f"state-{i}"
-                read = [sys.executable, "-m", "givtcp_async", "read", "--host", "127.0.0.1",
+                read = [*launcher("givtcp-async", CLI), "read", "--host", "127.0.0.1",
                         "--port", str(sim.port), "--state-dir", str(state)]  # fmt: skip
                 runs["cold"].append(await timed_process(sim, read, work))
                 runs["warm"].append(await timed_process(sim, read, work))
                 run_state = work / f"run-state-{i}"
                 runs["run cold"].append(await first_runall(sim, work, run_state))
                 runs["run warm"].append(await first_runall(sim, work, run_state))
-            peer = await timed_process(sim, [sys.executable, "-c", PEER_READ, str(sim.port)], work)
+            peer_argv = [*launcher("givenergy-modbus", "exec(sys.argv.pop(1))"), PEER_READ,
+                         str(sim.port)]  # fmt: skip
+            peer = await timed_process(sim, peer_argv, work)
     cold, warm = _median(runs["cold"]), _median(runs["warm"])
     run_cold, run_warm = _median(runs["run cold"]), _median(runs["run warm"])
     for label, t in (
