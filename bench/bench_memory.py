@@ -40,7 +40,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import Row, quiet_logs
-from bench.production import CLI, launcher
+from bench.production import CLI, ROOT, launcher
 from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.simulator.server import DongleSimulator
 from tests.servers import Mosquitto, VictoriaMetrics, free_port
@@ -48,7 +48,6 @@ from tests.servers import Mosquitto, VictoriaMetrics, free_port
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POLL_INTERVAL = 15.0  # the default, which the daemon runs with here
 MIB = 1024 * 1024
-ROOT = Path(__file__).resolve().parents[1]
 
 # The peer's bare poll loop at the daemon's default intervals.
 PEER_LOOP = """

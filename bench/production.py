@@ -109,3 +109,4 @@ def launcher(distribution: str, code: str) -> list[str]:
 CLI = (
     "import sys; from givtcp_async.cli import main; sys.argv[0] = 'givtcp-async'; sys.exit(main())"
 )
+ROOT = Path(__file__).resolve().parents[1]  # the working directory the launcher needs
