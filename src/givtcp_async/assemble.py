@@ -80,7 +80,13 @@ _Entry = tuple[str, int, int, Decoder, Rule, bool]
 
 
 def _compile(specs: Sequence[Field], model: Model) -> tuple[_Entry, ...]:
-    return tuple(
+    """The entries of ``specs`` for ``model``: made once and shared by every assembler of the
+    same model (twenty inverters of one kind hold one copy)."""
+    key = (model, tuple(map(id, specs)))
+    hit = _COMPILED.get(key)
+    if hit is not None:
+        return hit[1]
+    entries = tuple(
         (
             f.name,
             _BANKS.index(f.bank.value),
@@ -91,6 +97,13 @@ def _compile(specs: Sequence[Field], model: Model) -> tuple[_Entry, ...]:
         )
         for f in specs
     )
+    if len(_COMPILED) >= 64:  # a handful of models per process; never unbounded
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = (tuple(specs), entries)  # the specs keep their ids from being reused
+    return entries
+
+
+_COMPILED: dict[tuple[Model, tuple[int, ...]], tuple[tuple[Field, ...], tuple[_Entry, ...]]] = {}
 
 
 @dataclass
