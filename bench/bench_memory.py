@@ -300,14 +300,17 @@ async def measure(counts: Sequence[int], settle: float, window: float) -> list[R
     peer, bare = samples[Setup("peer", 1)], samples[Setup("bare", 1)]
     rows = [
         Row("daemon RSS, 1 inverter, bare poll loop (no outputs)", f"{bare.rss / MIB:.1f} MiB",
-            f"peer {peer.rss / MIB:.1f} MiB; {bare.rss / peer.rss:.2f} x the peer"),
+            f"peer {peer.rss / MIB:.1f} MiB; {bare.rss / peer.rss:.2f} x the peer",
+            metric="memory.rss_bare_mib", number=bare.rss / MIB),
         Row("daemon RSS, 1 inverter, MQTT + discovery, REST",
-            f"{samples[Setup('mqtt+rest', 1)].rss / MIB:.1f} MiB"),
+            f"{samples[Setup('mqtt+rest', 1)].rss / MIB:.1f} MiB",
+            metric="memory.rss_mqtt_rest_mib", number=samples[Setup("mqtt+rest", 1)].rss / MIB),
     ]  # fmt: skip
     everything = [samples[Setup("all", n)] for n in counts]
     rows += [
         Row(f"daemon RSS, {s.setup.label}", f"{s.rss / MIB:.1f} MiB",
-            f"peak since start {s.hwm / MIB:.1f} MiB")
+            f"peak since start {s.hwm / MIB:.1f} MiB",
+            metric=f"memory.rss_all_{s.inverters}_mib", number=s.rss / MIB)
         for s in everything
     ]  # fmt: skip
     rows += [
@@ -323,7 +326,12 @@ async def measure(counts: Sequence[int], settle: float, window: float) -> list[R
         first, last = everything[0], everything[-1]
         extra = (last.rss - first.rss) / (last.inverters - first.inverters)
         rows.append(
-            Row("daemon RSS per additional inverter (all outputs)", f"{extra / MIB:.2f} MiB")
+            Row(
+                "daemon RSS per additional inverter (all outputs)",
+                f"{extra / MIB:.2f} MiB",
+                metric="memory.rss_per_inverter_mib",
+                number=extra / MIB,
+            )
         )
     return rows
 

@@ -101,12 +101,17 @@ async def run(delay: float, pacing: float, refreshes: int, builds: int) -> list[
             f"{wall * 1000:.0f} ms",
             f"lower bound {bound * 1000:.0f} ms ({len(blocks)} x {delay * 1000:.0f} ms); "
             f"ratio {wall / bound:.2f}",
+            metric="refresh.wall_vs_bound",
+            number=wall / bound,
         ),
         Row(
             f"decode + model of one refresh of the default plant ({len(frames)} frames, "
             f"{values} values)",
             f"{ours:.2f} ms CPU",
             f"peer {peer:.2f} ms; {peer / ours:.1f} x faster",
+            metric="refresh.model_vs_peer",
+            number=peer / ours,
+            higher_is_better=True,
         ),
         Row(
             "  SnapshotAssembler.build of it (decode, gates, derived values)",
