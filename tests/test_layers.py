@@ -33,7 +33,8 @@ FLOORS: Final[tuple[tuple[str, ...], ...]] = (
         "evc.connection",
         "evc.snapshot",
     ),
-    ("control", "evc.payloads", "evc.state", "evc.controls", "evc.policy"),  # commands
+    # commands; remembered scans
+    ("control", "scan_memory", "evc.payloads", "evc.state", "evc.controls", "evc.policy"),
     ("config", "logging_setup"),  # settings models and sources
     ("ports",),  # what the outputs see of an inverter
     ("coordinator", "evc.coordinator"),  # one inverter (or charger): poll, snapshot, commands
