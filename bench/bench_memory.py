@@ -40,7 +40,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import Row, quiet_logs
-from bench.production import CLI, ROOT, launcher
+from bench.production import CLI, ROOT, launcher, passed_on
 from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.simulator.server import DongleSimulator
 from tests.servers import Mosquitto, VictoriaMetrics, free_port
@@ -225,7 +225,7 @@ async def measure_daemon(
             config.write_text(text)
             argv = [*launcher("givtcp-async", CLI), "run", "--config", str(config)]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(run_dir),
-               "LANG": "C.UTF-8"}  # fmt: skip
+               "LANG": "C.UTF-8", **passed_on()}  # fmt: skip
         with (run_dir / "process.log").open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,

@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import Row, quiet_logs
-from bench.production import CLI, ROOT, launcher
+from bench.production import CLI, ROOT, launcher, passed_on
 from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.simulator.server import DongleSimulator
 from tests.servers import free_port
@@ -80,7 +80,7 @@ async def dongle(delay: float) -> AsyncIterator[DongleSimulator]:
 
 def _env(home: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
-            "LANG": "C.UTF-8"}  # fmt: skip
+            "LANG": "C.UTF-8", **passed_on()}  # fmt: skip
 
 
 async def timed_process(sim: DongleSimulator, argv: Sequence[str], home: Path) -> Timed:

@@ -11,6 +11,7 @@ missing package behaves), before the program starts.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from functools import cache
@@ -110,3 +111,10 @@ CLI = (
     "import sys; from givtcp_async.cli import main; sys.argv[0] = 'givtcp-async'; sys.exit(main())"
 )
 ROOT = Path(__file__).resolve().parents[1]  # the working directory the launcher needs
+
+
+def passed_on() -> dict[str, str]:
+    """The environment a measured process inherits besides its own: ``PYTHONPATH``, so that the
+    same benchmarks can measure another checkout (``PYTHONPATH=<checkout>/src``)."""
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": path} if path else {}
