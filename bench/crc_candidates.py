@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import importlib.util
 import timeit
+from functools import partial
 from collections.abc import Callable
 
 from bench.bench_codec import load_frames
+from tests.test_frames import reference_crc
 
 Crc = Callable[[bytes], int]
 
 
 def reference(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
+    """The tests' bit-by-bit CRC (wire order: low byte first) as an integer."""
+    return int.from_bytes(reference_crc(data), "little")
 
 
 def _entry(i: int) -> int:
@@ -75,6 +73,10 @@ def candidates() -> dict[str, Crc]:
     return found
 
 
+def _all(crc: Crc, subs: list[bytes]) -> list[int]:
+    return [crc(s) for s in subs]
+
+
 def main() -> None:
     frames, _ = load_frames()
     subs = [raw[26:-2] for raw in frames if len(raw) > 28 and raw[7] == 2]
@@ -86,7 +88,7 @@ def main() -> None:
             print(f"{name:32s} DISAGREES with the reference")
             continue
         runs = 3 if name.startswith("crc (") else 20
-        best = min(timeit.repeat(lambda crc=crc: [crc(s) for s in subs], number=1, repeat=runs))
+        best = min(timeit.repeat(partial(_all, crc, subs), number=1, repeat=runs))
         print(f"{name:32s} {best / len(subs) * 1e6:8.2f} µs per sub-frame")
 
 
