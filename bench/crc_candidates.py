@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import timeit
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 
 from bench.bench_codec import load_frames
 from tests.test_frames import reference_crc
