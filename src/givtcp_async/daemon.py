@@ -16,7 +16,7 @@ import asyncio
 import importlib
 import signal
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -24,10 +24,11 @@ import structlog
 from givtcp_async.config import ChargerConfig, Settings
 from givtcp_async.control.clock import Clock
 from givtcp_async.coordinator import CoordinatorOptions, InverterCoordinator
-from givtcp_async.evc.connection import EvcLinkSettings
-from givtcp_async.evc.coordinator import EvcCoordinator, EvcSettings
 from givtcp_async.ports import ChargerView, InverterView, Links
 from givtcp_async.systemd import SystemdNotifier
+
+if TYPE_CHECKING:  # imported only when a charger is configured (pymodbus and all)
+    from givtcp_async.evc.coordinator import EvcCoordinator, EvcSettings
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +116,9 @@ def coordinator_options(settings: Settings) -> CoordinatorOptions:
 
 def charger_settings(cfg: ChargerConfig, settings: Settings) -> EvcSettings:
     """One ``[[chargers]]`` entry as the charger coordinator's settings."""
+    from givtcp_async.evc.connection import EvcLinkSettings
+    from givtcp_async.evc.coordinator import EvcSettings
+
     link = EvcLinkSettings(cfg.host, cfg.port, timeout=cfg.timeout,
                            connect_timeout=max(cfg.timeout, 5.0))  # fmt: skip
     return EvcSettings(
@@ -153,7 +157,10 @@ class Daemon:
         ]
         # Chargers steer by the first inverter's grid readings (the import cap, the modes).
         grid = self.coordinators[0]
-        self.chargers = [
+        self.chargers: list[EvcCoordinator] = []
+        if settings.chargers:
+            from givtcp_async.evc.coordinator import EvcCoordinator
+        self.chargers += [
             EvcCoordinator(
                 charger_settings(cfg, settings),
                 state_dir=settings.control.state_dir,
