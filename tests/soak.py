@@ -721,10 +721,10 @@ class Soak:
             await self.quiet()
             self.validate(self.truths())
         self.plant.advance(cfg.step_seconds)
-        await self.host.call("time", t=self.plant.now().isoformat())
         truths = self.truths()
         mark = self.sim.mark()
-        await self.host.call("refresh")
+        # The plant's new time and the refresh together: one poll, as with the plant's clock.
+        await self.host.call("time", t=self.plant.now().isoformat(), refresh=True)
         sent: list[Sent] = []
         if commands:
             count = min(3, int(self.rng.expovariate(1 / cfg.commands_per_step)))

@@ -11,10 +11,11 @@ InfluxDB lines it makes. Serialising them is the only work here that the daemon 
 
 The daemon runs on a clock that only the soak moves (``time``), as the plant's simulated clock.
 
-Operations: ``time`` (set the clock), ``refresh`` (poll now, settings too), ``quiet`` (answer once
-the poll loop waits for its next poll and every snapshot has been sent), ``stats``,
-``mqtt_connected`` (wait for the N-th MQTT session), ``influx_drained`` (wait until every point is
-written), ``stop`` (stop the daemon; answers with what it left behind, then the process exits).
+Operations: ``time`` (set the clock; with ``refresh``, and poll now), ``refresh`` (poll now,
+settings too), ``quiet`` (answer once the poll loop waits for its next poll and every snapshot has
+been sent), ``stats``, ``mqtt_connected`` (wait for the N-th MQTT session), ``influx_drained``
+(wait until every point is written), ``stop`` (stop the daemon; answers with what it left behind,
+then the process exits).
 """
 
 from __future__ import annotations
@@ -126,7 +127,10 @@ class Host:
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request["op"]
         if op == "time":
+            # With ``refresh``, both at once: the poll the clock wakes is the one asked for.
             self.clock.set(datetime.fromisoformat(request["t"]))
+            if request.get("refresh"):
+                self.coord.request_refresh(settings=True)
         elif op == "refresh":
             self.coord.request_refresh(settings=True)
         elif op == "quiet":
