@@ -213,6 +213,10 @@ def _one_word(field: Field) -> Callable[[int], object | None] | None:
     return None
 
 
+# The encodings whose combined integer an ``options`` map names (decode_words's last branch).
+_ENUM_NUMBERS: Final = frozenset({Enc.U16, Enc.S16, Enc.U32, Enc.S32, Enc.HIGH_BYTE, Enc.LOW_BYTE})
+
+
 def compile_decoder(field: Field) -> Decoder:
     """A function of a register look-up that returns what :func:`decode_field` returns."""
     needed = _WORDS.get(field.enc, 1)
@@ -250,21 +254,30 @@ def compile_decoder(field: Field) -> Decoder:
 
             return s16
 
+        # An enum word of all ones is "not read", never a code (as decode_words has it).
+        ones_unread = field.options is not None and field.enc in _ENUM_NUMBERS
+
         def single(get: Getter) -> object | None:
             w = get(r)
-            return None if w is None else one(w & 0xFFFF)
+            if w is None:
+                return None
+            w &= 0xFFFF
+            return None if ones_unread and w == 0xFFFF else one(w)
 
         return single
     if len(field.registers) == 2 and field.enc in (Enc.U32, Enc.S32):
         hi_reg, lo_reg = field.registers
         finish = _finish(field)
         signed = field.enc is Enc.S32
+        ones_unread = field.options is not None
 
         def double(get: Getter) -> object | None:
             hi, lo = get(hi_reg), get(lo_reg)
             if hi is None or lo is None:
                 return None
             raw = ((hi & 0xFFFF) << 16) | (lo & 0xFFFF)
+            if ones_unread and raw == 0xFFFF_FFFF:
+                return None
             return finish(raw - 0x1_0000_0000 if signed and raw & 0x8000_0000 else raw)
 
         return double
