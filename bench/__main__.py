@@ -1,9 +1,14 @@
-"""Run every benchmark and print one table of the figures (issue #8 §3).
+"""Run every benchmark and print one table of the figures (issue #8 §3, issue #16).
 
 Each benchmark prints its own figures as it runs (the same output as running its module on its
 own); the summary table comes at the end. ``--quick`` runs shorter versions (fewer repetitions,
-fewer fuzz inputs, a 15 s memory window) for a check in about two minutes; the full run takes
-about six. Only 127.0.0.1 is used: simulators, mosquitto, VictoriaMetrics and the daemon.
+fewer fuzz inputs, a 15 s memory window) for a check in a few minutes. Only 127.0.0.1 is used:
+simulators, mosquitto, VictoriaMetrics and the daemon.
+
+The key figures are then compared with ``bench/baseline.json``: a figure more than 25 % worse
+than its baseline (lower for a ratio or a rate, higher for a time or a size) fails the run, exit
+1, naming the figure. ``--update-baseline`` writes this run's figures there instead (the ones of
+the benchmarks run; the others are kept); ``--no-baseline`` skips the comparison.
 
 Run: ``.venv/bin/python -m bench [--quick] [--only NAME ...] [--skip NAME ...] [--markdown]``
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import os
 import platform
@@ -21,6 +27,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench import (
     bench_codec,
@@ -31,6 +38,7 @@ from bench import (
     bench_mqtt,
     bench_refresh,
     bench_rest,
+    bench_startup,
     fuzz_frames,
 )
 from bench.common import Row, format_table, quiet_logs
@@ -74,11 +82,58 @@ BENCHES = (
           lambda o: asyncio.run(bench_rest.measure(10 if o.quick else 50))),
     Bench("evc", "one EV charger poll over Modbus TCP against pymodbus alone",
           lambda o: asyncio.run(bench_evc.measure(50 if o.quick else 200))),
-    Bench("memory", "daemon RSS and CPU share with 1 and 20 inverters",
+    Bench("startup", "read as a whole process, run until /runAll first answers",
+          lambda o: asyncio.run(bench_startup.measure(0.25, 1 if o.quick else 3))),
+    Bench("memory", "daemon RSS and CPU share: bare, MQTT + REST, everything with 1 and 20",
           lambda o: asyncio.run(bench_memory.measure(o.inverters, o.settle, o.window))),
     Bench("fuzz", "mutation fuzzing of the decoder", _fuzz),
 )  # fmt: skip
 NAMES = [b.name for b in BENCHES]
+BASELINE = Path(__file__).with_name("baseline.json")
+TOLERANCE = 1.25  # a figure more than 25 % worse than its baseline is a regression
+
+
+def regressions(rows: list[Row], baseline: dict[str, dict[str, object]]) -> list[str]:
+    """One line per figure of ``rows`` more than 25 % worse than in ``baseline``."""
+    out = []
+    for row in rows:
+        base = baseline.get(row.metric)
+        if not row.metric or row.number is None or base is None:
+            continue
+        value = base.get("value")
+        if not isinstance(value, int | float) or value <= 0:
+            continue
+        if row.higher_is_better:
+            worse = row.number * TOLERANCE < value
+        else:
+            worse = row.number > value * TOLERANCE
+        if worse:
+            out.append(
+                f"{row.metric} ({row.figure.strip()}): {row.number:.3g}, baseline "
+                f"{value:.3g} ({'higher' if row.higher_is_better else 'lower'} is better)"
+            )
+    return out
+
+
+def load_baseline() -> dict[str, dict[str, object]]:
+    if not BASELINE.exists():
+        return {}
+    figures = json.loads(BASELINE.read_text()).get("figures", {})
+    return figures if isinstance(figures, dict) else {}
+
+
+def write_baseline(rows: list[Row]) -> None:
+    figures = load_baseline()
+    for row in rows:
+        if row.metric and row.number is not None:
+            figures[row.metric] = {"value": round(row.number, 4),
+                                   "higher_is_better": row.higher_is_better,
+                                   "figure": row.figure.strip()}  # fmt: skip
+    doc = {"about": "python -m bench compares its key figures with these (bench/README.md); "
+                    "python -m bench --update-baseline rewrites them",
+           "python": platform.python_version(), "cpus": os.cpu_count(),
+           "figures": dict(sorted(figures.items()))}  # fmt: skip
+    BASELINE.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -98,6 +153,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--inverters", type=int, nargs="+", default=[1, 20], metavar="N",
                         help="memory: inverter counts (1 20)")  # fmt: skip
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--update-baseline", action="store_true",
+                       help="write this run's key figures to bench/baseline.json")  # fmt: skip
+    group.add_argument("--no-baseline", action="store_true",
+                       help="do not compare with bench/baseline.json")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -135,7 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows, markdown=args.markdown))
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    worse: list[str] = []
+    if args.update_baseline and not failed:
+        write_baseline(rows)
+        print(f"\nbaseline written: {BASELINE}")
+    elif not args.no_baseline:
+        worse = regressions(rows, load_baseline())
+        for line in worse:
+            print(f"regression: {line}", file=sys.stderr)
+    return 1 if failed or worse else 0
 
 
 if __name__ == "__main__":

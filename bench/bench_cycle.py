@@ -85,7 +85,10 @@ STAGES: Final = (
 
 class Feed:
     """Stands in for a coordinator towards :class:`InfluxService`: ``updates()`` yields the
-    snapshots handed to :meth:`push` (the service needs nothing else of a coordinator)."""
+    snapshots handed to :meth:`push` (the service needs nothing else of an inverter's view but
+    its name)."""
+
+    name = "bench"
 
     def __init__(self) -> None:
         self.config = SimpleNamespace(host="bench")

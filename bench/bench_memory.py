@@ -1,15 +1,23 @@
-"""Resident memory and CPU share of the real daemon, with one inverter and with twenty.
+"""Resident memory and CPU share of the real daemon: bare, with MQTT and REST, with everything.
 
-For each count, simulated plants (the default Gen3 hybrid with two packs, each its own seed and
-serial, on the real clock) are served by simulators in this process, and ``givtcp-async run``
-runs as a subprocess (so its memory and CPU are its own) with a configuration file pointing one
+Simulated plants (the default Gen3 hybrid with two packs, each its own seed and serial, on the
+real clock) are served by simulators in this process, and ``givtcp-async run`` runs as a
+subprocess (so its memory and CPU are its own) with a configuration file pointing one
 ``[[inverters]]`` entry at each, every poll setting at its default (``poll_interval`` 15 s,
-``settings_interval`` 120 s, pacing 0.25 s), with every output on: MQTT with Home Assistant
-discovery to a mosquitto, REST on 127.0.0.1, InfluxDB to a VictoriaMetrics. Once every inverter
-answered, the bench lets the daemon settle (first polls, meter scan, discovery announcement),
-then measures over a window: ``VmRSS`` from ``/proc/<pid>/status`` every second (the last
-sample is reported, with the largest and the peak ``VmHWM``), and the CPU share from
-``utime + stime`` of ``/proc/<pid>/stat`` (all threads) over the window, as % of one core.
+``settings_interval`` 120 s, pacing 0.25 s). The daemon runs as its production install would:
+only its runtime dependencies importable (:mod:`bench.production`; the development environment's
+test tools are hidden, e.g. ``rich``, which structlog would load just because it is there).
+
+The outputs: none (the bare poll loop); MQTT (with Home Assistant discovery, to a mosquitto) and
+REST on 127.0.0.1; and every output, InfluxDB to a VictoriaMetrics too, with 1 and with 20
+(``--inverters 1 20``) inverters. The peer, givenergy-modbus 2.13.0, runs its own bare poll loop
+in a subprocess the same way (``detect()``, ``load_config()``, then ``refresh()`` every 15 s and
+``load_config()`` every 120 s). Once every inverter answered, the bench lets the process settle
+(first polls, meter scan, discovery announcement), then measures over a window: ``VmRSS`` from
+``/proc/<pid>/status`` every second (the last sample is reported, with the largest and the peak
+``VmHWM``), and the CPU share from ``utime + stime`` of ``/proc/<pid>/stat`` (all threads) over
+the window, as % of one core. The bare and MQTT + REST runs use a window of at most 20 s (their
+memory figure needs no more).
 
 Run: ``.venv/bin/python -m bench.bench_memory [--inverters 1 20] [--settle S] [--window S]``
 """
@@ -32,6 +40,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import Row, quiet_logs
+from bench.production import CLI, ROOT, launcher, passed_on
 from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.simulator.server import DongleSimulator
 from tests.servers import Mosquitto, VictoriaMetrics, free_port
@@ -40,16 +49,61 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POLL_INTERVAL = 15.0  # the default, which the daemon runs with here
 MIB = 1024 * 1024
 
+# The peer's bare poll loop at the daemon's default intervals.
+PEER_LOOP = """
+import asyncio, sys, time
+from givenergy_modbus.client.client import Client
+
+async def main(port):
+    client = Client("127.0.0.1", port)
+    await client.connect()
+    await client.detect()
+    await client.load_config()
+    print("ready", flush=True)
+    settings_due = time.monotonic() + 120
+    while True:
+        started = time.monotonic()
+        try:
+            if started >= settings_due:
+                await client.load_config()
+                settings_due = started + 120
+            await client.refresh()
+        except Exception as err:
+            print("poll failed", repr(err), file=sys.stderr, flush=True)
+        await asyncio.sleep(max(0.0, started + 15 - time.monotonic()))
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What runs: ``outputs`` of the daemon ("bare", "mqtt+rest", "all") or the "peer"."""
+
+    outputs: str
+    inverters: int
+
+    @property
+    def label(self) -> str:
+        what = {"bare": "bare poll loop", "mqtt+rest": "MQTT + discovery, REST",
+                "all": "MQTT + discovery, REST, InfluxDB",
+                "peer": "givenergy-modbus 2.13.0 bare poll loop"}[self.outputs]  # fmt: skip
+        return f"{self.inverters} inverter{'s' if self.inverters > 1 else ''}, {what}"
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    inverters: int
+    setup: Setup
     rss: int  # bytes, last sample of the window
     rss_max: int
     hwm: int  # VmHWM at the end: the peak since start, start-up included
     cpu: float  # seconds of CPU (user + system) over the window
     window: float  # seconds
     requests: int  # read and write requests the simulators answered during the window
+
+    @property
+    def inverters(self) -> int:
+        return self.setup.inverters
 
     @property
     def polls(self) -> float:
@@ -88,26 +142,21 @@ def config_text(
     rest: int,
     influx: str,
     n: int,
+    outputs: str = "all",
 ) -> str:
-    lines = [
-        "[mqtt]",
-        'host = "127.0.0.1"',
-        f"port = {mqtt}",
-        f'client_id = "bench-memory-{n}"',
-        "",
-        "[rest]",
-        'host = "127.0.0.1"',
-        f"port = {rest}",
-        "",
-        "[influx]",
-        f'url = "{influx}"',
-        'bucket = "bench"',
-        'org = "bench"',
-        "",
-        "[control]",
-        f'state_dir = "{state_dir}"',
-        "",
-    ]
+    lines = ["[mqtt]"]
+    if outputs == "bare":
+        lines += ["enabled = false"]
+    else:
+        lines += ['host = "127.0.0.1"', f"port = {mqtt}", f'client_id = "bench-memory-{n}"']
+    lines += ["", "[rest]"]
+    lines += [f'host = "127.0.0.1"\nport = {rest}' if outputs != "bare" else "enabled = false"]
+    lines += ["", "[influx]"]
+    if outputs == "all":
+        lines += [f'url = "{influx}"', 'bucket = "bench"', 'org = "bench"']
+    else:
+        lines += ["enabled = false"]
+    lines += ["", "[control]", f'state_dir = "{state_dir}"', ""]
     for sim in simulators:
         lines += ["[[inverters]]", 'host = "127.0.0.1"', f"port = {sim.port}", ""]
     return "\n".join(lines)
@@ -126,6 +175,18 @@ async def simulated_plants(n: int) -> AsyncIterator[list[DongleSimulator]]:
             await sim.close()
 
 
+async def wait_polled(sims: Sequence[DongleSimulator], proc: asyncio.subprocess.Process,
+                      timeout: float) -> None:  # fmt: skip
+    """Return once every simulator has answered a request of the process."""
+    deadline = time.monotonic() + timeout
+    while not all(sim.requests_seen() for sim in sims):
+        if proc.returncode is not None:
+            raise RuntimeError(f"the process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not every simulated inverter was polled within {timeout} s")
+        await asyncio.sleep(0.2)
+
+
 async def wait_healthy(port: int, proc: asyncio.subprocess.Process, timeout: float) -> None:
     """Return once the daemon's /health says 200 (an inverter answered)."""
     deadline = time.monotonic() + timeout
@@ -142,34 +203,38 @@ async def wait_healthy(port: int, proc: asyncio.subprocess.Process, timeout: flo
 
 
 async def measure_daemon(
-    n: int,
+    setup: Setup,
     workdir: Path,
     broker: Mosquitto,
     victoria: VictoriaMetrics,
     settle: float,
     window: float,
 ) -> Sample:
-    run_dir = workdir / f"daemon-{n}"
+    n = setup.inverters
+    run_dir = workdir / f"{setup.outputs}-{n}"
     run_dir.mkdir()
     async with simulated_plants(n) as sims:
         rest = free_port()
-        config = run_dir / "config.toml"
-        text = config_text(sims, run_dir / "state", broker.port, rest, victoria.url, n)
-        config.write_text(text)
+        if setup.outputs == "peer":
+            peer = launcher("givenergy-modbus", "exec(sys.argv.pop(1))")
+            argv = [*peer, PEER_LOOP, str(sims[0].port)]
+        else:
+            config = run_dir / "config.toml"
+            text = config_text(sims, run_dir / "state", broker.port, rest, victoria.url, n,
+                               setup.outputs)  # fmt: skip
+            config.write_text(text)
+            argv = [*launcher("givtcp-async", CLI), "run", "--config", str(config)]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(run_dir),
-               "LANG": "C.UTF-8"}  # fmt: skip
-        with (run_dir / "daemon.log").open("wb") as log:
+               "LANG": "C.UTF-8", **passed_on()}  # fmt: skip
+        with (run_dir / "process.log").open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "givtcp_async", "run", "--config", str(config),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                cwd=ROOT,
             )  # fmt: skip
         try:
-            await wait_healthy(rest, proc, timeout=60)
-            deadline = time.monotonic() + 60
-            while not all(sim.requests_seen() for sim in sims):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("not every simulated inverter was polled within 60 s")
-                await asyncio.sleep(0.2)
+            if setup.outputs in ("mqtt+rest", "all"):
+                await wait_healthy(rest, proc, timeout=60)
+            await wait_polled(sims, proc, timeout=60)
             await asyncio.sleep(settle)
             marks = [sim.mark() for sim in sims]
             cpu0, t0 = proc_cpu(proc.pid), time.monotonic()
@@ -177,17 +242,17 @@ async def measure_daemon(
             while (left := t0 + window - time.monotonic()) > 0:
                 await asyncio.sleep(min(1.0, left))
                 if proc.returncode is not None:
-                    raise RuntimeError(f"the daemon exited with {proc.returncode}")
+                    raise RuntimeError(f"the process exited with {proc.returncode}")
                 rss_max = max(rss_max, proc_status(proc.pid)["VmRSS"])
             cpu1, t1 = proc_cpu(proc.pid), time.monotonic()
             status = proc_status(proc.pid)
             requests = sum(len(sim.requests_seen(m)) for sim, m in zip(sims, marks, strict=True))
             idle = [i for i, (sim, m) in enumerate(zip(sims, marks, strict=True))
                     if not sim.requests_seen(m)]  # fmt: skip
-            if idle:
+            if idle and window >= POLL_INTERVAL:
                 raise RuntimeError(f"inverters {idle} were not polled during the window")
         except BaseException:
-            print((run_dir / "daemon.log").read_text()[-3000:], file=sys.stderr)
+            print((run_dir / "process.log").read_text()[-3000:], file=sys.stderr)
             raise
         finally:
             if proc.returncode is None:
@@ -198,54 +263,76 @@ async def measure_daemon(
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
-    return Sample(n, status["VmRSS"], rss_max, status["VmHWM"], cpu1 - cpu0, t1 - t0, requests)
+    return Sample(setup, status["VmRSS"], rss_max, status["VmHWM"], cpu1 - cpu0, t1 - t0,
+                  requests)  # fmt: skip
 
 
 async def measure(counts: Sequence[int], settle: float, window: float) -> list[Row]:
-    """Measure the daemon once per inverter count; print and return the figures."""
-    samples: list[Sample] = []
+    """Measure each setup once; print and return the figures."""
+    short = min(window, 20.0)
+    setups = [
+        (Setup("peer", 1), short),
+        (Setup("bare", 1), short),
+        (Setup("mqtt+rest", 1), short),
+        *((Setup("all", n), window) for n in counts),
+    ]
+    samples: dict[Setup, Sample] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         broker, victoria = Mosquitto(workdir), VictoriaMetrics(workdir)
         broker.start()
         victoria.start()
         try:
-            for n in counts:
-                s = await measure_daemon(n, workdir, broker, victoria, settle, window)
-                samples.append(s)
+            for setup, seconds in setups:
+                s = await measure_daemon(setup, workdir, broker, victoria, settle, seconds)
+                samples[setup] = s
                 print(
-                    f"daemon with {n} inverter(s): RSS {s.rss / MIB:.1f} MiB (largest in the "
-                    f"window {s.rss_max / MIB:.1f}, peak since start {s.hwm / MIB:.1f}); CPU "
+                    f"{setup.label}: RSS {s.rss / MIB:.1f} MiB (largest in the window "
+                    f"{s.rss_max / MIB:.1f}, peak since start {s.hwm / MIB:.1f}); CPU "
                     f"{s.cpu:.2f} s over {s.window:.0f} s = {s.share:.2f} % of one core "
                     f"(resolution {100 / CLOCK_TICKS / s.window:.3f} %), "
                     f"{s.cpu * 1000 / s.polls:.1f} ms per inverter per poll; {s.requests} "
-                    f"requests answered ({s.requests / n:.0f} per inverter)"
+                    f"requests answered ({s.requests / s.inverters:.0f} per inverter)"
                 )
         finally:
             broker.stop()
             victoria.stop()
+    peer, bare = samples[Setup("peer", 1)], samples[Setup("bare", 1)]
     rows = [
-        Row(
-            f"daemon RSS, {s.inverters} inverter{'s' if s.inverters > 1 else ''} "
-            "(MQTT + discovery, REST, InfluxDB on)",
-            f"{s.rss / MIB:.1f} MiB",
+        Row("daemon RSS, 1 inverter, bare poll loop (no outputs)", f"{bare.rss / MIB:.1f} MiB",
+            f"peer {peer.rss / MIB:.1f} MiB; {bare.rss / peer.rss:.2f} x the peer",
+            metric="memory.rss_bare_mib", number=bare.rss / MIB),
+        Row("daemon RSS, 1 inverter, MQTT + discovery, REST",
+            f"{samples[Setup('mqtt+rest', 1)].rss / MIB:.1f} MiB",
+            metric="memory.rss_mqtt_rest_mib", number=samples[Setup("mqtt+rest", 1)].rss / MIB),
+    ]  # fmt: skip
+    everything = [samples[Setup("all", n)] for n in counts]
+    rows += [
+        Row(f"daemon RSS, {s.setup.label}", f"{s.rss / MIB:.1f} MiB",
             f"peak since start {s.hwm / MIB:.1f} MiB",
-        )
-        for s in samples
-    ]
+            metric=f"memory.rss_all_{s.inverters}_mib", number=s.rss / MIB)
+        for s in everything
+    ]  # fmt: skip
     rows += [
         Row(
             f"daemon CPU, {s.inverters} inverter{'s' if s.inverters > 1 else ''} "
-            f"(polls every 15 s, {s.window:.0f} s window)",
+            f"(all outputs, polls every 15 s, {s.window:.0f} s window)",
             f"{s.share:.2f} % of one core",
             f"{s.cpu * 1000 / s.polls:.1f} ms per inverter per poll",
         )
-        for s in samples
+        for s in everything
     ]
-    if len(samples) >= 2 and samples[-1].inverters > samples[0].inverters:
-        first, last = samples[0], samples[-1]
+    if len(everything) >= 2 and everything[-1].inverters > everything[0].inverters:
+        first, last = everything[0], everything[-1]
         extra = (last.rss - first.rss) / (last.inverters - first.inverters)
-        rows.append(Row("daemon RSS per additional inverter", f"{extra / MIB:.2f} MiB"))
+        rows.append(
+            Row(
+                "daemon RSS per additional inverter (all outputs)",
+                f"{extra / MIB:.2f} MiB",
+                metric="memory.rss_per_inverter_mib",
+                number=extra / MIB,
+            )
+        )
     return rows
 
 

@@ -13,11 +13,21 @@ import structlog
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One line of the summary table: a figure, its value, and what it compares with."""
+    """One line of the summary table: a figure, its value, and what it compares with.
+
+    A row with a ``metric`` is also compared with the committed baseline (bench/baseline.json):
+    ``number`` is its value there, ``higher_is_better`` says which way is a regression.
+    """
 
     figure: str
     value: str
     bound: str = ""  # the lower bound or a ratio, where the figure compares with one
+    metric: str = ""
+    number: float | None = None
+    higher_is_better: bool = False
+
+
+COLUMNS = ("figure", "value", "bound")
 
 
 def percentile(data: Sequence[float], p: float) -> float:
@@ -72,7 +82,7 @@ def format_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
                 figure = f"&emsp;{figure}"
             lines.append(f"| {figure} | {r.value} | {r.bound} |")
         return "\n".join(lines)
-    widths = [max(len(getattr(r, col)) for r in (header, *rows)) for col in Row.__slots__]
+    widths = [max(len(getattr(r, col)) for r in (header, *rows)) for col in COLUMNS]
     rule = "  ".join("-" * w for w in widths)
 
     def line(r: Row) -> str:

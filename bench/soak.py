@@ -4,7 +4,9 @@
 
 The same soak as ``tests/test_soak.py`` (see ``tests/soak.py``) with a broker restart and an
 InfluxDB outage every five simulated days. Starts its own mosquitto and VictoriaMetrics on
-127.0.0.1. Prints progress per simulated day, then the table; exits 1 on any problem.
+127.0.0.1. The daemon runs in a process of its own (``tests/soak_host.py``): the RSS, tasks and
+sockets of the table are the daemon's alone. Prints progress per simulated day, then the table;
+exits 1 on any problem.
 """
 
 from __future__ import annotations

@@ -85,6 +85,19 @@ def settings_for(
     **sections: Any,
 ) -> Settings:
     """Settings pointing one inverter entry at each simulator, with fast test timings."""
+    return Settings.model_validate(
+        settings_dict(simulators, state_dir, inverter=inverter, **sections)
+    )
+
+
+def settings_dict(
+    simulators: Sequence[DongleSimulator],
+    state_dir: Path,
+    *,
+    inverter: Mapping[str, Any] | None = None,
+    **sections: Any,
+) -> dict[str, Any]:
+    """What :func:`settings_for` validates (plain data: it can go to another process)."""
     inverters = [
         {"host": "127.0.0.1", "port": sim.port, **FAST_INVERTER, **(inverter or {})}
         for sim in simulators
@@ -93,7 +106,7 @@ def settings_for(
     control = {"state_dir": str(state_dir), "min_write_interval": 0, **sections.pop("control", {})}
     # REST is on by default in the daemon: tests that do not ask for it must not take port 6345.
     sections.setdefault("rest", {"enabled": False})
-    return Settings.model_validate({"inverters": inverters, "control": control, **sections})
+    return {"inverters": inverters, "control": control, **sections}
 
 
 @contextlib.asynccontextmanager

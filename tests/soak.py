@@ -20,16 +20,18 @@ checks:
   point of every validated snapshot arrived (after the outages too);
 * memory, asyncio tasks and sockets, sampled at quiet moments, stay flat.
 
+The daemon runs in a process of its own (:mod:`tests.soak_host`, driven over a pipe), so the
+memory, tasks and sockets sampled are the daemon's alone; the simulated dongle, the plant and the
+checks run here.
+
 ``tests/test_soak.py`` runs one simulated day in CI; ``bench/soak.py`` runs a month or more.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import os
 import random
 import time
 import urllib.parse
@@ -44,16 +46,14 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from givtcp_async.backoff import Backoff
+from bench.production import launcher
 from givtcp_async.protocol.frames import WriteRequest
+from givtcp_async.quality.gates import Reading
 from givtcp_async.simulator.faults import FaultKind
-from givtcp_async.simulator.plant import PlantConfig
+from givtcp_async.simulator.plant import Plant, PlantConfig
+from givtcp_async.simulator.server import DongleSimulator
 from givtcp_async.sinks.discovery import command_topic, result_topic
-from givtcp_async.sinks.influx import InfluxService, snapshot_points
-from givtcp_async.sinks.mqtt import MqttService
-from givtcp_async.sinks.state_topics import StateTopics
-from givtcp_async.snapshot import Snapshot
-from tests.harness import Rig, running_daemon
+from tests.harness import settings_dict
 from tests.mqtt_support import Watcher, watching
 from tests.servers import Mosquitto, VictoriaMetrics, free_port
 from tests.test_influx import parse_line
@@ -77,6 +77,7 @@ FAULTS: Mapping[FaultKind, float] = {
 }
 RECONNECT_MARGIN = 2.0  # seconds beyond the bound, for a loaded 2-core machine
 COMMAND_TIMEOUT = 60.0
+REPOSITORY = Path(__file__).resolve().parents[1]  # the daemon's process runs from here
 RECENT = 8  # snapshots whose MQTT messages and runAll trees may still be arriving
 
 
@@ -184,19 +185,6 @@ class SoakReport:
         return "\n".join(rows)
 
 
-def resources() -> tuple[float, int]:
-    """This process's resident memory (MiB) and open sockets."""
-    rss = 0.0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-    sockets = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
-            sockets += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-    return rss, sockets
-
-
 # --- commands --------------------------------------------------------------------------------
 
 
@@ -245,29 +233,145 @@ class Sent:
     result: dict[str, Any] | None = None
 
 
+# --- the daemon's process -----------------------------------------------------------------------
+
+
+@dataclass
+class Published:
+    """A snapshot the daemon published, as :mod:`tests.soak_host` sends it."""
+
+    serial: str
+    taken_at: datetime
+    values: dict[str, Reading]
+    batteries: list[dict[str, Reading]]
+    mqtt: set[tuple[str, str]]  # its state messages (topic, payload)
+    runall: Any  # its runAll tree, as JSON
+    influx: list[str]  # its InfluxDB lines
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> Published:
+        def readings(values: Mapping[str, Any]) -> dict[str, Reading]:
+            return {n: Reading(_decode(v), stale=stale) for n, (v, stale) in values.items()}
+
+        return cls(
+            serial=event["serial"],
+            taken_at=datetime.fromisoformat(event["taken_at"]),
+            values=readings(event["values"]),
+            batteries=[readings(b) for b in event["batteries"]],
+            mqtt={(t, p) for t, p in event["mqtt"]},
+            runall=event["runall"],
+            influx=list(event["influx"]),
+        )
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"$dt"}:
+        return datetime.fromisoformat(value["$dt"])
+    return value
+
+
+class DaemonProcess:
+    """The daemon in a process of its own (``python -m tests.soak_host``) and the soak's calls
+    to it; every snapshot it publishes is handed to ``on_snapshot`` before any later answer."""
+
+    def __init__(
+        self, proc: asyncio.subprocess.Process, on_snapshot: Callable[[Published], None]
+    ) -> None:
+        self.proc = proc
+        self.on_snapshot = on_snapshot
+        self._calls: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = 0
+        self._started = asyncio.Event()
+        self._reader = asyncio.create_task(self._read(), name="soak-daemon-pipe")
+
+    @classmethod
+    async def start(
+        cls, settings: Mapping[str, Any], now: datetime, on_snapshot: Callable[[Published], None]
+    ) -> DaemonProcess:
+        # As its production install would run it: only its runtime dependencies importable.
+        run = "import runpy; runpy.run_module('tests.soak_host', run_name='__main__')"
+        proc = await asyncio.create_subprocess_exec(
+            *launcher("givtcp-async", run),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            cwd=REPOSITORY, limit=1 << 24,
+        )  # fmt: skip
+        host = cls(proc, on_snapshot)
+        host._send({"settings": settings, "time": now.isoformat()})
+        async with asyncio.timeout(60):
+            await host._started.wait()
+        return host
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _send(self, message: Mapping[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            message = json.loads(line)
+            if message.get("event") == "snapshot":
+                self.on_snapshot(Published.from_event(message))
+            elif message.get("event") == "started":
+                self._started.set()
+            elif (call := self._calls.pop(message.get("id", -1), None)) is not None:
+                call.set_result(message)
+        for call in self._calls.values():
+            call.set_exception(RuntimeError("the daemon's process went away"))
+
+    async def call(self, op: str, timeout: float = COMMAND_TIMEOUT, **args: Any) -> dict[str, Any]:
+        """Send a request; its answer (an error answer raises)."""
+        self._ids += 1
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._calls[self._ids] = future
+        self._send({"id": self._ids, "op": op, **args})
+        async with asyncio.timeout(timeout):
+            reply = await future
+        if "error" in reply:
+            raise RuntimeError(f"{op}: {reply['error']}")
+        return reply
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop the daemon; what it left behind (tasks, sockets)."""
+        try:
+            return await self.call("stop")
+        finally:
+            async with asyncio.timeout(30):
+                await self.proc.wait()
+            await self._reader
+
+
 # --- the soak --------------------------------------------------------------------------------
 
 
 class Soak:
     def __init__(
-        self, cfg: SoakConfig, rig: Rig, broker: Mosquitto, vm: VictoriaMetrics, rest_port: int
+        self,
+        cfg: SoakConfig,
+        plant: Plant,
+        sim: DongleSimulator,
+        broker: Mosquitto,
+        vm: VictoriaMetrics,
+        rest_port: int,
     ) -> None:
         self.cfg = cfg
-        self.rig = rig
+        self.plant = plant
+        self.sim = sim
         self.broker = broker
         self.vm = vm
         self.rest = f"http://127.0.0.1:{rest_port}"
         self.rng = random.Random(cfg.seed)
         self.report = SoakReport()
         self.serial = ""
-        self.coord = rig.coordinator
-        self.mqtt = next(s for s in rig.daemon.services if isinstance(s, MqttService))
-        self.influx = next(s for s in rig.daemon.services if isinstance(s, InfluxService))
-        self.influx.retry = Backoff(initial=0.05, maximum=0.5)
-        self.snapshots: list[Snapshot] = []  # published, not yet validated
-        self.last_seen: Snapshot | None = None
-        self.last_checked: Snapshot | None = None
-        self._seen_signal = asyncio.Event()
+        self.daemon: DaemonProcess | None = None
+        self.backoff_max = 0.0
+        self.mqtt_backoff_bound = 0.0
+        self.snapshots: list[Published] = []  # published, not yet validated
+        self._first = asyncio.Event()
+        self.last_checked: Published | None = None
         self.last_fresh: dict[tuple[int, str], Any] = {}
         # What the latest snapshots allow on MQTT and from GET /runAll: a message may arrive a
         # little after the next snapshot is validated.
@@ -280,31 +384,27 @@ class Soak:
 
     # -- following snapshots
 
-    async def follow(self) -> None:
-        async for snap in self.coord.updates():
-            self.snapshots.append(snap)
-            self.last_seen = snap
-            self._seen_signal.set()
-            self._seen_signal = asyncio.Event()
+    def published(self, snap: Published) -> None:
+        self.snapshots.append(snap)
+        self._first.set()
 
-    async def caught_up(self) -> None:
-        """Every snapshot the coordinator published has been taken by :meth:`follow`."""
-        while self.last_seen is not self.coord.snapshot:
-            await self._seen_signal.wait()
+    @property
+    def host(self) -> DaemonProcess:
+        assert self.daemon is not None
+        return self.daemon
 
     async def quiet(self) -> None:
-        await self.coord.wait_idle()
-        await self.caught_up()
+        """The daemon waits for its next poll and every snapshot it published is here."""
+        await self.host.call("quiet")
 
     # -- validation
 
     def truths(self) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        truth = self.rig.plant.truth()
+        truth = self.plant.truth()
         return [(dict(truth.values), [dict(b) for b in truth.batteries])]
 
     def validate(self, truths: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
         snaps, self.snapshots = self.snapshots, []
-        topics = StateTopics(ROOT, changes_only=False)
         for snap in snaps:
             self.report.snapshots += 1
             previous, self.last_checked = self.last_checked, snap
@@ -313,18 +413,22 @@ class Soak:
             again = previous is not None and snap.taken_at == previous.taken_at
             devices = [(snap.values, previous.values if previous else {}, [t[0] for t in truths])]
             for index, pack in enumerate(snap.batteries):
-                before = previous.batteries[index].values if previous and again else {}
-                devices.append((pack.values, before, [t[1][index] for t in truths
-                                                      if index < len(t[1])]))  # fmt: skip
+                before = (
+                    previous.batteries[index]
+                    if previous and again and index < len(previous.batteries)
+                    else {}
+                )
+                devices.append((pack, before, [t[1][index] for t in truths
+                                               if index < len(t[1])]))  # fmt: skip
             for device, (values, before, device_truths) in enumerate(devices):
                 if again:
                     changed = {n: r for n, r in values.items() if before.get(n) != r}
                     self._check_values(changed, device_truths, device, snap, only=True)
                 else:
                     self._check_values(values, device_truths, device, snap)
-            self.allowed_mqtt.append({(m.topic, m.payload) for m in topics.messages(snap)})
-            self.allowed_runall.append(json.loads(json.dumps(snap.runall(), default=str)))
-            for line in snapshot_points(snap):
+            self.allowed_mqtt.append(snap.mqtt)
+            self.allowed_runall.append(snap.runall)
+            for line in snap.influx:
                 measurement, tags, fields, ts = parse_line(line)
                 labels = tuple(sorted(tags.items()))
                 for name, value in fields.items():
@@ -336,7 +440,7 @@ class Soak:
         values: Mapping[str, Any],
         truths: list[dict[str, Any]],
         device: int,
-        snap: Snapshot,
+        snap: Published,
         *,
         only: bool = False,
     ) -> None:
@@ -396,10 +500,7 @@ class Soak:
     async def check_influx(self) -> None:
         """Every sample stored since the last check matches a validated snapshot, and every
         point of those snapshots is stored."""
-        async with asyncio.timeout(60):
-            await self.influx.wait_for(
-                lambda: len(self.influx.buffer) == 0 and self.influx.buffer.in_flight == 0
-            )
+        await self.host.call("influx_drained", timeout=60)
         expected = {
             k: v for k, v in self.allowed_influx.items() if k[2] >= self.influx_checked_until
         }
@@ -475,7 +576,7 @@ class Soak:
 
     def check_commands(self, commands: list[Sent], mark: int) -> None:
         writes: dict[int, int] = {}
-        for req in self.rig.sim.requests_seen(mark):
+        for req in self.sim.requests_seen(mark):
             if isinstance(req, WriteRequest):
                 writes[req.register] = req.value  # the last write to each register wins
         for sent in commands:
@@ -495,7 +596,7 @@ class Soak:
                 if not change.get("written"):
                     continue
                 reg, new = int(change["register"]), int(change["new"])
-                held = self.rig.sim.store.holding(reg)
+                held = self.sim.store.holding(reg)
                 if writes.get(reg) != held or change.get("echo") != new:
                     self.report.problem(
                         f"command {sent.function} ok but HR{reg} holds {held}, "
@@ -508,13 +609,13 @@ class Soak:
 
     async def reconnect_after(self, refuse: float) -> None:
         """Drop the daemon's link (refusing connections for ``refuse`` s); time its return."""
-        sim = self.rig.sim
+        sim = self.sim
         mark = sim.mark()
         started = time.monotonic()
         if refuse:
             sim.refuse_connections(refuse)
         sim.disconnect_all()
-        bound = refuse + self.coord.conn.settings.backoff_max + RECONNECT_MARGIN
+        bound = refuse + self.backoff_max + RECONNECT_MARGIN
         try:
             await sim.wait_for(lambda e: e.kind == "connect", after=mark, timeout=bound + 30)
         except TimeoutError:
@@ -530,98 +631,109 @@ class Soak:
         started = time.monotonic()
         await asyncio.to_thread(self.broker.restart)
         self.mqtt_sessions += 1
-        async with asyncio.timeout(self.mqtt.backoff.bound() + 30):
-            await self.mqtt.wait_connected(self.mqtt_sessions)
+        await self.host.call(
+            "mqtt_connected", n=self.mqtt_sessions, timeout=self.mqtt_backoff_bound + 30
+        )
         self.report.broker_restarts += 1
         self.report.mqtt_reconnect_times.append(time.monotonic() - started)
 
     # -- the run
 
-    async def run(self) -> SoakReport:
-        cfg, rig, report = self.cfg, self.rig, self.report
+    async def run(self, settings: Mapping[str, Any]) -> SoakReport:
+        cfg, report, sim = self.cfg, self.report, self.sim
         started = time.monotonic()
-        sim = rig.sim
         sim.faults.rng = random.Random(cfg.seed + 1)
         sim.faults.random_delay = 1.0
-        first = await rig.first_snapshot(timeout=60)
-        self.serial = first.serial
-        follower = asyncio.create_task(self.follow(), name="soak-follow")
+        self.daemon = await DaemonProcess.start(settings, self.plant.now(), self.published)
         try:
-            await self.quiet()
-            self.validate(self.truths())
-            for kind, p in FAULTS.items():
-                sim.faults.set_probability(kind, p)
-            steps = cfg.steps
-            restarts = {
-                int(steps * (i + 1) / (cfg.broker_restarts + 1)) for i in range(cfg.broker_restarts)
-            }
-            outages = {
-                int(steps * (i + 0.5) / max(cfg.influx_outages, 1))
-                for i in range(cfg.influx_outages)
-            }
-            influx_back = -1
-            timeout = aiohttp.ClientTimeout(total=COMMAND_TIMEOUT)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                watcher_cm = watching(self.broker.port, f"{ROOT}/{self.serial}/#")
-                watcher = await watcher_cm.__aenter__()
-                try:
-                    for step in range(steps):
-                        if step in restarts:
-                            await self.check_mqtt(watcher)
-                            await watcher_cm.__aexit__(None, None, None)
-                            await self.restart_broker()
-                            watcher_cm = watching(self.broker.port, f"{ROOT}/{self.serial}/#")
-                            watcher = await watcher_cm.__aenter__()
-                        if step in outages and not self.influx_down:
-                            await self.check_influx()
-                            await asyncio.to_thread(self.vm.stop)
-                            self.influx_down = True
-                            report.influx_outages += 1
-                            influx_back = step + cfg.influx_outage_steps
-                        if step == influx_back:
-                            await asyncio.to_thread(self.vm.start)
-                            self.influx_down = False
-                        await self.step(step, watcher, session)
-                        if not self.influx_down and (step + 1) % cfg.influx_check_every == 0:
-                            await self.check_influx()
-                        if (step + 1) % cfg.sample_every == 0:
-                            rss, sockets = resources()
-                            report.samples.append(
-                                (step + 1, rss, len(asyncio.all_tasks()), sockets)
-                            )
-                        if cfg.progress and (step + 1) % 144 == 0:
-                            cfg.progress(
-                                f"day {(step + 1) * cfg.step_seconds / 86400:.0f}: "
-                                f"{report.snapshots} snapshots, "
-                                f"{len(report.problems)} problems"
-                            )
-                    sim.faults.clear()
-                    if self.influx_down:
-                        await asyncio.to_thread(self.vm.start)
-                        self.influx_down = False
-                    # One clean poll at the end: everything fresh again.
-                    await self.step(steps, watcher, session, commands=False)
-                    await self.check_mqtt(watcher)
-                    await self.check_influx()
-                finally:
-                    await watcher_cm.__aexit__(None, None, None)
+            await self._run()
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            left = await self.host.stop()
+        # Stopped: nothing of the daemon is left running, no socket left open.
+        if left.get("tasks_left"):
+            report.problem(f"tasks left after stop: {left['tasks_left']}")
+        if left.get("sockets_left", 0) > 0:
+            report.problem(f"{left['sockets_left']} sockets left open after stop")
         report.steps = cfg.steps
         report.simulated_days = cfg.steps * cfg.step_seconds / 86400
         report.wall_seconds = time.monotonic() - started
         report.faults.update({k.value: n for k, n in sim.faults.injected.items()})
-        report.reconnects = self.coord.conn.stats.reconnects
-        if not any(t.get_name() == "test-daemon" and not t.done() for t in asyncio.all_tasks()):
-            report.problem("the daemon stopped")  # it must never need a restart
         return report
+
+    async def _run(self) -> None:
+        cfg, report, sim = self.cfg, self.report, self.sim
+        async with asyncio.timeout(60):
+            await self._first.wait()
+        self.serial = self.snapshots[0].serial
+        stats = await self.host.call("stats")
+        self.backoff_max = stats["backoff_max"]
+        self.mqtt_backoff_bound = stats["mqtt_backoff_bound"]
+        await self.quiet()
+        self.validate(self.truths())
+        for kind, p in FAULTS.items():
+            sim.faults.set_probability(kind, p)
+        steps = cfg.steps
+        restarts = {
+            int(steps * (i + 1) / (cfg.broker_restarts + 1)) for i in range(cfg.broker_restarts)
+        }
+        outages = {
+            int(steps * (i + 0.5) / max(cfg.influx_outages, 1)) for i in range(cfg.influx_outages)
+        }
+        influx_back = -1
+        timeout = aiohttp.ClientTimeout(total=COMMAND_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            watcher_cm = watching(self.broker.port, f"{ROOT}/{self.serial}/#")
+            watcher = await watcher_cm.__aenter__()
+            try:
+                for step in range(steps):
+                    if step in restarts:
+                        await self.check_mqtt(watcher)
+                        await watcher_cm.__aexit__(None, None, None)
+                        await self.restart_broker()
+                        watcher_cm = watching(self.broker.port, f"{ROOT}/{self.serial}/#")
+                        watcher = await watcher_cm.__aenter__()
+                    if step in outages and not self.influx_down:
+                        await self.check_influx()
+                        await asyncio.to_thread(self.vm.stop)
+                        self.influx_down = True
+                        report.influx_outages += 1
+                        influx_back = step + cfg.influx_outage_steps
+                    if step == influx_back:
+                        await asyncio.to_thread(self.vm.start)
+                        self.influx_down = False
+                    await self.step(step, watcher, session)
+                    if not self.influx_down and (step + 1) % cfg.influx_check_every == 0:
+                        await self.check_influx()
+                    if (step + 1) % cfg.sample_every == 0:
+                        stats = await self.host.call("stats")
+                        report.samples.append(
+                            (step + 1, stats["rss"], stats["tasks"], stats["sockets"])
+                        )
+                    if cfg.progress and (step + 1) % 144 == 0:
+                        cfg.progress(
+                            f"day {(step + 1) * cfg.step_seconds / 86400:.0f}: "
+                            f"{report.snapshots} snapshots, "
+                            f"{len(report.problems)} problems"
+                        )
+                sim.faults.clear()
+                if self.influx_down:
+                    await asyncio.to_thread(self.vm.start)
+                    self.influx_down = False
+                # One clean poll at the end: everything fresh again.
+                await self.step(steps, watcher, session, commands=False)
+                await self.check_mqtt(watcher)
+                await self.check_influx()
+            finally:
+                await watcher_cm.__aexit__(None, None, None)
+        stats = await self.host.call("stats")
+        report.reconnects = stats["reconnects"]
+        if stats.get("daemon_stopped"):
+            report.problem("the daemon stopped")  # it must never need a restart
 
     async def step(
         self, step: int, watcher: Watcher, session: aiohttp.ClientSession, *, commands: bool = True
     ) -> None:
-        cfg, rig = self.cfg, self.rig
+        cfg = self.cfg
         await self.quiet()
         self.validate(self.truths())  # anything published since the last step (fan-out, timers)
         refuse: float | None = None
@@ -633,10 +745,11 @@ class Soak:
             await self.reconnect_after(refuse)
             await self.quiet()
             self.validate(self.truths())
-        rig.plant.advance(cfg.step_seconds)
+        self.plant.advance(cfg.step_seconds)
         truths = self.truths()
-        mark = rig.sim.mark()
-        self.coord.request_refresh(settings=True)
+        mark = self.sim.mark()
+        # The plant's new time and the refresh together: one poll, as with the plant's clock.
+        await self.host.call("time", t=self.plant.now().isoformat(), refresh=True)
         sent: list[Sent] = []
         if commands:
             count = min(3, int(self.rng.expovariate(1 / cfg.commands_per_step)))
@@ -670,35 +783,25 @@ class Soak:
 async def run_soak(
     tmp_path: Path, cfg: SoakConfig, broker: Mosquitto, vm: VictoriaMetrics
 ) -> SoakReport:
-    """Start the daemon (MQTT, REST, InfluxDB) against a frozen plant and soak it."""
+    """Start the daemon (MQTT, REST, InfluxDB; its own process) against a frozen plant served
+    here, and soak it."""
     rest_port = free_port()
-    before = set(asyncio.all_tasks())
-    sockets_before = resources()[1]
-    plant = PlantConfig(speed=0, start=START, seed=cfg.seed)
-    async with running_daemon(
-        tmp_path,
-        plant_config=plant,
-        use_plant_clock=True,
-        inverter={"read_retries": 2},
-        mqtt={
-            "host": "127.0.0.1",
-            "port": broker.port,
-            "client_id": "givtcp-async-soak",
-            "topic": ROOT,
-        },
-        rest={"port": rest_port},
-        influx={"url": vm.url, "bucket": "givenergy", "org": "home", "token": "soak"},
-        control={"write_budget_per_day": 0},
-    ) as rig:
+    plant = Plant(PlantConfig(speed=0, start=START, seed=cfg.seed))
+    async with plant.simulator() as sim:
         # Heartbeats every few real seconds, so the run answers many of them.
-        rig.sim.config = replace(rig.sim.config, heartbeat_interval=2.0)
-        soak = Soak(cfg, rig, broker, vm, rest_port)
-        report = await soak.run()
-    # Stopped: nothing of the daemon is left running, no socket left open.
-    left = set(asyncio.all_tasks()) - before - {asyncio.current_task()}
-    if left:
-        report.problem(f"tasks left after stop: {sorted(t.get_name() for t in left)}")
-    sockets = resources()[1]
-    if sockets > sockets_before:
-        report.problem(f"{sockets - sockets_before} sockets left open after stop")
-    return report
+        sim.config = replace(sim.config, heartbeat_interval=2.0)
+        settings = settings_dict(
+            [sim],
+            tmp_path / "state",
+            inverter={"read_retries": 2},
+            mqtt={
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "client_id": "givtcp-async-soak",
+                "topic": ROOT,
+            },
+            rest={"port": rest_port},
+            influx={"url": vm.url, "bucket": "givenergy", "org": "home", "token": "soak"},
+            control={"write_budget_per_day": 0},
+        )
+        return await Soak(cfg, plant, sim, broker, vm, rest_port).run(settings)

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bench.__main__ import NAMES
+from bench.__main__ import NAMES, load_baseline, regressions
 from bench.bench_cycle import stats_of
 from bench.bench_memory import proc_cpu, proc_status
 from bench.common import Row, format_table
@@ -34,10 +34,41 @@ def test_python_m_bench_help_lists_every_benchmark() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout
-    names = ("codec", "connection", "refresh", "cycle", "mqtt", "rest", "evc", "memory", "fuzz")
+    assert "--update-baseline" in done.stdout
+    names = ("codec", "connection", "refresh", "cycle", "mqtt", "rest", "evc", "startup", "memory",
+             "fuzz")  # fmt: skip
     for name in names:
         assert name in NAMES
         assert f"{name}:" in done.stdout
+
+
+def test_a_figure_25_percent_worse_than_its_baseline_is_a_regression() -> None:
+    baseline: dict[str, dict[str, object]] = {
+        "codec.decode_vs_peer": {"value": 30.0, "higher_is_better": True},
+        "memory.rss_bare_mib": {"value": 40.0, "higher_is_better": False},
+    }
+    ok = [
+        Row("decode", "", metric="codec.decode_vs_peer", number=24.1, higher_is_better=True),
+        Row("rss", "", metric="memory.rss_bare_mib", number=49.9),
+        Row("not in the baseline", "", metric="startup.read_s", number=99.0),
+        Row("no metric", "1 ms"),
+    ]
+    assert regressions(ok, baseline) == []
+    worse = [
+        Row("decode", "", metric="codec.decode_vs_peer", number=23.9, higher_is_better=True),
+        Row("  rss", "", metric="memory.rss_bare_mib", number=50.1),
+    ]
+    found = regressions(worse, baseline)
+    assert len(found) == 2
+    assert found[0].startswith("codec.decode_vs_peer (decode): 23.9, baseline 30")
+    assert found[1].startswith("memory.rss_bare_mib (rss): 50.1, baseline 40")
+
+
+def test_the_committed_baseline_names_figures_the_benchmarks_produce() -> None:
+    figures = load_baseline()
+    assert {"codec.decode_vs_peer", "refresh.model_vs_peer", "startup.read_s",
+            "memory.rss_bare_mib"} <= set(figures)  # fmt: skip
+    assert all(isinstance(f["value"], int | float) and f["value"] > 0 for f in figures.values())
 
 
 def test_table_aligns_columns_and_renders_markdown() -> None:

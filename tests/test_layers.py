@@ -34,7 +34,16 @@ FLOORS: Final[tuple[tuple[str, ...], ...]] = (
         "evc.connection",
         "evc.snapshot",
     ),
-    ("control", "tariffs", "evc.payloads", "evc.state", "evc.controls", "evc.policy"),  # commands
+    # commands; remembered scans
+    (
+        "control",
+        "tariffs",
+        "scan_memory",
+        "evc.payloads",
+        "evc.state",
+        "evc.controls",
+        "evc.policy",
+    ),
     ("config", "logging_setup"),  # settings models and sources
     ("ports",),  # what the outputs see of an inverter
     ("coordinator", "evc.coordinator"),  # one inverter (or charger): poll, snapshot, commands

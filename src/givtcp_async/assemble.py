@@ -17,9 +17,9 @@ import structlog
 
 from givtcp_async.cache import RegisterCache
 from givtcp_async.layout import TreeLayout
-from givtcp_async.quality.gates import GateSettings, Reading, ValueGate
+from givtcp_async.quality.gates import GateSettings, Reading, Rule, ValueGate, make_rule
 from givtcp_async.quality.pages import is_valid_serial
-from givtcp_async.registers.decode import decode_field
+from givtcp_async.registers.decode import Decoder, compile_decoder, decode_field
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Block, source_of
 from givtcp_async.registers.raw import composites, raw_value
@@ -72,6 +72,42 @@ class FieldSet:
         return {s.name: s for s in every}
 
 
+_BANKS = ("HR", "IR")
+_CLOCKS = frozenset({Enc.DATETIME, Enc.DATETIME_FULL})  # fields that are a clock
+
+# One field compiled for the hot path, made once per assembler (a plain tuple: unpacked in the
+# loops): name, bank (0 HR, 1 IR), the register whose page decides freshness, decoder, gate rule,
+# whether a naive datetime (the inverter's clock) gets the assembler's zone.
+_Entry = tuple[str, int, int, Decoder, Rule, bool]
+
+
+def _compile(specs: Sequence[Field], model: Model) -> tuple[_Entry, ...]:
+    """The entries of ``specs`` for ``model``: made once and shared by every assembler of the
+    same model (twenty inverters of one kind hold one copy)."""
+    key = (model, tuple(map(id, specs)))
+    hit = _COMPILED.get(key)
+    if hit is not None:
+        return hit[1]
+    entries = tuple(
+        (
+            f.name,
+            _BANKS.index(f.bank.value),
+            f.registers[0],
+            compile_decoder(f),
+            make_rule(f, model),
+            f.enc in _CLOCKS,
+        )
+        for f in specs
+    )
+    if len(_COMPILED) >= 64:  # a handful of models per process; never unbounded
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = (tuple(specs), entries)  # the specs keep their ids from being reused
+    return entries
+
+
+_COMPILED: dict[tuple[Model, tuple[int, ...]], tuple[tuple[Field, ...], tuple[_Entry, ...]]] = {}
+
+
 @dataclass
 class SnapshotAssembler:
     """Builds successive snapshots of one inverter; owns the gates' memory of last good values."""
@@ -89,10 +125,22 @@ class SnapshotAssembler:
     _device_gates: dict[str, ValueGate] = field(init=False, default_factory=dict)
     _specs: dict[str, Spec] = field(init=False)
     _device_specs: dict[Source, dict[str, Spec]] = field(init=False)
+    _compiled: dict[Source, tuple[_Entry, ...]] = field(init=False)
+    _derived: tuple[tuple[Derived, Rule], ...] = field(init=False)
+    _clock_entry: _Entry | None = field(init=False)
 
     def __post_init__(self) -> None:
         self._gate = ValueGate(self.model, self.gate_settings, self.clock)
         self._specs = self.fields.specs()
+        self._compiled = {
+            Source.INVERTER: _compile(
+                [f for f in self.fields.inverter if f.source is Source.INVERTER], self.model
+            ),
+            **{src: _compile(fs, self.model) for src, fs in self.fields.devices.items()},
+        }
+        self._derived = tuple((d, make_rule(d, self.model)) for d in self.fields.derived)
+        clock_fields = [f for f in self.fields.inverter if f.enc is Enc.DATETIME]
+        self._clock_entry = _compile(clock_fields[:1], self.model)[0] if clock_fields else None
         self._device_specs = {
             src: {f.name: f for f in fs} for src, fs in self.fields.devices.items()
         }
@@ -111,105 +159,121 @@ class SnapshotAssembler:
                 out[key] = out.get(key, 0) + n
         return out
 
-    def _fresh(self, cache: RegisterCache, address: int, spec: Field, now: float) -> bool:
-        updated = cache.updated_at(address, spec.bank.value, spec.registers[0])
-        return updated is not None and now - updated <= self.fresh_age.get(spec.bank.value, 90.0)
-
     def _values(
         self,
         cache: RegisterCache,
         address: int,
-        specs: Sequence[Field],
+        entries: Sequence[_Entry],
+        stale_pages: set[int],
+        now: float,
         missed: Sequence[Block] = (),
-    ) -> dict[str, Any]:
-        """The decoded value of each of ``specs`` at ``address``, or :data:`UNREFRESHED` where
-        its page is too old or was missed by this refresh."""
-        now = self.clock()
-        out: dict[str, Any] = {}
-        getters = {b: cache.getter(address, b) for b in ("HR", "IR")}
+    ) -> list[Any]:
+        """The decoded value of each entry at ``address``, or :data:`UNREFRESHED` where its
+        page is too old (``stale_pages``: their ids) or was missed by this refresh."""
+        out: list[Any] = []
+        append = out.append
+        pages = tuple(cache.page_index(address, b) for b in _BANKS)
+        getters = tuple(cache.registers(address, b).get for b in _BANKS)
         missed_here = [b for b in missed if b.device_address == address]
-        for spec in specs:
-            if not self._fresh(cache, address, spec, now) or any(
-                b.covers(spec.bank, r) for b in missed_here for r in spec.registers
-            ):
-                out[spec.name] = UNREFRESHED
+        for _, bank, first, decode, rule, localise in entries:
+            page = pages[bank].get(first)
+            if page is None or (stale_pages and id(page) in stale_pages):
+                append(UNREFRESHED)
                 continue
-            value = decode_field(spec, getters[spec.bank.value])
-            if isinstance(value, datetime):
-                value = self._clock_now(cache, address, spec, value, now)
-            out[spec.name] = value
+            spec = rule.spec
+            if (
+                missed_here
+                and isinstance(spec, Field)
+                and any(b.covers(spec.bank, r) for b in missed_here for r in spec.registers)
+            ):
+                append(UNREFRESHED)
+                continue
+            value = decode(getters[bank])
+            if localise and isinstance(value, datetime):
+                value = self._clock_now(value, page.received, now)
+            append(value)
         return out
 
-    def _clock_now(
-        self, cache: RegisterCache, address: int, spec: Field, value: datetime, now: float
-    ) -> datetime:
+    def _clock_now(self, value: datetime, received: float, now: float) -> datetime:
         """A clock field as of now: its page (a settings page, read every settings_interval)
         was read a while ago and the clock ran on since, so it moves at every poll. The gates
         check the result like any reading."""
         if value.tzinfo is None:
             value = value.replace(tzinfo=self.tz)
-        updated = cache.updated_at(address, spec.bank.value, spec.registers[0])
-        if updated is not None and now - updated >= 1:
-            value += timedelta(seconds=int(now - updated))  # whole seconds, as the clock shows
+        if now - received >= 1:
+            value += timedelta(seconds=int(now - received))  # whole seconds, as the clock shows
         return value
+
+    def _stale_pages(self, cache: RegisterCache, now: float) -> set[int]:
+        """The ids of the cached pages too old to publish from: freshness is judged per page."""
+        ages = self.fresh_age
+        return {id(p) for p in cache.pages() if now - p.received > ages.get(p.key.bank, 90.0)}
 
     @staticmethod
     def _judge(
         gate: ValueGate,
-        specs: Sequence[Field],
-        values: Mapping[str, Any],
+        entries: Sequence[_Entry],
+        values: Sequence[Any],
+        now: float,
         local: datetime,
         inverter_time: datetime | None,
     ) -> dict[str, Reading]:
-        """The readings ``gate`` makes of decoded ``values``."""
+        """The readings ``gate`` makes of decoded ``values`` at monotonic time ``now``."""
         out: dict[str, Reading] = {}
-        for spec in specs:
-            value = values[spec.name]
-            out[spec.name] = (
-                gate.unrefreshed(spec)
+        judge = gate.judge
+        for (name, _, _, _, rule, _), value in zip(entries, values, strict=True):
+            out[name] = (
+                gate.unrefreshed(rule, now)
                 if value is UNREFRESHED
-                else gate.check(spec, value, local_time=local, inverter_time=inverter_time)
+                else judge(rule, value, now, local, inverter_time)
             )
         return out
 
     def _inverter_time(self, cache: RegisterCache) -> datetime | None:
-        for spec in self.fields.inverter:
-            if spec.enc is Enc.DATETIME:
-                value = decode_field(spec, cache.getter(INVERTER_ADDRESS, spec.bank.value))
-                if isinstance(value, datetime):
-                    return value.replace(tzinfo=self.tz) if value.tzinfo is None else value
+        if self._clock_entry is None:
+            return None
+        _, bank, _, decode, _, _ = self._clock_entry
+        value = decode(cache.registers(INVERTER_ADDRESS, _BANKS[bank]).get)
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=self.tz) if value.tzinfo is None else value
         return None
 
     def _derive(
-        self, readings: dict[str, Reading], local: datetime, inverter_time: datetime | None
+        self,
+        readings: dict[str, Reading],
+        now: float,
+        local: datetime,
+        inverter_time: datetime | None,
     ) -> None:
-        for spec in self.fields.derived:
-            self._derive_one(spec, readings, local, inverter_time)
+        for spec, rule in self._derived:
+            self._derive_one(spec, rule, readings, now, local, inverter_time)
 
     def _derive_one(
         self,
         spec: Derived,
+        rule: Rule,
         readings: dict[str, Reading],
+        now: float,
         local: datetime,
         inverter_time: datetime | None,
     ) -> None:
-        names = [n for n in spec.inputs if n != NOW]
-        inputs = [readings.get(n) for n in names]
-        if any(r is None or r.stale or r.value is None for r in inputs):
-            readings[spec.name] = self._gate.unrefreshed(spec)
-            return
-        values: dict[str, Any] = {
-            n: r.value for n, r in zip(names, inputs, strict=True) if r is not None
-        }
-        values[NOW] = local
+        """``readings[spec.name]``: computed from fresh inputs only (:data:`NOW` is ``local``)."""
+        values: dict[str, Any] = {}
+        for n in spec.inputs:
+            if n == NOW:
+                values[n] = local
+                continue
+            r = readings.get(n)
+            if r is None or r.stale or r.value is None:
+                readings[spec.name] = self._gate.unrefreshed(rule, now)
+                return
+            values[n] = r.value
         try:
             value = spec.compute(values, self.model)
         except (ArithmeticError, TypeError, ValueError) as err:
             log.warning("derived value failed", field=spec.name, error=repr(err))
             value = None
-        readings[spec.name] = self._gate.check(
-            spec, value, local_time=local, inverter_time=inverter_time
-        )
+        readings[spec.name] = self._gate.judge(rule, value, now, local, inverter_time)
 
     def build(
         self,
@@ -229,18 +293,22 @@ class SnapshotAssembler:
         seconds of each stage added to it: decode, gates, derived, assemble (the benchmark).
         """
         lap = _Laps(timings)
+        mono = self.clock()  # the one clock read of this build
         local = now.astimezone(self.tz)
         inverter_time = self._inverter_time(cache)
-        inv_fields = [f for f in self.fields.inverter if f.source is Source.INVERTER]
-        plan = [(INVERTER_ADDRESS, self._gate, inv_fields)] + [
-            (addr, self._device_gate(addr), self.fields.devices.get(source_of(addr), ()))
+        stale_pages = self._stale_pages(cache, mono)
+        plan = [(INVERTER_ADDRESS, self._gate, self._compiled[Source.INVERTER])] + [
+            (addr, self._device_gate(addr), self._compiled.get(source_of(addr), ()))
             for addr in devices
         ]
-        decoded = [self._values(cache, addr, specs, missed) for addr, _, specs in plan]
+        decoded = [
+            self._values(cache, addr, entries, stale_pages, mono, missed)
+            for addr, _, entries in plan
+        ]
         lap("decode")
         readings, *per_device = [
-            self._judge(gate, specs, values, local, inverter_time)
-            for (_, gate, specs), values in zip(plan, decoded, strict=True)
+            self._judge(gate, entries, values, mono, local, inverter_time)
+            for (_, gate, entries), values in zip(plan, decoded, strict=True)
         ]
         lap("gates")
         snaps = [
@@ -260,7 +328,7 @@ class SnapshotAssembler:
         meters = tuple(d for d in snaps if source_of(d.address) is Source.METER)
         self._lift_pack_totals(readings, batteries)
         lap("assemble")
-        self._derive(readings, local, inverter_time)
+        self._derive(readings, mono, local, inverter_time)
         lap("derived")
         raw: dict[str, Any] | None = None
         if self.print_raw and self.layout is TreeLayout.GIVTCP2:
@@ -324,9 +392,10 @@ class SnapshotAssembler:
                 spec, value, local_time=local, inverter_time=inverter_time
             )
             names.add(spec.name)
-        for derived in self.fields.derived:
+        mono = self.clock()
+        for derived, rule in self._derived:
             if names.intersection(derived.inputs):
-                self._derive_one(derived, readings, local, inverter_time)
+                self._derive_one(derived, rule, readings, mono, local, inverter_time)
                 names.add(derived.name)
         return replace(previous, values=readings, stats=dict(stats or previous.stats))
 

@@ -44,7 +44,8 @@ class RegisterCache:
         self._clock = clock
         self._pages: dict[PageKey, Page] = {}
         self._registers: dict[tuple[int, str], dict[int, int]] = {}
-        self._updated: dict[tuple[int, str, int], float] = {}
+        # The page that last delivered each register: freshness is judged per page.
+        self._page_of: dict[tuple[int, str], dict[int, Page]] = {}
         self.rejections: Counter[PageVerdict] = Counter()
         self.accepted = 0
 
@@ -62,21 +63,23 @@ class RegisterCache:
         if verdict is not PageVerdict.OK:
             self.rejections[verdict] += 1
             return verdict
-        now = self._clock()
-        self._pages[key] = Page(key, frame.values, now, solicited)
-        regs = self._registers.setdefault((frame.device_address, bank), {})
-        for i, value in enumerate(frame.values):
-            regs[frame.base_register + i] = value
-            self._updated[(frame.device_address, bank, frame.base_register + i)] = now
+        page = self._pages[key] = Page(key, frame.values, self._clock(), solicited)
+        span = range(frame.base_register, frame.base_register + len(frame.values))
+        self._registers.setdefault((frame.device_address, bank), {}).update(
+            zip(span, frame.values, strict=True)
+        )
+        self._page_of.setdefault((frame.device_address, bank), {}).update(dict.fromkeys(span, page))
         self.accepted += 1
         return verdict
 
     def offer_write(self, frame: WriteResponse) -> None:
-        """A write echo carries the register's new value: keep the cache in step with it."""
+        """A write echo carries the register's new value: keep the cache in step with it.
+
+        Freshness stays the page's: the echo refreshes one register, not the page it sits in.
+        """
         regs = self._registers.get((frame.device_address, "HR"))
         if regs is not None and frame.register in regs:
             regs[frame.register] = frame.value
-            self._updated[(frame.device_address, "HR", frame.register)] = self._clock()
 
     def get(self, device_address: int, bank: str, register: int) -> int | None:
         return self._registers.get((device_address, bank), {}).get(register)
@@ -85,12 +88,34 @@ class RegisterCache:
         """A look-up function for one device and bank (what field decoding takes)."""
         return self._registers.setdefault((device_address, bank), {}).get
 
+    def registers(self, device_address: int, bank: str) -> dict[int, int]:
+        """Every cached register of one device and bank (read-only for callers)."""
+        return self._registers.setdefault((device_address, bank), {})
+
+    def page_index(self, device_address: int, bank: str) -> dict[int, Page]:
+        """The page that last delivered each register of one device and bank (read-only)."""
+        return self._page_of.setdefault((device_address, bank), {})
+
     def updated_at(self, device_address: int, bank: str, register: int) -> float | None:
-        """Monotonic time the register last changed hands (page read or write echo)."""
-        return self._updated.get((device_address, bank, register))
+        """Monotonic time the page that last delivered the register was received."""
+        page = self._page_of.get((device_address, bank), {}).get(register)
+        return None if page is None else page.received
 
     def page(self, device_address: int, bank: str, base: int) -> Page | None:
         return self._pages.get(PageKey(device_address, bank, base))
+
+    def read_within(
+        self, device_address: int, bank: str, base: int, count: int, seconds: float
+    ) -> bool:
+        """True when our own read of this page (at least ``count`` registers from ``base``)
+        was accepted less than ``seconds`` ago."""
+        page = self._pages.get(PageKey(device_address, bank, base))
+        return (
+            page is not None
+            and page.solicited
+            and len(page.values) >= count
+            and self._clock() - page.received < seconds
+        )
 
     def pages(self) -> list[Page]:
         return list(self._pages.values())
@@ -101,6 +126,7 @@ class RegisterCache:
             del self._pages[key]
         for bank in ("HR", "IR"):
             self._registers.pop((device_address, bank), None)
+            self._page_of.pop((device_address, bank), None)
 
     def raw(self, device_address: int) -> dict[str, int]:
         """Every cached register of one address as {"HR:0": value, "IR:5": value, ...}."""

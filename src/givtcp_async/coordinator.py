@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from givtcp_async import __version__
+from givtcp_async import __version__, scan_memory
 from givtcp_async.assemble import SnapshotAssembler
 from givtcp_async.cache import RegisterCache
 from givtcp_async.config import InverterConfig
@@ -43,7 +43,7 @@ from givtcp_async.ports import Health
 from givtcp_async.protocol.frames import ReadResponse, WriteResponse
 from givtcp_async.quality.gates import GateSettings, Reading
 from givtcp_async.quality.identity import IdentityGuard
-from givtcp_async.reader import PlantLayout, PlantReader, RefreshReport
+from givtcp_async.reader import PlantLayout, PlantReader, RefreshReport, with_devices
 from givtcp_async.registers.models import BatterySide, Model
 from givtcp_async.registers.plan import Cadence
 from givtcp_async.snapshot import Snapshot, Spec
@@ -119,6 +119,7 @@ class InverterCoordinator:
         self._refused: str | None = None  # why detection refused the unit at this address
         self._reported: str | None = None  # the problem last logged
         self._refusing = asyncio.Event()  # set while problem() is not None
+        self._packs_remembered = False
 
     # --- time ------------------------------------------------------------------------------
 
@@ -330,6 +331,7 @@ class InverterCoordinator:
                     num_batteries=self.config.num_batteries,
                     meters=False,
                     expected_serial=self.config.serial,
+                    known_packs=self._remembered_packs,
                 )
                 break
             except IdentityError as err:
@@ -460,8 +462,11 @@ class InverterCoordinator:
         elif self.guard is not None and self.guard.admit_write(frame):
             self.cache.offer_write(frame)
 
-    async def poll_once(self) -> Snapshot:
-        """One refresh: live blocks, plus settings blocks when due; then a new snapshot."""
+    async def poll_once(self, *, reuse_within: float = 0.0) -> Snapshot:
+        """One refresh: live blocks, plus settings blocks when due; then a new snapshot.
+
+        Blocks read less than ``reuse_within`` seconds ago (by detection) are not read again.
+        """
         assert self.layout is not None
         assert self.assembler is not None
         now = self.now()
@@ -471,7 +476,7 @@ class InverterCoordinator:
         if slow:
             blocks = list(plan.by_cadence(Cadence.SLOW)) + blocks
         self._slow_due = False
-        report = await self.reader.refresh(blocks)
+        report = await self.reader.refresh(blocks, reuse_within=reuse_within)
         self._account(report, slow, now)
         snap = self.assembler.build(
             self.cache,
@@ -509,7 +514,7 @@ class InverterCoordinator:
         else:
             self._consecutive_failures = 0
             self._backoff = 1
-        if report.read:
+        if report.read or report.reused:
             self._last_good = self.now()
 
     def _stats(self) -> dict[str, Any]:
@@ -551,15 +556,55 @@ class InverterCoordinator:
         )
         return replace(snap, values=values, specs=specs)
 
+    def _remembered_packs(self, serial: str) -> tuple[int, ...] | None:
+        state_dir = self.options.state_dir
+        scan = scan_memory.remembered(state_dir, serial, "packs", self.clock.now().timestamp())
+        self._packs_remembered = scan is not None
+        return None if scan is None else scan.found
+
+    async def _scan(self, kind: str, *, probe: bool = True) -> None:
+        """Probe the packs or the meters now (``probe``: else take the layout's) and remember
+        what answered."""
+        assert self.layout is not None
+        if kind == "packs":
+            if probe:
+                self.layout = await self.reader.rescan_packs(self.layout)
+            found = self.layout.batteries
+        else:
+            if probe:
+                self.layout = await self.reader.add_meters(self.layout)
+            found = self.layout.meters
+        scan_memory.remember(self.options.state_dir, self.layout.serial, kind, found,
+                             self.clock.now().timestamp())  # fmt: skip
+
     async def _poll_forever(self) -> None:
-        meters_scanned = False
+        # Meters: the last scan's result when it is recent, else a scan after the first poll
+        # (absent meters time out on some models); then again every RESCAN_AFTER seconds.
+        # Packs: detection took the remembered ones, if any; they are probed after that poll.
+        assert self.layout is not None
+        state_dir = self.options.state_dir
+        now = self.clock.now()
+        meters = scan_memory.remembered(state_dir, self.layout.serial, "meters", now.timestamp())
+        next_scan = None
+        if meters is not None:
+            self.layout = with_devices(self.layout, meters=meters.found)
+            next_scan = datetime.fromtimestamp(meters.due, self.tz)
+        packs_due = self.config.num_batteries is None and self.layout.model.battery_side is (
+            BatterySide.LV
+        )
+        # The first poll takes what detection read moments ago (within one poll interval).
+        reuse = self.config.poll_interval
         while True:
             started = self.clock.now()
             try:
-                await self.poll_once()
-                if not meters_scanned and self.layout is not None:
-                    self.layout = await self.reader.add_meters(self.layout)
-                    meters_scanned = True
+                await self.poll_once(reuse_within=reuse)
+                reuse = 0.0
+                if packs_due:  # the remembered packs are checked; detection's are kept
+                    await self._scan("packs", probe=self._packs_remembered)
+                    packs_due = False
+                if next_scan is None or started >= next_scan:
+                    await self._scan("meters")
+                    next_scan = started + timedelta(seconds=scan_memory.RESCAN_AFTER)
             except GivTcpError as err:  # a bug-free poll never raises; keep the loop alive
                 log.error("poll failed", error=repr(err))
             interval = self.config.poll_interval * self._backoff

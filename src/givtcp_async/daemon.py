@@ -13,10 +13,11 @@ published, sockets closed) within ``shutdown_timeout``.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 from collections.abc import Sequence
 from datetime import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -24,15 +25,12 @@ import structlog
 from givtcp_async.config import ChargerConfig, Settings
 from givtcp_async.control.clock import Clock
 from givtcp_async.coordinator import CoordinatorOptions, InverterCoordinator
-from givtcp_async.evc.connection import EvcLinkSettings
-from givtcp_async.evc.coordinator import EvcCoordinator, EvcSettings
 from givtcp_async.ports import ChargerView, InverterView, Links
-from givtcp_async.sinks.broker import broker_service
-from givtcp_async.sinks.influx import influx_service
-from givtcp_async.sinks.mqtt import configuration_url, mqtt_service
-from givtcp_async.sinks.rest import rest_service
 from givtcp_async.systemd import SystemdNotifier
 from givtcp_async.tariffs import TariffSettings
+
+if TYPE_CHECKING:  # imported only when a charger is configured (pymodbus and all)
+    from givtcp_async.evc.coordinator import EvcCoordinator, EvcSettings
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +50,25 @@ class _Shutdown(Exception):
     """Raised inside the task group to cancel every other task."""
 
 
+def output_modules(settings: Settings) -> list[str]:
+    """The sink modules of the outputs ``settings`` enables: only these are imported (InfluxDB's
+    client library alone is ~14 MiB)."""
+    mqtt = settings.mqtt
+    wanted = [
+        ("broker", mqtt.enabled and mqtt.internal_broker),
+        ("mqtt", mqtt.enabled),
+        ("influx", settings.influx.enabled),
+        ("rest", settings.rest.enabled),
+    ]
+    return [f"givtcp_async.sinks.{name}" for name, on in wanted if on]
+
+
+def import_outputs(settings: Settings) -> None:
+    """Import the enabled outputs' modules (the daemon does it in a thread; see ``run``)."""
+    for module in output_modules(settings):
+        importlib.import_module(module)
+
+
 def default_services(
     settings: Settings,
     views: Sequence[InverterView],
@@ -60,19 +77,32 @@ def default_services(
 ) -> list[Service]:
     """The outputs the configuration enables, in start order (each output module's factory is
     called here, so the order is explicit: the broker before MQTT, which waits for it)."""
-    candidates: list[Service | None] = [
-        broker_service(settings.mqtt, views, links, state_dir=settings.control.state_dir),
-        mqtt_service(
-            settings.mqtt,
-            views,
-            links,
-            dashboard_url=configuration_url(settings),
-            chargers=chargers,
-        ),
-        influx_service(settings.influx, views, links, chargers=chargers),
-        rest_service(settings.rest, views, links, chargers=chargers),
-    ]
-    return [s for s in candidates if s is not None]
+    sink = {m.rsplit(".", 1)[1]: importlib.import_module(m) for m in output_modules(settings)}
+    candidates: list[Service | None] = []
+    if "broker" in sink:
+        candidates.append(
+            sink["broker"].broker_service(
+                settings.mqtt, views, links, state_dir=settings.control.state_dir
+            )
+        )
+    if "mqtt" in sink:
+        mqtt = sink["mqtt"]
+        candidates.append(
+            mqtt.mqtt_service(
+                settings.mqtt,
+                views,
+                links,
+                dashboard_url=mqtt.configuration_url(settings),
+                chargers=chargers,
+            )
+        )
+    if "influx" in sink:
+        candidates.append(
+            sink["influx"].influx_service(settings.influx, views, links, chargers=chargers)
+        )
+    if "rest" in sink:
+        candidates.append(sink["rest"].rest_service(settings.rest, views, links, chargers=chargers))
+    return [s for s in candidates if s is not None]  # fmt: skip
 
 
 def coordinator_options(settings: Settings) -> CoordinatorOptions:
@@ -93,6 +123,9 @@ def coordinator_options(settings: Settings) -> CoordinatorOptions:
 
 def charger_settings(cfg: ChargerConfig, settings: Settings) -> EvcSettings:
     """One ``[[chargers]]`` entry as the charger coordinator's settings."""
+    from givtcp_async.evc.connection import EvcLinkSettings
+    from givtcp_async.evc.coordinator import EvcSettings
+
     link = EvcLinkSettings(cfg.host, cfg.port, timeout=cfg.timeout,
                            connect_timeout=max(cfg.timeout, 5.0))  # fmt: skip
     return EvcSettings(
@@ -134,7 +167,11 @@ class Daemon:
         services: Sequence[Service] | None = None,
         notifier: SystemdNotifier | None = None,
         shutdown_timeout: float = 4.5,
+        defer_services: bool = False,
     ) -> None:
+        """``defer_services``: build the default services in :meth:`run`, their modules
+        imported in a thread while the inverters connect and detect (a faster first state);
+        ``services`` stays empty until :attr:`started` is set."""
         self.settings = settings
         self.clock = clock
         options = coordinator_options(settings)
@@ -143,7 +180,10 @@ class Daemon:
         ]
         # Chargers steer by the first inverter's grid readings (the import cap, the modes).
         grid = self.coordinators[0]
-        self.chargers = [
+        self.chargers: list[EvcCoordinator] = []
+        if settings.chargers:
+            from givtcp_async.evc.coordinator import EvcCoordinator
+        self.chargers += [
             EvcCoordinator(
                 charger_settings(cfg, settings),
                 state_dir=settings.control.state_dir,
@@ -156,11 +196,12 @@ class Daemon:
             for cfg in settings.chargers
         ]
         self.links = Links()
-        self.services = (
-            list(services)
-            if services is not None
+        self._deferred = services is None and defer_services
+        self.services: list[Service] = (
+            list(services) if services is not None
+            else [] if self._deferred
             else default_services(settings, self.coordinators, self.links, self.chargers)
-        )
+        )  # fmt: skip
         self.notifier = notifier or SystemdNotifier()
         self.shutdown_timeout = shutdown_timeout
         self._stop = asyncio.Event()
@@ -198,6 +239,12 @@ class Daemon:
                 tg.create_task(coord.run(), name=f"inverter-{coord.config.host}")
             for charger in self.chargers:
                 tg.create_task(charger.run(), name=f"charger-{charger.address}")
+            if self._deferred:
+                # Importing is CPU work, but the link mostly waits for the dongle meanwhile.
+                await asyncio.to_thread(import_outputs, self.settings)
+                self.services = default_services(
+                    self.settings, self.coordinators, self.links, self.chargers
+                )
             for service in self.services:
                 tg.create_task(service.run(), name=f"service-{service.name}")
             tg.create_task(self.notifier.watchdog(self.healthy), name="watchdog")

@@ -8,7 +8,7 @@ every answer through the page gate into the register cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -66,6 +66,7 @@ class RefreshReport:
     """Outcome of one refresh: blocks read, blocks refused by the page gate, blocks that failed."""
 
     read: list[Block] = field(default_factory=list)
+    reused: list[Block] = field(default_factory=list)  # read moments ago (detection): not again
     refused: list[tuple[Block, PageVerdict]] = field(default_factory=list)
     failed: list[tuple[Block, str]] = field(default_factory=list)
 
@@ -141,12 +142,15 @@ class PlantReader:
         num_batteries: int | None = None,
         meters: bool = True,
         expected_serial: str | None = None,
+        known_packs: Callable[[str], Sequence[int] | None] | None = None,
     ) -> PlantLayout:
         """Identify the plant; raises :class:`DetectionError` when HR(0..59) cannot be read and
         :class:`IdentityError` when its serial is not a GivEnergy serial or not
         ``expected_serial`` (``inverters[].serial``).
 
-        ``meters=False`` skips the meter scan (see :meth:`add_meters`).
+        ``meters=False`` skips the meter scan (see :meth:`add_meters`). ``known_packs`` gives,
+        for the serial, the LV packs an earlier scan found (or None): those are taken without
+        probing the six pack addresses (see :meth:`rescan_packs`).
         """
         try:
             first = await self.conn.read(
@@ -171,10 +175,12 @@ class PlantReader:
             resp = await self._probe(block)
             if resp is not None and self.cache.offer(resp) is PageVerdict.OK:
                 available.append(block)
-        devices = [
-            *await self._find_batteries(model, num_batteries),
-            *(await self._find_meters(model) if meters else []),
-        ]
+        known = known_packs(serial) if known_packs and num_batteries is None else None
+        if known is not None and model.battery_side is BatterySide.LV:
+            batteries = [a for a in LV_PACKS if a in known]
+        else:
+            batteries = await self._find_batteries(model, num_batteries)
+        devices = [*batteries, *(await self._find_meters(model) if meters else [])]
         plan = read_plan(
             model,
             batteries=[d for d in devices if d not in METERS],
@@ -246,27 +252,42 @@ class PlantReader:
                 found.append(addr)
         return found
 
+    async def rescan_packs(self, layout: PlantLayout) -> PlantLayout:
+        """``layout`` with the LV packs that answer a probe now (after a remembered scan)."""
+        if layout.model.battery_side is not BatterySide.LV:
+            return layout
+        packs = await self._find_batteries(layout.model, None)
+        if tuple(packs) != layout.batteries:
+            log.info("battery packs changed", serial=layout.serial,
+                     packs=[f"0x{a:02x}" for a in packs])  # fmt: skip
+        return with_devices(layout, batteries=packs)
+
     async def add_meters(self, layout: PlantLayout) -> PlantLayout:
         """``layout`` with the meters that answer a probe (for a detection that skipped them)."""
         meters = await self._find_meters(layout.model)
-        if not meters:
-            return layout
-        devices = tuple(d for d in layout.devices if d not in METERS) + tuple(meters)
-        plan = read_plan(
-            layout.model,
-            batteries=[d for d in devices if d not in METERS],
-            meters=meters,
-            available=layout.available,
-        )
-        log.info("meters found", serial=layout.serial, meters=[f"0x{m:02x}" for m in meters])
-        return replace(layout, devices=devices, plan=plan)
+        if meters:
+            log.info("meters found", serial=layout.serial, meters=[f"0x{m:02x}" for m in meters])
+        return with_devices(layout, meters=meters)
 
     async def refresh(
-        self, blocks: Sequence[Block], *, priority: Priority = Priority.POLL
+        self,
+        blocks: Sequence[Block],
+        *,
+        priority: Priority = Priority.POLL,
+        reuse_within: float = 0.0,
     ) -> RefreshReport:
-        """Read ``blocks`` in order; failures are reported, never raised."""
+        """Read ``blocks`` in order; failures are reported, never raised.
+
+        A block our own read fetched less than ``reuse_within`` seconds ago (detection, just
+        before the first refresh) is not read again: it is reported in ``reused``.
+        """
         report = RefreshReport()
         for block in blocks:
+            if reuse_within > 0 and self.cache.read_within(
+                block.device_address, block.bank.value, block.base, block.count, reuse_within
+            ):
+                report.reused.append(block)
+                continue
             if not self.conn.connected:
                 # Queueing reads behind a dead link only delays the next poll: fail them now.
                 report.failed.append((block, "NotConnected: link down"))
@@ -282,3 +303,20 @@ class PlantReader:
             else:
                 report.refused.append((block, verdict))
         return report
+
+
+def with_devices(
+    layout: PlantLayout,
+    *,
+    batteries: Sequence[int] | None = None,
+    meters: Sequence[int] | None = None,
+) -> PlantLayout:
+    """``layout`` with these batteries and/or meters (a scan's or a remembered result)."""
+    new_batteries = list(layout.batteries if batteries is None else batteries)
+    new_meters = [m for m in (layout.meters if meters is None else meters) if m in METERS]
+    if new_batteries == list(layout.batteries) and new_meters == list(layout.meters):
+        return layout
+    plan = read_plan(
+        layout.model, batteries=new_batteries, meters=new_meters, available=layout.available
+    )
+    return replace(layout, devices=(*new_batteries, *new_meters), plan=plan)

@@ -38,7 +38,7 @@ def handle(args: argparse.Namespace) -> int:
     from givtcp_async.daemon import Daemon  # only now: a bad configuration exits sooner
 
     async def serve() -> int:
-        daemon = Daemon(settings)
+        daemon = Daemon(settings, defer_services=True)
         await daemon.serve_until_signalled()
         return EXIT_RESTART if daemon.restart_requested else EXIT_OK
 

@@ -24,24 +24,50 @@ coordinator, config, sinks or daemon above it.
 topics and discovery; ``CATALOGUE.resolve(name, payload, model)`` validates without executing.
 """
 
-from givtcp_async.control.accounting import WriteLedger
-from givtcp_async.control.catalogue import (
-    CATALOGUE,
-    Catalogue,
-    ControlFunction,
-    FunctionUnavailable,
-    HaMeta,
-    PlanContext,
-    Platform,
-    Verify,
-    Write,
-)
-from givtcp_async.control.clock import Clock, ManualClock, SystemClock
-from givtcp_async.control.executor import Controller, ControlMemory
-from givtcp_async.control.overrides import OVERRIDE_FUNCTIONS, OverrideManager
-from givtcp_async.control.persist import state_file
-from givtcp_async.control.result import CommandResult, RegisterChange, Status
-from givtcp_async.control.service import ControlService
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from givtcp_async.control.accounting import WriteLedger
+    from givtcp_async.control.catalogue import (
+        CATALOGUE,
+        Catalogue,
+        ControlFunction,
+        FunctionUnavailable,
+        HaMeta,
+        PlanContext,
+        Platform,
+        Verify,
+        Write,
+    )
+    from givtcp_async.control.clock import Clock, ManualClock, SystemClock
+    from givtcp_async.control.executor import Controller, ControlMemory
+    from givtcp_async.control.overrides import OVERRIDE_FUNCTIONS, OverrideManager
+    from givtcp_async.control.persist import state_file
+    from givtcp_async.control.result import CommandResult, RegisterChange, Status
+    from givtcp_async.control.service import ControlService
+
+# The package's names are imported on first use: a process that never controls anything (or not
+# yet: the daemon at start-up) does not load the catalogue and its payload models.
+_HOME = {
+    "WriteLedger": "accounting",
+    **dict.fromkeys(("CATALOGUE", "Catalogue", "ControlFunction", "FunctionUnavailable",
+                     "HaMeta", "PlanContext", "Platform", "Verify", "Write"), "catalogue"),
+    **dict.fromkeys(("Clock", "ManualClock", "SystemClock"), "clock"),
+    **dict.fromkeys(("Controller", "ControlMemory"), "executor"),
+    **dict.fromkeys(("OVERRIDE_FUNCTIONS", "OverrideManager"), "overrides"),
+    "state_file": "persist",
+    **dict.fromkeys(("CommandResult", "RegisterChange", "Status"), "result"),
+    "ControlService": "service",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "CATALOGUE",

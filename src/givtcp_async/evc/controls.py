@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
@@ -38,7 +38,6 @@ from givtcp_async.errors import (
     WriteBudgetExceeded,
 )
 from givtcp_async.evc import payloads as p
-from givtcp_async.evc.connection import EvcConnection
 from givtcp_async.evc.state import MAX_IMPORT_CAP, MAX_SESSION_ENERGY, StateStore
 from givtcp_async.registers.evc import (
     BLOCKS,
@@ -50,6 +49,9 @@ from givtcp_async.registers.evc import (
     PLUG_AND_GO,
     WRITABLE,
 )
+
+if TYPE_CHECKING:  # the link (and pymodbus) are loaded only where a charger is configured
+    from givtcp_async.evc.connection import EvcConnection
 
 log = structlog.get_logger(__name__)
 

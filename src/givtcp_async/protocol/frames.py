@@ -12,9 +12,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Final
+from typing import Final, NoReturn
 
-from pymodbus.framer.rtu import FramerRTU
+from fastcrc.crc16 import modbus as _crc16_modbus
 
 from givtcp_async.errors import CrcMismatch, EncodeError, MalformedFrame
 
@@ -46,9 +46,17 @@ READ_FUNCTIONS: Final = frozenset(
 )
 
 
-def crc16(data: bytes) -> int:
+# A read's function byte as the enum, without an enum call per frame.
+_READ_FUNCTION: Final = {int(f): f for f in READ_FUNCTIONS}
+# One compiled struct per register count a read response can carry.
+_WORDS: Final = tuple(struct.Struct(f">{n}H") for n in range((MAX_FRAME_LEN - 44) // 2 + 1))
+_U16_PAIR: Final = struct.Struct(">HH")
+
+
+def crc16(data: bytes | bytearray | memoryview) -> int:
     """CRC-16/MODBUS of ``data`` as the integer whose big-endian bytes are the wire order."""
-    return int(FramerRTU.compute_CRC(data))
+    crc = _crc16_modbus(data)
+    return ((crc & 0xFF) << 8) | (crc >> 8)
 
 
 def serial_text(raw: bytes) -> str:
@@ -317,13 +325,13 @@ Request = ReadRequest | WriteRequest
 Response = ReadResponse | WriteResponse | ErrorResponse
 
 
-def frame_length(header: bytes) -> int | None:
-    """Total frame length announced by an 8-byte header, or None if the header is not sane."""
-    if len(header) < HEADER_LEN or header[:4] != MARKER:
+def frame_length(header: bytes | bytearray, pos: int = 0) -> int | None:
+    """Total frame length announced by the 8-byte header at ``pos``, or None if it is not sane."""
+    if len(header) - pos < HEADER_LEN or not header.startswith(MARKER, pos):
         return None
-    length = (header[4] << 8) | header[5]
-    unit_id, main = header[6], header[7]
-    if unit_id not in (0, 1):
+    length = (header[pos + 4] << 8) | header[pos + 5]
+    unit_id, main = header[pos + 6], header[pos + 7]
+    if unit_id > 1:
         return None
     if main == _MAIN_HEARTBEAT:
         return HEARTBEAT_LEN if length == HEARTBEAT_LEN - 6 else None
@@ -340,9 +348,9 @@ def is_lan_config(frame: bytes) -> bool:
     """
     return (
         len(frame) > 26
+        and frame[25] == 0x2C
         and frame[7] == _MAIN_TRANSPARENT
         and frame[18:25] == bytes(7)
-        and frame[25] == 0x2C
         and all(0x20 <= b < 0x7F or b in (0x0A, 0x0D) for b in frame[26:-2])
     )
 
@@ -368,60 +376,70 @@ def decode_frame(frame: bytes) -> Frame:
     Raises :class:`MalformedFrame` for anything that is not a known frame and
     :class:`CrcMismatch` when the sub-frame CRC fails (nothing is decoded from it then).
     """
-    total = frame_length(frame[:HEADER_LEN])
+    total = frame_length(frame)
     if total is None:
         raise MalformedFrame(f"bad header {frame[:HEADER_LEN].hex()}")
-    if len(frame) != total:
-        raise MalformedFrame(f"length field says {total} bytes, got {len(frame)}")
+    n = len(frame)
+    if n != total:
+        raise MalformedFrame(f"length field says {total} bytes, got {n}")
     unit_id = frame[6]
     if frame[7] == _MAIN_HEARTBEAT:
-        return Heartbeat(adapter_serial=bytes(frame[8:18]), adapter_type=frame[18], unit_id=unit_id)
+        return Heartbeat(bytes(frame[8:18]), frame[18], unit_id)
     adapter = bytes(frame[8:18])
-    if is_lan_config(frame):
+    if frame[25] == 0x2C and is_lan_config(frame):
         text = frame[25:-2].decode("ascii", errors="replace").strip(",\r\n")
         return LanConfigBroadcast(adapter_serial=adapter, text=text, raw=bytes(frame))
-    sub = frame[TRANSPARENT_PREFIX_LEN:]
-    if len(sub) < 8:
+    n -= TRANSPARENT_PREFIX_LEN  # the sub-frame's length, CRC included
+    if n < 8:
         raise MalformedFrame("sub-frame shorter than 8 bytes")
-    wire = (sub[-2] << 8) | sub[-1]
-    computed = crc16(bytes(sub[:-2]))
-    kind = classify(sub)
-    if wire != computed:
-        raise CrcMismatch(
-            f"CRC mismatch on {kind} from {sub[0]:#04x}: wire {wire:04x}, computed {computed:04x}",
-            kind=kind,
-            device_address=sub[0],
-            function=sub[1],
-            crc_wire=wire,
-            crc_computed=computed,
-        )
-    device, fn, n = sub[0], sub[1], len(sub)
-    if kind == "read_request":
-        base, count = struct.unpack_from(">HH", sub, 2)
-        return ReadRequest(device, FunctionCode(fn), base, count, adapter, unit_id)
-    if kind == "write_request":
-        reg, value = struct.unpack_from(">HH", sub, 2)
-        return WriteRequest(device, reg, value, adapter, unit_id)
-    if kind == "null_response":
-        return NullResponse(device, bytes(sub[2:-2]), adapter, unit_id)
+    # The CRC over a sub-frame followed by its own (low byte first) CRC is 0.
+    if _crc16_modbus(memoryview(frame)[TRANSPARENT_PREFIX_LEN:]):
+        _crc_mismatch(frame)
+    device, fn = frame[26], frame[27]
+    if fn == 0:
+        return NullResponse(device, bytes(frame[28:-2]), adapter, unit_id)
+    read = _READ_FUNCTION.get(fn)
+    if n == 8:  # a request: device, function, two words, CRC
+        if read is not None:
+            first, second = _U16_PAIR.unpack_from(frame, 28)
+            return ReadRequest(device, read, first, second, adapter, unit_id)
+        if fn == 6:
+            first, second = _U16_PAIR.unpack_from(frame, 28)
+            return WriteRequest(device, first, second, adapter, unit_id)
     if n < 18:
+        kind = classify(frame[TRANSPARENT_PREFIX_LEN:])
         raise MalformedFrame(f"{kind} sub-frame of {n} bytes is too short")
-    serial = bytes(sub[2:12])
-    if kind == "error_response":
-        if n != 18:
-            raise MalformedFrame(f"error response sub-frame of {n} bytes, expected 18")
-        f1, f2 = struct.unpack_from(">HH", sub, 12)
-        return ErrorResponse(device, fn & ~ERROR_BIT & 0xFF, serial, f1, f2, adapter, unit_id)
-    if kind == "write_response":
-        if n != 18:
-            raise MalformedFrame(f"write echo sub-frame of {n} bytes, expected 18")
-        reg, value = struct.unpack_from(">HH", sub, 12)
-        return WriteResponse(device, serial, reg, value, adapter, unit_id)
-    if kind == "read_response":
-        base, count = struct.unpack_from(">HH", sub, 12)
+    serial = bytes(frame[28:38])
+    if read is not None:
+        base, count = _U16_PAIR.unpack_from(frame, 38)
         n_values = (n - 18) // 2
         if (n - 18) % 2 or count != n_values:
             raise MalformedFrame(f"read response announces {count} registers, carries {n_values}")
-        values = struct.unpack_from(f">{n_values}H", sub, 16)
-        return ReadResponse(device, FunctionCode(fn), serial, base, values, adapter, unit_id)
+        values = _WORDS[n_values].unpack_from(frame, 42)
+        return ReadResponse(device, read, serial, base, values, adapter, unit_id)
+    if fn & ERROR_BIT:
+        if n != 18:
+            raise MalformedFrame(f"error response sub-frame of {n} bytes, expected 18")
+        f1, f2 = _U16_PAIR.unpack_from(frame, 38)
+        return ErrorResponse(device, fn & ~ERROR_BIT & 0xFF, serial, f1, f2, adapter, unit_id)
+    if fn == 6:
+        if n != 18:
+            raise MalformedFrame(f"write echo sub-frame of {n} bytes, expected 18")
+        reg, value = _U16_PAIR.unpack_from(frame, 38)
+        return WriteResponse(device, serial, reg, value, adapter, unit_id)
     raise MalformedFrame(f"unknown sub-frame function {fn:#04x}")
+
+
+def _crc_mismatch(frame: bytes) -> NoReturn:
+    sub = frame[TRANSPARENT_PREFIX_LEN:]
+    wire = (sub[-2] << 8) | sub[-1]
+    computed = crc16(sub[:-2])
+    kind = classify(sub)
+    raise CrcMismatch(
+        f"CRC mismatch on {kind} from {sub[0]:#04x}: wire {wire:04x}, computed {computed:04x}",
+        kind=kind,
+        device_address=sub[0],
+        function=sub[1],
+        crc_wire=wire,
+        crc_computed=computed,
+    )

@@ -65,7 +65,7 @@ class FrameStream:
     def _valid_frame_at(self, pos: int) -> bool:
         """True if a complete frame that decodes cleanly starts at ``pos``."""
         buf = self._buf
-        total = frame_length(bytes(buf[pos : pos + HEADER_LEN]))
+        total = frame_length(buf, pos)
         if total is None or len(buf) - pos < total:
             return False
         try:
@@ -109,7 +109,7 @@ class FrameStream:
                 del buf[:start]
             if len(buf) < HEADER_LEN:
                 break
-            total = frame_length(bytes(buf[:HEADER_LEN]))
+            total = frame_length(buf)
             if total is None:
                 self.stats.malformed += 1
                 del buf[:1]

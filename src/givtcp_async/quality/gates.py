@@ -55,6 +55,7 @@ class _Track:
     candidate: Any = None  # a suspicious value waiting for confirmation
     confirmations: int = 0
     reset_day: date | None = None  # the day whose midnight reset of a daily total was taken
+    reading: Reading | None = None  # the last fresh reading, handed out again while unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,43 @@ class GateSettings:
 
 Spec = Field | Derived
 
+# Which judgement a numeric value gets after its bounds (worked out once per spec).
+_PLAIN, _TOTAL, _TODAY, _SOC = range(4)
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How the gates judge one spec for one model, worked out once: the hot path looks at no
+    enum and calls no bounds function."""
+
+    spec: Spec
+    name: str
+    unit: str | None
+    bounds: tuple[float, float] | None
+    kind: int
+    wrap: float | None  # a 16-bit lifetime counter's wrap (after scaling)
+
+
+def make_rule(spec: Spec, model: Model | None) -> Rule:
+    """The rule of ``spec`` for ``model`` (bounds that depend on the model are resolved)."""
+    b = spec.bounds
+    bounds = b(model) if callable(b) else b
+    if spec.kind is Kind.TOTAL:
+        kind = _TOTAL
+    elif spec.kind is Kind.TODAY:
+        kind = _TODAY
+    elif spec.ha is not None and spec.ha.device_class == "battery":
+        kind = _SOC
+    else:
+        kind = _PLAIN
+    wrap = (
+        _round_like(65536 * spec.scale, spec.scale)
+        if isinstance(spec, Field) and spec.enc is Enc.U16
+        else None
+    )
+    return Rule(spec, spec.name, spec.unit, bounds, kind, wrap)
+
 
 def _in_window(t: dtime, before: dtime, after: dtime) -> bool:
     return t >= before or t <= after
@@ -81,53 +119,73 @@ def _day_starting(t: datetime, before: dtime) -> date:
     return t.date() + timedelta(days=1) if t.time() >= before else t.date()
 
 
+def _equal(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and a == b)
+
+
 @dataclass
 class ValueGate:
-    """Keeps the last good value of every field of one device and judges new readings."""
+    """Keeps the last good value of every field of one device and judges new readings.
+
+    Every judgement takes the time of the build it belongs to (``now``, monotonic): the clock
+    is read once per snapshot, not once per value.
+    """
 
     model: Model | None
     settings: GateSettings = field(default_factory=GateSettings)
     clock: Callable[[], float] = time.monotonic
     rejections: Counter[tuple[str, Reason]] = field(default_factory=Counter)
     _tracks: dict[str, _Track] = field(default_factory=dict)
+    _rules: dict[str, Rule] = field(default_factory=dict)
 
     def forget(self) -> None:
         """Drop every last-good value (a different device now answers at this address)."""
         self._tracks.clear()
 
-    def unrefreshed(self, spec: Spec) -> Reading:
+    def rule(self, spec: Spec) -> Rule:
+        """The rule this gate judges ``spec`` by (made once per spec)."""
+        rule = self._rules.get(spec.name)
+        if rule is None or rule.spec is not spec:
+            rule = self._rules[spec.name] = make_rule(spec, self.model)
+        return rule
+
+    def _track(self, name: str) -> _Track:
+        track = self._tracks.get(name)
+        if track is None:
+            track = self._tracks[name] = _Track()
+        return track
+
+    def unrefreshed(self, spec: Spec | Rule, now: float | None = None) -> Reading:
         """The reading of a value whose page was not refreshed: its last good value, stale."""
-        return self._last_good(self._tracks.setdefault(spec.name, _Track()), spec)
+        rule = spec if isinstance(spec, Rule) else self.rule(spec)
+        return self._last_good(self._track(rule.name), rule, self.clock() if now is None else now)
 
-    def _bounds(self, spec: Spec) -> tuple[float, float] | None:
-        b = spec.bounds
-        if b is None:
-            return None
-        return b(self.model) if callable(b) else b
+    def _reject(self, reason: Reason, track: _Track, rule: Rule, now: float) -> Reading:
+        self.rejections[(rule.name, reason)] += 1
+        return self._last_good(track, rule, now)
 
-    def _reject(self, name: str, reason: Reason, track: _Track, spec: Spec) -> Reading:
-        self.rejections[(name, reason)] += 1
-        return self._last_good(track, spec)
+    def _last_good(self, track: _Track, rule: Rule, now: float) -> Reading:
+        if track.value is None or now - track.at > self.settings.stale_after:
+            return Reading(None, rule.unit, stale=True)
+        return Reading(track.value, rule.unit, stale=True)
 
-    def _last_good(self, track: _Track, spec: Spec) -> Reading:
-        if track.value is None or self.clock() - track.at > self.settings.stale_after:
-            return Reading(None, spec.unit, stale=True)
-        return Reading(track.value, spec.unit, stale=True)
-
-    def _accept(self, track: _Track, value: Any, spec: Spec) -> Reading:
+    def _accept(self, track: _Track, value: Any, rule: Rule, now: float) -> Reading:
         track.value = value
-        track.at = self.clock()
+        track.at = now
         track.candidate = None
         track.confirmations = 0
-        return Reading(value, spec.unit)
+        reading = track.reading
+        if reading is None or not _equal(reading.value, value):
+            reading = track.reading = Reading(value, rule.unit)
+        return reading
 
     def _hold(
         self,
-        name: str,
         reason: Reason,
         track: _Track,
         value: Any,
-        spec: Spec,
+        rule: Rule,
+        now: float,
         needed: int,
         agrees: Callable[[Any, Any], bool],
     ) -> Reading:
@@ -138,8 +196,8 @@ class ValueGate:
             track.candidate = value
             track.confirmations = 1
         if track.confirmations >= needed:
-            return self._accept(track, value, spec)
-        return self._reject(name, reason, track, spec)
+            return self._accept(track, value, rule, now)
+        return self._reject(reason, track, rule, now)
 
     def check(
         self,
@@ -148,49 +206,77 @@ class ValueGate:
         *,
         local_time: datetime | None = None,
         inverter_time: datetime | None = None,
+        now: float | None = None,
     ) -> Reading:
         """Judge a new reading of ``spec``; returns what may be published."""
-        name = spec.name
-        track = self._tracks.setdefault(name, _Track())
-        if value is None:
-            return self._reject(name, Reason.MISSING, track, spec)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return self._accept(track, value, spec)
-        bounds = self._bounds(spec)
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            return self._reject(name, Reason.OUT_OF_BOUNDS, track, spec)
-        if spec.kind is Kind.TOTAL:
-            return self._check_total(name, spec, value, track)
-        if spec.kind is Kind.TODAY:
-            return self._check_today(name, spec, value, track, local_time, inverter_time)
-        if spec.ha is not None and spec.ha.device_class == "battery":
-            return self._check_soc(name, spec, value, track)
-        return self._accept(track, value, spec)
+        return self.judge(
+            self.rule(spec),
+            value,
+            self.clock() if now is None else now,
+            local_time,
+            inverter_time,
+        )
 
-    def _max_rise(self, track: _Track) -> float:
-        hours = max(0.0, self.clock() - track.at) / 3600.0
+    def judge(
+        self,
+        rule: Rule,
+        value: Any,
+        now: float,
+        local_time: datetime | None = None,
+        inverter_time: datetime | None = None,
+    ) -> Reading:
+        """:meth:`check` by a rule made by :meth:`rule`, at monotonic time ``now``."""
+        track = self._tracks.get(rule.name)
+        if track is None:
+            track = self._tracks[rule.name] = _Track()
+        cls = value.__class__
+        if cls is int or cls is float or (cls is not bool and isinstance(value, _NUMBER)):
+            bounds = rule.bounds
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                return self._reject(Reason.OUT_OF_BOUNDS, track, rule, now)
+            kind = rule.kind
+            if kind == _TOTAL:
+                return self._check_total(rule, value, track, now)
+            if kind == _TODAY:
+                return self._check_today(rule, value, track, now, local_time, inverter_time)
+            if kind == _SOC:
+                return self._check_soc(rule, value, track, now)
+        elif value is None:
+            return self._reject(Reason.MISSING, track, rule, now)
+        # Accepted as it is (the common case, written out: this runs for every value).
+        track.value = value
+        track.at = now
+        if track.candidate is not None:
+            track.candidate = None
+            track.confirmations = 0
+        reading = track.reading
+        if reading is not None:
+            last = reading.value
+            if last is value or (last.__class__ is cls and last == value):
+                return reading
+        reading = track.reading = Reading(value, rule.unit)
+        return reading
+
+    def _max_rise(self, track: _Track, now: float) -> float:
+        hours = max(0.0, now - track.at) / 3600.0
         return self.settings.max_power_kw * hours + self.settings.jump_slack_kwh
 
-    def _check_total(self, name: str, spec: Spec, raw: float, track: _Track) -> Reading:
+    def _check_total(self, rule: Rule, raw: float, track: _Track, now: float) -> Reading:
         s = self.settings
-        wrap = (
-            _round_like(65536 * spec.scale, spec.scale)
-            if isinstance(spec, Field) and spec.enc is Enc.U16
-            else None
-        )
+        wrap = rule.wrap
         value = raw + track.offset
         if track.value is None:
             if raw == 0:
                 return self._hold(
-                    name,
                     Reason.ZERO_TOTAL,
                     track,
                     value,
-                    spec,
+                    rule,
+                    now,
                     s.confirm_zero_total,
                     lambda a, b: a == b,
                 )
-            return self._accept(track, value, spec)
+            return self._accept(track, value, rule, now)
         last = float(track.value)
         if value < last:
             if wrap is not None and last - value > wrap / 2:
@@ -198,27 +284,27 @@ class ValueGate:
                 track.offset += wrap
                 value += wrap
             elif last - value <= s.backwards_tolerance:
-                return self._accept(track, track.value, spec)
+                return self._accept(track, track.value, rule, now)
             else:
-                return self._reject(name, Reason.WENT_BACKWARDS, track, spec)
-        if value - last > self._max_rise(track):
+                return self._reject(Reason.WENT_BACKWARDS, track, rule, now)
+        if value - last > self._max_rise(track, now):
             return self._hold(
-                name, Reason.JUMP, track, value, spec, s.confirm_jump, lambda a, b: b >= a
+                Reason.JUMP, track, value, rule, now, s.confirm_jump, lambda a, b: b >= a
             )
-        return self._accept(track, _round_like(value, raw), spec)
+        return self._accept(track, _round_like(value, raw), rule, now)
 
     def _check_today(
         self,
-        name: str,
-        spec: Spec,
+        rule: Rule,
         value: float,
         track: _Track,
+        now: float,
         local_time: datetime | None,
         inverter_time: datetime | None,
     ) -> Reading:
         s = self.settings
         if track.value is None:
-            return self._accept(track, value, spec)
+            return self._accept(track, value, rule, now)
         last = float(track.value)
         if value < last:
             starting = [
@@ -228,38 +314,38 @@ class ValueGate:
             ]
             if not starting:
                 if last - value <= s.backwards_tolerance:
-                    return self._accept(track, track.value, spec)
-                return self._reject(name, Reason.RESET_OUTSIDE_MIDNIGHT, track, spec)
-            if value > self._max_rise(track):
-                return self._reject(name, Reason.JUMP, track, spec)
+                    return self._accept(track, track.value, rule, now)
+                return self._reject(Reason.RESET_OUTSIDE_MIDNIGHT, track, rule, now)
+            if value > self._max_rise(track, now):
+                return self._reject(Reason.JUMP, track, rule, now)
             # A small total (0.1 kWh) falling to about nothing is the day's reset, not a dip:
             # taken once per midnight, so a dip of a larger total is still absorbed.
             day = max(starting)
             if last - value <= s.backwards_tolerance and not (
                 day != track.reset_day and value <= s.backwards_tolerance
             ):
-                return self._accept(track, track.value, spec)
+                return self._accept(track, track.value, rule, now)
             track.reset_day = day
-            return self._accept(track, value, spec)
-        if value - last > self._max_rise(track):
+            return self._accept(track, value, rule, now)
+        if value - last > self._max_rise(track, now):
             return self._hold(
-                name, Reason.JUMP, track, value, spec, s.confirm_jump, lambda a, b: b >= a
+                Reason.JUMP, track, value, rule, now, s.confirm_jump, lambda a, b: b >= a
             )
-        return self._accept(track, value, spec)
+        return self._accept(track, value, rule, now)
 
-    def _check_soc(self, name: str, spec: Spec, value: float, track: _Track) -> Reading:
+    def _check_soc(self, rule: Rule, value: float, track: _Track, now: float) -> Reading:
         # A momentary 0 % is a well-known glitch (SPEC §6.2): believe it only when it persists.
         if value == 0 and track.value is not None and float(track.value) > 2:
             return self._hold(
-                name,
                 Reason.SOC_GLITCH,
                 track,
                 value,
-                spec,
+                rule,
+                now,
                 self.settings.confirm_zero_total,
                 lambda a, b: a == b,
             )
-        return self._accept(track, value, spec)
+        return self._accept(track, value, rule, now)
 
 
 def _round_like(value: float, raw: float) -> float:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from givtcp_async.quality.patterns import is_all_zero, is_pattern_a
 
@@ -46,8 +45,9 @@ def is_valid_serial(text: str) -> bool:
     return bool(SERIAL_RE.match(text))
 
 
-@dataclass(frozen=True, slots=True)
-class PageKey:
+class PageKey(NamedTuple):
+    """Which page: a tuple, hashed and compared in C (it keys the cache's dict on every read)."""
+
     device_address: int
     bank: str  # "HR" or "IR"
     base: int

@@ -87,7 +87,10 @@ class StateTopics:
     changes_only: bool = True
     publish_json: bool = True
     exclude: Collection[str] = ()
-    _last: dict[str, str] = field(default_factory=dict)
+    # What was published, by path under ``_base``: the value and its payload. Values are
+    # compared first; only a changed value is formatted (and its payload compared).
+    _last: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    _base: str = ""
 
     def reset(self) -> None:
         """Forget what was published: the next snapshot is published in full."""
@@ -110,19 +113,28 @@ class StateTopics:
         base = state_base(self.root, snapshot.serial)
         tree = snapshot.runall()
         out: list[Message] = []
+        if base != self._base:
+            self._last.clear()
+            self._base = base
         last = self._last
+        exclude = self.exclude
+        changes_only = self.changes_only
         for path, value in leaves(tree).items():
-            if path in self.exclude:
+            previous = last.get(path)
+            if changes_only and previous is not None:
+                seen = previous[0]
+                if seen is value or (seen.__class__ is value.__class__ and seen == value):
+                    continue
+            if path in exclude:
                 continue
             try:
                 text = payload_text(value)
             except ValueError:
                 continue
-            topic = f"{base}/{path}"
-            if self.changes_only and last.get(topic) == text:
-                continue
-            last[topic] = text
-            out.append(Message(topic, text, self.retain))
+            last[path] = (value, text)
+            if changes_only and previous is not None and previous[1] == text:
+                continue  # a different value that reads the same (e.g. past 3 decimals)
+            out.append(Message(f"{base}/{path}", text, self.retain))
         if self.publish_json:
             doc = json.dumps(tree, separators=(",", ":"), default=_json_default)
             out.append(Message(f"{base}/{JSON_DOCUMENT}", doc, self.retain))
