@@ -566,7 +566,7 @@ def test_field_conventions() -> None:
         if f.unit == "W":
             assert f.bounds is not None, f.name
     units = {f.unit for f in ALL_FIELDS} | {d.unit for d in DERIVED}
-    assert units <= {None, "W", "kWh", "V", "A", "Hz", "°C", "%", "Ah", "h", "min"}
+    assert units <= {None, "W", "VA", "kWh", "V", "A", "Hz", "°C", "%", "Ah", "h", "min", "s"}
 
 
 def test_controls_use_givtcp_names() -> None:
@@ -635,7 +635,10 @@ def test_read_plan_only_used_blocks() -> None:
     three = _keys(read_plan(plant(THREE_PHASE).model, batteries=[0xA0]).blocks)
     assert (0x11, "HR", 1120, 5) in three
     assert (0xA0, "IR", 60, 5) in three
-    assert not any(base >= 1000 for _, bank, base, _ in three if bank == "IR")
+    # The three-phase live data (issue 12): every IR1000-1413 page is read.
+    assert {base for _, bank, base, _ in three if bank == "IR" and base >= 1000} == set(
+        range(1000, 1361, 60)
+    )
 
 
 def test_read_plan_probes() -> None:

@@ -47,6 +47,7 @@ from givtcp_async.registers.schema import (
     Family,
     Kind,
 )
+from givtcp_async.registers.three_phase import THREE_PHASE_DERIVED
 
 Values = Mapping[str, Any]
 POWER_PATH: Final = ("Power", "Power")
@@ -367,4 +368,4 @@ DERIVED: Final[tuple[Derived, ...]] = attach_raw((
             ha=HA(platform="select", entity_category="config"), control="setBatteryMode",
             description="one of " + ", ".join(MODES) + " or Unknown", returns=str,
             choices=(*MODES, "Unknown")),
-), DERIVED_RAW)  # fmt: skip
+), DERIVED_RAW) + THREE_PHASE_DERIVED  # fmt: skip
