@@ -48,32 +48,66 @@ def _capture_store(path: Path) -> RegisterStore:
     return RegisterStore.from_capture(load_capture(path))
 
 
-def capture_store(path: Path, holding_from: Path | None = None) -> RegisterStore:
-    """A fresh store of the capture's registers. ``holding_from``: a capture of the same unit to
-    borrow the inverter's HR0-59 from, for a capture whose poller never read it."""
+def capture_store(
+    path: Path, holding_from: Path | None = None, device_type: int | None = None
+) -> RegisterStore:
+    """A fresh store of the capture's registers, for a capture whose poller never read the
+    inverter's HR0-59: ``holding_from`` a capture of the same unit to borrow them from, or
+    ``device_type`` the unit's device type code (with the serial the dongle's headers carry)."""
     store = RegisterStore.from_capture(load_capture(path))
+    inv = store.device(INVERTER)
+    assert inv is not None
+    if 0 in inv.pages.get(HR, set()):
+        return store
+    page = [0] * 60
     if holding_from is not None:
-        inv = store.device(INVERTER)
         donor = _capture_store(holding_from).device(INVERTER)
-        assert inv is not None
         assert donor is not None
-        if 0 not in inv.pages.get(HR, set()):
-            bank = donor.banks[HR]
-            inv.add_page(FunctionCode.READ_HOLDING, 0, [bank.get(r, 0) for r in range(60)])
+        page = [donor.banks[HR].get(r, 0) for r in range(60)]
+    elif device_type is not None:
+        page[0] = device_type
+        serial = inv.serial.ljust(10, b"\x00")
+        page[13:18] = [int.from_bytes(serial[i : i + 2], "big") for i in range(0, 10, 2)]
+    inv.add_page(FunctionCode.READ_HOLDING, 0, page)
     return store
 
 
-async def project_run(store: RegisterStore) -> Snapshot:
-    """Detect and refresh the plant the simulator serves from ``store``; one snapshot of it."""
+def unique_serials(store: RegisterStore) -> RegisterStore:
+    """The captures' serials were anonymised upstream, so the modules of one stack share one
+    (``HY2336G000`` six times) and would overwrite each other in runAll, where serials key
+    them. Each battery module or pack after the first with a serial already seen gets its own
+    (the last three digits become its address); our side and the peer read the same words."""
+    seen: set[int] = set()
+    for address in sorted(store.devices):
+        base = 114 if 0x50 <= address < 0x60 else 110 if 0x32 <= address < 0x38 else None
+        dev = store.devices[address]
+        bank = dev.banks.get(IR, {})
+        if base is None or base not in bank:
+            continue
+        words = [bank.get(base + i, 0) for i in range(5)]
+        key = hash(tuple(words))
+        if key in seen:
+            text = b"".join(w.to_bytes(2, "big") for w in words)[:7] + f"{address:03d}".encode()
+            for i in range(5):
+                dev.set(IR, base + i, int.from_bytes(text[2 * i : 2 * i + 2], "big"))
+        seen.add(key)
+    return store
+
+
+async def project_run(store: RegisterStore, polls: int = 4) -> Snapshot:
+    """Detect and refresh the plant the simulator serves from ``store``, as the daemon does;
+    the snapshot after ``polls`` polls (a lifetime total of zero is published once three
+    readings agree, as the gates have it)."""
     async with DongleSimulator(store) as sim, DongleConnection(fast_settings(sim.port)) as conn:
         await conn.wait_connected(5)
         reg_cache = RegisterCache()
         reader = PlantReader(conn, reg_cache, probe_timeout=0.3)
         layout = await reader.detect()
-        await reader.refresh(layout.plan.blocks)
-    return SnapshotAssembler(layout.model, layout.serial, layout.fields, TZ).build(
-        reg_cache, devices=layout.devices, now=datetime.now(TZ)
-    )
+        assembler = SnapshotAssembler(layout.model, layout.serial, layout.fields, TZ)
+        for _ in range(polls):
+            await reader.refresh(layout.plan.blocks)
+            snap = assembler.build(reg_cache, devices=layout.devices, now=datetime.now(TZ))
+    return snap
 
 
 # --- the peer's decode --------------------------------------------------------------------------
@@ -149,9 +183,10 @@ def peer_bmu(store: RegisterStore, address: int) -> dict[str, Any]:
 
 
 def same(ours: Any, theirs: Any) -> bool:
-    """Equal values: numbers to within rounding of the last published decimal."""
+    """Equal values: numbers to within rounding of the last published decimal; the peer's
+    flags (True/False) are the register's 0/1 that we publish as it is."""
     if isinstance(theirs, bool) or isinstance(ours, bool):
-        return bool(ours) == bool(theirs) and type(ours) is type(theirs)
+        return isinstance(ours, int | bool) and bool(ours) == bool(theirs)
     if isinstance(theirs, int | float) and isinstance(ours, int | float):
         return math.isclose(float(ours), float(theirs), rel_tol=1e-6, abs_tol=1e-6)
     return bool(ours == theirs)

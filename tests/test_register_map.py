@@ -546,6 +546,16 @@ def test_derived_all_computable(family: Family) -> None:
     assert {d.name for d in derived_for(model, fields)} == expected
 
 
+def test_one_entry_per_name_and_family() -> None:
+    """A name is one value on a model: two entries of one family never share it."""
+    for family in Family:
+        for source in Source:
+            names = [f.name for f in ALL_FIELDS if f.source is source and f.applies_to(family)]
+            if source is Source.INVERTER:
+                names += [d.name for d in DERIVED if d.applies_to(family)]
+            assert len(names) == len(set(names)), (family, source)
+
+
 def test_field_conventions() -> None:
     for f in ALL_FIELDS:
         if f.name.endswith("_kWh"):
@@ -566,7 +576,8 @@ def test_field_conventions() -> None:
         if f.unit == "W":
             assert f.bounds is not None, f.name
     units = {f.unit for f in ALL_FIELDS} | {d.unit for d in DERIVED}
-    assert units <= {None, "W", "VA", "kWh", "V", "A", "Hz", "°C", "%", "Ah", "h", "min", "s"}
+    assert units <= {None, "W", "VA", "var", "kWh", "kvarh", "V", "A", "Hz", "°C", "%", "Ah", "h",
+                     "min", "s"}  # fmt: skip
 
 
 def test_controls_use_givtcp_names() -> None:

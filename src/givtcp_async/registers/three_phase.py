@@ -65,14 +65,14 @@ TODAY_KWH: Final = (0.0, 1500.0)
 DC_VOLTAGE: Final = (0.0, 1000.0)
 
 
-def _switch(name: str, reg: int, control: str) -> Field:
+def _switch(name: str, reg: int, control: str, raw: str) -> Field:
     return Field(name, CONTROL, HR, (reg,), enc=Enc.BOOL, options=c.ENABLE, kind=Kind.SETTING,
-                 families=_3PH, ha=c.SWITCH, control=control)  # fmt: skip
+                 families=_3PH, ha=c.SWITCH, control=control, raw=raw)  # fmt: skip
 
 
-def _percent(name: str, reg: int, control: str) -> Field:
+def _percent(name: str, reg: int, control: str, raw: str) -> Field:
     return Field(name, CONTROL, HR, (reg,), unit="%", kind=Kind.SETTING, families=_3PH,
-                 bounds=c.PERCENT, ha=c.NUMBER, control=control)  # fmt: skip
+                 bounds=c.PERCENT, ha=c.NUMBER, control=control, raw=raw)  # fmt: skip
 
 
 def _time(name: str, reg: int, control: str) -> Field:
@@ -88,15 +88,15 @@ def _slot(kind: str, n: int, start: int) -> list[Field]:
 
 
 CONTROL_FIELDS: Final[tuple[Field, ...]] = (
-    _switch("Real_Time_Control", 1005, "enableRTC"),
-    _switch("Force_AC_Charge_Enable", 1112, "setACCharge"),
-    _switch("Force_Discharge_Enable", 1122, "setForceDischarge"),
-    _switch("Force_Charge_Enable", 1123, "setForceCharge"),
-    _percent("Battery_Power_Cutoff", 1078, "setBatteryCutoff"),
-    _percent("Battery_Power_Reserve", 1109, "setBatteryReserve"),
-    _percent("Target_SOC", 1111, "setChargeTarget"),
-    _percent("Battery_Discharge_Rate_AC", 1108, "setDischargeRateAC"),
-    _percent("Battery_Charge_Rate_AC", 1110, "setChargeRateAC"),
+    _switch("Real_Time_Control", 1005, "enableRTC", "real_time_control"),
+    _switch("Force_AC_Charge_Enable", 1112, "setACCharge", "ac_charge_enable"),
+    _switch("Force_Discharge_Enable", 1122, "setForceDischarge", "force_discharge_enable"),
+    _switch("Force_Charge_Enable", 1123, "setForceCharge", "force_charge_enable"),
+    _percent("Battery_Power_Cutoff", 1078, "setBatteryCutoff", "battery_reserve_soc"),
+    _percent("Battery_Power_Reserve", 1109, "setBatteryReserve", "battery_soc_reserve"),
+    _percent("Target_SOC", 1111, "setChargeTarget", "charge_target_soc"),
+    _percent("Battery_Discharge_Rate_AC", 1108, "setDischargeRateAC", "battery_discharge_limit_ac"),
+    _percent("Battery_Charge_Rate_AC", 1110, "setChargeRateAC", "battery_charge_limit_ac"),
     *_slot("Charge", 1, 1113),
     *_slot("Charge", 2, 1115),
     *_slot("Discharge", 1, 1118),
@@ -244,8 +244,10 @@ DETAIL_FIELDS: Final[tuple[Field, ...]] = (
     _detail("Power_Factor", (1068,), "power_factor", enc=Enc.S16, kind=Kind.MEASUREMENT,
             description="IR1068 as the inverter reports it (signed, unscaled)"),
     _detail("Battery_Priority", (1120,), "battery_priority", kind=Kind.SETTING),
-    _detail("Battery_Type", (1121,), "battery_type_ir", options=c.BATTERY_TYPE,
-            ha=c.DIAGNOSTIC_ENUM),
+    Field("Battery_Type", DETAILS_PATH, HR, (1080,), options=c.BATTERY_TYPE, kind=Kind.INFO,
+          families=_3PH, ha=c.DIAGNOSTIC_ENUM, raw="battery_type"),
+    _detail("Battery_Type_Detected", (1121,), "battery_type_ir", options=c.BATTERY_TYPE,
+            ha=c.DIAGNOSTIC_ENUM, description="IR1121: the type the inverter works with"),
     _temperature("Inverter_Temperature", 1128, "t_inverter"),
     _temperature("Boost_Temperature", 1129, "t_boost"),
     _temperature("Buck_Boost_Temperature", 1130, "t_buck_boost"),
@@ -346,4 +348,122 @@ THREE_PHASE_DERIVED: Final[tuple[Derived, ...]] = (
             returns=str, description="the set warning bits of IR1307, or None"),
 )  # fmt: skip
 
-THREE_PHASE_FIELDS: Final[tuple[Field, ...]] = CONTROL_FIELDS + LIVE_FIELDS
+# --- diagnostics: the rest of HR1000-1124 (and HR101-104), read only -----------------------------
+
+# (raw name, register, code): u the word as it is (flags included: 0/1), d x0.1, c x0.01,
+# m x0.001. Grid protection trip / reconnect limits and times, frequency and voltage derating,
+# the power-factor and volt-VAr curves, battery and backup settings: what the peer library
+# decodes of these registers, published under ``Diagnostics`` (the ``raw`` name is the peer's)
+# and announced to Home Assistant as diagnostic entities that start disabled.
+DIAGNOSTIC_ROWS: Final[tuple[tuple[str, int, str], ...]] = (
+    ("grid_r_voltage_adjustment", 101, "u"),
+    ("grid_s_voltage_adjustment", 102, "u"),
+    ("grid_t_voltage_adjustment", 103, "u"),
+    ("grid_power_adjustment", 104, "u"),
+    ("system_enable", 1000, "u"),
+    ("set_command_save", 1001, "u"),
+    ("active_rate", 1002, "u"),
+    ("reactive_rate", 1003, "u"),
+    ("set_power_factor", 1004, "u"),
+    ("grid_connect_time", 1007, "u"),
+    ("grid_reconnect_time", 1008, "u"),
+    ("grid_connect_slope", 1009, "d"),
+    ("com_baud_rate", 1010, "u"),
+    ("grid_reconnect_slope", 1011, "u"),
+    ("meter_fail_enable", 1017, "u"),
+    ("v_grid_low_limit_trip", 1018, "d"),
+    ("v_grid_high_limit_trip", 1019, "d"),
+    ("f_grid_low_limit_trip", 1020, "c"),
+    ("f_grid_high_limit_trip", 1021, "c"),
+    ("v_grid_low_limit_reconnect", 1022, "d"),
+    ("v_grid_high_limit_reconnect", 1023, "d"),
+    ("f_grid_low_limit_reconnect", 1024, "c"),
+    ("f_grid_high_limit_reconnect", 1025, "c"),
+    ("v_grid_low_limit_grid", 1026, "d"),
+    ("v_grid_high_limit_grid", 1027, "d"),
+    ("f_grid_low_limit_grid", 1028, "c"),
+    ("f_grid_high_limit_grid", 1029, "c"),
+    ("v_grid_low_limit_cee", 1030, "d"),
+    ("v_grid_high_limit_cee", 1031, "d"),
+    ("f_grid_low_limit_cee", 1032, "c"),
+    ("f_grid_high_limit_cee", 1033, "c"),
+    ("time_grid_low_voltage_limit_trip", 1034, "c"),
+    ("time_grid_high_voltage_limit_trip", 1035, "c"),
+    ("time_grid_low_voltage_limit_reconnect", 1036, "c"),
+    ("time_grid_high_voltage_limit_reconnect", 1037, "c"),
+    ("time_grid_low_freq_limit_trip", 1038, "c"),
+    ("time_grid_high_freq_limit_trip", 1039, "c"),
+    ("time_grid_low_freq_limit_reconnect", 1040, "c"),
+    ("time_grid_high_freq_limit_reconnect", 1041, "c"),
+    ("v_10min_protect", 1042, "d"),
+    ("pf_model", 1043, "u"),
+    ("f_over_derate_start", 1045, "c"),
+    ("f_over_derate_slope", 1046, "u"),
+    ("q_lockin_power", 1047, "u"),
+    ("q_lock_out_power", 1048, "u"),
+    ("pf_lock_in_voltage", 1049, "d"),
+    ("pf_lock_out_voltage", 1050, "d"),
+    ("f_under_derate_slope", 1051, "m"),
+    ("v_reactive_delay_time", 1052, "m"),
+    ("time_over_freq_delay_time", 1053, "c"),
+    ("pf_limit_load_1", 1054, "u"),
+    ("pf_limit_pf_1", 1055, "u"),
+    ("pf_limit_load_2", 1056, "u"),
+    ("pf_limit_pf_2", 1057, "u"),
+    ("pf_limit_load_3", 1058, "u"),
+    ("pf_limit_pf_3", 1059, "u"),
+    ("pf_limit_load_4", 1060, "u"),
+    ("pf_limit_pf_4", 1061, "u"),
+    ("export_power_rate", 1063, "d"),
+    ("f_under_derate_start", 1064, "c"),
+    ("f_under_derate_end", 1065, "c"),
+    ("f_over_derate_end", 1066, "c"),
+    ("time_under_freq_derate_delay", 1067, "c"),
+    ("f_over_derate_stop", 1069, "c"),
+    ("f_over_derate_recovery_delay", 1070, "c"),
+    ("zero_current_low_voltage", 1071, "d"),
+    ("zero_current_high_voltage", 1072, "d"),
+    ("f_power_on_recovery", 1073, "c"),
+    ("f_under_derate_stop", 1074, "c"),
+    ("f_under_derate_recovery_delay", 1075, "c"),
+    ("pv_input_mode", 1077, "u"),
+    ("ac_power_derate_delay", 1079, "c"),
+    ("qu_curve_volt_high_point_1", 1081, "u"),
+    ("qu_curve_volt_high_point_2", 1082, "u"),
+    ("qu_curve_volt_low_point_1", 1083, "u"),
+    ("qu_curve_volt_low_point_2", 1084, "u"),
+    ("voltage_reactive_power_percentage", 1085, "u"),
+    ("qu_curve_max_inductive_reactive_power", 1086, "u"),
+    ("qu_curve_max_capacitive_reactive_power", 1087, "u"),
+    ("max_charge_current", 1088, "u"),
+    ("v_battery_lv", 1089, "d"),
+    ("v_battery_cv", 1090, "d"),
+    ("lead_acid_number", 1091, "d"),
+    ("drms_enable", 1093, "u"),
+    ("aging_test", 1098, "u"),
+    ("bypass_enable", 1100, "u"),
+    ("npe_enable", 1101, "u"),
+    ("export_power_limit", 1102, "u"),
+    ("enable_export_limit", 1103, "u"),
+    ("unbalance_output_enable", 1104, "u"),
+    ("backup_enable", 1105, "u"),
+    ("load_compensation_enable", 1117, "u"),
+    ("battery_maintenance_mode", 1124, "u"),
+)  # fmt: skip
+_DIAG_SCALE: Final = {"u": 1.0, "d": 0.1, "c": 0.01, "m": 0.001}
+DIAGNOSTICS_PATH: Final = ("Diagnostics",)
+HIDDEN_DIAGNOSTIC: Final = HA(entity_category="diagnostic", enabled_by_default=False)
+
+
+def _diag_name(raw: str) -> str:
+    return "_".join(part.capitalize() for part in raw.split("_"))
+
+
+DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = tuple(
+    Field(_diag_name(raw), DIAGNOSTICS_PATH, HR, (reg,), scale=_DIAG_SCALE[code],
+          kind=Kind.SETTING, families=_3PH, ha=HIDDEN_DIAGNOSTIC, raw=raw,
+          description=f"HR{reg}, read only")
+    for raw, reg, code in DIAGNOSTIC_ROWS
+)  # fmt: skip
+
+THREE_PHASE_FIELDS: Final[tuple[Field, ...]] = CONTROL_FIELDS + LIVE_FIELDS + DIAGNOSTIC_FIELDS
