@@ -187,6 +187,8 @@ def same(ours: Any, theirs: Any) -> bool:
     flags (True/False) are the register's 0/1 that we publish as it is."""
     if isinstance(theirs, bool) or isinstance(ours, bool):
         return isinstance(ours, int | bool) and bool(ours) == bool(theirs)
+    if isinstance(theirs, tuple) and isinstance(ours, tuple):
+        return len(ours) == len(theirs) and all(map(same, ours, theirs))
     if isinstance(theirs, int | float) and isinstance(ours, int | float):
         return math.isclose(float(ours), float(theirs), rel_tol=1e-6, abs_tol=1e-6)
     return bool(ours == theirs)
@@ -194,10 +196,13 @@ def same(ours: Any, theirs: Any) -> bool:
 
 @dataclass(frozen=True)
 class Match:
-    """Where a peer value sits in our runAll, and how our form relates to the peer's."""
+    """Where a peer value sits in our runAll, and how our form relates to the peer's. A value
+    we publish as several (a time slot as its start and its end) names each part: ``convert``
+    then gives the tuple of our values, in ``path, *more`` order."""
 
     path: str  # slash-joined runAll path, relative to the device's subtree
     convert: Callable[[Any], Any] = lambda v: v  # the peer's value -> our form
+    more: tuple[str, ...] = ()
 
 
 @dataclass
@@ -244,10 +249,10 @@ def compare(
     result = Comparison(decoded_values(peer, ignore))
     for name, theirs in result.decoded.items():
         m = matches.get(name)
-        if m is None or m.path not in ours:
+        if m is None or any(p not in ours for p in (m.path, *m.more)):
             result.missing.append(name)
             continue
-        mine = ours[m.path]
+        mine = tuple(ours[p] for p in (m.path, *m.more)) if m.more else ours[m.path]
         expected = m.convert(theirs)
         if same(mine, expected):
             result.matched.append(name)

@@ -26,6 +26,7 @@ from givtcp_async.layout import group, render
 from givtcp_async.registers.plan import BCUS, BMUS, LV_PACKS, METERS
 from givtcp_async.registers.schema import SINGLE_PHASE, THREE_PHASE_FAMILIES, Family
 from givtcp_async.simulator.store import RegisterStore
+from givtcp_async.sinks.discovery import DiscoveryConfig, entities
 from givtcp_async.snapshot import Snapshot
 from tests.conftest import CAPTURES
 from tests.oracle_support import (
@@ -43,6 +44,7 @@ from tests.oracle_support import (
     peer_three_phase,
     project_run,
     quiet_deprecations,
+    same,
     unique_serials,
 )
 
@@ -165,29 +167,112 @@ def decisions(kind: str, family: Family) -> dict[str, Callable[[Any], Any]]:
     return out
 
 
-# Peer attribute -> our entry name, where GivTCP's raw name differs from the peer's (2.13.0).
+# Peer attribute -> our entry name, where GivTCP's raw name differs from the peer's (2.13.0) or
+# the peer computes the value from others as we do.
 INVERTER_ALIASES: Mapping[str, str] = {
     "serial_number": "Invertor_Serial_Number",
     "system_time": "Invertor_Time",
     "firmware_version": "Invertor_Firmware",
     "inverter_max_power": "Invertor_Max_Inv_Rate",
+    "battery_max_power": "Invertor_Max_Bat_Rate",
     "battery_soc": "SOC",
     "p_battery": "Battery_Power",
+    "battery_power_mode": "Eco_Mode",
+    "battery_calibration_stage": "Battery_Calibration_Status",
+    "battery_capacity_ah": "Battery_Nominal_Capacity",
+    "battery_capacity_kwh": "Battery_Capacity_kWh",
+    "enable_rtc": "Real_Time_Control",
+    "charge_status": "Battery_Charge_Status",
+    "charge_status_label": "Battery_Charge_Status",
+    "inverter_fault_code": "Fault_Code",
+    "inverter_warning_code": "Warning_Code",
+    "t_inverter_heatsink": "Invertor_Temperature",
+    "t_charger": "Charger_Temperature",
+    "t_battery": "BMS_Temperature",
+    "work_time_total_hours": "Work_Time_Total",
+    "e_pv_generation_today": "Invertor_Energy_Today_kWh",
+    "e_pv_generation_total": "Invertor_Energy_Total_kWh",
+    "e_battery_throughput": "Battery_Throughput_Total_kWh",
+    "e_ac_charge_today": "AC_Charge_Energy_Today_kWh",
+    "e_battery_charge_today_alt1": "Battery_Charge_Energy_Today_kWh",
+    "e_battery_discharge_today_alt1": "Battery_Discharge_Energy_Today_kWh",
+    "e_consumption_today": "Load_Energy_Today_kWh",
+    "battery_charge_power": "Charge_Power",
+    "battery_discharge_power": "Discharge_Power",
+    "grid_export_power": "Export_Power",
+    "grid_import_power": "Import_Power",
+    "p_grid_out_ph1": "Invertor_Power",
+    "p_backup": "EPS_Power",
+    "countdown": "Inverter_Countdown",
+    "v_ac1_output": "V_Eps_Backup",
+    "f_ac1_output": "Inverter_Output_Frequency",
+    "export_priority": "Export_Priority",
+    "enable_eps": "EPS_Enable",
 }
+# Three-phase: the peer's own computed values and names.
+THREE_PHASE_ALIASES: Mapping[str, str] = {
+    "serial_number": "Invertor_Serial_Number",
+    "system_time": "Invertor_Time",
+    "firmware_version": "Invertor_Firmware",
+    "inverter_max_power": "Invertor_Max_Inv_Rate",
+    "p_battery": "Battery_Power",
+    "battery_charge_power": "Battery_Charge_Power",
+    "battery_discharge_power": "Battery_Discharge_Power",
+    "grid_import_power": "Meter_Import_Power",
+    "grid_export_power": "Meter_Export_Power",
+    "e_battery_throughput": "Battery_Throughput_Total_kWh",
+}
+# Gen1 keeps its battery totals in IR180/181 (the peer's "alt1" counters).
+GEN1_ALIASES: Mapping[str, str] = {
+    "e_battery_discharge_total_alt1": "Battery_Discharge_Energy_Total_kWh",
+    "e_battery_charge_total_alt1": "Battery_Charge_Energy_Total_kWh",
+}
+# GivTCP's arithmetic: the capacity to 2 decimals (registers/derived.py).
+ROUNDED: Mapping[str, Callable[[Any], Any]] = {"battery_capacity_kwh": lambda v: round(v, 2)}
 
 
 def _clock(v: Any) -> Any:
     return v.replace(tzinfo=TZ).isoformat() if isinstance(v, datetime) else v
 
 
+def _slot_parts(v: Any) -> Any:
+    """A peer TimeSlot -> our start and end ("HH:MM:SS")."""
+    return (v.start.strftime("%H:%M:00"), v.end.strftime("%H:%M:00"))
+
+
+def _slot_matches(paths: Mapping[str, str], three_phase: bool) -> dict[str, Match]:
+    out: dict[str, Match] = {}
+    for kind in ("charge", "discharge"):
+        for n in range(1, 11):
+            start = paths.get(f"{kind.capitalize()}_start_time_slot_{n}")
+            end = paths.get(f"{kind.capitalize()}_end_time_slot_{n}")
+            if start is None or end is None:
+                continue
+            # The peer's single-phase charge_slot_2 is HR31/32, which are no slot (SPEC §7 #4):
+            # its charge_slot_2_x is HR243/244, our Charge slot 2.
+            peer = f"{kind}_slot_{n}" + ("_x" if (kind, n) == ("charge", 2) and not three_phase
+                                          else "")  # fmt: skip
+            out[peer] = Match(start, _slot_parts, (end,))
+    start = paths.get("Battery_pause_start_time_slot")
+    end = paths.get("Battery_pause_end_time_slot")
+    if start is not None and end is not None:
+        out["battery_pause_slot_1"] = Match(start, _slot_parts, (end,))
+    return out
+
+
 def inverter_matches(obs: Observed) -> dict[str, Match]:
     paths = dict(obs.inverter)
+    three = obs.snap.model.phases == 3
     matches = _by_raw(obs.snap.specs, paths, {"system_time": _clock}, obs.snap)
-    for peer_name, ours in INVERTER_ALIASES.items():
+    matches.update(_slot_matches(paths, three))
+    aliases = dict(THREE_PHASE_ALIASES if three else INVERTER_ALIASES)
+    if obs.snap.model.family is Family.HYBRID_GEN1:
+        aliases |= GEN1_ALIASES
+    for peer_name, ours in aliases.items():
         if ours in paths:
             spec = obs.snap.specs[ours]
             convert = _clock if peer_name == "system_time" else _own_form(spec, obs.snap)
-            matches.setdefault(peer_name, Match(paths[ours], convert))
+            matches.setdefault(peer_name, Match(paths[ours], ROUNDED.get(peer_name, convert)))
     return matches
 
 
@@ -239,9 +324,171 @@ def measure(name: str) -> dict[str, Comparison]:
     return obs.shares
 
 
+# --- (a) the essential live values, under GivTCP's names, equal to the peer's decode ------------
+
+W, KWH_TODAY, KWH_TOTAL = (
+    ("power", "measurement", "W"),
+    ("energy", "total_increasing", "kWh"),
+    (
+        "energy",
+        "total",
+        "kWh",
+    ),
+)
+V, A, HZ, PCT, DEG = (
+    ("voltage", "measurement", "V"),
+    ("current", "measurement", "A"),
+    ("frequency", "measurement", "Hz"),
+    ("battery", "measurement", "%"),
+    ("temperature", "measurement", "°C"),
+)
+# (our name, the peer's attribute, Home Assistant's device_class, state_class, unit)
+Essential = tuple[str, str, tuple[str, str, str] | None]
+
+THREE_PHASE_ESSENTIALS: tuple[Essential, ...] = (
+    ("SOC", "battery_soc", PCT),
+    *((f"Grid_Phase{n}_Voltage", f"v_ac{n}", V) for n in (1, 2, 3)),
+    *((f"Grid_Phase{n}_Current", f"i_ac{n}", A) for n in (1, 2, 3)),
+    *((f"Grid_Phase{n}_Power", f"p_meter_active_ac{n}", W) for n in (1, 2, 3)),
+    ("Grid_Frequency", "f_ac1", HZ),
+    ("PV_Power_String_1", "p_pv1", W),
+    ("PV_Power_String_2", "p_pv2", W),
+    ("PV_Voltage_String_1", "v_pv1", V),
+    ("Battery_Power", "p_battery", W),
+    ("Battery_Charge_Power", "p_battery_charge", W),
+    ("Battery_Discharge_Power", "p_battery_discharge", W),
+    ("Battery_Current", "i_battery", A),
+    ("BMS_Voltage", "v_battery_bms", V),
+    ("Load_Power", "p_load_all", W),
+    ("Meter_Import_Power", "p_meter_import", W),
+    ("Meter_Export_Power", "p_meter_export", W),
+    ("Inverter_Power_Out", "p_inverter_out", W),
+    *((f"EPS_Phase{n}_Power", f"p_eps_ac{n}", W) for n in (1, 2, 3)),
+    *((f"Output_Phase{n}_Voltage", f"v_out_ac{n}", V) for n in (1, 2, 3)),
+    ("Inverter_Temperature", "t_inverter", DEG),
+    ("Boost_Temperature", "t_boost", DEG),
+    ("Buck_Boost_Temperature", "t_buck_boost", DEG),
+    ("Import_Energy_Today_kWh", "e_import_today", KWH_TODAY),
+    ("Export_Energy_Today_kWh", "e_export_today", KWH_TODAY),
+    ("PV_Energy_Today_kWh", "e_pv_today", KWH_TODAY),
+    ("Battery_Charge_Energy_Today_kWh", "e_battery_charge_today", KWH_TODAY),
+    ("Battery_Discharge_Energy_Today_kWh", "e_battery_discharge_today", KWH_TODAY),
+    ("Load_Energy_Today_kWh", "e_load_today", KWH_TODAY),
+    ("AC_Charge_Energy_Today_kWh", "e_ac_charge_today", KWH_TODAY),
+    ("Import_Energy_Total_kWh", "e_import_total", KWH_TOTAL),
+    ("Export_Energy_Total_kWh", "e_export_total", KWH_TOTAL),
+    ("PV_Energy_Total_kWh", "e_pv_total", KWH_TOTAL),
+    ("Battery_Charge_Energy_Total_kWh", "e_battery_charge_total", KWH_TOTAL),
+    ("Battery_Discharge_Energy_Total_kWh", "e_battery_discharge_total", KWH_TOTAL),
+    ("Load_Energy_Total_kWh", "e_load_total", KWH_TOTAL),
+    ("AC_Charge_Energy_Total_kWh", "e_ac_charge_total", KWH_TOTAL),
+    ("Invertor_Status", "status", None),
+    ("System_Mode", "system_mode", None),
+)
+SINGLE_PHASE_ESSENTIALS: tuple[Essential, ...] = (
+    ("SOC", "battery_soc", PCT),
+    ("Grid_Power", "p_grid_out", W),
+    ("Grid_Voltage", "v_ac1", V),
+    ("Grid_Frequency", "f_ac1", HZ),
+    ("Battery_Power", "p_battery", W),
+    ("Load_Power", "p_load_demand", W),
+    ("Invertor_Temperature", "t_inverter_heatsink", DEG),
+    ("Import_Energy_Today_kWh", "e_grid_in_day", KWH_TODAY),
+    ("Export_Energy_Today_kWh", "e_grid_out_day", KWH_TODAY),
+    ("Import_Energy_Total_kWh", "e_grid_in_total", KWH_TOTAL),
+    ("Export_Energy_Total_kWh", "e_grid_out_total", KWH_TOTAL),
+    ("Invertor_Status", "status", None),
+)
+
+
+def _fault_texts(peer: Mapping[str, Any], words: range) -> str:
+    names = [n for w in words for n in peer.get(f"inverter_fault_codes_{w}") or []]
+    return ", ".join(names) if names else "None"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_essential_values_equal_the_peers_with_givtcp_names(name: str) -> None:
+    obs = observed(name)
+    peer = peer_inverter(obs)
+    three = obs.snap.model.phases == 3
+    matches = inverter_matches(obs)
+    found = {e.object_id: e for e in entities(obs.snap, DiscoveryConfig())}
+    for ours, attr, ha in THREE_PHASE_ESSENTIALS if three else SINGLE_PHASE_ESSENTIALS:
+        path = obs.inverter.get(ours)
+        assert path is not None, (name, ours, "not in runAll")
+        assert peer[attr] is not None, (name, attr)
+        convert = matches[attr].convert if attr in matches else _own_form(obs.snap.specs[ours])
+        assert same(obs.flat[path], convert(peer[attr])), (name, ours, obs.flat[path], peer[attr])
+        # Home Assistant: the energy sensors fit the Energy dashboard, the rest their class.
+        entity = found[f"{obs.snap.serial}_{ours}"]
+        if ha is not None:
+            got = tuple(entity.config.get(k) for k in ("device_class", "state_class"))
+            assert got == ha[:2], (name, ours, got)
+            assert entity.config.get("unit_of_measurement") == ha[2], (name, ours)
+    if three:
+        # Faults and warnings decoded to text, as the peer decodes the words.
+        assert obs.flat[obs.inverter["Fault_Text"]] == _fault_texts(peer, range(7))
+        assert obs.flat[obs.inverter["Warning_Text"]] == _fault_texts(peer, range(7, 8))
+
+
+# --- (b) the share of everything the peer decodes ----------------------------------------------
+
+# Known and decided differences (docs/notes-i12a.md): HR52 is published as GivTCP 3's raw
+# ``power_factor``, the register's number, where the peer offsets it (raw/10000 - 1).
+KNOWN_DIFFERENCES: frozenset[str] = frozenset({"power_factor"})
+# The All-in-One's modules have 12 temperature sensors: IR102-113 read 0, and are not published.
+AIO_ABSENT_SENSORS: frozenset[str] = frozenset(f"t_cell_{n}" for n in range(13, 25))
+
+
+def three_phase_native(decoded: Mapping[str, Any]) -> set[str]:
+    """The peer's three-phase values proper: its three-phase registers, its computed values and
+    the identity. The rest is its single-phase layout, which its three-phase model inherits (its
+    own notes call those "unverified on three-phase hardware"; this unit leaves them at 0)."""
+    from givenergy_modbus.model.inverter_threephase import (
+        _THREE_PHASE_LUT,
+        ThreePhaseInverterRegisterGetter,
+    )
+
+    lut = ThreePhaseInverterRegisterGetter.REGISTER_LUT
+    identity = {"serial_number", "system_time", "device_type_code"}
+    return {k for k in decoded if k in _THREE_PHASE_LUT or k not in lut or k in identity}
+
+
+def shares_report(name: str) -> list[str]:
+    shares = measure(name)
+    obs = observed(name)
+    lines = []
+    total = [0, 0]
+    for key, cmp in shares.items():
+        lines.append(f"{name} {key}: {len(cmp.matched)}/{len(cmp.decoded)} = {cmp.share:.0%}")
+        total[0] += len(cmp.matched)
+        total[1] += len(cmp.decoded)
+    if obs.snap.model.phases == 3:
+        inv = shares["inverter"]
+        native = three_phase_native(inv.decoded)
+        hit = len(native & set(inv.matched))
+        lines.append(f"{name} inverter (three-phase registers): {hit}/{len(native)}")
+    lines.append(f"{name} all: {total[0]}/{total[1]} = {total[0] / total[1]:.0%}")
+    return lines
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_share_of_the_peer_values(name: str) -> None:
+    """At least 90 % of what the peer decodes (inverter, each meter, pack, stack and module) is
+    in our runAll with the same value; every difference is a decided one."""
     shares = measure(name)
-    lines = [f"{k}: {v.summary()}" for k, v in shares.items()]
-    print(name, "\n".join(lines))
-    assert shares
+    print("\n".join(shares_report(name)))
+    obs = observed(name)
+    for key, cmp in shares.items():
+        assert set(cmp.differ) <= KNOWN_DIFFERENCES, (name, key, cmp.differ)
+        missing = set(cmp.missing)
+        if key == "inverter" and obs.snap.model.phases == 3:
+            native = three_phase_native(cmp.decoded)
+            hit = len(native & set(cmp.matched))
+            assert hit >= 0.9 * len(native), (name, key, sorted(native - set(cmp.matched)))
+            continue
+        if obs.snap.model.family is Family.AIO and key.startswith("0x5"):
+            assert missing == AIO_ABSENT_SENSORS, (name, key, sorted(missing))
+            assert all(cmp.decoded[k] == 0 for k in missing)
+            continue
+        assert cmp.share >= 0.9, (name, key, cmp.summary())

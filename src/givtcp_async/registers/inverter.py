@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.diagnostics import SP_DIAGNOSTIC_FIELDS
 from givtcp_async.registers.raw import INVERTER_RAW, attach_raw
 from givtcp_async.registers.raw_fields import RAW_ONLY_FIELDS
 from givtcp_async.registers.schema import (
@@ -381,4 +382,5 @@ INVERTER_FIELDS: Final[tuple[Field, ...]] = (
         INVERTER_RAW,
     )
     + RAW_ONLY_FIELDS
+    + SP_DIAGNOSTIC_FIELDS
 )

@@ -340,6 +340,12 @@ THREE_PHASE_DERIVED: Final[tuple[Derived, ...]] = (
             lambda v, m: round(v["Battery_Discharge_Power"] - v["Battery_Charge_Power"], 1),
             unit="W", families=_3PH, bounds=(-60000.0, 60000.0), ha=POWER,
             description="positive = discharging, negative = charging"),
+    Derived("Battery_Throughput_Total_kWh", TOTAL_PATH,
+            ("Battery_Charge_Energy_Total_kWh", "Battery_Discharge_Energy_Total_kWh"),
+            lambda v, m: round(v["Battery_Charge_Energy_Total_kWh"]
+                               + v["Battery_Discharge_Energy_Total_kWh"], 1),
+            unit="kWh", kind=Kind.TOTAL, families=_3PH, bounds=c.TOTAL_KWH, ha=ENERGY_TOTAL,
+            description="charge + discharge totals"),
     Derived("Fault_Text", DETAILS_PATH, tuple(f"Fault_Word_{w}" for w in FAULT_WORDS),
             _fault_text(FAULT_WORDS), kind=Kind.STATUS, families=_3PH, ha=DIAGNOSTIC,
             returns=str, description="the set fault bits of IR1300-1306, or None"),
