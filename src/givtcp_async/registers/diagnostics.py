@@ -23,7 +23,6 @@ from givtcp_async.registers import common as c
 from givtcp_async.registers.schema import HA, Bank, Enc, Family, Field, Kind
 
 DIAGNOSTICS_PATH: Final = ("Diagnostics",)
-HIDDEN: Final = HA(entity_category="diagnostic", enabled_by_default=False)
 HR = Bank.HOLDING
 IR = Bank.INPUT
 
@@ -159,6 +158,27 @@ def _name(raw: str) -> str:
     return "_".join(part.capitalize() for part in raw.split("_"))
 
 
+# How a diagnostic's Home Assistant name reads: the peer's abbreviations spelt out.
+_LEADS: Final = {"v": "Voltage", "f": "Frequency", "t": "Time", "i": "Current", "p": "Power",
+                 "q": "Reactive", "e": "Energy"}  # fmt: skip
+_UPPER: Final = frozenset({"ac", "pf", "cee", "cei021", "dci", "gfci", "iso", "lvfrt", "soc", "pv",
+                           "bms", "eps", "ev", "ocv", "afci", "mppt", "lcd", "qu", "npe", "drms",
+                           "en50549", "cv", "lv", "rtc", "led", "pe", "n"})  # fmt: skip
+
+
+def display(raw: str) -> str:
+    """``v_ac_low_limit_trip`` -> "Voltage AC Low Limit Trip" (the entity name)."""
+    words = raw.split("_")
+    out = [_LEADS[words[0]]] if words[0] in _LEADS and len(words) > 1 else [words[0]]
+    out += words[1:]
+    return " ".join(w.upper() if w in _UPPER else w[:1].upper() + w[1:] for w in out)
+
+
+def hidden(raw: str) -> HA:
+    """A read-only diagnostic entity that starts disabled, named from the peer's attribute."""
+    return HA(entity_category="diagnostic", enabled_by_default=False, name=display(raw))
+
+
 def _field(
     raw: str, bank: Bank, register: int, code: str, families: frozenset[Family] | None = None
 ) -> Field:
@@ -172,7 +192,7 @@ def _field(
         scale=_SCALE.get(code, 1.0),
         kind=Kind.SETTING if bank is HR else Kind.STATUS,
         families=families or (c.SP_BATTERY if bank is HR else c.SP_INPUT),
-        ha=HIDDEN,
+        ha=hidden(raw),
         raw=raw,
         description=f"{bank.value}{register}, read only",
     )
@@ -182,4 +202,4 @@ SP_DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = tuple(_field(*row) for row in _
     _field(*row, families=_HR300_FAMILIES) for row in _HR300_ROWS
 )
 
-__all__ = ["SP_DIAGNOSTIC_FIELDS"]
+__all__ = ["SP_DIAGNOSTIC_FIELDS", "display", "hidden"]

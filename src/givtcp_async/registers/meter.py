@@ -65,7 +65,12 @@ def _meter(name: str, registers: tuple[int, ...], **kw: Any) -> Field:
 
 _VAR_HA: Final = HA(device_class="reactive_power", state_class="measurement")
 _VA_HA: Final = HA(device_class="apparent_power", state_class="measurement")
-_REACTIVE_ENERGY: Final = HA(device_class="reactive_energy", state_class="total")
+
+
+def _reactive_energy(name: str) -> HA:
+    return HA(device_class="reactive_energy", state_class="total", name=name)
+
+
 _DECI_VA: Final = _EMS
 _UNIT_VA: Final = SINGLE_PHASE | THREE_PHASE_FAMILIES | _GATEWAY
 POWER_BOUNDS: Final = (-60000.0, 60000.0)  # a three-phase supply's meter
@@ -186,11 +191,13 @@ METER_FIELDS: Final[tuple[Field, ...]] = (
            raw="e_export_active",
            description="single 16-bit register: wraps at 6553.6 kWh"),
     _meter("Import_Reactive_Energy_kvarh", (86,), scale=0.1, unit="kvarh", kind=Kind.TOTAL,
-           families=ANY_METER, bounds=c.TOTAL_KWH, ha=_REACTIVE_ENERGY,
+           families=ANY_METER, bounds=c.TOTAL_KWH,
+           ha=_reactive_energy("Import Reactive Energy"),
            raw="e_import_reactive",
            description="single 16-bit register: wraps at 6553.6 kvarh"),
     _meter("Export_Reactive_Energy_kvarh", (88,), scale=0.1, unit="kvarh", kind=Kind.TOTAL,
-           families=ANY_METER, bounds=c.TOTAL_KWH, ha=_REACTIVE_ENERGY,
+           families=ANY_METER, bounds=c.TOTAL_KWH,
+           ha=_reactive_energy("Export Reactive Energy"),
            raw="e_export_reactive",
            description="single 16-bit register: wraps at 6553.6 kvarh"),
 )  # fmt: skip

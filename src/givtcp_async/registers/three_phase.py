@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.diagnostics import hidden
 from givtcp_async.registers.schema import (
     BATTERY_PCT,
     CURRENT,
@@ -458,7 +459,6 @@ DIAGNOSTIC_ROWS: Final[tuple[tuple[str, int, str], ...]] = (
 )  # fmt: skip
 _DIAG_SCALE: Final = {"u": 1.0, "d": 0.1, "c": 0.01, "m": 0.001}
 DIAGNOSTICS_PATH: Final = ("Diagnostics",)
-HIDDEN_DIAGNOSTIC: Final = HA(entity_category="diagnostic", enabled_by_default=False)
 
 
 def _diag_name(raw: str) -> str:
@@ -467,7 +467,7 @@ def _diag_name(raw: str) -> str:
 
 DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = tuple(
     Field(_diag_name(raw), DIAGNOSTICS_PATH, HR, (reg,), scale=_DIAG_SCALE[code],
-          kind=Kind.SETTING, families=_3PH, ha=HIDDEN_DIAGNOSTIC, raw=raw,
+          kind=Kind.SETTING, families=_3PH, ha=hidden(raw), raw=raw,
           description=f"HR{reg}, read only")
     for raw, reg, code in DIAGNOSTIC_ROWS
 )  # fmt: skip
