@@ -425,16 +425,20 @@ def test_essential_values_equal_the_peers_with_givtcp_names(name: str) -> None:
             got = tuple(entity.config.get(k) for k in ("device_class", "state_class"))
             assert got == ha[:2], (name, ours, got)
             assert entity.config.get("unit_of_measurement") == ha[2], (name, ours)
-    # Diagnostics: read only, HA diagnostic entities that start disabled.
+    # Diagnostics: read only; on three-phase units HA diagnostic entities that start disabled,
+    # on single-phase units not announced (the announcement's size budget: notes-i12a.md).
     diagnostics = [e for e in found.values() if "/Diagnostics/" in (e.state_topic or "")]
     if name in ("three_phase", "gen1", "gen2", "aio"):  # the captures that read those pages
-        assert len(diagnostics) > 40, name
         diagnostic = "V_Grid_Low_Limit_Trip" if three else "V_Ac_Low_Limit_Trip"
         attr = "v_grid_low_limit_trip" if three else "v_ac_low_limit_trip"
         assert obs.flat[f"Diagnostics/{diagnostic}"] == peer[attr]
-        assert found[f"{obs.snap.serial}_{diagnostic}"].config["name"] == (
-            "Voltage Grid Low Limit Trip" if three else "Voltage AC Low Limit Trip"
-        )
+        entity = found.get(f"{obs.snap.serial}_{diagnostic}")
+        if three:
+            assert len(diagnostics) > 80, name
+            assert entity is not None
+            assert entity.config["name"] == "Voltage Grid Low Limit Trip"
+        else:
+            assert entity is None
     for entity in diagnostics:
         assert entity.platform == "sensor", entity.object_id
         assert entity.config["entity_category"] == "diagnostic", entity.object_id

@@ -7,9 +7,12 @@ protection (HR84-93), string and import-limit adjustments (HR99-107), the power-
 (HR129-137), the CEI-021 settings (HR138-145), low-voltage fault ride-through (HR146-156), the
 inverter module code (HR1-2), the output power factor (IR16) and the charger warning code
 (IR57), and the HR300 page's plant, derating, tariff, EV-charger and generator settings. Each
-is one entry in the ``Diagnostics`` group, named after the peer library's attribute
-(its ``raw`` name), announced to Home Assistant as a diagnostic entity that starts disabled.
-The three-phase ones are in ``three_phase.py``.
+is one entry in the ``Diagnostics`` group, named after the peer library's attribute (its ``raw``
+name), published in runAll, on MQTT and to InfluxDB like the register values of
+``raw_fields.py``, and like them not announced to Home Assistant: the single-phase plant's whole
+announcement is held under 180 KiB (tests/test_mqtt_service.py), and these ~100 entities would
+add ~60 KiB of retained configs, for entities that would start disabled anyway. The three-phase
+ones (``three_phase.py``) are announced, disabled.
 
 Left out: the alternative battery counters of IR180-183 (only Gen1 reads that block, for its
 battery totals; reading it on every model for them would cost a request per poll).
@@ -192,7 +195,7 @@ def _field(
         scale=_SCALE.get(code, 1.0),
         kind=Kind.SETTING if bank is HR else Kind.STATUS,
         families=families or (c.SP_BATTERY if bank is HR else c.SP_INPUT),
-        ha=hidden(raw),
+        ha=None,  # not announced: the size budget of the announcement (module docstring)
         raw=raw,
         description=f"{bank.value}{register}, read only",
     )

@@ -23,12 +23,12 @@ total (IR72-75, signed var), the totals of current (IR67), active power (IR71), 
 and power factor (IR83), the neutral current (IR66, same scale as the phases), and the reactive
 energy counters (IR86 import, IR88 export, 0.1 kvarh, 16-bit). Phases 2 and 3 are published on
 every family (a single-phase inverter may sit behind a three-phase meter); on single-phase plants
-their Home Assistant entities start disabled.
+they and the totals are not announced to Home Assistant (zero, or phase 1 again, on a
+single-phase meter; and the single-phase announcement has a size budget).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
@@ -76,17 +76,15 @@ _UNIT_VA: Final = SINGLE_PHASE | THREE_PHASE_FAMILIES | _GATEWAY
 POWER_BOUNDS: Final = (-60000.0, 60000.0)  # a three-phase supply's meter
 
 
-def _hidden(ha: HA) -> HA:
-    return replace(ha, enabled_by_default=False)
-
-
 def _split(name: str, registers: tuple[int, ...], ha: HA, phase: int, **kw: Any) -> list[Field]:
-    """One entry per family group: HA entities of phases 2-3 start disabled on single-phase."""
+    """One entry per family group: phases 2-3 and the totals (``phase`` 0) of a meter behind a
+    single-phase inverter are published but not announced to Home Assistant (they are zero, or
+    phase 1 again, on a single-phase meter; and the single-phase announcement has a size budget)."""
     where: frozenset[Family] = kw.pop("families")
     if phase == 1:
         return [_meter(name, registers, families=where, ha=ha, **kw)]
     return [
-        _meter(name, registers, families=where & SINGLE_PHASE, ha=_hidden(ha), **kw),
+        _meter(name, registers, families=where & SINGLE_PHASE, ha=None, **kw),
         _meter(name, registers, families=where - SINGLE_PHASE, ha=ha, **kw),
     ]
 
@@ -94,7 +92,7 @@ def _split(name: str, registers: tuple[int, ...], ha: HA, phase: int, **kw: Any)
 def _measures(label: str, n: int | None) -> list[Field]:
     """Voltage ... power factor of phase ``n`` (``label`` "Phase_<n>") or the totals (None).
     ``raw`` is the peer library's attribute name."""
-    phase = 1 if n is None else n
+    phase = 0 if n is None else n
     k = n or 4  # the totals follow the three phases
     tail = "total" if n is None else f"phase_{n}"
     out: list[Field] = []
