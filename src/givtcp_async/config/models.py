@@ -271,7 +271,9 @@ class MqttConfig(_Section):
     changes_only: bool = True
     discovery: bool = True
     discovery_prefix: Topic = "homeassistant"
-    time_entities: Literal["select", "time"] = "select"
+    # Predbat's slots as selects, the others as time entities (Home Assistant 2026.5+), or all
+    # slots one form.
+    time_entities: Literal["auto", "select", "time"] = "auto"
     # Minutes between the options of the time selects Predbat sets (1: every minute, GivTCP's).
     time_step: int = 5
     internal_broker: bool = False
