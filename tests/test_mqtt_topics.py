@@ -243,9 +243,13 @@ def test_names_are_tidy() -> None:
         assert not {"kWh", "W", "V", "A", "Hz", "Ah"} & set(words), name
         assert all(w[0].isupper() or w[0].isdigit() or w in ("to", "of") for w in words), name
         assert "Invertor" not in words, name
-    packs = [e.config["name"] for e in entities if "DZ2348G101" in e.config["unique_id"]]
-    assert "SOC" in packs
-    assert not [n for n in packs if n.startswith("Battery ")]  # the device says "Battery"
+    packs = [e for e in entities if "DZ2348G101" in e.config["unique_id"]]
+    pack_names = [e.config["name"] for e in packs]
+    assert "Battery SOC" in pack_names
+    # What Home Assistant shows: the device's name and the entity's, "Battery" once.
+    pack_device = next(e.config["device"]["name"] for e in packs if "name" in e.config["device"])
+    assert pack_device == "GivTCP DZ2348G101"
+    assert all(f"{pack_device} {n}".count("Battery") == 1 for n in pack_names)
     by_device: dict[str, list[str]] = {}
     for e in entities:
         by_device.setdefault(e.config["device"]["identifiers"][0], []).append(e.config["name"])

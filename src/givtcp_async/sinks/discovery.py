@@ -230,14 +230,12 @@ def entity_slug(device_prefix: str, owner: str, name: str) -> str:
 # --- names and option lists ----------------------------------------------------------------
 
 
-def display_name(field_name: str, ha: HA | None = None, *, drop: str | None = None) -> str:
+def display_name(field_name: str, ha: HA | None = None) -> str:
     """The entity name a field shows as: words capitalised alike, no unit words, "Inverter"
-    spelt so, and ``drop`` (the device's own kind, e.g. "Battery" on a pack) not repeated."""
+    spelt so."""
     if ha is not None and ha.name:
         return ha.name
     words = [w for w in field_name.split("_") if w]
-    if drop and len(words) > 1 and words[0] == drop:
-        words = words[1:]
     if len(words) > 1 and words[-1] in _UNIT_WORDS:
         words = words[:-1]
     out = []
@@ -325,7 +323,9 @@ def _sub_device(
 ) -> dict[str, Any]:
     if kind == "battery":
         ident = f"givtcp_{dev.serial}"
-        name = f"{cfg.device_prefix} Battery {dev.serial}"
+        # GivTCP's device name: with the fields' own names ("Battery SOC") Home Assistant
+        # derives GivTCP's ids (sensor.givtcp_dz2348g101_battery_soc) and says "Battery" once.
+        name = f"{cfg.device_prefix} {dev.serial}"
         model = "Battery"
         firmware = _value(dev, "Battery_Firmware_Version")
     else:
@@ -470,9 +470,8 @@ class _Builder:
         object_id: str,
         topic: str,
         device: Mapping[str, Any],
-        drop: str | None = None,
     ) -> Entity | None:
-        config = self._common("sensor", display_name(name, ha, drop=drop), unique, slug, device)
+        config = self._common("sensor", display_name(name, ha), unique, slug, device)
         config["state_topic"] = topic
         options = spec.options if isinstance(spec, Field) else None
         if options is not None:  # the texts the layout publishes (GivTCP 3.5's "Em115")
@@ -566,7 +565,8 @@ class _Builder:
         config["command_topic"] = command_topic(self.cfg.root, self.serial, fn.name)
         if not fn.ha.main:
             config["entity_category"] = "config"
-        config["icon"] = "mdi:clock-outline"
+        if platform == "select":  # a time entity has Home Assistant's clock icon already
+            config["icon"] = "mdi:clock-outline"
         if other == "select":
             # The selects may be left over from the other setting (or from GivTCP): remove them.
             # (Time entities left over are cleared by the MQTT service when the broker shows
@@ -604,7 +604,6 @@ class _Builder:
     # -- batteries and meters --
 
     def devices(self, devices: Sequence[DeviceSnapshot], kind: str) -> Iterator[Entity]:
-        drop = "Battery" if kind == "battery" else None
         bases = device_topic_bases(self.cfg.root, self.snap)
         for dev in devices:
             device = _sub_device(self.snap, dev, kind, self.cfg)
@@ -617,9 +616,7 @@ class _Builder:
                 unique = f"{self.cfg.device_prefix}_{owner}_{name}"
                 slug = entity_slug(self.cfg.device_prefix, owner, name)
                 object_id = f"{self.serial}_{owner}_{name}"
-                entity = self._sensor(
-                    spec, spec.ha, name, unique, slug, object_id, topic, device, drop
-                )
+                entity = self._sensor(spec, spec.ha, name, unique, slug, object_id, topic, device)
                 if entity is not None:
                     yield entity
 
