@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Final
 
@@ -165,14 +166,27 @@ def test_rest_reference_is_the_served_openapi_document() -> None:
 
 # --- the site -----------------------------------------------------------------------------------
 
-HAVE_MKDOCS: Final = importlib.util.find_spec("mkdocs") is not None
-needs_mkdocs = pytest.mark.skipif(
-    not HAVE_MKDOCS, reason="mkdocs is not installed: pip install -r docs/requirements.txt"
-)
+
+def test_the_dev_extra_pins_what_docs_requirements_pin() -> None:
+    pins = {
+        line.strip()
+        for line in (DOCS / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert pins
+    assert all("==" in pin for pin in pins)
+    assert pins <= set(dev["dev"])
+
+
+def _mkdocs() -> None:
+    if importlib.util.find_spec("mkdocs") is None:
+        pytest.fail("mkdocs is missing: install the dev extra or docs/requirements.txt")
 
 
 def _site_copy(tmp_path: Path) -> Path:
     """The project's mkdocs.yml, hook and docs/ copied to ``tmp_path``."""
+    _mkdocs()
     shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
     shutil.copytree(DOCS, tmp_path / "docs", ignore=shutil.ignore_patterns("notes-*.md"))
     (tmp_path / "scripts").mkdir()
@@ -196,7 +210,6 @@ def _build(project: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@needs_mkdocs
 def test_the_site_builds_strictly_and_leaves_helpers_notes_out(tmp_path: Path) -> None:
     project = _site_copy(tmp_path)
     (project / "docs" / "notes-somebranch.md").write_text(
@@ -213,7 +226,6 @@ def test_the_site_builds_strictly_and_leaves_helpers_notes_out(tmp_path: Path) -
     assert "<code>Dockerfile</code>" in (site / "deployment" / "index.html").read_text()
 
 
-@needs_mkdocs
 def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     project = _site_copy(tmp_path)
     page = project / "docs" / "mqtt.md"
@@ -223,7 +235,6 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     assert "lost.md" in result.stderr
 
 
-@needs_mkdocs
 def test_a_link_to_a_missing_repository_file_fails_the_build(tmp_path: Path) -> None:
     project = _site_copy(tmp_path)
     page = project / "docs" / "deployment.md"
