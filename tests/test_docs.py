@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from givtcp_async import docgen
 from givtcp_async.config import LEGACY_VARIABLES, MqttConfig, Settings
@@ -71,13 +71,11 @@ def test_every_settings_field_has_an_attribute_docstring() -> None:
 
 def test_a_field_without_a_docstring_is_found() -> None:
     class Table(BaseModel):
-        model_config = ConfigDict(use_attribute_docstrings=True)
         told: int = 1
         """Documented."""
         untold: int = 2
 
     class Top(BaseModel):
-        model_config = ConfigDict(use_attribute_docstrings=True)
         section: Table = Table()
         """A table."""
         tables: list[Table] = []
@@ -115,7 +113,7 @@ def test_configuration_reference_lists_every_key_its_variables_and_docstring() -
         assert f"`{variable}`" in row, row
     for variable, _key in LEGACY_VARIABLES:
         assert f"`{variable}`" in page, variable
-    port = MqttConfig.model_fields["port"].description
+    port = docgen.attribute_docs(MqttConfig)["port"]
     assert port == "The broker's port."
     assert (
         f"| `port` | integer (≥ 1, ≤ 65535) | `1883` | `GIVTCP_MQTT__PORT` | `MQTT_PORT` | {port} |"

@@ -21,9 +21,13 @@ May import: anything below the tools floor (the sinks' pure builders, the catalo
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
+import itertools
 import json
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -224,6 +228,7 @@ def _section_rows(
     schema = model.model_json_schema()
     properties = schema.get("properties", {})
     rows: list[tuple[str, ...]] = []
+    docs = attribute_docs(model)
     for name, info in model.model_fields.items():
         dotted = f"{key}.{name}" if key else name
         variable = f"{env}{ENV_DELIMITER}{name.upper()}" if env else f"{ENV_PREFIX}{name.upper()}"
@@ -238,18 +243,48 @@ def _section_rows(
                 _default(info),
                 _code(variable),
                 givtcp,
-                _prose(info.description or ""),
+                _prose(docs.get(name, "")),
             )
         )
     return rows
 
 
+def attribute_docs(model: type[BaseModel]) -> dict[str, str]:
+    """The attribute docstrings of ``model``'s fields (and its bases'), read from the source:
+    the string right after a field's annotated assignment."""
+    out: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(cls))
+        except (OSError, TypeError):
+            continue
+        body = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)).body
+        for node, after in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                out[node.target.id] = inspect.cleandoc(after.value.value)
+    return out
+
+
+def _description(model: type[BaseModel], name: str) -> str:
+    info = model.model_fields[name]
+    return attribute_docs(model).get(name) or info.description or ""
+
+
 def undocumented(model: type[BaseModel] = Settings, key: str = "") -> list[str]:
     """The settings keys (dotted) of ``model`` and its tables that have no attribute docstring."""
     out = []
+    docs = attribute_docs(model)
     for name, info in model.model_fields.items():
         dotted = f"{key}.{name}" if key else name
-        if not (info.description or "").strip():
+        if not docs.get(name, "").strip():
             out.append(dotted)
         inner = _table_model(info.annotation)
         if inner is not None:
@@ -293,9 +328,8 @@ def configuration_page() -> str:
         rows = _section_rows(model, key, env, legacy, defs, nested)
         doc = _prose(model.__doc__ or "")
         out += [f"## `{title}`", "", doc, ""]
-        info = Settings.model_fields.get(key)
-        if info is not None and info.description and key in ("inverters", "chargers"):
-            out += [_prose(info.description), ""]
+        if key in ("inverters", "chargers"):
+            out += [_prose(_description(Settings, key)), ""]
         if key == "chargers":
             out += [
                 "GivTCP's `EVC_ENABLE` adds the first charger from `EVC_IP_ADDRESS` and",

@@ -135,9 +135,10 @@ def default_state_dir() -> Path:
 
 
 class _Section(BaseModel):
-    # Every field has an attribute docstring: it is the field's description, and the
-    # configuration reference (docs/reference/configuration.md) is generated from it.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Every field has an attribute docstring, from which givtcp_async.docgen writes the
+    # configuration reference (docs/reference/configuration.md). It reads them from the source
+    # when it runs: pydantic's use_attribute_docstrings would parse this module at every import.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class InverterConfig(_Section):
@@ -558,7 +559,6 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_DELIMITER,
         case_sensitive=False,
-        use_attribute_docstrings=True,
     )
 
     inverters: list[InverterConfig] = Field(min_length=1)
