@@ -10,7 +10,7 @@ it prints a JSON report (entity counts per platform, the ids Predbat uses that a
 every warning and error in Home Assistant's log) and, with ``--screenshot FILE``, takes the
 inverter's device page with Chromium (playwright, ``/usr/bin/chromium``).
 
-    python scripts/ha_check.py --hass /tmp/ha --screenshot docs/ha-device-page.png
+    python scripts/ha_check.py --hass /tmp/ha --screenshot docs/img/ha-device-page.png
 """
 
 # Starting the broker, Home Assistant and the demo as plain processes is fine here: nothing waits

@@ -222,6 +222,15 @@ def derived_slug(device_name: str, entity_name: str) -> str:
     return _HA_SLUG.sub("_", f"{device_name} {entity_name}".lower()).strip("_")
 
 
+def entity_id(platform: str, config: Mapping[str, Any]) -> str:
+    """The entity id Home Assistant gives the entity of ``config`` (full keys): the one sent,
+    else the one it derives from the device's name and the entity's."""
+    sent = config.get("default_entity_id")
+    if isinstance(sent, str):
+        return sent
+    return f"{platform}.{derived_slug(str(config['device']['name']), str(config['name']))}"
+
+
 def entity_slug(device_prefix: str, owner: str, name: str) -> str:
     """The object part of the entity id: ``givtcp_sa1234g567_battery_power_reserve``."""
     return f"{_slug(device_prefix)}_{_slug(owner)}_{_slug(name)}"
