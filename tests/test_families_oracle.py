@@ -432,13 +432,13 @@ def test_essential_values_equal_the_peers_with_givtcp_names(name: str) -> None:
         diagnostic = "V_Grid_Low_Limit_Trip" if three else "V_Ac_Low_Limit_Trip"
         attr = "v_grid_low_limit_trip" if three else "v_ac_low_limit_trip"
         assert obs.flat[f"Diagnostics/{diagnostic}"] == peer[attr]
-        entity = found.get(f"{obs.snap.serial}_{diagnostic}")
+        announced = found.get(f"{obs.snap.serial}_{diagnostic}")
         if three:
             assert len(diagnostics) > 80, name
-            assert entity is not None
-            assert entity.config["name"] == "Voltage Grid Low Limit Trip"
+            assert announced is not None
+            assert announced.config["name"] == "Voltage Grid Low Limit Trip"
         else:
-            assert entity is None
+            assert announced is None
     for entity in diagnostics:
         assert entity.platform == "sensor", entity.object_id
         assert entity.config["entity_category"] == "diagnostic", entity.object_id
