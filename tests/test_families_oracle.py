@@ -523,3 +523,34 @@ def test_share_of_the_peer_values(name: str) -> None:
             assert all(cmp.decoded[k] == 0 for k in missing)
             continue
         assert cmp.share >= 0.9, (name, key, cmp.summary())
+
+
+# --- meters on the EMS and Gateway plants (their inverter-level cases: the EMS/Gateway tests) ---
+
+METER_CASES: Mapping[str, Case] = {
+    "ems": Case(CAPTURES / "ems_2_inv_3_bat_a/ems_arm1036_30min.jsonl", Family.EMS),
+    "gateway": Case(
+        CAPTURES / "gateway_2aio_a/gateway_gaaa0014_10min_daylight.jsonl", Family.GATEWAY
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(METER_CASES))
+def test_meters_of_the_ems_and_gateway_plants(name: str) -> None:
+    case = METER_CASES[name]
+    store = unique_serials(capture_store(case.path))
+    snap = asyncio.run(project_run(store))
+    assert snap.meters, name
+    obs = Observed(store, snap, _inverter_paths(snap), snap.flat())
+    for dev in snap.meters:
+        with quiet_deprecations():
+            peer = peer_meter(store, dev.address)
+        tree, matches = device_matches(obs, dev.address, "meter")
+        cmp = compare(peer, tree, matches)
+        print(f"{name} 0x{dev.address:02x}: {cmp.summary()}")
+        assert not cmp.differ, (name, dev.address, cmp.differ)
+        if name == "gateway":  # the Gateway's meters leave the power-factor registers at 0
+            assert set(cmp.missing) <= {f"pf_{t}" for t in ("phase_1", "phase_2", "phase_3",
+                                                            "total")}  # fmt: skip
+        else:
+            assert cmp.share >= 0.9, (name, dev.address, cmp.summary())
