@@ -457,6 +457,12 @@ def test_essential_values_equal_the_peers_with_givtcp_names(name: str) -> None:
         assert entity.config["entity_category"] == "diagnostic", entity.object_id
         assert entity.config["enabled_by_default"] is False, entity.object_id
     if three:
+        # The power flows the dashboard draws, from the peer's meter and battery powers.
+        flows = {k.split("/")[-1]: v for k, v in obs.flat.items() if k.startswith("Power/Flows/")}
+        assert len(flows) == 7
+        exported = max(0, round(peer["p_meter_export"] - peer["p_meter_import"]))
+        discharge = max(0, round(peer["p_battery_discharge"] - peer["p_battery_charge"]))
+        assert flows["Battery_to_House"] == max(discharge - exported, 0)
         # Faults and warnings decoded to text, as the peer decodes the words.
         assert obs.flat[obs.inverter["Fault_Text"]] == _fault_texts(peer, range(7))
         assert obs.flat[obs.inverter["Warning_Text"]] == _fault_texts(peer, range(7, 8))
