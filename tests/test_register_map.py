@@ -556,6 +556,17 @@ def test_one_entry_per_name_and_family() -> None:
             assert len(names) == len(set(names)), (family, source)
 
 
+def test_one_raw_name_per_family() -> None:
+    """GivTCP 3's ``raw`` block (and the oracle's matching) keys values by raw name."""
+    for family in Family:
+        for source in Source:
+            raws = [f.raw for f in ALL_FIELDS if f.raw and f.source is source
+                    and f.applies_to(family)]  # fmt: skip
+            if source is Source.INVERTER:
+                raws += [d.raw for d in DERIVED if d.raw and d.applies_to(family)]
+            assert len(raws) == len(set(raws)), (family, source)
+
+
 def test_field_conventions() -> None:
     for f in ALL_FIELDS:
         if f.name.endswith("_kWh"):
