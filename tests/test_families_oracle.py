@@ -29,6 +29,7 @@ from givtcp_async.simulator.store import RegisterStore
 from givtcp_async.sinks.discovery import DiscoveryConfig, entities
 from givtcp_async.sinks.influx import snapshot_points
 from givtcp_async.sinks.runall_schema import runall_schemas
+from givtcp_async.sinks.state_topics import StateTopics
 from givtcp_async.snapshot import Snapshot
 from tests.conftest import CAPTURES
 from tests.oracle_support import (
@@ -427,13 +428,16 @@ def test_essential_values_equal_the_peers_with_givtcp_names(name: str) -> None:
             got = tuple(entity.config.get(k) for k in ("device_class", "state_class"))
             assert got == ha[:2], (name, ours, got)
             assert entity.config.get("unit_of_measurement") == ha[2], (name, ours)
-    # The same entries reach InfluxDB and the OpenAPI schema of runAll.
+    # The same entries reach the MQTT state topics, InfluxDB and the OpenAPI schema of runAll.
+    topics = StateTopics("GivEnergy").topics(obs.snap)
     points = "\n".join(snapshot_points(obs.snap))
     schema = runall_schemas()["RunAll"]["properties"]
     for ours, _, ha in THREE_PHASE_ESSENTIALS if three else SINGLE_PHASE_ESSENTIALS:
         if ha is None:
             continue  # text: not an Influx field
         assert f"{ours.lower()}=" in points, (name, ours)
+        topic = f"GivEnergy/{obs.snap.serial}/{obs.inverter[ours]}"
+        assert same(float(topics[topic]), obs.flat[obs.inverter[ours]]), (name, topic)
         path = obs.inverter[ours].split("/")
         if path[0] in ("Power", "Energy"):
             node = schema[path[0]]["properties"][path[1]]["properties"][ours]
