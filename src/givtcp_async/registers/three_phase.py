@@ -20,8 +20,9 @@ IR1061-1063 are line-to-line voltages (401.7 V on a 231.9 V per-phase supply), h
 bounds. The 32-bit values are high word first. Faults and warnings (IR1300-1307) are published
 as words and decoded to text by ``Fault_Text`` / ``Warning_Text`` (derived, bit names from the
 GivEnergy installer tables the peer cites). GivTCP 3.5 has no ``Power/Flows`` for three-phase
-units; here they are worked out as on single-phase ones (the grid from the meter's import and
-export, the battery from its charge and discharge power), so the dashboard shows the plant.
+units; ``registers/derived.py`` works them out as on single-phase ones (the grid from the meter's
+import and export, the battery from its charge and discharge power), so the dashboard shows the
+plant.
 """
 
 from __future__ import annotations
@@ -328,37 +329,7 @@ def _fault_text(words: tuple[int, ...]) -> Any:
     return compute
 
 
-_FLOW_INPUTS: Final = ("PV_Power_String_1", "PV_Power_String_2", "Load_Power",
-                       "Meter_Import_Power", "Meter_Export_Power", "Battery_Charge_Power",
-                       "Battery_Discharge_Power")  # fmt: skip
-
-
-def _flow(name: str) -> Derived:
-    """GivTCP's single-phase power flows (registers/derived.py), from the three-phase inputs:
-    the grid is the meter's export - import, the battery its discharge - charge."""
-
-    def compute(v: Mapping[str, Any], model: Any) -> int:
-        from givtcp_async.registers import derived  # derived.py imports this module
-
-        single = {
-            "PV_Power_String_1": v["PV_Power_String_1"],
-            "PV_Power_String_2": v["PV_Power_String_2"],
-            "Load_Power": v["Load_Power"],
-            "Grid_Power": round(v["Meter_Export_Power"] - v["Meter_Import_Power"]),
-            "Battery_Power": round(v["Battery_Discharge_Power"] - v["Battery_Charge_Power"]),
-        }
-        fn = getattr(derived, name.lower())
-        return int(fn(single))
-
-    return Derived(name, ("Power", "Flows"), _FLOW_INPUTS, compute, unit="W", families=_3PH,
-                   bounds=PLANT_POWER, ha=POWER, returns=int)  # fmt: skip
-
-
-FLOWS: Final = ("Solar_to_House", "Solar_to_Battery", "Solar_to_Grid", "Battery_to_House",
-                "Battery_to_Grid", "Grid_to_Battery", "Grid_to_House")  # fmt: skip
-
 THREE_PHASE_DERIVED: Final[tuple[Derived, ...]] = (
-    *(_flow(name) for name in FLOWS),
     Derived("PV_Power", POWER_PATH, ("PV_Power_String_1", "PV_Power_String_2"),
             lambda v, m: round(v["PV_Power_String_1"] + v["PV_Power_String_2"], 1), unit="W",
             families=_3PH, bounds=PLANT_POWER, ha=POWER, description="string 1 + string 2"),
