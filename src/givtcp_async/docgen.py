@@ -317,7 +317,9 @@ def configuration_page() -> str:
         "[Configuration](../configuration.md). In a variable name, `<n>` is the position of an",
         "inverter or charger, from 0; GivTCP's per-inverter variables take `_1` to `_5`",
         "(`INVERTOR_IP_2` is the second inverter), and the timer variables apply to every",
-        "inverter.",
+        "inverter. A whole table or list may also be given as JSON in one variable",
+        "(`GIVTCP_INVERTERS='[{\"host\": \"192.168.1.20\"}]'`, `GIVTCP_MQTT='{...}'`);",
+        "`GIVTCP_CONFIG` names the TOML file.",
         "",
     ]
     top: list[tuple[str, str, type[BaseModel]]] = []
