@@ -127,12 +127,15 @@ def test_configuration_reference_lists_every_key_its_variables_and_docstring() -
 def test_mqtt_reference_names_topics_in_both_layouts_and_their_entities() -> None:
     page = PAGES["reference/mqtt-ha.md"]
     soc = next(line for line in page.splitlines() if line.startswith("| `Power/Power/SOC` |"))
-    assert "| same | `sensor.givtcp_<serial>_soc` | sensor | battery | % | measurement |" in soc
+    assert "| same | `sensor.givtcp_<serial>_soc` | sensor | battery, %, measurement |" in soc
     firmware = next(line for line in page.splitlines() if "`<serial>/Invertor_Firmware`" in line)
     assert "`Invertor_Details/Invertor_Firmware`" in firmware
-    pack = [line for line in page.splitlines() if "Battery_Stack_1/<pack serial>/" in line]
-    assert pack
-    assert all("`Battery_Details/<pack serial>/" in line for line in pack)
+    pack = page.split("## LV battery pack\n", 1)[1].split("\n## ", 1)[0]
+    assert (
+        "Topics under `Battery_Details/Battery_Stack_1/<pack serial>/` "
+        "(`Battery_Details/<pack serial>/` in the givtcp2 layout)." in pack
+    )
+    assert "| `Battery_SOC` | same | `sensor.givtcp_<pack serial>_battery_soc` |" in pack
     assert "`switch.givtcp_<serial>_enable_charge_schedule`" in page
     for section in ("## Inverter", "## LV battery pack", "## Meter", "## EV charger"):
         assert section in page

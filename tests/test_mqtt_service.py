@@ -92,7 +92,7 @@ async def test_discovery_payloads_follow_ha_rules_and_every_state_topic_has_a_va
     retained = {s.topic: s.payload for s in ha.log[:mark]}
     assert len(configs) > 200
     # The demo plant's whole announcement: 834 KiB with 1,440 options per slot select, 185 KiB
-    # with light selects and two availability topics, 110,139 bytes now (README).
+    # with light selects and two availability topics, 110,139 bytes now (docs/mqtt.md).
     size = sum(len(s.payload) for s in ha.log[:mark] if s.topic.startswith("homeassistant/"))
     assert size < 112_000
     found: list[str] = []

@@ -129,6 +129,9 @@ def _families(found: set[Family], among: Iterable[Family] = tuple(Family)) -> st
     candidates = list(among)
     if set(candidates) <= found:
         return "all"
+    missing = [f.value for f in candidates if f not in found]
+    if len(missing) < len(candidates) - len(missing):
+        return "all but " + ", ".join(missing)
     return ", ".join(f.value for f in candidates if f in found)
 
 
@@ -314,7 +317,9 @@ def configuration_page() -> str:
         "[Configuration](../configuration.md). In a variable name, `<n>` is the position of an",
         "inverter or charger, from 0; GivTCP's per-inverter variables take `_1` to `_5`",
         "(`INVERTOR_IP_2` is the second inverter), and the timer variables apply to every",
-        "inverter.",
+        "inverter. A whole table or list may also be given as JSON in one variable",
+        "(`GIVTCP_INVERTERS='[{\"host\": \"192.168.1.20\"}]'`, `GIVTCP_MQTT='{...}'`);",
+        "`GIVTCP_CONFIG` names the TOML file.",
         "",
     ]
     top: list[tuple[str, str, type[BaseModel]]] = []
@@ -453,6 +458,11 @@ _SECTIONS: Final = (
 )
 
 
+_CLASSES: Final = "Device class, unit, state class"
+# Material's front matter: a page of wide tables without the navigation beside it.
+_WIDE: Final = ("---", "hide:", "  - navigation", "---", "")
+
+
 @dataclass
 class _Row:
     topic3: str
@@ -462,15 +472,12 @@ class _Row:
 
 
 def _entity_cells(config: Mapping[str, Any] | None, platform: str) -> tuple[str, ...]:
+    """Entity id, platform, and device class, unit and state class in one cell."""
     if config is None:
-        return ("", "", "", "", "")
-    return (
-        _code(_entity_id(config, platform)),
-        platform,
-        str(config.get("device_class", "")),
-        str(config.get("unit_of_measurement", "")),
-        str(config.get("state_class", "")),
-    )
+        return ("", "", "")
+    keys = ("device_class", "unit_of_measurement", "state_class")
+    classes = ", ".join(str(config[k]) for k in keys if config.get(k))
+    return (_code(_entity_id(config, platform)), platform, classes)
 
 
 def _cells_of(entity: discovery.Entity | None) -> tuple[str, ...]:
@@ -508,6 +515,7 @@ def mqtt_ha_page() -> str:
             row = rows["inverter"].setdefault(row_key, _Row("", "", (*cells, command)))
             row.families.add(family)
     out = [
+        *_WIDE,
         GENERATED_NOTE,
         "",
         "# MQTT topics and Home Assistant entities",
@@ -520,7 +528,8 @@ def mqtt_ha_page() -> str:
         "with the default device prefix `GivTCP`. Controls are announced as `number`, `select`,",
         "`switch`, `time` or `button` entities commanding",
         f"`{ROOT}/<serial>/control/<function>` (see [Controls](controls.md)). `Families` names",
-        "the inverter families a row applies to (`all`: every family that has such a device).",
+        "the inverter families a row applies to (`all`: every family that has such a device;",
+        "`all but`: every such family except those named).",
         "The raw block (`data.print_raw`) and the `runAll` JSON topic are not listed.",
         "",
         "Families: "
@@ -530,13 +539,20 @@ def mqtt_ha_page() -> str:
         + ".",
         "",
     ]
-    head = ("Topic (givtcp3)", "Topic (givtcp2)", "Entity", "Platform", "Device class", "Unit",
-            "State class", "Families")  # fmt: skip
+    head = ("Topic (givtcp3)", "Topic (givtcp2)", "Entity", "Platform", _CLASSES, "Families")
     titles = {"inverter": "Inverter", "stats": "Statistics"}
     for section in _SECTIONS:
         if not rows[section]:
             continue
         out += [f"## {titles.get(section, section)}", ""]
+        topics = [r for r in rows[section].values() if r.topic3]
+        prefix3 = _common_prefix([r.topic3 for r in topics])
+        prefix2 = _common_prefix([r.topic2 for r in topics])
+        if prefix3:
+            where = f"Topics under `{prefix3}`" + (
+                f" (`{prefix2}` in the givtcp2 layout)." if prefix2 != prefix3 else "."
+            )
+            out += [where, ""]
         table_rows = []
         stateless = []
         for row in rows[section].values():
@@ -544,21 +560,35 @@ def mqtt_ha_page() -> str:
             if not row.topic3:
                 stateless.append((*row.entity, fams))
                 continue
-            same = row.topic2 == row.topic3
-            table_rows.append((_code(row.topic3), "same" if same else _code(row.topic2),
-                               *row.entity, fams))  # fmt: skip
+            topic3 = row.topic3.removeprefix(prefix3)
+            topic2 = row.topic2.removeprefix(prefix2)
+            shown2 = "same" if topic2 == topic3 else _code(topic2) if topic2 else ""
+            table_rows.append((_code(topic3), shown2, *row.entity, fams))
         out += _table(head, table_rows)
         out.append("")
         if stateless:
             out += ["Entities without a state (buttons and timed overrides):", ""]
             out += _table(
-                ("Entity", "Platform", "Device class", "Unit", "State class", "Command topic",
-                 "Families"),
-                [(*r[:5], _code(r[5]), r[6]) for r in stateless],
+                ("Entity", "Platform", _CLASSES, "Command topic", "Families"),
+                [(*r[:3], _code(r[3]), r[4]) for r in stateless],
             )  # fmt: skip
             out.append("")
     out += _charger_section()
     return "\n".join(out)
+
+
+def _common_prefix(topics: Sequence[str]) -> str:
+    """The topic levels every one of ``topics`` begins with, as ``a/b/`` (or "")."""
+    split = [t.split("/")[:-1] for t in topics if t]
+    if not split:
+        return ""
+    common = split[0]
+    for levels in split[1:]:
+        n = 0
+        while n < min(len(common), len(levels)) and common[n] == levels[n]:
+            n += 1
+        common = common[:n]
+    return "/".join(common) + "/" if common else ""
 
 
 def _order(family: Family) -> int:
@@ -584,7 +614,7 @@ def _charger_section() -> list[str]:
         "",
         f"A charger's topics are under `{ROOT}/<charger serial>/`, the same in both layouts.",
         "",
-        *_table(("Topic", "Entity", "Platform", "Device class", "Unit", "State class"), rows),
+        *_table(("Topic", "Entity", "Platform", _CLASSES), rows),
         "",
     ]
 

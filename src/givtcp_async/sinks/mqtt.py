@@ -256,11 +256,15 @@ class _WillHolders:
         self._options = options
         self._tasks = tasks
         self._clients: dict[str, aiomqtt.Client] = {}
+        self._connecting = asyncio.Lock()
 
     async def hold(self, topic: str) -> None:
         """Connect the holder of ``topic``'s will, unless it is connected already."""
-        if topic in self._clients or self._tasks is None:
-            return
+        async with self._connecting:  # a second caller waits until the will is held
+            if topic not in self._clients and self._tasks is not None:
+                await self._connect(topic, self._tasks)
+
+    async def _connect(self, topic: str, tasks: _SessionTasks) -> None:
         client = aiomqtt.Client(
             **{
                 **self._options,
@@ -275,7 +279,7 @@ class _WillHolders:
             del self._clients[topic]
             _abandon(client)
             raise
-        self._tasks.spawn(self._watch(client), f"mqtt-will-{len(self._clients)}")
+        tasks.spawn(self._watch(client), f"mqtt-will-{len(self._clients)}")
 
     @staticmethod
     async def _watch(client: aiomqtt.Client) -> None:
