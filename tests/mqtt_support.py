@@ -129,6 +129,7 @@ UNITS: Mapping[str, set[str | None]] = {
     "apparent_power": {"VA", "kVA"},
     "monetary": {"GBP", "EUR", "USD"},  # HA takes any ISO 4217 currency
     "reactive_power": {"var", "kvar"},
+    "reactive_energy": {"varh", "kvarh"},  # Home Assistant 2024.10 on
 }
 # Home Assistant's discovery abbreviations (home-assistant/core, homeassistant/components/mqtt/
 # abbreviations.py), the ones that may appear here, written down independently of the code under

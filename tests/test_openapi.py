@@ -134,14 +134,19 @@ def test_every_register_map_entry_is_a_leaf_at_its_path_with_its_unit(
 def test_leaf_types_ranges_and_enums_come_from_the_entries() -> None:
     runall = runall_schemas(TreeLayout.GIVTCP2)["RunAll"]["properties"]
     power = runall["Power"]["properties"]["Power"]["properties"]
-    assert power["PV_Power"]["type"] == "integer"  # Derived returns=int
-    assert (power["PV_Power"]["minimum"], power["PV_Power"]["maximum"]) == (0, 15000)
+    # A name single- and three-phase units share is any of the two entries' schemas.
+    pv_power = power["PV_Power"]["anyOf"]
+    assert pv_power[0]["type"] == "integer"  # single-phase: Derived returns=int
+    assert (pv_power[0]["minimum"], pv_power[0]["maximum"]) == (0, 15000)
+    assert pv_power[1]["type"] == "number"  # three-phase: 0.1 W
     assert power["PV_Power"]["x-unit"] == "W"
-    assert power["SOC"]["type"] == "integer"
-    assert (power["SOC"]["minimum"], power["SOC"]["maximum"]) == (0, 100)
+    soc = power["SOC"]["anyOf"] if "anyOf" in power["SOC"] else [power["SOC"]]
+    assert all(s["type"] == "integer" for s in soc)
+    assert all((s["minimum"], s["maximum"]) == (0, 100) for s in soc)
     # Bounds that depend on the model are described, not fixed.
-    assert "maximum" not in power["Battery_Power"]
-    assert "depends on the model" in power["Battery_Power"]["description"]
+    battery_power = power["Battery_Power"]["anyOf"][0]
+    assert "maximum" not in battery_power
+    assert "depends on the model" in battery_power["description"]
     details = runall["Invertor_Details"]["properties"]
     status = details["Invertor_Status"]["anyOf"]
     assert status[0]["enum"] == ["Waiting", "Normal", "Warning", "Fault", "Firmware Update"]

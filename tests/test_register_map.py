@@ -546,6 +546,27 @@ def test_derived_all_computable(family: Family) -> None:
     assert {d.name for d in derived_for(model, fields)} == expected
 
 
+def test_one_entry_per_name_and_family() -> None:
+    """A name is one value on a model: two entries of one family never share it."""
+    for family in Family:
+        for source in Source:
+            names = [f.name for f in ALL_FIELDS if f.source is source and f.applies_to(family)]
+            if source is Source.INVERTER:
+                names += [d.name for d in DERIVED if d.applies_to(family)]
+            assert len(names) == len(set(names)), (family, source)
+
+
+def test_one_raw_name_per_family() -> None:
+    """GivTCP 3's ``raw`` block (and the oracle's matching) keys values by raw name."""
+    for family in Family:
+        for source in Source:
+            raws = [f.raw for f in ALL_FIELDS if f.raw and f.source is source
+                    and f.applies_to(family)]  # fmt: skip
+            if source is Source.INVERTER:
+                raws += [d.raw for d in DERIVED if d.raw and d.applies_to(family)]
+            assert len(raws) == len(set(raws)), (family, source)
+
+
 def test_field_conventions() -> None:
     for f in ALL_FIELDS:
         if f.name.endswith("_kWh"):
@@ -566,7 +587,8 @@ def test_field_conventions() -> None:
         if f.unit == "W":
             assert f.bounds is not None, f.name
     units = {f.unit for f in ALL_FIELDS} | {d.unit for d in DERIVED}
-    assert units <= {None, "W", "kWh", "V", "A", "Hz", "°C", "%", "Ah", "h", "min"}
+    assert units <= {None, "W", "VA", "var", "kWh", "kvarh", "V", "A", "Hz", "°C", "%", "Ah", "h",
+                     "min", "s"}  # fmt: skip
 
 
 def test_controls_use_givtcp_names() -> None:
@@ -635,7 +657,10 @@ def test_read_plan_only_used_blocks() -> None:
     three = _keys(read_plan(plant(THREE_PHASE).model, batteries=[0xA0]).blocks)
     assert (0x11, "HR", 1120, 5) in three
     assert (0xA0, "IR", 60, 5) in three
-    assert not any(base >= 1000 for _, bank, base, _ in three if bank == "IR")
+    # The three-phase live data (issue 12): every IR1000-1413 page is read.
+    assert {base for _, bank, base, _ in three if bank == "IR" and base >= 1000} == set(
+        range(1000, 1361, 60)
+    )
 
 
 def test_read_plan_probes() -> None:

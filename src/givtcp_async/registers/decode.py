@@ -31,6 +31,7 @@ _WORDS: Final = {
     Enc.DATETIME_FULL: 6,
     Enc.TIME_HMS: 3,
     Enc.SECONDS: 2,
+    Enc.VERSION: 4,
 }
 
 
@@ -124,6 +125,10 @@ def decode_words(field: Field, words: Sequence[int]) -> object | None:
         return str(timedelta(seconds=_convert(words[:2], "UINT32")))
     if enc is Enc.HEX:
         return "".join(f"{w:04x}" for w in words)
+    if enc is Enc.VERSION:
+        prefix = ascii_text(words[:2])
+        digits = "".join(str(b) for w in words[2:4] for b in w.to_bytes(2, "big"))
+        return None if not prefix else prefix + digits
     if enc is Enc.PF:
         return round(words[0] / 10000 - 1, 4)
     if enc is Enc.SIGNED_PF:

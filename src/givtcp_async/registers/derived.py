@@ -42,11 +42,13 @@ from givtcp_async.registers.schema import (
     HA,
     NOW,
     POWER,
+    THREE_PHASE_FAMILIES,
     Bounds,
     Derived,
     Family,
     Kind,
 )
+from givtcp_async.registers.three_phase import THREE_PHASE_DERIVED
 
 Values = Mapping[str, Any]
 POWER_PATH: Final = ("Power", "Power")
@@ -271,6 +273,39 @@ def _power(name: str, inputs: tuple[str, ...], fn: Callable[[Values], int],
                    bounds=bounds, ha=POWER, description=description, returns=int)  # fmt: skip
 
 
+# Three-phase units (issue 12): the same flows, the grid from the meter's export - import and the
+# battery from its discharge - charge power (three_phase.py has no Grid_Power / Battery_Power
+# field to feed them).
+_3PH_FLOW_INPUTS: Final = (*_P, "Load_Power", "Meter_Import_Power", "Meter_Export_Power",
+                           "Battery_Charge_Power", "Battery_Discharge_Power")  # fmt: skip
+
+
+def _three_phase_flow(name: str, fn: Callable[[Values], int]) -> Derived:
+    def compute(v: Values, model: Any) -> int:
+        return fn({
+            **{k: v[k] for k in (*_P, "Load_Power")},
+            "Grid_Power": round(v["Meter_Export_Power"] - v["Meter_Import_Power"]),
+            "Battery_Power": round(v["Battery_Discharge_Power"] - v["Battery_Charge_Power"]),
+        })  # fmt: skip
+
+    return Derived(name, FLOWS_PATH, _3PH_FLOW_INPUTS, compute, unit="W",
+                   families=THREE_PHASE_FAMILIES, bounds=(0.0, 60000.0), ha=POWER,
+                   returns=int)  # fmt: skip
+
+
+_FLOWS: Final[tuple[tuple[str, Callable[[Values], int]], ...]] = (
+    ("Solar_to_House", solar_to_house),
+    ("Solar_to_Battery", solar_to_battery),
+    ("Solar_to_Grid", solar_to_grid),
+    ("Battery_to_House", battery_to_house),
+    ("Battery_to_Grid", battery_to_grid),
+    ("Grid_to_Battery", grid_to_battery),
+    ("Grid_to_House", grid_to_house),
+)
+THREE_PHASE_FLOWS: Final[tuple[Derived, ...]] = tuple(
+    _three_phase_flow(name, fn) for name, fn in _FLOWS
+)
+
 _SOC_CAP = ("SOC", "Battery_Nominal_Capacity")
 _TIMESTAMP: Final = HA(device_class="timestamp")
 
@@ -367,4 +402,4 @@ DERIVED: Final[tuple[Derived, ...]] = attach_raw((
             ha=HA(platform="select", entity_category="config"), control="setBatteryMode",
             description="one of " + ", ".join(MODES) + " or Unknown", returns=str,
             choices=(*MODES, "Unknown")),
-), DERIVED_RAW)  # fmt: skip
+), DERIVED_RAW) + THREE_PHASE_DERIVED + THREE_PHASE_FLOWS  # fmt: skip

@@ -16,9 +16,15 @@ SPEC §2.5 / §3.3 / §4.7 give only the addresses and page bases (modules 0x50+
 Names follow GivTCP's style (``Battery_Cell_n_Voltage``, ``Stack_Voltage``,
 ``Stack_Load_Voltage``); ``Stack_Cell_Voltage_High/Low``, ``Stack_Temperature_High/Low``,
 ``Stack_Module_Count``, ``Stack_Cell_Count``, ``Stack_Serial_Number``, ``BCU_Count``,
-``Module_Count`` and ``Cell_Count`` are new. GivTCP's other stack fields (current, power, SOH,
-cycles, SOC high/low, firmware, energy counters) are not placed: the spec gives no register
-for them and the captures do not pin them down.
+``Module_Count`` and ``Cell_Count`` are new.
+
+The rest of the BCU's IR60-119 page (issue 12) as givenergy-modbus 2.13.0 decodes it (``raw`` is
+its attribute name), with GivTCP's stack names where it has one (``Stack_Current``,
+``Stack_Power``, ``Stack_SOH``, ``Stack_Cycles``, ``Stack_SOC_High/Low``, ``Stack_Firmware``,
+``Stack_Charge/Discharge_Energy_Today/Total_kWh``). Where the captures contradict the peer, the
+captures win: IR79 (stack power) is signed in 0.1 kW steps (-16 with -3.7 A x 472 V on the
+three-phase stack, 3 with 0.9 A x 315 V on the All-in-One), not unsigned mW; the Ah counters
+IR86-97 are in 0.1 Ah (19.5 Ah x 472 V ~ today's 9.5 kWh), where the peer gives the raw number.
 """
 
 from __future__ import annotations
@@ -27,7 +33,12 @@ from typing import Any, Final
 
 from givtcp_async.registers import common as c
 from givtcp_async.registers.schema import (
+    CURRENT,
     DIAGNOSTIC,
+    ENERGY_TODAY,
+    ENERGY_TOTAL,
+    HA,
+    POWER,
     THREE_PHASE_FAMILIES,
     VOLTAGE,
     Bank,
@@ -40,6 +51,7 @@ from givtcp_async.registers.schema import (
 
 IR = Bank.INPUT
 _HV: Final = c.HV_BATTERY
+_HIDDEN_PCT: Final = HA(state_class="measurement", enabled_by_default=False)
 _24_TEMPS: Final = THREE_PHASE_FAMILIES | {Family.HV_GEN3}
 
 
@@ -49,6 +61,7 @@ def _bmu(name: str, registers: tuple[int, ...], **kw: Any) -> Field:
 
 
 def _bcu(name: str, registers: tuple[int, ...], **kw: Any) -> Field:
+    """A stack value (``raw``: the peer library's attribute name)."""
     return Field(name, (), IR, registers, source=Source.BCU, families=_HV, **kw)
 
 
@@ -59,27 +72,108 @@ def _bams(name: str, register: int) -> Field:
 
 BMU_FIELDS: Final[tuple[Field, ...]] = (
     _bmu("Battery_Serial_Number", (114, 115, 116, 117, 118), enc=Enc.ASCII, kind=Kind.INFO,
-         ha=DIAGNOSTIC),
+         ha=DIAGNOSTIC, raw="serial_number"),
     *(
         _bmu(f"Battery_Cell_{n}_Voltage", (59 + n,), scale=0.001, unit="V",
-             bounds=c.CELL_VOLTAGE, ha=c.HIDDEN_CELL_VOLTAGE)
+             bounds=c.CELL_VOLTAGE, ha=c.HIDDEN_CELL_VOLTAGE, raw=f"v_cell_{n:02d}")
         for n in range(1, 25)
     ),
     *(
         _bmu(f"Battery_Cell_{n}_Temperature", (89 + n,), enc=Enc.S16, scale=0.1, unit="°C",
              families=_HV if n <= 12 else _24_TEMPS, bounds=c.TEMPERATURE,
-             ha=c.HIDDEN_TEMPERATURE)
+             ha=c.HIDDEN_TEMPERATURE, raw=f"t_cell_{n:02d}")
         for n in range(1, 25)
     ),
 )  # fmt: skip
 
+BCU_STATUS: Final = {0: "BMS Initialising", 1: "Precharging", 2: "Standby", 3: "Charging",
+                     4: "Discharging", 5: "Error", 6: "Updating", 7: "Powered Off",
+                     8: "Production"}  # fmt: skip
+_STACK_TODAY: Final = (0.0, 500.0)
+
+
+def _stack_energy(name: str, reg: int, raw: str, kind: Kind) -> Field:
+    today = kind is Kind.TODAY
+    return _bcu(name, (reg, reg + 1), enc=Enc.U32, scale=0.1, unit="kWh", kind=kind,
+                bounds=_STACK_TODAY if today else c.TOTAL_KWH,
+                ha=ENERGY_TODAY if today else ENERGY_TOTAL, raw=raw)  # fmt: skip
+
+
+def _stack_ah(name: str, reg: int, raw: str, kind: Kind) -> Field:
+    """Charge moved through the stack, 0.1 Ah (today's 19.5 Ah x 472 V ~ 9.5 kWh in the capture)."""
+    state = "total_increasing" if kind is Kind.TODAY else "total"
+    return _bcu(name, (reg, reg + 1), enc=Enc.U32, scale=0.1, unit="Ah", kind=kind,
+                bounds=(0.0, 10_000_000.0), raw=raw,
+                ha=HA(state_class=state, entity_category="diagnostic",
+                      enabled_by_default=False))  # fmt: skip
+
+
+def _stack_diag(name: str, regs: tuple[int, ...], raw: str, **kw: Any) -> Field:
+    kw.setdefault("kind", Kind.INFO)
+    kw.setdefault("ha", _HIDDEN_DIAG)
+    return _bcu(name, regs, raw=raw, **kw)
+
+
+_HIDDEN_DIAG: Final = HA(entity_category="diagnostic", enabled_by_default=False)
+
 BCU_FIELDS: Final[tuple[Field, ...]] = (
     _bcu("Stack_Serial_Number", (138, 139, 140, 141, 142), enc=Enc.ASCII, kind=Kind.INFO,
-         ha=DIAGNOSTIC),
-    _bcu("Stack_Voltage", (73,), scale=0.1, unit="V", bounds=(0, 1000), ha=VOLTAGE),
-    _bcu("Stack_Load_Voltage", (74,), scale=0.1, unit="V", bounds=(0, 1000), ha=VOLTAGE),
-    _bcu("Stack_Module_Count", (64,), kind=Kind.INFO, bounds=(0, 16), ha=DIAGNOSTIC),
-    _bcu("Stack_Cell_Count", (67,), kind=Kind.INFO, bounds=(0, 512), ha=DIAGNOSTIC),
+         ha=DIAGNOSTIC, raw="serial_number"),
+    _bcu("Stack_Firmware", (60, 61, 62, 63), enc=Enc.VERSION, kind=Kind.INFO, ha=DIAGNOSTIC,
+         raw="pack_software_version"),
+    _bcu("Stack_Voltage", (73,), scale=0.1, unit="V", bounds=(0, 1000), ha=VOLTAGE,
+         raw="battery_voltage"),
+    _bcu("Stack_Load_Voltage", (74,), scale=0.1, unit="V", bounds=(0, 1000), ha=VOLTAGE,
+         raw="load_voltage"),
+    _bcu("Stack_Current", (76,), enc=Enc.S16, scale=0.1, unit="A", bounds=(-500, 500),
+         ha=CURRENT, raw="battery_current",
+         description="negative = discharging (the inverter's discharge with -3.7 A here)"),
+    _bcu("Stack_Power", (79,), enc=Enc.S16, scale=100, unit="W", bounds=(-60000, 60000),
+         ha=POWER, raw="battery_power",
+         description="0.1 kW steps, negative = discharging (-16 = -1.6 kW at -3.7 A x 472 V)"),
+    _bcu("Stack_SOC_High", (80,), enc=Enc.HIGH_BYTE, unit="%", bounds=c.PERCENT,
+         ha=_HIDDEN_PCT, raw="battery_soc_max"),
+    _bcu("Stack_SOC_Low", (80,), enc=Enc.LOW_BYTE, unit="%", bounds=c.PERCENT,
+         ha=_HIDDEN_PCT, raw="battery_soc_min"),
+    _bcu("Stack_SOH", (81,), unit="%", bounds=c.PERCENT, ha=c.PLAIN, raw="battery_soh"),
+    _stack_energy("Stack_Charge_Energy_Total_kWh", 82, "charge_energy_total", Kind.TOTAL),
+    _stack_energy("Stack_Discharge_Energy_Total_kWh", 84, "discharge_energy_total", Kind.TOTAL),
+    _stack_energy("Stack_Charge_Energy_Today_kWh", 90, "charge_energy_today", Kind.TODAY),
+    _stack_energy("Stack_Discharge_Energy_Today_kWh", 92, "discharge_energy_today", Kind.TODAY),
+    _stack_ah("Stack_Charge_Capacity_Total", 86, "charge_capacity_total", Kind.TOTAL),
+    _stack_ah("Stack_Discharge_Capacity_Total", 88, "discharge_capacity_total", Kind.TOTAL),
+    _stack_ah("Stack_Charge_Capacity_Today", 94, "charge_capacity_today", Kind.TODAY),
+    _stack_ah("Stack_Discharge_Capacity_Today", 96, "discharge_capacity_today", Kind.TODAY),
+    _bcu("Stack_Nominal_Capacity", (98,), scale=0.1, unit="Ah", kind=Kind.INFO,
+         bounds=c.CAPACITY_AH, ha=DIAGNOSTIC, raw="battery_nominal_capacity_ah"),
+    _bcu("Stack_Remaining_Capacity", (99,), scale=0.1, unit="Ah", bounds=c.CAPACITY_AH,
+         ha=c.PLAIN, raw="remaining_battery_capacity_ah"),
+    _bcu("Stack_Cycles", (100,), scale=0.1, kind=Kind.TOTAL, bounds=(0, 20000), ha=c.COUNTER,
+         raw="number_of_cycles"),
+    _bcu("Stack_Status", (70,), options=BCU_STATUS, kind=Kind.STATUS, ha=c.DIAGNOSTIC_ENUM,
+         raw="status"),
+    _bcu("Stack_Module_Count", (64,), kind=Kind.INFO, bounds=(0, 16), ha=DIAGNOSTIC,
+         raw="number_of_modules"),
+    _stack_diag("Stack_Cells_Per_Module", (65,), "cells_per_module"),
+    _bcu("Stack_Cell_Count", (67,), kind=Kind.INFO, bounds=(0, 512), ha=DIAGNOSTIC,
+         raw="total_cell_count"),
+    _stack_diag("Stack_Temperature_Sensor_Count", (68,), "total_temperature_sensor_count"),
+    _stack_diag("Stack_Min_Discharge_Voltage", (102,), "min_discharge_voltage", scale=0.1,
+                unit="V", kind=Kind.SETTING),
+    _stack_diag("Stack_Max_Charge_Voltage", (103,), "max_charge_voltage", scale=0.1,
+                unit="V", kind=Kind.SETTING),
+    _stack_diag("Stack_Min_Discharge_Current", (104,), "min_discharge_current", scale=0.1,
+                unit="A", kind=Kind.SETTING),
+    _stack_diag("Stack_Max_Charge_Current", (105,), "max_charge_current", scale=0.1,
+                unit="A", kind=Kind.SETTING),
+    _stack_diag("Stack_Fan_Fault_Code", (107,), "fan_fault_code", kind=Kind.STATUS),
+    _stack_diag("Stack_Self_Check_Status", (113,), "self_check_status", kind=Kind.STATUS),
+    _stack_diag("Stack_Warning_Status", (114, 115), "pack_warning_status", enc=Enc.U32,
+                kind=Kind.STATUS),
+    _stack_diag("Stack_Protection_Status", (116, 117), "pack_protection_status",
+                enc=Enc.U32, kind=Kind.STATUS),
+    _stack_diag("Stack_Fault_Status", (118, 119), "pack_fault_status", enc=Enc.U32,
+                kind=Kind.STATUS),
     _bcu("Stack_Cell_Voltage_High", (120,), scale=0.001, unit="V", bounds=c.CELL_VOLTAGE,
          ha=VOLTAGE),
     _bcu("Stack_Cell_Voltage_Low", (123,), scale=0.001, unit="V", bounds=c.CELL_VOLTAGE,

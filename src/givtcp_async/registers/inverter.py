@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.diagnostics import SP_DIAGNOSTIC_FIELDS
 from givtcp_async.registers.raw import INVERTER_RAW, attach_raw
 from givtcp_async.registers.raw_fields import RAW_ONLY_FIELDS
 from givtcp_async.registers.schema import (
@@ -35,6 +36,7 @@ from givtcp_async.registers.schema import (
     HA,
     POWER,
     TEMPERATURE,
+    THREE_PHASE_FAMILIES,
     VOLTAGE,
     Bank,
     Bounds,
@@ -181,14 +183,19 @@ ENERGY_FIELDS: Final[tuple[Field, ...]] = (
     _energy("Battery_Charge_Energy_Total_kWh", (181,), Kind.TOTAL, _GEN1, "IR181 (Gen1)"),
 )
 
+_NOT_3PH: Final = frozenset(Family) - THREE_PHASE_FAMILIES
+
 # --- Invertor_Details ----------------------------------------------------------------------------
 
 DETAIL_FIELDS: Final[tuple[Field, ...]] = (
     _hr("Invertor_Serial_Number", DETAILS_PATH, (13, 14, 15, 16, 17), enc=Enc.ASCII,
         kind=Kind.INFO, ha=DIAGNOSTIC),
     _hr("Device_Type_Code", DETAILS_PATH, (0,), enc=Enc.HEX, kind=Kind.INFO, ha=DIAGNOSTIC),
-    _hr("DSP_Firmware_Version", DETAILS_PATH, (19,), kind=Kind.INFO, ha=DIAGNOSTIC),
-    _hr("ARM_Firmware_Version", DETAILS_PATH, (21,), kind=Kind.INFO, ha=DIAGNOSTIC),
+    # Three-phase units read 0 here: their versions are IR1325/1327 (see three_phase.py).
+    _hr("DSP_Firmware_Version", DETAILS_PATH, (19,), kind=Kind.INFO, families=_NOT_3PH,
+        ha=DIAGNOSTIC),
+    _hr("ARM_Firmware_Version", DETAILS_PATH, (21,), kind=Kind.INFO, families=_NOT_3PH,
+        ha=DIAGNOSTIC),
     _hr("Modbus_Version", DETAILS_PATH, (34,), scale=0.01, kind=Kind.INFO,
         families=c.SP_BATTERY, ha=DIAGNOSTIC),
     _hr("Invertor_Time", DETAILS_PATH, (35, 36, 37, 38, 39, 40), enc=Enc.DATETIME,
@@ -375,4 +382,5 @@ INVERTER_FIELDS: Final[tuple[Field, ...]] = (
         INVERTER_RAW,
     )
     + RAW_ONLY_FIELDS
+    + SP_DIAGNOSTIC_FIELDS
 )

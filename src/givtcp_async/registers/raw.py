@@ -126,6 +126,7 @@ BATTERY_RAW: Final[Mapping[str, str]] = {
     "Battery_Cycles": "num_cycles",
     "Battery_Temperature": "t_bms_mosfet",
     "Battery_Voltage": "v_cells_sum",
+    "Battery_Current": "i_battery",
     "Battery_Charge_Energy_Total_kWh": "e_battery_charge_total",
     "Battery_Discharge_Energy_Total_kWh": "e_battery_discharge_total",
     **{f"Battery_Cell_{n}_Voltage": f"v_cell_{n:02d}" for n in range(1, 17)},

@@ -135,6 +135,7 @@ _PACK_ROWS: Final[tuple[tuple[str, int, str], ...]] = (
     ("cap_design2", 101, "u32c"),
     ("t_max", 103, "sd"),
     ("t_min", 104, "sd"),
+    ("force_discharge_flag", 107, "u"),
 )
 _PACK_ENC: Final = {"u32m": Enc.U32, "u32c": Enc.U32, "sd": Enc.S16}
 _PACK_SCALE: Final = {"u32m": 0.001, "u32c": 0.01, "sd": 0.1}

@@ -39,6 +39,9 @@ class Enc(StrEnum):
     DATETIME_FULL = "datetime4"  # six registers: full year, month, day, hour, minute, second
     TIME_HMS = "hms"  # three registers: hour, minute, second -> a time of day
     SECONDS = "seconds"  # two registers (high word first): seconds -> "H:MM:SS"
+    # HV stack firmware: four registers, the first two ASCII, then each byte of the last two as a
+    # decimal digit ("BABA" + 0x0000, 0x0009 -> "BABA0009").
+    VERSION = "version"
 
 
 class Kind(StrEnum):

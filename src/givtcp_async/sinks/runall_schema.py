@@ -60,7 +60,7 @@ _KIND_TEXT: Final = {
 }
 _HHMM: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]:00$"
 SERIAL_PATTERN: Final = SERIAL_RE.pattern
-_STRINGS: Final = {Enc.ASCII, Enc.TIME, Enc.HEX, Enc.DATETIME}
+_STRINGS: Final = {Enc.ASCII, Enc.TIME, Enc.HEX, Enc.DATETIME, Enc.VERSION}
 
 
 def _num(value: float) -> int | float:
@@ -94,7 +94,7 @@ def _field_value(spec: Field) -> Schema:
         return {"type": "string", "pattern": _HHMM}
     if enc is Enc.HEX:
         return {"type": "string", "pattern": "^([0-9a-f]{4})+$"}
-    if enc is Enc.ASCII:
+    if enc in (Enc.ASCII, Enc.VERSION):
         return {"type": "string"}
     if enc is Enc.BOOL:
         # Only 0 and 1 decode; anything else is unavailable.

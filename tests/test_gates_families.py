@@ -1,0 +1,162 @@
+"""The data-quality gates on the new families' values (issue 12 item 8), end to end: the captured
+three-phase plant served by our simulator over TCP, its registers then turned bad at the source.
+
+Values: an impossible reading (bounds), a lifetime total going backwards, a daily total dropping
+outside the midnight window are refused, counted, and never published; the midnight reset is
+taken. Pages: all 0xFFFF, and one kind of device's page at another kind's address (a battery
+module's cells at the stack controller's address, the controller's page at a module's) are
+refused by the page gate and counted; what was published stays the last good value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from givtcp_async.assemble import SnapshotAssembler
+from givtcp_async.cache import RegisterCache
+from givtcp_async.connection import DongleConnection
+from givtcp_async.protocol.frames import FunctionCode
+from givtcp_async.quality.pages import PageVerdict
+from givtcp_async.reader import PlantLayout, PlantReader
+from givtcp_async.simulator.server import DongleSimulator
+from givtcp_async.simulator.store import RegisterStore
+from givtcp_async.snapshot import Snapshot
+from tests.control_support import fast_settings
+from tests.oracle_support import TZ, capture_store, unique_serials
+from tests.test_families_oracle import THREE_PHASE
+
+IR = int(FunctionCode.READ_INPUT)
+INVERTER = 0x11
+AFTERNOON = datetime(2026, 7, 9, 13, 0, tzinfo=TZ)  # the capture's day; its clock says 21:20
+
+
+@dataclass
+class Rig:
+    store: RegisterStore
+    reader: PlantReader
+    cache: RegisterCache
+    layout: PlantLayout
+    assembler: SnapshotAssembler
+
+    async def poll(self, now: datetime) -> Snapshot:
+        await self.reader.refresh(self.layout.plan.blocks)
+        return self.assembler.build(self.cache, devices=self.layout.devices, now=now)
+
+    def set_inverter(self, register: int, *words: int) -> None:
+        inv = self.store.device(INVERTER)
+        assert inv is not None
+        for i, word in enumerate(words):
+            inv.set(IR, register + i, word)
+
+    def page(self, address: int, base: int) -> list[int]:
+        dev = self.store.device(address)
+        assert dev is not None
+        return [dev.get(IR, base + i) for i in range(60)]
+
+    def put_page(self, address: int, base: int, words: list[int]) -> None:
+        dev = self.store.device(address)
+        assert dev is not None
+        for i, word in enumerate(words):
+            dev.set(IR, base + i, word)
+
+
+@contextlib.asynccontextmanager
+async def three_phase() -> AsyncIterator[Rig]:
+    store = unique_serials(capture_store(THREE_PHASE))
+    async with DongleSimulator(store) as sim, DongleConnection(fast_settings(sim.port)) as conn:
+        await conn.wait_connected(5)
+        cache = RegisterCache()
+        reader = PlantReader(conn, cache, probe_timeout=0.3, probe_meters=False)
+        layout = await reader.detect()
+        assembler = SnapshotAssembler(layout.model, layout.serial, layout.fields, TZ)
+        yield Rig(store, reader, cache, layout, assembler)
+
+
+def u32(value: int) -> tuple[int, int]:
+    return value >> 16, value & 0xFFFF
+
+
+def reading(snap: Snapshot, name: str) -> Any:
+    return snap.values[name]
+
+
+async def test_impossible_three_phase_values_are_refused_and_counted() -> None:
+    async with three_phase() as rig:
+        good = await rig.poll(AFTERNOON)
+        assert good.value("SOC") == 92
+        assert good.value("Grid_Phase1_Voltage") == 401.7
+        rig.set_inverter(1132, 150)  # SOC 150 %
+        rig.set_inverter(1061, 9000)  # 900 V line to line
+        rig.set_inverter(1128, 0x7FFF)  # inverter at 3276.7 °C
+        bad = await rig.poll(AFTERNOON + timedelta(seconds=10))
+        for name, last in (("SOC", 92), ("Grid_Phase1_Voltage", 401.7),
+                           ("Inverter_Temperature", 44.8)):  # fmt: skip
+            got = reading(bad, name)
+            assert got.value == last, name  # the last good value, never the bad one
+            assert got.stale, name
+            assert rig.assembler.rejections[f"{name}:out_of_bounds"] == 1, name
+        flat = bad.flat()
+        assert flat["Power/Power/SOC"] == 92
+        rig.set_inverter(1132, 91)  # good again: published, fresh
+        again = await rig.poll(AFTERNOON + timedelta(seconds=20))
+        assert reading(again, "SOC").value == 91
+        assert not reading(again, "SOC").stale
+
+
+async def test_three_phase_totals_never_go_backwards_and_today_resets_only_at_midnight() -> None:
+    async with three_phase() as rig:
+        good = await rig.poll(AFTERNOON)
+        assert good.value("Import_Energy_Total_kWh") == 18249.6
+        assert good.value("Import_Energy_Today_kWh") == 19.8
+        rig.set_inverter(1382, *u32(182_000))  # the lifetime import falls by 49.6 kWh
+        rig.set_inverter(1380, *u32(0))  # today's import back to 0 at 13:00
+        bad = await rig.poll(AFTERNOON + timedelta(seconds=10))
+        assert bad.value("Import_Energy_Total_kWh") == 18249.6
+        assert bad.value("Import_Energy_Today_kWh") == 19.8
+        rejected = rig.assembler.rejections
+        assert rejected["Import_Energy_Total_kWh:went_backwards"] == 1
+        assert rejected["Import_Energy_Today_kWh:reset_outside_midnight"] == 1
+        # Just after local midnight the daily total's reset is real and is taken.
+        midnight = (AFTERNOON + timedelta(days=1)).replace(hour=0, minute=5)
+        reset = await rig.poll(midnight)
+        assert reset.value("Import_Energy_Today_kWh") == 0
+        assert not reading(reset, "Import_Energy_Today_kWh").stale
+        assert reset.value("Import_Energy_Total_kWh") == 18249.6  # still never backwards
+
+
+async def test_a_page_of_all_ones_is_refused_and_counted() -> None:
+    async with three_phase() as rig:
+        await rig.poll(AFTERNOON)
+        rig.put_page(INVERTER, 1120, [0xFFFF] * 60)  # the battery page: nothing was read
+        snap = await rig.poll(AFTERNOON + timedelta(seconds=10))
+        assert rig.cache.rejections[PageVerdict.ALL_ONES] == 1
+        assert snap.value("SOC") == 92
+        assert snap.value("Battery_Discharge_Power") == 1704.8
+
+
+async def test_a_module_page_at_the_stack_address_and_back_is_refused() -> None:
+    async with three_phase() as rig:
+        good = await rig.poll(AFTERNOON)
+        stack = next(b for b in good.batteries if b.address == 0x70)
+        assert stack.values["Stack_Voltage"].value == 471.8
+        module_page, stack_page = rig.page(0x50, 60), rig.page(0x70, 60)
+        rig.put_page(0x70, 60, module_page)  # a module's cells where the stack's page belongs
+        rig.put_page(0x51, 60, stack_page)  # the stack's page at a module's address
+        snap = await rig.poll(AFTERNOON + timedelta(seconds=10))
+        assert rig.cache.rejections[PageVerdict.WRONG_DEVICE] == 2
+        stack = next(b for b in snap.batteries if b.address == 0x70)
+        assert stack.values["Stack_Voltage"].value == 471.8  # not module_page[13] / 10
+        module = next(b for b in snap.batteries if b.address == 0x51)
+        assert module.values["Battery_Cell_1_Voltage"].value == good_cell(good, 0x51)
+
+
+def good_cell(snap: Snapshot, address: int) -> Any:
+    return (
+        next(b for b in snap.batteries if b.address == address)
+        .values["Battery_Cell_1_Voltage"]
+        .value
+    )
