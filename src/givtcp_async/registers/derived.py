@@ -34,6 +34,8 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.ems import EMS_DERIVED
+from givtcp_async.registers.gateway import GATEWAY_DERIVED
 from givtcp_async.registers.raw import DERIVED_RAW, attach_raw
 from givtcp_async.registers.schema import (
     DIAGNOSTIC,
@@ -367,4 +369,4 @@ DERIVED: Final[tuple[Derived, ...]] = attach_raw((
             ha=HA(platform="select", entity_category="config"), control="setBatteryMode",
             description="one of " + ", ".join(MODES) + " or Unknown", returns=str,
             choices=(*MODES, "Unknown")),
-), DERIVED_RAW)  # fmt: skip
+), DERIVED_RAW) + EMS_DERIVED + GATEWAY_DERIVED  # fmt: skip
