@@ -15,6 +15,7 @@ address are refused, counted, and never published.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from givtcp_async.assemble import SnapshotAssembler
 from givtcp_async.cache import RegisterCache
 from givtcp_async.cli.read import read_plant
 from givtcp_async.connection import ConnectionSettings
+from givtcp_async.control.catalogue import CATALOGUE
 from givtcp_async.protocol.capture import load_capture
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse
 from givtcp_async.quality.identity import IdentityGuard
@@ -42,8 +44,12 @@ from givtcp_async.quality.pages import PageVerdict
 from givtcp_async.reader import PlantLayout
 from givtcp_async.simulator.server import DongleSimulator, SimulatorConfig
 from givtcp_async.simulator.store import RegisterStore
+from givtcp_async.sinks.discovery import DiscoveryConfig, entities
+from givtcp_async.sinks.influx import snapshot_points
+from givtcp_async.sinks.openapi import build_openapi
 from givtcp_async.snapshot import Snapshot
 from tests.conftest import CAPTURES
+from tests.test_openapi import validator
 
 EMS = CAPTURES / "ems_2_inv_3_bat_a" / "ems_arm1036_30min.jsonl"
 GATEWAY = CAPTURES / "gateway_2aio_a" / "gateway_gaaa0014_10min_daylight.jsonl"
@@ -537,3 +543,96 @@ async def test_a_page_at_the_wrong_address_is_refused(gateway_read: Read) -> Non
 def _page_of(store: RegisterStore, base: int) -> list[int]:
     bank = store.devices[0x11].banks[int(FunctionCode.READ_INPUT)]
     return [bank[r] for r in range(base, base + 60)]
+
+
+# --- every sink ----------------------------------------------------------------------------------
+
+
+def _by_name(read: Read) -> dict[str, dict[str, Any]]:
+    serial = read.layout.serial
+    out: dict[str, dict[str, Any]] = {}
+    for entity in entities(read.snapshot, DiscoveryConfig()):
+        unique = str(entity.config["unique_id"])
+        out[unique.removeprefix(f"GivTCP_{serial}_")] = dict(entity.config)
+    return out
+
+
+def _devices(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each device's full block (the first entity of a device carries it)."""
+    out: dict[str, dict[str, Any]] = {}
+    for config in configs.values():
+        device = config["device"]
+        out.setdefault(device["identifiers"][0], {}).update(device)
+    return out
+
+
+async def test_gateway_and_ems_values_reach_home_assistant(
+    gateway_read: Read, ems_read: Read
+) -> None:
+    for read, member, names in (
+        (gateway_read, "AIO_1", ("AIO_1_SOC", "AIO_1_Invertor_Power",
+                                 "AIO_1_AC_Charge_Energy_Total_kWh")),
+        (ems_read, "Inverter_2", ("Inverter_2_SOC", "Inverter_2_Power",
+                                  "Inverter_2_Temperature")),
+    ):  # fmt: skip
+        serial = read.layout.serial
+        configs = _by_name(read)
+        devices = _devices(configs)
+        ident = f"givtcp_{serial}_{member.lower()}"
+        # Each member is a device of its own, linked to the plant's device.
+        assert devices[ident]["via_device"] == f"givtcp_{serial}"
+        assert f"givtcp_{serial}" in devices
+        for name in names:
+            config = configs[name]
+            assert config["device"]["identifiers"] == [ident], name
+            assert config["state_topic"].endswith(f"/Inverters/{member}/{name}"), name
+        # The plant's own values stay on the plant's device.
+        assert configs["Battery_Power"]["device"]["identifiers"] == [f"givtcp_{serial}"]
+    gw = _by_name(gateway_read)
+    # Energy dashboard: kWh, device class energy, total (lifetime) / total_increasing (today).
+    for name in ("Import_Energy_Total_kWh", "Export_Energy_Total_kWh", "PV_Energy_Total_kWh",
+                 "Load_Energy_Total_kWh", "AIO_2_AC_Discharge_Energy_Total_kWh"):  # fmt: skip
+        assert (gw[name]["device_class"], gw[name]["state_class"]) == ("energy", "total"), name
+        assert gw[name]["unit_of_measurement"] == "kWh"
+    today = gw["Import_Energy_Today_kWh"]
+    assert (today["device_class"], today["state_class"]) == ("energy", "total_increasing")
+    assert (gw["Grid_Power"]["device_class"], gw["Grid_Power"]["unit_of_measurement"]) == (
+        "power",
+        "W",
+    )
+    assert gw["AIO_1_SOC"]["device_class"] == "battery"
+    assert gw["Gateway_Mode"]["options"] == ["Initialising", "Off grid", "On grid", "Fault",
+                                             "Update"]  # fmt: skip
+    ems = _by_name(ems_read)
+    assert ems["Remaining_Battery_Wh"]["device_class"] == "energy_storage"
+    assert ems["Remaining_Battery_Wh"]["unit_of_measurement"] == "Wh"
+    assert ems["Meter_1_Status"]["options"] == ["Disabled", "Online", "Offline"]
+    assert "Meter_Status_Code" not in ems  # the packed word is not an entity
+    # The EMS controls are still announced as controls.
+    assert ems["EMS_Plant_Enable"]["command_topic"].endswith("/setEmsPlant")
+
+
+async def test_gateway_and_ems_values_reach_influx_and_the_openapi_schema(
+    gateway_read: Read, ems_read: Read
+) -> None:
+    gw_lines = snapshot_points(gateway_read.snapshot)
+    member = [line for line in gw_lines if line.startswith("member,") and "member=AIO_1" in line]
+    assert len(member) == 1
+    assert "aio_1_soc=94.0" in member[0]
+    assert "aio_1_ac_charge_energy_total_kwh=7871.8" in member[0]
+    total = next(line for line in gw_lines if line.startswith("energy_total,"))
+    assert "import_energy_total_kwh=12710.8" in total
+    ems_lines = snapshot_points(ems_read.snapshot)
+    meters = next(line for line in ems_lines if line.startswith("plant_meters,"))
+    assert "meter_3_power=583.0" in meters
+    assert any("member=Inverter_1" in line and "inverter_1_soc=51.0" in line
+               for line in ems_lines)  # fmt: skip
+    # The runAll answers validate against the OpenAPI document, and a wrong one does not.
+    doc = build_openapi(CATALOGUE)
+    check = validator(doc, {"$ref": "#/components/schemas/RunAll"})
+    for read in (gateway_read, ems_read):
+        plain = json.loads(json.dumps(read.runall, default=str))
+        assert list(check.iter_errors(plain)) == []
+    wrong = json.loads(json.dumps(gateway_read.runall, default=str))
+    wrong["Inverters"]["AIO_1"]["AIO_1_SOC"] = 140
+    assert list(check.iter_errors(wrong))
