@@ -39,6 +39,7 @@ from givtcp_async.connection import ConnectionSettings
 from givtcp_async.control.catalogue import CATALOGUE
 from givtcp_async.protocol.capture import load_capture
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse
+from givtcp_async.quality.gates import Reason
 from givtcp_async.quality.identity import IdentityGuard
 from givtcp_async.quality.pages import PageVerdict
 from givtcp_async.reader import PlantLayout
@@ -636,3 +637,34 @@ async def test_gateway_and_ems_values_reach_influx_and_the_openapi_schema(
     wrong = json.loads(json.dumps(gateway_read.runall, default=str))
     wrong["Inverters"]["AIO_1"]["AIO_1_SOC"] = 140
     assert list(check.iter_errors(wrong))
+
+
+async def test_gateway_totals_never_go_back_and_todays_reset_only_at_midnight(
+    gateway_read: Read,
+) -> None:
+    read = gateway_read
+    assembler = SnapshotAssembler(read.layout.model, read.layout.serial, read.layout.fields, TZ)
+    noon = datetime(2026, 6, 21, 13, 0, tzinfo=TZ)
+    first = assembler.build(read.cache, devices=read.layout.devices, now=noon)
+    values = _page(read, "IR", 1600)
+    total = (values[1641 - 1600] << 16 | values[1642 - 1600]) - 1000  # 100 kWh less
+    values[1641 - 1600], values[1642 - 1600] = total >> 16, total & 0xFFFF
+    values[1643 - 1600] = 0  # PV today back to 0 at 13:00
+    cache_ = _copy(read.cache)
+    assert cache_.offer(_frame(0x11, "IR", 1600, values)) is PageVerdict.OK
+    bad = assembler.build(cache_, devices=read.layout.devices, now=noon)
+    for name, reason in (("Import_Energy_Total_kWh", Reason.WENT_BACKWARDS),
+                         ("PV_Energy_Today_kWh", Reason.RESET_OUTSIDE_MIDNIGHT)):  # fmt: skip
+        assert bad.values[name].stale, name
+        assert bad.values[name].value == first.values[name].value
+        assert assembler._gate.rejections[(name, reason)] == 1
+    midnight = datetime(2026, 6, 22, 0, 1, tzinfo=TZ)
+    after = assembler.build(cache_, devices=read.layout.devices, now=midnight)
+    assert (
+        after.values["PV_Energy_Today_kWh"].value,
+        after.values["PV_Energy_Today_kWh"].stale,
+    ) == (0.0, False)
+    assert (
+        after.values["Import_Energy_Total_kWh"].value
+        == first.values["Import_Energy_Total_kWh"].value
+    )
