@@ -48,6 +48,7 @@ from givtcp_async.simulator.store import RegisterStore
 from givtcp_async.sinks.discovery import DiscoveryConfig, entities
 from givtcp_async.sinks.influx import snapshot_points
 from givtcp_async.sinks.openapi import build_openapi
+from givtcp_async.sinks.state_topics import StateTopics
 from givtcp_async.snapshot import Snapshot
 from tests.conftest import CAPTURES
 from tests.test_openapi import validator
@@ -587,6 +588,10 @@ async def test_gateway_and_ems_values_reach_home_assistant(
             config = configs[name]
             assert config["device"]["identifiers"] == [ident], name
             assert config["state_topic"].endswith(f"/Inverters/{member}/{name}"), name
+        # Each sensor's state topic is one the MQTT sink publishes from runAll.
+        published = set(StateTopics(root="GivEnergy").topics(read.snapshot))
+        for name in names:
+            assert configs[name]["state_topic"] in published, name
         # The plant's own values stay on the plant's device.
         assert configs["Battery_Power"]["device"]["identifiers"] == [f"givtcp_{serial}"]
     gw = _by_name(gateway_read)
