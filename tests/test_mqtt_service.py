@@ -84,9 +84,10 @@ async def test_discovery_payloads_follow_ha_rules_and_every_state_topic_has_a_va
     retained = {s.topic: s.payload for s in ha.log[:mark]}
     assert len(configs) > 200
     # The demo plant's whole announcement (834 KiB with 1,440 options per slot select): GivTCP's
-    # ids repeat in every payload, so 100 KB is out of reach with select slots (README).
+    # ids repeat in every payload, so 100 KB is out of reach with select slots (README). Since
+    # issue 12 the plant's EM115 meter adds its device and seven sensors (about 6 KiB).
     size = sum(len(s.payload) for s in ha.log[:mark] if s.topic.startswith("homeassistant/"))
-    assert size < 180 * 1024
+    assert size < 190 * 1024
     found: list[str] = []
     for topic, config in configs.items():
         found += problems(topic, config)
