@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 
 from givtcp_async.assemble import SnapshotAssembler
@@ -24,6 +26,7 @@ from givtcp_async.simulator.server import DongleSimulator, SimulatorConfig
 from givtcp_async.simulator.store import RegisterStore
 from givtcp_async.snapshot import Snapshot
 from tests.conftest import CAPTURES
+from tests.servers import free_port
 from tests.sim_support import cli_command
 
 TZ = ZoneInfo("Europe/London")
@@ -261,3 +264,76 @@ async def test_bad_plant_options_are_usage_errors() -> None:
         _out, err = await proc.communicate()
         assert proc.returncode == 2, (args, err)
         assert b"plant" in err or b"batteries" in err, err
+
+
+# --- the demo, end to end: REST shows the family's values and its controls act on the plant --
+
+
+async def _runall(session: aiohttp.ClientSession, url: str, ready: Any) -> dict[str, Any]:
+    """GET /runAll until ``ready(answer)`` (the first polls take a few seconds)."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                async with session.get(f"{url}runAll") as resp:
+                    if resp.status == 200:
+                        body: dict[str, Any] = await resp.json()
+                        if ready(body):
+                            return body
+            except aiohttp.ClientConnectorError:
+                pass  # REST starts listening just after the demo prints its address
+            await asyncio.sleep(0.5)
+
+
+async def test_demo_plant_ems_serves_the_ems_and_obeys_its_slots(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIVTCP_", "MQTT_"))}
+    proc = await asyncio.create_subprocess_exec(
+        *cli_command(), "demo", "--plant", "ems", "--port", str(port), cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    drain: asyncio.Task[bytes] | None = None
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            info: dict[str, Any] = {}
+            while "dashboard" not in info:  # the logs are JSON lines too
+                line = await proc.stdout.readline()
+                assert line, "the demo exited"
+                info = json.loads(line)
+        assert info["plant"] == "ems"
+        drain = asyncio.create_task(proc.stdout.read())  # the logs: never let the pipe fill
+        url = info["dashboard"]
+        async with aiohttp.ClientSession() as session:
+            first = await _runall(session, url, lambda b: "Inverters" in b and "Meter_Details" in b)
+            assert first["Inverters"]["Inverter_1"]["Inverter_1_Serial_Number"] == "CE2231G000"
+            assert "Meter_3_Power" in first["Power"]["Meters"]
+            assert set(first["Meter_Details"]) == {"Meter_ID1", "Meter_ID3"}
+            # A slot around the plant's "now" (its clock is the wall clock): a charge slot
+            # charges it from the grid; when it is already full, an export slot empties it.
+            now = datetime.now(TZ)
+            first_hour, last_hour = now.hour, (now.hour + 1) % 24
+            full = first["Inverters"]["Inverter_1"]["Inverter_1_SOC"] >= 95
+            if full:
+                function = "setExportSlot1"
+                payload = {"start": f"{first_hour:02d}:00", "finish": f"{last_hour:02d}:59"}
+            else:
+                function = "setChargeSlot1"
+                payload = {"start": f"{first_hour:02d}00", "finish": f"{last_hour:02d}59",
+                           "chargeToPercent": "100"}  # fmt: skip
+            async with session.post(f"{url}{function}", json=payload) as resp:
+                result = await resp.json()
+                assert resp.status == 200, result
+                assert result["status"] == "ok", result
+            sign = 1 if full else -1
+            moved = await _runall(
+                session, url, lambda b: sign * b["Power"]["Power"].get("Battery_Power", 0) > 1000
+            )
+            if not full:
+                assert moved["Power"]["Power"]["Grid_Power"] > 1000  # importing for it
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                assert await proc.wait() == 0
+        if drain is not None:
+            await drain
