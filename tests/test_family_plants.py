@@ -337,3 +337,16 @@ async def test_demo_plant_ems_serves_the_ems_and_obeys_its_slots(tmp_path: Path)
                 assert await proc.wait() == 0
         if drain is not None:
             await drain
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_clock_runs_and_set_date_time_moves_it(family: str) -> None:
+    plant = build_family_plant(family, start=NOON, speed=0)
+    shown = [plant.hr(r) for r in range(35, 41)]
+    assert shown == [26, 6, 21, 13, 0, 0]  # HR35-40: the plant's time, not the capture's
+    plant.advance(90)
+    assert [plant.hr(r) for r in range(38, 41)] == [13, 1, 30]
+    for register, value in zip(range(35, 41), (26, 6, 21, 15, 30, 0), strict=True):
+        _write(plant, register, value)  # setDateTime: one register after another
+    plant.advance(10)
+    assert [plant.hr(r) for r in range(38, 41)] == [15, 30, 10]

@@ -152,7 +152,7 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
                     "data": base.data.model_copy(update={"stale_after": stale}),
                 }
             )
-            clock = PlantClock(plant) if args.speed != 1 else None  # type: ignore[arg-type]
+            clock = PlantClock(plant) if args.speed != 1 else None
             daemon = Daemon(settings, clock=clock)
             rest = settings.rest
             shown = "127.0.0.1" if rest.host in ("0.0.0.0", "::") else rest.host

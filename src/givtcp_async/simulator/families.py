@@ -49,6 +49,7 @@ IR: Final = int(FunctionCode.READ_INPUT)
 FAMILIES: Final = ("three-phase", "ems", "gateway")
 _IMAGE: Final = {"three-phase": "three_phase", "ems": "ems", "gateway": "gateway"}
 _DAY: Final = 86400.0
+CLOCK: Final = range(35, 41)  # HR35-40: year - 2000, month, day, hour, minute, second
 WARMUP_STEP: Final = 300.0  # seconds per step when working out today's counters at start
 # The counters every family keeps (Wh).
 COUNTERS: Final = ("pv", "load", "import", "export", "charge", "discharge", "ac_charge", "inv_out")
@@ -150,6 +151,9 @@ class FamilyPlant:
         self._today = dict.fromkeys(COUNTERS, 0.0)
         self.pv = self.load = self.grid = self.battery = 0.0
         self._noise_key = random.Random(seed).getrandbits(32)
+        # The inverter's clock (HR35-40) runs with the plant's, plus what setDateTime moved it by.
+        self._clock_offset = 0.0
+        self.store.write_hooks.append(self._on_write)
         # Work out today's counters: run the model from local midnight to the start.
         start_t = self.clock.timestamp()
         local = datetime.fromtimestamp(start_t, self.tz)
@@ -327,7 +331,29 @@ class FamilyPlant:
         total = sum(u.capacity_wh for u in self.units)
         return sum(u.soc * u.capacity_wh for u in self.units) / total
 
+    def inverter_time(self) -> datetime:
+        """The inverter's wall clock (naive, whole seconds), as HR35-40 show it."""
+        local = datetime.fromtimestamp(self._t + self._clock_offset, self.tz)
+        return local.replace(tzinfo=None, microsecond=0)
+
+    def _on_write(self, device: int, register: int, value: int) -> int | None:
+        """A write to the clock registers moves the inverter's clock; others land as they are."""
+        if device == INVERTER and CLOCK.start <= register < CLOCK.stop:
+            fields = [self.hr(r) for r in CLOCK]
+            fields[register - CLOCK.start] = value
+            try:
+                year, month, day, hour, minute, second = fields
+                shown = datetime(2000 + year, month, day, hour, minute, second, tzinfo=self.tz)
+            except ValueError:
+                return value  # one field of several being set: the others follow
+            self._clock_offset = shown.timestamp() - self._t
+        return value
+
     def _encode(self) -> None:
+        clock = self.inverter_time()
+        hr = self.store.devices[INVERTER].banks.setdefault(HR, {})
+        hr[35], hr[36], hr[37] = clock.year - 2000, clock.month, clock.day
+        hr[38], hr[39], hr[40] = clock.hour, clock.minute, clock.second
         self._spec.encode(self)
 
 

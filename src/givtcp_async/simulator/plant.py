@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 from givtcp_async.protocol.frames import FunctionCode, WriteResponse
@@ -1444,12 +1444,22 @@ def _mark(table: list[int], start: int, end: int, value: int) -> None:
         table[:e] = [value] * e
 
 
+class Clocked(Protocol):
+    """A simulated plant as :class:`PlantClock` needs it: its simulated clock (and a way to
+    step it by hand, for tests)."""
+
+    @property
+    def clock(self) -> SimClock: ...
+
+    def advance(self, seconds: float) -> None: ...
+
+
 class PlantClock:
     """A daemon clock (:class:`givtcp_async.control.clock.Clock`) that follows a plant's
     simulated clock, for accelerated demos and tests; frozen (speed 0), it moves only when the
     plant is advanced by hand."""
 
-    def __init__(self, plant: Plant) -> None:
+    def __init__(self, plant: Clocked) -> None:
         self.plant = plant
 
     def now(self) -> datetime:
