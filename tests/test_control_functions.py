@@ -44,6 +44,10 @@ async def _check_function(r: Rig, fn: ControlFunction) -> None:
 
     after = r.snapshot()
     changed = {key: after[key] for key in after if before.get(key) != after[key]}
+    if fn.name == "setDateTime":
+        # A new date starts the plant's "today" counters again (they hold the morning's energy
+        # from the start): input registers moving with the clock, not writes.
+        changed = {key: value for key, value in changed.items() if key[1] != 4}
     planned = {(0x11, 3, w.register): w.value for w in writes}
     assert result.status == "ok", (fn.name, result.message, result.errors)
     if fn.verify is Verify.NONE and r.plant is not None:

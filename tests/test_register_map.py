@@ -311,8 +311,10 @@ def test_ems_golden() -> None:
     assert v["Charge_Target_SOC_1"] == 100  # HR2055
     assert v["Export_Target_SOC_3"] == 4  # HR2070
     assert v["Export_Limit"] == 9500  # HR2071 = 0x251c
-    assert v["Inverter_Count"] == 2  # IR2041
-    assert "Grid_Power" not in v  # the EMS's IR0-59 are not mapped
+    assert v["Inverter_Count"] == 2  # IR2044 (the peer's reading; issue 12)
+    assert v["Meter_Count"] == 2  # IR2041
+    assert v["Grid_Power"] == -94  # IR2089 (the EMS's grid meter), not the single-phase IR30
+    assert "Invertor_Power" not in v  # the EMS's IR0-59 are not mapped
     meter = decoded(p, Source.METER, 0x01)
     assert meter["Phase_1_Power_Factor"] == -0.0866  # IR80 = 0xfc9e = -866 (signed / 10000)
     assert meter["Phase_1_Current"] == 2.9  # IR63 = 29 -> 2.9 A (x 241.7 V = 701 VA)
@@ -322,7 +324,8 @@ def test_gateway_golden() -> None:
     p = plant(GATEWAY)
     v = decoded(p)
     assert v["Invertor_Serial_Number"] == "GW2412G000"
-    assert v["Gateway_Software_Version"] == "GAAA"  # IR1600-1601 = 0x4741 0x4141
+    assert v["Gateway_Software_Code"] == "GAAA"  # IR1600-1601 = 0x4741 0x4141
+    assert derived(p)["Gateway_Software_Version"] == "GAAA0014"  # IR1602-1603 = 0, 0x0104
     assert v["AIO_1_Serial_Number"] == "CH2414G000"  # IR1841-1845
     assert v["AIO_2_Serial_Number"] == "CH2542G000"  # IR1846-1850
     assert v["Discharge_start_time_slot_1"] == "22:35:00"  # HR56 = 0x08bb = 2235
@@ -587,8 +590,8 @@ def test_field_conventions() -> None:
         if f.unit == "W":
             assert f.bounds is not None, f.name
     units = {f.unit for f in ALL_FIELDS} | {d.unit for d in DERIVED}
-    assert units <= {None, "W", "VA", "var", "kWh", "kvarh", "V", "A", "Hz", "°C", "%", "Ah", "h",
-                     "min", "s"}  # fmt: skip
+    assert units <= {None, "W", "Wh", "VA", "var", "kWh", "kvarh", "V", "A", "Hz", "°C", "%", "Ah",
+                     "h", "min", "s"}  # fmt: skip
 
 
 def test_controls_use_givtcp_names() -> None:

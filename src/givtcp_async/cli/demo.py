@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 DEMO_POLL_SECONDS = 5.0
 DEMO_MAX_SPEED = 720.0
+PLANTS = ("single-phase", "three-phase", "ems", "gateway")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo = add_command(
         subparsers,
         "demo",
-        description="Start the simulated plant (a Gen3 hybrid with LV batteries, as `simulate` "
-        "serves) and the daemon polling it, in one process: REST and the dashboard on "
+        description="Start a simulated plant (by default a Gen3 hybrid with LV batteries, as "
+        "`simulate` serves; --plant for a three-phase hybrid, an EMS or a Gateway) and the "
+        "daemon polling it, in one process: REST and the dashboard on "
         "http://127.0.0.1:6345/ (rest.host/rest.port, --port), MQTT when a broker is "
         "configured (--mqtt-host, mqtt.host) or the internal one is on (--internal-broker), "
         "InfluxDB when configured. The configuration is read as for `run`, but its inverters "
@@ -58,7 +60,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"simulated seconds per real second, 1-{DEMO_MAX_SPEED:g} (1); polls stay "
         f"{DEMO_POLL_SECONDS:g} s apart in real time",
     )
-    demo.add_argument("--batteries", type=int, default=2, metavar="N", help="LV packs, 1-6 (2)")
+    demo.add_argument(
+        "--plant",
+        choices=PLANTS,
+        default="single-phase",
+        help="which plant to simulate: a Gen3 hybrid with LV packs and an EM115 meter "
+        "(single-phase, the default), or a three-phase hybrid, an EMS with two inverters or a "
+        "Gateway with two All-in-Ones, each from a real plant's registers, moving in real time "
+        "and obeying its controls",
+    )
+    demo.add_argument(
+        "--batteries", type=int, default=2, metavar="N", help="LV packs, 1-6 (2; single-phase)"
+    )
     demo.add_argument("--seed", type=int, default=0, metavar="N", help="weather and load seed (0)")
     demo.add_argument(
         "--evc",
@@ -88,11 +101,16 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
     from givtcp_async.config import ChargerConfig, InverterConfig
     from givtcp_async.daemon import Daemon
     from givtcp_async.evc.simulator import ChargerSimulator
-    from givtcp_async.simulator.plant import PlantClock, build_default_plant
+    from givtcp_async.simulator.families import FamilyPlant, build_family_plant
+    from givtcp_async.simulator.plant import Plant, PlantClock, build_default_plant
 
     restart = False
 
-    plant = build_default_plant(speed=args.speed, seed=args.seed, batteries=args.batteries)
+    plant: Plant | FamilyPlant
+    if args.plant == "single-phase":
+        plant = build_default_plant(speed=args.speed, seed=args.seed, batteries=args.batteries)
+    else:
+        plant = build_family_plant(args.plant, speed=args.speed, seed=args.seed)
     sim = plant.simulator()
     charger: ChargerSimulator | None = None
     try:
@@ -142,6 +160,7 @@ async def _demo(args: argparse.Namespace, base: Settings) -> int:
                 "dashboard": f"http://{shown}:{rest.port}/" if rest.enabled else None,
                 "simulator": f"127.0.0.1:{sim.port}",
                 "serial": plant.serial,
+                "plant": args.plant,
                 **({"evc": charger.address} if charger is not None else {}),
                 "mqtt": f"{settings.mqtt.host}:{settings.mqtt.port}"
                 if settings.mqtt.enabled
@@ -174,6 +193,8 @@ def handle(args: argparse.Namespace) -> int:
         return fail(f"--speed: must be 1..{DEMO_MAX_SPEED:g}, got {args.speed}", EXIT_USAGE)
     if not 1 <= args.batteries <= 6:
         return fail(f"--batteries: must be 1..6, got {args.batteries}", EXIT_USAGE)
+    if args.plant != "single-phase" and args.batteries != 2:
+        return fail("--batteries: only for the single-phase plant", EXIT_USAGE)
     overrides: dict[str, Any] = {
         "inverters.0.host": "127.0.0.1",  # replaced by the simulator once it listens
         "rest.enabled": True,

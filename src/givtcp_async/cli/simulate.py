@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="ISO",
         help="simulated start, e.g. 2024-06-21T12:00 (Europe/London unless it has an offset; now)",
     )
+    sim.add_argument(
+        "--plant",
+        choices=("single-phase", "three-phase", "ems", "gateway"),
+        help="the plant to simulate: the Gen3 hybrid (single-phase, the default), a three-phase "
+        "hybrid, an EMS or a Gateway (each from a real plant's registers, moving)",
+    )
     sim.add_argument("--batteries", type=int, metavar="N", help="LV battery packs, 1-6 (2)")
     sim.add_argument("--seed", type=int, metavar="N", help="weather and house-load noise seed (0)")
     sim.add_argument(
@@ -70,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 _PLANT_OPTIONS = (
+    ("plant", "--plant"),
     ("speed", "--speed"),
     ("start", "--start"),
     ("batteries", "--batteries"),
@@ -79,6 +86,7 @@ _PLANT_OPTIONS = (
 
 _NOT_FOR_EVC = (
     ("capture", "--capture"),
+    ("plant", "--plant"),
     ("start", "--start"),
     ("batteries", "--batteries"),
     ("seed", "--seed"),
@@ -121,6 +129,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from givtcp_async.protocol.capture import load_capture
+    from givtcp_async.simulator.families import FamilyPlant, build_family_plant
     from givtcp_async.simulator.faults import FaultInjector, parse_fault_option
     from givtcp_async.simulator.plant import MAX_BATTERIES, Plant, build_default_plant
     from givtcp_async.simulator.server import DongleSimulator, SimulatorConfig
@@ -141,7 +150,7 @@ async def _simulate(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat,
         response_delay=args.response_delay,
     )
-    plant: Plant | None = None
+    plant: Plant | FamilyPlant | None = None
     if args.capture is None:
         speed = 1.0 if args.speed is None else args.speed
         if not (math.isfinite(speed) and speed >= 0):
@@ -153,9 +162,14 @@ async def _simulate(args: argparse.Namespace) -> int:
             start = None if args.start is None else datetime.fromisoformat(args.start)
         except ValueError:
             return fail(f"--start: not an ISO 8601 date/time: {args.start!r}", EXIT_USAGE)
-        plant = build_default_plant(
-            speed=speed, start=start, seed=args.seed or 0, batteries=batteries
-        )
+        if args.plant in (None, "single-phase"):
+            plant = build_default_plant(
+                speed=speed, start=start, seed=args.seed or 0, batteries=batteries
+            )
+        elif args.batteries is not None:
+            return fail("--batteries: only for the single-phase plant", EXIT_USAGE)
+        else:
+            plant = build_family_plant(args.plant, speed=speed, start=start, seed=args.seed or 0)
         store = plant.store
         config = replace(config, adapter_serial=plant.dongle_serial.encode("ascii"))
     else:

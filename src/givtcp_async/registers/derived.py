@@ -34,6 +34,8 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.ems import EMS_DERIVED
+from givtcp_async.registers.gateway import GATEWAY_DERIVED
 from givtcp_async.registers.raw import DERIVED_RAW, attach_raw
 from givtcp_async.registers.schema import (
     DIAGNOSTIC,
@@ -402,4 +404,5 @@ DERIVED: Final[tuple[Derived, ...]] = attach_raw((
             ha=HA(platform="select", entity_category="config"), control="setBatteryMode",
             description="one of " + ", ".join(MODES) + " or Unknown", returns=str,
             choices=(*MODES, "Unknown")),
-), DERIVED_RAW) + THREE_PHASE_DERIVED + THREE_PHASE_FLOWS  # fmt: skip
+), DERIVED_RAW) + THREE_PHASE_DERIVED + THREE_PHASE_FLOWS + EMS_DERIVED \
+    + GATEWAY_DERIVED  # fmt: skip

@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 from givtcp_async.protocol.frames import FunctionCode, WriteResponse
@@ -65,6 +65,8 @@ MAX_BATTERIES: Final = 6
 HR: Final = int(FunctionCode.READ_HOLDING)
 IR: Final = int(FunctionCode.READ_INPUT)
 
+METER: Final = 0x01  # the plant's EM115 grid meter
+METER_PAGE: Final = 60
 HOLDING_PAGES: Final = (0, 60, 120, 180, 240, 300)
 INPUT_PAGES: Final = (0, 120, 180, 240)
 BATTERY_PAGE: Final = 60
@@ -564,6 +566,7 @@ class Plant:
             p.temp_c += self._ambient_c + 2.0
         self._heatsink_c = self._ambient_c + 6.0
         self._day = math.floor((self._t + self._utc_offset(self._t)) / _DAY)
+        self._seed_today(self._t)
         # Warm up over one step ending at the start time, so that a frozen plant (speed 0)
         # already shows live power flows rather than an idle inverter.
         start_t = self._t
@@ -738,6 +741,12 @@ class Plant:
         ir[0] = 1  # normal
         ir[49] = 1  # grid-tied
         ir[227] = 300  # constant on every captured hybrid
+
+        # The EM115 HR47 names (SPEC §4.6): it answers at 0x01 as on real sites, so a client's
+        # meter probe finds it instead of timing out.
+        meter = self.store.add_device(METER, serial)
+        meter.add_page(FunctionCode.READ_INPUT, METER_PAGE, [0] * PAGE)
+        meter.banks[IR].update({60: 2400, 80: 20000, 84: 5000})
 
         for slot in range(MAX_BATTERIES):
             dev = self.store.add_device(BATTERY_BASE + slot, serial)
@@ -1031,6 +1040,41 @@ class Plant:
         self._heatsink_c += (sink - self._heatsink_c) * min(1.0, dt / 900.0)
         self._check_day(t + dt)
 
+    def _seed_today(self, start_t: float) -> None:
+        """Today's counters at the start: what the house and the sky made since local midnight.
+
+        The same PV and load model runs from midnight to ``start_t`` in 5-minute steps with the
+        battery in eco (it stores the surplus and covers the deficit, within its rates and its
+        room, starting from the configured state of charge); the state of charge stays the
+        configured one, so only the counters take the morning in.
+        """
+        c = self._controls
+        off = self._utc_offset(start_t)
+        t = start_t - (start_t + off) % _DAY
+        today = [0.0] * _COUNTERS
+        # The packs' contents over the morning, from the configured state of charge.
+        energy, floor = self._energy_wh, c.floor * self._cap_wh / 100.0
+        while t < start_t:
+            dt = min(300.0, start_t - t)
+            self._compute_env(int((t + dt / 2) // 60), self._utc_offset(t))
+            pv1, pv2, load = self._pv1_avail, self._pv2_avail, self._load_w
+            surplus = pv1 + pv2 - load
+            hours = dt / 3600.0
+            batt = min(max(-surplus, -c.charge_limit_w), c.discharge_limit_w)
+            batt = min(batt, max(0.0, energy - floor) / hours)  # within the packs' contents
+            batt = max(batt, -max(0.0, self._cap_wh - energy) / hours)
+            energy -= batt * hours
+            ac = pv1 + pv2 + batt
+            grid = ac - load
+            today[_PV1] += pv1 * hours
+            today[_PV2] += pv2 * hours
+            today[_LOAD] += load * hours
+            today[_EXPORT if grid > 0 else _IMPORT] += abs(grid) * hours
+            today[_INV_OUT if ac > 0 else _AC_IN] += abs(ac) * hours
+            today[_DISCHARGE if batt > 0 else _CHARGE] += abs(batt) * hours
+            t += dt
+        self._midnight = [total - part for total, part in zip(self._total, today, strict=True)]
+
     def _check_day(self, t: float) -> None:
         """Start new "today" counters when the inverter's date differs from the last one seen."""
         day = math.floor((t + self._utc_offset(t) + self._clock_offset) / _DAY)
@@ -1241,6 +1285,20 @@ class Plant:
         ir[246] = 30
         ir[247], ir[248] = 0, inst.pv1_w + inst.pv2_w
 
+        # The grid meter: the same grid power as IR30 (+ = export, as the EM115 reads on the
+        # captured Gen2 site), its current in 0.01 A and its 16-bit energy registers.
+        meter = self.store.devices[METER].banks[IR]
+        meter[60] = inst.grid_dv
+        meter[63] = _round(abs(self._grid) / self._grid_v * 100)
+        meter[68] = inst.grid_w & 0xFFFF
+        meter[84] = inst.freq_chz
+        meter[85] = _tenths(tot[_IMPORT]) & 0xFFFF
+        meter[87] = _tenths(tot[_EXPORT]) & 0xFFFF
+        # Reactive energy moves with the active (a house's inductive loads: ~12 % on import,
+        # ~5 % on export); a meter never reads a lifetime total of zero.
+        meter[86] = max(1, _tenths(tot[_IMPORT] * 0.12)) & 0xFFFF
+        meter[88] = max(1, _tenths(tot[_EXPORT] * 0.05)) & 0xFFFF
+
         pack_discharge = _tenths(tot[_DISCHARGE]) & 0xFFFF
         pack_charge = _tenths(tot[_CHARGE]) & 0xFFFF
         for slot, pi in enumerate(inst.packs):
@@ -1390,12 +1448,22 @@ def _mark(table: list[int], start: int, end: int, value: int) -> None:
         table[:e] = [value] * e
 
 
+class Clocked(Protocol):
+    """A simulated plant as :class:`PlantClock` needs it: its simulated clock (and a way to
+    step it by hand, for tests)."""
+
+    @property
+    def clock(self) -> SimClock: ...
+
+    def advance(self, seconds: float) -> None: ...
+
+
 class PlantClock:
     """A daemon clock (:class:`givtcp_async.control.clock.Clock`) that follows a plant's
     simulated clock, for accelerated demos and tests; frozen (speed 0), it moves only when the
     plant is advanced by hand."""
 
-    def __init__(self, plant: Plant) -> None:
+    def __init__(self, plant: Clocked) -> None:
         self.plant = plant
 
     def now(self) -> datetime:

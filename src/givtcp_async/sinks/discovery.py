@@ -42,7 +42,7 @@ from typing import Any, Final, Literal
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction, Platform
 from givtcp_async.layout import TreeLayout, device_paths, group, render
-from givtcp_async.registers.schema import HA, Enc, Field
+from givtcp_async.registers.schema import HA, Derived, Enc, Field
 from givtcp_async.sinks.state_topics import Message, state_base
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
 
@@ -327,6 +327,24 @@ def inverter_identifier(serial: str) -> str:
     return f"givtcp_{serial}"
 
 
+#: The runAll group of the plant members an EMS or a Gateway reports on (``Inverters/AIO_1``,
+#: ``Inverters/Inverter_2``): each is a Home Assistant device of its own, linked to the plant.
+MEMBERS: Final = "Inverters"
+
+
+def member_device(snapshot: Snapshot, group: str, cfg: DiscoveryConfig) -> dict[str, Any]:
+    """The device of one All-in-One behind a Gateway, or one inverter an EMS manages: named by
+    its slot (stable while the slot is empty or its unit is swapped), via the plant's device."""
+    aio = group.startswith("AIO")
+    return {
+        "identifiers": [f"{inverter_identifier(snapshot.serial)}_{group.lower()}"],
+        "name": f"{cfg.device_prefix} {snapshot.serial} {group.replace('_', ' ')}",
+        "manufacturer": MANUFACTURER,
+        "model": "All-in-One" if aio else "Inverter",
+        "via_device": inverter_identifier(snapshot.serial),
+    }
+
+
 def _sub_device(
     snapshot: Snapshot, dev: DeviceSnapshot, kind: str, cfg: DiscoveryConfig
 ) -> dict[str, Any]:
@@ -427,10 +445,17 @@ class _Builder:
     # -- inverter fields and controls --
 
     def inverter(self) -> Iterator[Entity]:
-        device = inverter_device(self.snap, self.cfg)
+        plant = inverter_device(self.snap, self.cfg)
+        members: dict[str, dict[str, Any]] = {}
         prefix, serial = self.cfg.device_prefix, self.serial
         used: set[str] = set()
         for name, spec in self.snap.specs.items():
+            device = plant
+            if spec.path[:1] == (MEMBERS,) and len(spec.path) > 1:
+                group = spec.path[1]
+                if group not in members:
+                    members[group] = member_device(self.snap, group, self.cfg)
+                device = members[group]
             topic = field_topic(self.cfg.root, serial, spec, self.snap.layout)
             unique = f"{prefix}_{serial}_{name}"
             # The battery stack's values (GivTCP's "battery_stack_1" device) keep GivTCP's ids,
@@ -447,6 +472,7 @@ class _Builder:
                 entity = self._sensor(spec, spec.ha, name, unique, slug, object_id, topic, device)
             if entity is not None:
                 yield entity
+        device = plant
         for fn in self.controls.values():
             if fn.name in used or fn.ha is None:
                 continue
@@ -486,6 +512,8 @@ class _Builder:
         if options is not None:  # the texts the layout publishes (GivTCP 3.5's "Em115")
             layout, model = self.snap.layout, self.snap.model
             options = {k: str(render(layout, name, v, model)) for k, v in options.items()}
+        elif isinstance(spec, Derived) and spec.choices and ha.device_class == "enum":
+            options = dict(enumerate(spec.choices))  # a derived text from a known set
         _classify(config, ha, spec.unit, options)
         return self._entity("sensor", object_id, config)
 

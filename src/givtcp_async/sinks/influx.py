@@ -7,7 +7,9 @@ Layout (the default):
   ``Power/Power``), ``flows`` (``Power/Flows``), ``energy_today`` (``Energy/Today``),
   ``energy_total`` (``Energy/Total``), ``battery_stack`` (``Battery_Details/Battery_Stack_1``),
   ``inverter`` (the temperatures of ``Invertor_Details``); one ``battery`` point per pack (tag
-  ``battery_serial``) and one ``meter`` point per meter (tag ``meter_address``);
+  ``battery_serial``) and one ``meter`` point per meter (tag ``meter_address``); an EMS adds
+  ``plant_meters`` (``Power/Meters``), and an EMS or a Gateway one ``member`` point per managed
+  inverter or All-in-One (``Inverters/<slot>``, tag ``member``: ``Inverter_1``, ``AIO_2``);
 * tags ``serial`` (the inverter's) and ``model`` on every point;
 * fields: GivTCP's field names in lower case (``pv_power``, ``solar_to_house``,
   ``import_energy_today_kwh``), only values that are numeric, available and fresh (a value
@@ -79,7 +81,11 @@ MEASUREMENTS: Final[Mapping[tuple[str, ...], str]] = {
     ("Energy", "Rates"): "rates",
     ("Battery_Details", "Battery_Stack_1"): "battery_stack",
     ("Invertor_Details",): "inverter",
+    ("Power", "Meters"): "plant_meters",
 }
+#: The group of an EMS's managed inverters and a Gateway's All-in-Ones: one point per member.
+MEMBERS: Final = "Inverters"
+MEMBER_MEASUREMENT: Final = "member"
 BATTERY_MEASUREMENT: Final = "battery"
 METER_MEASUREMENT: Final = "meter"
 CHARGER_MEASUREMENT: Final = "evc"
@@ -155,6 +161,11 @@ def snapshot_points(snap: Snapshot, *, legacy: bool = False) -> list[str]:
         fields = _fields(snap.values, snap.specs, _in_group(path))
         if fields:
             lines.append(_line(measurement, base, fields, ms))
+    members = sorted({s.path for s in snap.specs.values() if s.path[:1] == (MEMBERS,)})
+    for path in members:
+        fields = _fields(snap.values, snap.specs, _in_group(path))
+        if fields:
+            lines.append(_line(MEMBER_MEASUREMENT, {**base, "member": path[-1]}, fields, ms))
     for pack in snap.batteries:
         fields = _fields(pack.values, pack.specs, lambda spec: True)
         if fields:
