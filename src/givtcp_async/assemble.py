@@ -19,7 +19,7 @@ from givtcp_async.cache import RegisterCache
 from givtcp_async.layout import TreeLayout
 from givtcp_async.quality.gates import GateSettings, Reading, Rule, ValueGate, make_rule
 from givtcp_async.quality.pages import is_valid_serial
-from givtcp_async.registers.decode import Decoder, compile_decoder, decode_field
+from givtcp_async.registers.decode import Decoder, compile_decoder, decoder_of
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Block, source_of
 from givtcp_async.registers.raw import composites, raw_value
@@ -385,7 +385,7 @@ class SnapshotAssembler:
         readings = dict(previous.values)
         names: set[str] = set()
         for spec in specs:
-            value = decode_field(spec, getter)
+            value = decoder_of(spec)(getter)
             if isinstance(value, datetime) and value.tzinfo is None:
                 value = value.replace(tzinfo=self.tz)
             readings[spec.name] = self._gate.check(
