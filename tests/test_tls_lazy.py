@@ -1,15 +1,23 @@
-"""TLS client contexts that load the CA certificates on first use (issue #16): the same settings
-and the same certificate store as :func:`ssl.create_default_context` once used, and aiohttp
-imported through :func:`import_aiohttp` holds no certificates until a connection needs them."""
+"""Lighter outputs (issue #16): TLS client contexts that load the CA certificates on first use
+(the same settings and certificate store as :func:`ssl.create_default_context` once used; aiohttp
+imported through :func:`import_aiohttp` holds none until a connection needs them), and the
+InfluxDB client imported without its unused models, writing to a real VictoriaMetrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import subprocess
 import sys
 
 from givtcp_async.sinks.tls import CertsOnFirstUse, client_context
+from tests.servers import VictoriaMetrics
+from tests.test_influx import refusing_server, stored
+
+
+def pending(context: CertsOnFirstUse) -> bool:
+    return context._certs_pending
 
 
 def test_a_lazy_context_is_the_default_context_once_used() -> None:
@@ -18,9 +26,9 @@ def test_a_lazy_context_is_the_default_context_once_used() -> None:
     for attr in ("protocol", "verify_mode", "check_hostname", "options", "verify_flags",
                  "minimum_version", "maximum_version"):  # fmt: skip
         assert getattr(lazy, attr) == getattr(eager, attr), attr
-    assert lazy._certs_pending
+    assert pending(lazy)
     lazy.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="example.invalid")
-    assert not lazy._certs_pending
+    assert not pending(lazy)
     assert lazy.cert_store_stats() == eager.cert_store_stats()
     assert lazy.get_ca_certs() == eager.get_ca_certs()
 
@@ -64,3 +72,49 @@ def test_aiohttp_imported_without_certificates_in_its_default_contexts() -> None
         "restored": True,
         "default_loads": True,
     }
+
+
+_WRITER = """
+import asyncio, json, sys
+from givtcp_async.sinks.influx import _client_class, _status, _write_errors
+
+async def main(url: str, refusing: str) -> None:
+    errors = _write_errors()  # any of the output's entry points imports the client the light way
+    from influxdb_client.domain.write_precision import WritePrecision
+    client = _client_class()(url=url, token="t", org="home")
+    ms = WritePrecision.MS
+    await client.write_api().write(bucket="givenergy", org="home", write_precision=ms,
+                                   record=["lazy_probe,serial=LAZY1 v=1 1700000000000"])
+    await client.close()
+    client = _client_class()(url=refusing, token="t", org="home")
+    refused = None
+    try:
+        await client.write_api().write(bucket="givenergy", org="home", record=["x v=1"],
+                                       write_precision=WritePrecision.MS)
+    except errors as err:
+        refused = _status(err)
+    await client.close()
+    loaded = [m for m in sys.modules if m.startswith("influxdb_client")]
+    print(json.dumps({"refused": refused, "modules": len(loaded),
+                      "models": sum(m.startswith("influxdb_client.domain.") for m in loaded)}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_the_lazily_imported_influx_client_writes_and_reports_errors(
+    victoria: VictoriaMetrics,
+) -> None:
+    async with refusing_server(400, "unable to parse 'x': bad") as (refusing, got):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WRITER, victoria.url, refusing,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert got == [1]
+    assert proc.returncode == 0, err.decode()
+    seen = json.loads(out)
+    assert seen["refused"] == 400  # the ApiException came through with its status
+    assert seen["models"] < 50  # of ~370: only what writing needs
+    samples = await stored(victoria, "LAZY1", until=1)
+    assert samples == [("lazy_probe_v", (("serial", "LAZY1"),), 1700000000000)]
