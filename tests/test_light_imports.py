@@ -1,4 +1,5 @@
-"""Lighter outputs (issue #16): TLS client contexts that load the CA certificates on first use
+"""Lighter outputs (issue #16): a daemon with MQTT and REST loads neither pymodbus nor the InfluxDB
+client; TLS client contexts that load the CA certificates on first use
 (the same settings and certificate store as :func:`ssl.create_default_context` once used; aiohttp
 imported through :func:`import_aiohttp` holds none until a connection needs them), and the
 InfluxDB client imported without its unused models, writing to a real VictoriaMetrics."""
@@ -6,13 +7,20 @@ InfluxDB client imported without its unused models, writing to a real VictoriaMe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import ssl
 import subprocess
 import sys
+from pathlib import Path
 
+import aiohttp
+
+from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.sinks.tls import CertsOnFirstUse, client_context
-from tests.servers import VictoriaMetrics
+from tests.servers import Mosquitto, VictoriaMetrics, free_port
 from tests.test_influx import refusing_server, stored
 
 
@@ -118,3 +126,60 @@ async def test_the_lazily_imported_influx_client_writes_and_reports_errors(
     assert seen["models"] < 50  # of ~370: only what writing needs
     samples = await stored(victoria, "LAZY1", until=1)
     assert samples == [("lazy_probe_v", (("serial", "LAZY1"),), 1700000000000)]
+
+
+_DAEMON = """
+import json, sys
+from givtcp_async.cli import main
+code = main(["run"])
+from aiohttp import connector
+verified = connector._SSL_CONTEXT_VERIFIED
+print(json.dumps({
+    "code": code,
+    "modules": sorted({m.split(".")[0] for m in sys.modules}),
+    "certs_pending": getattr(verified, "_certs_pending", None),
+}))
+"""
+
+
+async def test_a_daemon_with_mqtt_and_rest_loads_no_charger_or_influx_library(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    plant = Plant(PlantConfig(speed=0))
+    rest = free_port()
+    async with plant.simulator() as sim:
+        env = {
+            **os.environ,
+            "GIVTCP_INVERTERS__0__HOST": "127.0.0.1",
+            "GIVTCP_INVERTERS__0__PORT": str(sim.port),
+            "GIVTCP_CONTROL__STATE_DIR": str(tmp_path / "state"),
+            "GIVTCP_MQTT__HOST": "127.0.0.1",
+            "GIVTCP_MQTT__PORT": str(mosquitto.port),
+            "GIVTCP_REST__HOST": "127.0.0.1",
+            "GIVTCP_REST__PORT": str(rest),
+            "GIVTCP_INFLUX__ENABLED": "false",
+            "GIVTCP_LOGGING__LEVEL": "WARNING",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _DAEMON, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            async with aiohttp.ClientSession() as http, asyncio.timeout(30):
+                while True:  # the first answered /runAll: every output is up and has published
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(f"http://127.0.0.1:{rest}/runAll") as resp:
+                            if resp.status == 200:
+                                break
+                    await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(proc.communicate(), 15)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    seen = json.loads(out.decode().splitlines()[-1])
+    assert seen["code"] == 0, err.decode()[-2000:]
+    assert {"aiohttp", "aiomqtt", "pydantic"} <= set(seen["modules"])
+    assert not {"pymodbus", "influxdb_client", "reactivex"} & set(seen["modules"])
+    assert seen["certs_pending"] is True
