@@ -175,6 +175,19 @@ class SnapshotAssembler:
         pages = tuple(cache.page_index(address, b) for b in _BANKS)
         getters = tuple(cache.registers(address, b).get for b in _BANKS)
         missed_here = [b for b in missed if b.device_address == address]
+        if not missed_here and not stale_pages:  # the common case: the loop below, written out
+            for _, bank, first, decode, _rule, localise in entries:
+                page = pages[bank].get(first)
+                if page is None:
+                    append(UNREFRESHED)
+                elif localise:
+                    value = decode(getters[bank])
+                    if isinstance(value, datetime):
+                        value = self._clock_now(value, page.received, now)
+                    append(value)
+                else:
+                    append(decode(getters[bank]))
+            return out
         for _, bank, first, decode, rule, localise in entries:
             page = pages[bank].get(first)
             if page is None or (stale_pages and id(page) in stale_pages):
