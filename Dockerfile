@@ -5,7 +5,7 @@
 #       -e INVERTOR_IP=192.168.1.20 -e MQTT_ADDRESS=192.168.1.2 givtcp-async
 #
 # Configured by the same environment variables as everywhere else (GIVTCP_* and GivTCP's own,
-# see the README), or a config file at /data/givtcp-async.toml or /etc/givtcp-async/config.toml.
+# see docs/configuration.md), or a config file at /data/givtcp-async.toml or /etc/givtcp-async/config.toml.
 
 ARG PYTHON_VERSION=3.11
 

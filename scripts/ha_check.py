@@ -10,7 +10,7 @@ it prints a JSON report (entity counts per platform, the ids Predbat uses that a
 every warning and error in Home Assistant's log) and, with ``--screenshot FILE``, takes the
 inverter's device page with Chromium (playwright, ``/usr/bin/chromium``).
 
-    python scripts/ha_check.py --hass /tmp/ha --screenshot docs/ha-device-page.png
+    python scripts/ha_check.py --hass /tmp/ha --screenshot docs/img/ha-device-page.png
 """
 
 # Starting the broker, Home Assistant and the demo as plain processes is fine here: nothing waits
@@ -182,7 +182,7 @@ async def screenshot(base: str, device: str, path: Path) -> None:
         await browser.close()
 
 
-async def run(hass: Path, shot: Path | None, settle: float) -> dict[str, Any]:
+async def run(hass: Path, shot: Path | None, settle: float, time_entities: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ha-check-"))
     http_port, mqtt_port, rest_port = free_port(), free_port(), free_port()
     (work / "mosquitto.conf").write_text(
@@ -222,7 +222,11 @@ async def run(hass: Path, shot: Path | None, settle: float) -> dict[str, Any]:
                 )
             )
         await wait_http(f"{base}/manifest.json", 300)
-        env = {**os.environ, "GIVTCP_MQTT__PORT": str(mqtt_port)}
+        env = {
+            **os.environ,
+            "GIVTCP_MQTT__PORT": str(mqtt_port),
+            "GIVTCP_MQTT__TIME_ENTITIES": time_entities,
+        }
         with (work / "demo.log").open("wb") as log:
             procs.append(
                 subprocess.Popen(
@@ -258,6 +262,13 @@ async def run(hass: Path, shot: Path | None, settle: float) -> dict[str, Any]:
             f"button.givtcp_{serial}_reboot_invertor",
             "sensor.givtcp_battery_stack_1_bms_temperature",
             "sensor.givtcp_dz2348g101_battery_soc",
+            # Ids Home Assistant derives itself (no id sent): the device's name and the entity's.
+            f"sensor.givtcp_{serial}_pv_power_string_1",
+            f"sensor.givtcp_{serial}_grid_power",
+            "sensor.givtcp_dz2348g101_battery_voltage",
+            # Sent as default_entity_id and object_id: not derivable from the name.
+            f"sensor.givtcp_{serial}_import_energy_today_kwh",
+            f"sensor.givtcp_{serial}_invertor_temperature",
         ]
         log_lines = (work / "hass.log").read_text(errors="replace").splitlines()
         problems = [line for line in log_lines if " WARNING " in line or " ERROR " in line]
@@ -296,8 +307,14 @@ def main() -> None:
     )
     parser.add_argument("--screenshot", type=Path, help="PNG of the inverter's device page")
     parser.add_argument("--settle", type=float, default=45.0, help="seconds for discovery")
+    parser.add_argument(
+        "--time-entities",
+        default="select",
+        choices=("auto", "select", "time"),
+        help="the demo's mqtt.time_entities (select: Home Assistant before 2026.5)",
+    )
     args = parser.parse_args()
-    report = asyncio.run(run(args.hass, args.screenshot, args.settle))
+    report = asyncio.run(run(args.hass, args.screenshot, args.settle, args.time_entities))
     print(json.dumps(report, indent=2))
     sys.exit(1 if report["predbat_ids_missing"] or report["log_problems"] else 0)
 

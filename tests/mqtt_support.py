@@ -134,7 +134,8 @@ UNITS: Mapping[str, set[str | None]] = {
 # abbreviations.py), the ones that may appear here, written down independently of the code under
 # test: a payload is expanded with them as Home Assistant does before any rule is checked.
 EXPANSIONS: Mapping[str, str] = {
-    "avty": "availability", "avty_mode": "availability_mode", "cmd_tpl": "command_template",
+    "avty": "availability", "avty_mode": "availability_mode", "avty_t": "availability_topic",
+    "cmd_tpl": "command_template",
     "cmd_t": "command_topic", "def_ent_id": "default_entity_id", "dev": "device",
     "dev_cla": "device_class", "en": "enabled_by_default", "ent_cat": "entity_category",
     "ic": "icon", "obj_id": "object_id", "ops": "options", "o": "origin", "pl_off": "payload_off",
@@ -192,6 +193,20 @@ _ENTITY_ID = re.compile(r"^(?P<platform>[a-z_]+)\.[a-z0-9_]+$")
 _ID_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+def ha_entity_id(platform: str, config: Mapping[str, Any]) -> str:
+    """The entity id Home Assistant gives a discovered entity: ``default_entity_id`` where sent,
+    else its device's name and its own name slugified (as Home Assistant's slugify does)."""
+    if "default_entity_id" in config:
+        return str(config["default_entity_id"])
+    text = f"{config['device']['name']} {config['name']}".lower()
+    return f"{platform}." + re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
+def by_entity_id(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Discovery configs (by discovery topic) by the entity id Home Assistant gives each."""
+    return {ha_entity_id(topic.split("/")[1], c): c for topic, c in configs.items()}
+
+
 def problems(topic: str, config: Mapping[str, Any]) -> list[str]:
     """What Home Assistant would refuse or mis-handle in one discovery payload."""
     out: list[str] = []
@@ -203,19 +218,22 @@ def problems(topic: str, config: Mapping[str, Any]) -> list[str]:
         out.append(f"unknown platform {platform}")
     if not (_ID_CHARS.match(parts[2]) and _ID_CHARS.match(parts[3])):
         out.append("node or object id outside [A-Za-z0-9_-]")
-    m = _ENTITY_ID.match(str(config.get("default_entity_id", "")))
-    if m is None or m["platform"] != platform:
-        out.append(f"default_entity_id {config.get('default_entity_id')!r}")
-    # HA before 2025.10 takes the entity id from object_id; later ones ignore it beside
-    # default_entity_id (home-assistant/core#151996), so the two must name the same id.
-    if f"{platform}.{config.get('object_id')}" != config.get("default_entity_id"):
-        out.append("object_id and default_entity_id differ")
+    device = config.get("device", {})
+    if "default_entity_id" in config or "object_id" in config:
+        m = _ENTITY_ID.match(str(config.get("default_entity_id", "")))
+        if m is None or m["platform"] != platform:
+            out.append(f"default_entity_id {config.get('default_entity_id')!r}")
+        # HA before 2025.10 takes the entity id from object_id; later ones ignore it beside
+        # default_entity_id (home-assistant/core#151996), so the two must name the same id.
+        if f"{platform}.{config.get('object_id')}" != config.get("default_entity_id"):
+            out.append("object_id and default_entity_id differ")
+    elif not device.get("name"):
+        out.append("an entity id derived from the device's name needs the name")
     for key in ("unique_id", "name"):
         if not isinstance(config.get(key), str) or not config[key]:
             out.append(f"missing {key}")
-    device = config.get("device", {})
-    if not device.get("identifiers") or not device.get("name"):
-        out.append("device needs identifiers and name")
+    if not device.get("identifiers"):
+        out.append("device needs identifiers")
     if set(device) - DEVICE_KEYS:
         out.append(f"device keys HA 2024.1 refuses: {sorted(set(device) - DEVICE_KEYS)}")
     if "origin" in config and not config["origin"].get("name"):
@@ -223,10 +241,15 @@ def problems(topic: str, config: Mapping[str, Any]) -> list[str]:
     if any("~" in str(v) for v in config.values() if isinstance(v, str)):
         out.append("an unexpanded ~ is left")
     avail = config.get("availability")
-    if not avail or not all(a.get("topic") for a in avail):
-        out.append("availability list")
-    if config.get("availability_mode") != "all":
-        out.append("availability_mode should be all")
+    if avail is not None:
+        if not avail or not all(a.get("topic") for a in avail):
+            out.append("availability list")
+        if config.get("availability_mode") != "all":
+            out.append("availability_mode should be all")
+        if "availability_topic" in config:
+            out.append("availability and availability_topic together")
+    elif not str(config.get("availability_topic", "")).endswith("/Stats/status"):
+        out.append("no availability")
     if platform != "sensor" and platform != "button" and "command_topic" not in config:
         out.append("controls need a command_topic")
     if platform == "button" and "command_topic" not in config:

@@ -284,7 +284,7 @@ def test_the_default_options_with_a_host_and_the_supervisors_broker(tmp_path: Pa
     mqtt = settings["mqtt"]
     assert (mqtt["enabled"], mqtt["host"], mqtt["port"]) == (True, "core-mosquitto", 1883)
     assert (mqtt["username"], mqtt["password"]) == ("addons", "***")
-    assert (mqtt["time_entities"], mqtt["time_step"], mqtt["discovery"]) == ("select", 5, True)
+    assert (mqtt["time_entities"], mqtt["time_step"], mqtt["discovery"]) == ("auto", 5, True)
     assert settings["influx"]["enabled"] is False
     assert settings["logging"]["level"] == "INFO"
 

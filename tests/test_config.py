@@ -79,7 +79,7 @@ def test_minimal_file_gives_documented_defaults(toml: Callable[[str], Path]) -> 
     assert (s.mqtt.discovery, s.mqtt.discovery_prefix, s.mqtt.time_entities) == (
         True,
         "homeassistant",
-        "select",
+        "auto",
     )
     assert (s.rest.enabled, s.rest.host, s.rest.port, s.rest.token) == (
         True,

@@ -56,7 +56,7 @@ ROOT: Final = "GivEnergy"
 SERIAL: Final = "SA2347G000"
 STRANGER: Final = "XX0000X000"  # a serial this daemon does not serve
 PLANT: Final = PlantConfig(speed=0, start=NOON.replace(tzinfo=None), serial=SERIAL)
-CAP: Final = 64 * 1024  # README: MQTT payloads and REST bodies over 64 KiB are refused
+CAP: Final = 64 * 1024  # docs/mqtt.md, docs/rest.md: payloads and bodies over 64 KiB are refused
 STATUSES: Final = frozenset({"ok", "rejected", "failed", "partial"})
 MESSAGES: Final = 300  # random messages (requests) sent one at a time, per transport
 BURST: Final = 64  # random messages (requests) sent at once
@@ -286,7 +286,7 @@ def command_topic(serial: str, name: str, givtcp_form: bool = False) -> str:
 
 
 def result_topic(serial: str, name: str) -> str:
-    """Where the daemon answers a command in either topic form (README, MQTT)."""
+    """Where the daemon answers a command in either topic form (docs/mqtt.md)."""
     return f"{ROOT}/{serial}/control/{name}/result"
 
 
@@ -303,7 +303,7 @@ def mqtt_serial(rng: random.Random) -> str:
 
 
 def transport_refusal(serial: str, payload: bytes) -> str | None:
-    """The field a command is refused on before its payload is parsed (README, MQTT)."""
+    """The field a command is refused on before its payload is parsed (docs/mqtt.md)."""
     if not payload.strip() or len(payload) > CAP:
         return "payload"
     if serial.upper() != SERIAL:
@@ -547,7 +547,8 @@ async def test_mqtt_payloads_never_crash_drop_or_write_unless_valid(
 
 # --- REST ---------------------------------------------------------------------------------------
 
-# The body is GivTCP's whatever the Content-Type (README): none of these may change the answer.
+# The body is GivTCP's whatever the Content-Type (docs/rest.md): none of these may change the
+# answer.
 CONTENT_TYPES: Final = (
     None, "", "application/json", "application/json; charset=utf-16", "text/plain",
     "text/plain; charset=latin-1", "application/x-www-form-urlencoded",

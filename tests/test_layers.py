@@ -49,7 +49,8 @@ FLOORS: Final[tuple[tuple[str, ...], ...]] = (
     ("coordinator", "evc.coordinator"),  # one inverter (or charger): poll, snapshot, commands
     ("sinks",),  # outputs: MQTT, REST, InfluxDB, metrics
     ("daemon",),  # composes coordinators and sinks
-    ("simulator", "testing", "discover", "recording", "evc.simulator", "evc.discover"),  # tools
+    # tools; docgen writes the manual's reference pages from the map, settings and sinks
+    ("simulator", "testing", "discover", "recording", "evc.simulator", "evc.discover", "docgen"),
     ("cli", "__main__"),  # the command line
 )
 # Arrows that the floors allow but the design does not: the outputs see inverters only

@@ -21,7 +21,15 @@ from givtcp_async.simulator.plant import PlantConfig
 from givtcp_async.simulator.server import DongleSimulator, SimEvent
 from givtcp_async.sinks.mqtt import MqttService
 from tests.harness import Rig, running_daemon
-from tests.mqtt_support import Watcher, expand, problems, state_problems, watching
+from tests.mqtt_support import (
+    Watcher,
+    by_entity_id,
+    expand,
+    ha_entity_id,
+    problems,
+    state_problems,
+    watching,
+)
 from tests.servers import Mosquitto
 
 ROOT = "GivEnergy"
@@ -83,17 +91,17 @@ async def test_discovery_payloads_follow_ha_rules_and_every_state_topic_has_a_va
     }
     retained = {s.topic: s.payload for s in ha.log[:mark]}
     assert len(configs) > 200
-    # The demo plant's whole announcement (834 KiB with 1,440 options per slot select): GivTCP's
-    # ids repeat in every payload, so 100 KB is out of reach with select slots (README).
+    # The demo plant's whole announcement: 834 KiB with 1,440 options per slot select, 185 KiB
+    # with light selects and two availability topics, 110,139 bytes now (docs/mqtt.md).
     size = sum(len(s.payload) for s in ha.log[:mark] if s.topic.startswith("homeassistant/"))
-    assert size < 180 * 1024
+    assert size < 112_000
     found: list[str] = []
     for topic, config in configs.items():
         found += problems(topic, config)
         value = retained.get(config.get("state_topic", ""))
         found += state_problems(topic.split("/")[1], config, value)
     assert found == []
-    by_id = {c["default_entity_id"]: c for c in configs.values()}
+    by_id = by_entity_id(configs)
     low = serial.lower()
     # Predbat's ids and platforms (GivTCP's): slots are selects of HH:MM:SS by default.
     for entity in (
@@ -287,7 +295,7 @@ async def test_broker_restart_reconnects_republishes_and_serves_commands(
         assert svc.stats.connections == 2
 
 
-async def test_last_will_marks_the_bridge_offline_when_the_link_dies(
+async def test_last_wills_mark_the_bridge_and_the_inverter_offline_when_the_links_die(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     async with (
@@ -295,16 +303,47 @@ async def test_last_will_marks_the_bridge_offline_when_the_link_dies(
         watching(mosquitto.port, f"{ROOT}/#") as w,
     ):
         svc = service(rig)
-        await started(rig, w)
+        serial = await started(rig, w)
+        status = f"{ROOT}/{serial}/Stats/status"
+        await w.wait_topic(status, "online")
         mark = w.mark()
         client = svc._client
         assert client is not None
-        # Cut the TCP link under the daemon, as a crash or a network fault would.
+        holders = list(svc._holders._clients.values())
+        assert len(holders) == 1
+        # Cut every TCP link under the daemon, as a crash (SIGKILL) or a network fault would:
+        # the broker publishes the wills, the bridge's and the inverter's.
+        for each in (client, *holders):
+            sock = each._client.socket()
+            assert isinstance(sock, socket.socket)
+            sock.shutdown(socket.SHUT_RDWR)
+        await w.wait_topic(BRIDGE, "offline", after=mark)
+        await w.wait_topic(status, "offline", after=mark)
+        await w.wait_topic(BRIDGE, "online", after=mark)  # the daemon is back
+        await w.wait_topic(status, "online", after=mark)
+
+
+async def test_the_inverter_goes_offline_when_only_the_daemons_own_link_dies(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The will holder alone would keep the inverter "online": the session ends, the holder is
+    dropped and its will says offline, until the daemon is back."""
+    async with (
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+        watching(mosquitto.port, f"{ROOT}/#") as w,
+    ):
+        svc = service(rig)
+        serial = await started(rig, w)
+        status = f"{ROOT}/{serial}/Stats/status"
+        await w.wait_topic(status, "online")
+        mark = w.mark()
+        client = svc._client
+        assert client is not None
         sock = client._client.socket()
         assert isinstance(sock, socket.socket)
         sock.shutdown(socket.SHUT_RDWR)
-        await w.wait_topic(BRIDGE, "offline", after=mark)  # the broker's last will
-        await w.wait_topic(BRIDGE, "online", after=mark)  # the daemon is back
+        await w.wait_topic(status, "offline", after=mark)
+        await w.wait_topic(status, "online", after=mark)
 
 
 async def test_inverter_availability_follows_whether_it_answers(
@@ -364,12 +403,9 @@ async def test_two_inverters_each_have_their_own_topics_device_and_commands(
         soc1 = expand(w.latest[f"homeassistant/sensor/GivEnergy/{first}_SOC/config"].payload)
         soc2 = expand(w.latest[f"homeassistant/sensor/GivEnergy/{second}_SOC/config"].payload)
         assert soc1["device"]["identifiers"] != soc2["device"]["identifiers"]
-        assert soc2["default_entity_id"] == f"sensor.givtcp2_{second.lower()}_soc"
+        assert ha_entity_id("sensor", soc2) == f"sensor.givtcp2_{second.lower()}_soc"
         assert soc2["state_topic"] == f"{ROOT}/{second}/Power/Power/SOC"
-        assert {a["topic"] for a in soc2["availability"]} == {
-            BRIDGE,
-            f"{ROOT}/{second}/Stats/status",
-        }
+        assert soc2["availability_topic"] == f"{ROOT}/{second}/Stats/status"
         before_first = holding(rig.simulators[0])
         mark = w.mark()
         await w.client.publish(f"{ROOT}/{second}/control/setChargeTarget", "42")
@@ -410,7 +446,8 @@ async def test_shutdown_is_prompt_publishes_offline_and_leaves_nothing(
             tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)
         ) as rig:
             serial = await started(rig, w)
-            assert _connections_to(mosquitto.port) == 2  # the daemon's and the test's
+            # The daemon's, its inverter's last-will holder and the test's.
+            assert _connections_to(mosquitto.port) == 3
             service(rig).ha_birth_delay = (0.0, 0.0)
             # A command in flight at shutdown is seen through or cancelled, never left behind.
             await w.client.publish(f"{ROOT}/{serial}/control/setChargeTarget", "45")
@@ -451,7 +488,9 @@ async def test_time_entities_replace_the_slot_selects(
                 )
             ).payload
         )
-        assert slot["default_entity_id"] == f"time.givtcp_{serial.lower()}_charge_start_time_slot_1"
+        assert (
+            ha_entity_id("time", slot) == f"time.givtcp_{serial.lower()}_charge_start_time_slot_1"
+        )
         assert problems(f"homeassistant/time/GivEnergy/{serial}_x/config", slot) == []
         # The select form of the same slot is removed (an empty retained config).
         old = await w.wait_topic(
@@ -512,12 +551,36 @@ async def test_selects_again_clear_the_time_entities_left_on_the_broker(
         await w.wait_topic(f"homeassistant/time/GivEnergy/{serial}_Charge_start_time_slot_1/config")
         left = {s.topic for s in w.log if s.topic.startswith("homeassistant/time/") and s.payload}
     assert len(left) > 20
+    # The default ("auto"): Predbat's slots become selects again, their time entities cleared;
+    # the other slots stay time entities.
+    predbat = {t for t in left if "_time_slot_1/" in t or "pause" in t}
+    assert len(predbat) == 6
     async with (
         watching(mosquitto.port, f"{ROOT}/#", "homeassistant/time/GivEnergy/#") as w,
         running_daemon(tmp_path / "b", plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
     ):
         await started(rig, w)
-        for topic in left:  # each cleared (an empty retained config)
+        for topic in predbat:
+            await w.wait_topic(topic, "")
+        await w.sync()
+        assert {s.topic for s in w.log if s.topic in left and not s.payload} == predbat
+    async with watching(mosquitto.port, "homeassistant/time/GivEnergy/#") as ha:
+        await ha.sync()
+        assert {s.topic for s in ha.log if s.payload and s.topic in left} == left - predbat
+        assert not [
+            s
+            for s in ha.log
+            if s.payload and s.topic.startswith("homeassistant") and s.topic not in left
+        ]
+    async with (
+        watching(mosquitto.port, f"{ROOT}/#", "homeassistant/time/GivEnergy/#") as w,
+        running_daemon(
+            tmp_path / "c", plant_config=FROZEN,
+            mqtt=mqtt_settings(mosquitto, time_entities="select"),
+        ) as rig,
+    ):  # fmt: skip
+        await started(rig, w)
+        for topic in left - predbat:  # each cleared (an empty retained config)
             await w.wait_topic(topic, "")
     async with watching(mosquitto.port, "homeassistant/time/GivEnergy/#") as ha:
         await ha.sync()  # what the broker still retains: nothing

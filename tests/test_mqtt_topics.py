@@ -23,7 +23,7 @@ from givtcp_async.sinks import discovery as d
 from givtcp_async.sinks.mqtt import configuration_url, is_online, parse_command_topic
 from givtcp_async.sinks.state_topics import StateTopics
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
-from tests.mqtt_support import expand, problems
+from tests.mqtt_support import expand, ha_entity_id, problems
 
 GEN3 = detect_model({0: 0x2001, 19: 308, 21: 308})
 _FIELDS = fields_for(GEN3)
@@ -144,7 +144,7 @@ def test_controls_become_entities_of_their_platform_commanding_their_function() 
 def test_selects_offer_only_what_the_model_accepts() -> None:
     """Every option of every select is a payload its function takes on this model; a read-back
     state that is not an option shows as no choice."""
-    entities = d.entities(snapshot(every_value()), d.DiscoveryConfig())
+    entities = d.entities(snapshot(every_value()), d.DiscoveryConfig(time_entities="select"))
     selects = [e for e in entities if e.platform == "select"]
     assert len(selects) > 40
     for e in selects:
@@ -209,9 +209,17 @@ def test_rates_step_as_the_inverter_stores_them() -> None:
 def test_ids_are_givtcps_on_home_assistant_before_and_after_2025_10() -> None:
     snap = replace(snapshot({}), batteries=(device(Source.BATTERY, 0x32, "DZ2348G101"),))
     entities = d.entities(snap, d.DiscoveryConfig())
-    old = {f"{e.platform}.{e.config['object_id']}" for e in entities}  # HA < 2025.10
-    new = {e.config["default_entity_id"] for e in entities}  # HA >= 2025.10
+    # HA < 2025.10 takes object_id, later ones default_entity_id; where neither is sent, both
+    # derive GivTCP's id from the device's name and the entity's.
+    old = {
+        f"{e.platform}.{e.config['object_id']}"
+        if "object_id" in e.config
+        else ha_entity_id(e.platform, e.config)
+        for e in entities
+    }
+    new = {ha_entity_id(e.platform, e.config) for e in entities}
     assert old == new
+    assert 0 < sum("object_id" in e.config for e in entities) < len(entities) / 2
     for entity_id in (
         "sensor.givtcp_sa1234g567_soc",
         "sensor.givtcp_sa1234g567_soc_kwh",
@@ -235,9 +243,13 @@ def test_names_are_tidy() -> None:
         assert not {"kWh", "W", "V", "A", "Hz", "Ah"} & set(words), name
         assert all(w[0].isupper() or w[0].isdigit() or w in ("to", "of") for w in words), name
         assert "Invertor" not in words, name
-    packs = [e.config["name"] for e in entities if "DZ2348G101" in e.config["unique_id"]]
-    assert "SOC" in packs
-    assert not [n for n in packs if n.startswith("Battery ")]  # the device says "Battery"
+    packs = [e for e in entities if "DZ2348G101" in e.config["unique_id"]]
+    pack_names = [e.config["name"] for e in packs]
+    assert "Battery SOC" in pack_names
+    # What Home Assistant shows: the device's name and the entity's, "Battery" once.
+    pack_device = next(e.config["device"]["name"] for e in packs if "name" in e.config["device"])
+    assert pack_device == "GivTCP DZ2348G101"
+    assert all(f"{pack_device} {n}".count("Battery") == 1 for n in pack_names)
     by_device: dict[str, list[str]] = {}
     for e in entities:
         by_device.setdefault(e.config["device"]["identifiers"][0], []).append(e.config["name"])
@@ -348,8 +360,10 @@ def test_discovery_is_compact() -> None:
 def test_ids_follow_the_inverter_name_and_the_device_links_the_dashboard() -> None:
     cfg = d.DiscoveryConfig(device_prefix="GivTCP2", configuration_url="http://pi:6345/")
     soc = next(e for e in d.entities(snapshot({}), cfg) if e.config["name"] == "SOC")
-    assert soc.config["default_entity_id"] == "sensor.givtcp2_sa1234g567_soc"
-    assert soc.config["object_id"] == "givtcp2_sa1234g567_soc"
+    # Derived by Home Assistant from the device's name and the entity's (no id sent).
+    assert ha_entity_id("sensor", soc.config) == "sensor.givtcp2_sa1234g567_soc"
+    assert "object_id" not in soc.config
+    assert soc.config["device"]["name"] == "GivTCP2 SA1234G567"
     assert soc.config["unique_id"] == "GivTCP2_SA1234G567_SOC"
     assert soc.topic("ha") == "ha/sensor/GivEnergy/SA1234G567_SOC/config"
     first = d.entities(snapshot({}), cfg)[0]
@@ -425,7 +439,7 @@ def test_the_layout_moves_state_topics_never_entity_ids() -> None:
     def ids(layout: TreeLayout) -> set[tuple[str, str, str]]:
         entities = d.entities(layout_snapshot(layout), d.DiscoveryConfig())
         return {
-            (e.topic("homeassistant"), e.config["unique_id"], e.config["default_entity_id"])
+            (e.topic("homeassistant"), e.config["unique_id"], ha_entity_id(e.platform, e.config))
             for e in entities
         }
 

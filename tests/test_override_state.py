@@ -16,7 +16,7 @@ from typing import Any
 from givtcp_async.control.overrides import OverrideManager
 from givtcp_async.simulator.plant import PlantConfig
 from tests.harness import running_daemon
-from tests.mqtt_support import problems, watching
+from tests.mqtt_support import by_entity_id, problems, watching
 from tests.servers import Mosquitto
 from tests.test_mqtt_service import ROOT, mqtt_settings, started
 
@@ -71,7 +71,7 @@ async def test_override_state_is_published_with_givtcps_entities(
         # Home Assistant: GivTCP's ids; the select and the number show the state.
         await w.sync()
         configs = w.discovered()
-        by_id = {c["default_entity_id"]: c for c in configs.values()}
+        by_id = by_entity_id(configs)
         low = serial.lower()
         for name in NAMES:
             slug = name.lower()

@@ -4,8 +4,8 @@ Predbat (springfall2008/batpred, apps/predbat/inverter.py, REST mode) reads ``/r
 and checks every setting it sends: POST, then GET ``/runAll`` at once and compare one field; on a
 mismatch it sleeps 2 s and POSTs again, up to five times. The requests below are the ones it
 makes (bodies as it sends them: JSON, numbers as numbers), and the checks the fields it reads
-back (README, "Migrating from GivTCP"). Every change must show in the very next GET, so each costs
-exactly one POST.
+back (docs/migration.md, "Predbat over REST"). Every change must show in the very next GET, so
+each costs exactly one POST.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from givtcp_async.sinks.influx import snapshot_points
 from givtcp_async.snapshot import Snapshot
 from givtcp_async.tariffs import SPECS, TariffSettings, TariffTracker
 from tests.harness import running_daemon
-from tests.mqtt_support import problems, state_problems, watching
+from tests.mqtt_support import by_entity_id, problems, state_problems, watching
 from tests.rest_support import rest_rig
 from tests.servers import Mosquitto
 from tests.test_mqtt_service import ROOT, mqtt_settings, started
@@ -178,7 +178,7 @@ async def test_rates_reach_mqtt_and_home_assistant_with_givtcps_ids(
         assert changed.seq < result.seq  # the state before the answer
         await w.sync()
         configs = w.discovered()
-        by_id = {c["default_entity_id"]: c for c in configs.values()}
+        by_id = by_entity_id(configs)
         low = serial.lower()
         select = by_id[f"select.givtcp_{low}_current_rate_type"]
         assert select["command_topic"] == f"{ROOT}/{serial}/control/switchRate"

@@ -135,46 +135,55 @@ def default_state_dir() -> Path:
 
 
 class _Section(BaseModel):
+    # Every field has an attribute docstring, from which givtcp_async.docgen writes the
+    # configuration reference (docs/reference/configuration.md). It reads them from the source
+    # when it runs: pydantic's use_attribute_docstrings would parse this module at every import.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class InverterConfig(_Section):
     """One inverter (its dongle) and how it is polled."""
 
-    host: Host = Field(description="Dongle IP address or host name.")
-    port: Port = Field(default=8899, description="Dongle TCP port.")
+    host: Host
+    """The dongle's IP address or host name. Required."""
+    port: Port = 8899
+    """The dongle's TCP port."""
     name: str = Field(
-        default="GivTCP",
-        min_length=1,
-        max_length=32,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$",
-        description="Home Assistant device prefix (GivTCP, GivTCP2, ... by position).",
+        default="GivTCP", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$"
     )
-    serial: str | None = Field(
-        default=None,
-        description="Expected inverter serial; a different one at this address is refused.",
-    )
-    num_batteries: int | None = Field(
-        default=None, ge=0, le=6, description="LV battery packs; None = detect."
-    )
-    poll_interval: float = Field(
-        default=15.0, ge=5, le=3600, description="Seconds between data polls."
-    )
-    settings_interval: float = Field(
-        default=120.0, ge=5, le=86400, description="Seconds between full refreshes of settings."
-    )
+    """Home Assistant device prefix: GivTCP for the first inverter, GivTCP2, GivTCP3, ... for
+    the others when unset."""
+    serial: str | None = None
+    """The inverter serial expected at this address (10 characters, GivEnergy's shape); another
+    unit answering there is refused. Unset: the serial found at detection."""
+    num_batteries: int | None = Field(default=None, ge=0, le=6)
+    """Number of LV battery packs (0-6). Unset: detect them."""
+    poll_interval: float = Field(default=15.0, ge=5, le=3600)
+    """Seconds between data polls."""
+    settings_interval: float = Field(default=120.0, ge=5, le=86400)
+    """Seconds between full refreshes of the inverter's settings; not shorter than
+    poll_interval."""
     pacing: float = Field(default=_CONNECTION_DEFAULTS["pacing"], ge=0, le=5)
+    """Minimum gap in seconds between two frames sent to the dongle."""
     read_timeout: float = Field(default=_CONNECTION_DEFAULTS["read_timeout"], gt=0, le=60)
+    """Seconds to wait for the answer to a read."""
     write_timeout: float = Field(default=_CONNECTION_DEFAULTS["write_timeout"], gt=0, le=60)
+    """Seconds to wait for the answer to a write."""
     read_retries: int = Field(default=_CONNECTION_DEFAULTS["read_retries"], ge=0, le=10)
+    """Extra attempts after a read times out."""
     write_retries: int = Field(default=_CONNECTION_DEFAULTS["write_retries"], ge=0, le=10)
+    """Extra attempts after a write times out."""
     retry_delay: float = Field(default=_CONNECTION_DEFAULTS["retry_delay"], ge=0, le=60)
+    """Seconds of pause before each retry."""
     connect_timeout: float = Field(default=_CONNECTION_DEFAULTS["connect_timeout"], gt=0, le=120)
+    """Seconds allowed to open the TCP connection."""
     backoff_max: float = Field(
         default=_CONNECTION_DEFAULTS["backoff_max"],
         ge=_CONNECTION_DEFAULTS["backoff_initial"],
         le=3600,
     )
+    """Longest wait in seconds between reconnection attempts (the wait doubles from 1 s up to
+    this)."""
 
     @field_validator("serial")
     @classmethod
@@ -213,40 +222,40 @@ class InverterConfig(_Section):
 class ChargerConfig(_Section):
     """One GivEnergy EV charger (Modbus TCP) and how it is polled and steered."""
 
-    host: Host = Field(description="Charger IP address or host name.")
-    port: Port = Field(default=502, description="Charger Modbus TCP port.")
+    host: Host
+    """The charger's IP address or host name. Required."""
+    port: Port = 502
+    """The charger's Modbus TCP port."""
     name: str = Field(
-        default="GivTCP",
-        min_length=1,
-        max_length=32,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$",
-        description="Home Assistant prefix of its entity ids (GivTCP's HADEVICEPREFIX).",
+        default="GivTCP", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$"
     )
-    serial: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{3,30}$",
-        description="Expected charger serial; a different one at this address is refused.",
-    )
-    poll_interval: float = Field(
-        default=10.0, ge=2, le=3600, description="Seconds between polls (EVC_SELF_RUN_TIMER)."
-    )
-    timeout: float = Field(default=3.0, gt=0, le=60, description="Seconds per request.")
-    lockout_after: int = Field(
-        default=10, ge=1, le=1000, description="Failed polls in a row before the port pause."
-    )
-    lockout_pause: float = Field(
-        default=300.0, ge=0, le=3600, description="Seconds the port is left alone then."
-    )
+    """Home Assistant prefix of its entity ids (GivTCP's HADEVICEPREFIX)."""
+    serial: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{3,30}$")
+    """The charger serial expected at this address; another charger there is refused."""
+    poll_interval: float = Field(default=10.0, ge=2, le=3600)
+    """Seconds between polls."""
+    timeout: float = Field(default=3.0, gt=0, le=60)
+    """Seconds allowed for each request."""
+    lockout_after: int = Field(default=10, ge=1, le=1000)
+    """Failed polls in a row after which the charger's port is left alone (GivTCP's pause for
+    the charger's Modbus port lock-out)."""
+    lockout_pause: float = Field(default=300.0, ge=0, le=3600)
+    """Seconds the charger's port is then left alone."""
 
 
 class MqttTlsConfig(_Section):
     """TLS towards the MQTT broker."""
 
     enabled: bool = False
+    """Connect to the broker over TLS."""
     ca_file: FilePath | None = None
+    """CA bundle to verify the broker with. Unset: the system store."""
     certfile: FilePath | None = None
+    """Client certificate for mutual TLS."""
     keyfile: FilePath | None = None
+    """The client certificate's key (needs certfile)."""
     insecure: bool = False
+    """Skip verification of the broker's certificate and host name (testing only)."""
 
     @field_validator("keyfile")
     @classmethod
@@ -260,23 +269,45 @@ class MqttConfig(_Section):
     """MQTT output and Home Assistant discovery."""
 
     enabled: bool = False
+    """Publish to an MQTT broker. Default: true when host is set."""
     host: Host | None = Field(default=None, validate_default=True)
+    """The broker's address (required when enabled)."""
     port: Port = 1883
+    """The broker's port."""
     username: NonEmpty | None = None
+    """User name at the broker."""
     password: SecretStr | None = Field(default=None, validate_default=True)
+    """Password at the broker (needs username). Never printed."""
     tls: MqttTlsConfig = MqttTlsConfig()
+    """TLS towards the broker: the ``[mqtt.tls]`` table."""
     client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """MQTT client id. Unset: givtcp-async-<this machine's host name>."""
     topic: Topic = "GivEnergy"
+    """Root topic: data under <topic>/<serial>/..., controls under
+    <topic>/control/<serial>/<command>."""
     retain: bool = True
+    """Retain data messages."""
     changes_only: bool = True
+    """After the first full publish, publish only values that changed."""
     discovery: bool = True
+    """Announce the entities to Home Assistant (MQTT discovery)."""
     discovery_prefix: Topic = "homeassistant"
-    time_entities: Literal["select", "time"] = "select"
-    # Minutes between the options of the time selects Predbat sets (1: every minute, GivTCP's).
+    """Home Assistant's discovery prefix."""
+    time_entities: Literal["auto", "select", "time"] = "auto"
+    """How time-slot controls appear in Home Assistant: "auto" (the slots Predbat sets as
+    selects of GivTCP's HH:MM:SS options, the others as time entities: Home Assistant 2026.5
+    and later), "select" (every slot a select: Home Assistant before 2026.5) or "time"."""
     time_step: int = 5
+    """Minutes between the options of the time selects Predbat sets: 1, 5, 10, 15 or 30 (1 is
+    GivTCP's, every minute)."""
     internal_broker: bool = False
-    allow_anonymous: bool = False  # the internal broker beyond loopback without credentials
+    """Run the bundled broker (mosquitto) on 127.0.0.1, and use it when host is unset."""
+    allow_anonymous: bool = False
+    """Accept an internal broker beyond loopback without username and password, which lets
+    anyone on the network publish control commands."""
     offline_after: float = Field(default=300.0, gt=0, le=86400)
+    """Seconds without an answer after which an inverter is marked offline in Home
+    Assistant."""
 
     @model_validator(mode="before")
     @classmethod
@@ -346,18 +377,29 @@ class RestConfig(_Section):
     """The REST API (GivTCP-compatible routes)."""
 
     enabled: bool = True
+    """Serve the REST API and the dashboard."""
     host: Host = "127.0.0.1"
+    """Address to listen on: 127.0.0.1 keeps it on this machine (the Docker image uses
+    0.0.0.0)."""
     port: Port = 6345
+    """Port to listen on."""
     token: SecretStr | None = None
+    """Bearer token required by control (write) routes, at least 16 characters. Unset: no
+    token, and control only from allow_from."""
     allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
         default_factory=list, max_length=64
     )
+    """Host names besides this server's own (its address, an IP literal, localhost, the
+    machine's host name) under which requests are accepted, e.g. a reverse proxy's. Stops
+    DNS-rebinding pages."""
     allow_from: list[IPvAnyNetwork] = Field(
         default_factory=lambda: [ip_network(n) for n in PRIVATE_NETWORKS], max_length=256
     )
+    """Networks from which control is accepted without a token, besides loopback."""
     max_connections: int = Field(default=256, ge=8, le=100_000)
-    # GivTCP's ports: inverter n (from 0) also on port + n, its routes unprefixed there.
+    """Connections held open at most; beyond it the oldest idle one is closed."""
     per_inverter_ports: bool = False
+    """Also serve inverter n (from 0) on port + n with its routes unprefixed, as GivTCP did."""
 
     @field_validator("token")
     @classmethod
@@ -371,15 +413,27 @@ class InfluxConfig(_Section):
     """InfluxDB v2 output."""
 
     enabled: bool = False
+    """Write power and energy values to InfluxDB v2. Default: true when url is set."""
     url: Annotated[str, AfterValidator(_check_url)] | None = Field(
         default=None, validate_default=True
     )
+    """The server's http:// or https:// URL (required when enabled)."""
     token: SecretStr | None = None
+    """API token. Never printed."""
     org: NonEmpty | None = None
+    """Organisation."""
     bucket: NonEmpty | None = Field(default=None, validate_default=True)
+    """Bucket (required when enabled)."""
     buffer_max_age: float = Field(default=3600.0, ge=0, le=7 * 86400)
+    """Seconds an InfluxDB outage may last without losing points; older ones are dropped (and
+    counted). 0 switches this bound off."""
     buffer_max_points: int = Field(default=100_000, ge=0, le=10_000_000)
+    """Points held during an outage at most; beyond it the oldest are dropped (and counted).
+    0 switches this bound off."""
     legacy_measurement: bool = False
+    """Write GivTCP's layout (measurement = inverter serial, tag tagKey=GivReal, the power and
+    energy fields in one point) instead of one measurement per group tagged with serial and
+    model."""
 
     @model_validator(mode="before")
     @classmethod
@@ -399,21 +453,37 @@ class InfluxConfig(_Section):
 class ControlConfig(_Section):
     """Writes to the inverter."""
 
-    # Safe defaults against EEPROM wear from a flood of commands (0 switches either off).
     write_budget_per_day: int = Field(default=500, ge=0, le=100_000)
+    """Most register writes allowed per inverter per day (the inverter keeps settings in
+    EEPROM, which wears); 0 = no limit. Restores of timed overrides are never refused."""
     min_write_interval: float = Field(default=10.0, ge=0, le=3600)
+    """Seconds before the same register may be written again; 0 = no limit. Restores are never
+    refused."""
     state_dir: Path = Field(default_factory=default_state_dir)
+    """Where the write counter, pending timed overrides and remembered scans are kept across
+    restarts. Default: /var/lib/givtcp-async when writable, else
+    $XDG_STATE_HOME/givtcp-async (~/.local/state/givtcp-async)."""
     dead_man_minutes: int = Field(default=0, ge=0, le=24 * 60)
+    """Revert a forced charge, export or pause when no control command has arrived for this
+    many minutes (its controller went silent); 0 = off."""
     time_sync: bool = False
+    """Keep the inverter's clock in step with this machine's."""
 
 
 class DataConfig(_Section):
     """What is published, and how stale it may get."""
 
-    print_raw: bool = True  # GivTCP's raw block (its add-on forced it on)
+    print_raw: bool = True
+    """Also publish GivTCP 3's raw block: every register value under its GivTCP 3 name (in the
+    givtcp2 layout every register as HR:n / IR:n). GivTCP's add-on forced it on."""
     stale_after: float = Field(default=600.0, ge=0, le=86400)
+    """Seconds a last-good value may be republished (marked stale) before it becomes
+    unavailable."""
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/London"
+    """The plant's time zone (IANA name), for Today counters and slot times."""
     layout: Annotated[TreeLayout, BeforeValidator(parse_layout)] = TreeLayout.GIVTCP3
+    """The runAll and MQTT tree: "givtcp3" (GivTCP 3.5's) or "givtcp2" (GivTCP 2.4's); "3",
+    "3.5", "2" and "2.4" work too."""
 
 
 def _hh_mm(value: Any) -> Any:
@@ -432,13 +502,21 @@ class TariffConfig(_Section):
     """GivTCP's tariff tracking (Energy/Rates): import costs by day and night rate."""
 
     enabled: bool = True
+    """Count today's import to the day or night rate and cost it (Energy/Rates)."""
     day_rate: float = Field(default=0.155, ge=0, le=100)
+    """Day rate per kWh, in the currency."""
     night_rate: float = Field(default=0.055, ge=0, le=100)
+    """Night rate per kWh, in the currency."""
     export_rate: float = Field(default=0.04, ge=0, le=100)
+    """Export rate per kWh, in the currency."""
     day_start: TimeOfDay = "04:30"
+    """When the day rate begins (HH:MM, local time)."""
     night_start: TimeOfDay = "00:30"
-    dynamic: bool = False  # the rate changes only by switchRate (an external schedule)
+    """When the night rate begins (HH:MM, local time)."""
+    dynamic: bool = False
+    """The rate changes only when switchRate says so (an external schedule)."""
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "GBP"
+    """The currency of the prices (ISO 4217), the unit of the costs."""
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -449,10 +527,16 @@ class LoggingConfig(_Section):
     """Log output."""
 
     level: LogLevel = "INFO"
+    """DEBUG, INFO, WARNING, ERROR or CRITICAL (any case; WARN, WRITE_DEBUG and FATAL too)."""
     format: Literal["auto", "console", "json"] = "auto"
+    """How lines are written: "auto" (coloured text on a terminal, JSON lines otherwise),
+    "console" or "json"."""
     file: Path | None = None
+    """Also write JSON lines to this file (mode 0600), rotated by size."""
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
+    """Size in bytes at which the log file is rotated."""
     backups: int = Field(default=5, ge=0, le=100)
+    """Rotated log files kept."""
 
     @field_validator("level", mode="before")
     @classmethod
@@ -479,14 +563,23 @@ class Settings(BaseSettings):
     )
 
     inverters: list[InverterConfig] = Field(min_length=1)
+    """The inverters (dongles), one ``[[inverters]]`` table each; at least one."""
     chargers: list[ChargerConfig] = Field(default_factory=list)
+    """GivEnergy EV chargers, one ``[[chargers]]`` table each; none by default."""
     mqtt: MqttConfig = MqttConfig()
+    """MQTT output and Home Assistant discovery."""
     rest: RestConfig = RestConfig()
+    """The REST API and the dashboard."""
     influx: InfluxConfig = InfluxConfig()
+    """InfluxDB v2 output."""
     control: ControlConfig = Field(default_factory=lambda: ControlConfig())
+    """Writes to the inverter."""
     data: DataConfig = DataConfig()
+    """What is published, and how stale it may get."""
     tariff: TariffConfig = TariffConfig()
+    """Tariff tracking (Energy/Rates)."""
     logging: LoggingConfig = LoggingConfig()
+    """Log output."""
 
     @field_validator("inverters", "chargers", mode="before")
     @classmethod

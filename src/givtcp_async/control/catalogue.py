@@ -143,7 +143,7 @@ class ControlFunction:
     payload: type[p.Payload]
     planner: Planner
     requires: Requirement
-    writes: str  # the registers it writes, for people (README, OpenAPI description)
+    writes: str  # the registers it writes, for people (controls reference, OpenAPI description)
     group: str
     aliases: tuple[str, ...] = ()
     needs: Callable[[Layout], tuple[int, ...]] = lambda _layout: ()

@@ -87,7 +87,7 @@ class EvcFunction:
     summary: str
     payload: type[Payload]
     planner: Planner
-    writes: str  # for people: README, OpenAPI
+    writes: str  # for people: the controls reference (docgen), OpenAPI
     aliases: tuple[str, ...] = ()
     example: str | Mapping[str, Any] | None = None
     ha: HaMeta | None = None

@@ -24,8 +24,9 @@ Pure (no I/O). Design:
 * **Time slots**: the slots Predbat sets (charge and discharge slot 1, the pause slot) are
   selects of ``time_step`` minutes (5: Predbat's planning step) plus ``23:59:00`` and the current
   value; the other slots quarter hours plus the current value; or ``time`` entities.
-* **Availability**: every entity needs the daemon's bridge topic *and* its inverter's
-  ``Stats/status`` topic to say ``online`` (``availability_mode: all``).
+* **Availability**: an entity follows its inverter's ``Stats/status`` alone (as GivTCP's do):
+  ``online`` only while the daemon runs and the inverter answers; the MQTT service holds that
+  topic's last will ``offline`` on a connection of its own.
 * **Memory**: :func:`messages` yields one payload at a time; option lists are shared tuples.
 """
 
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, Literal
@@ -72,6 +73,7 @@ _RESTART_BUTTONS: Final = frozenset({"rebootInverter"})
 _CONTROL_PLATFORMS: Final = frozenset({"number", "select", "switch"})
 _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 _SLUG_UNSAFE: Final = re.compile(r"[^a-z0-9_]+")
+_HA_SLUG: Final = re.compile(r"[^a-z0-9]+")
 _TIME_VALUE: Final = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:00$")
 
 # Words of GivTCP's field names as an entity name shows them.
@@ -84,6 +86,7 @@ _SPELLING: Final = {"Invertor": "Inverter"}
 ABBREVIATIONS: Final = {
     "availability": "avty",
     "availability_mode": "avty_mode",
+    "availability_topic": "avty_t",
     "command_template": "cmd_tpl",
     "command_topic": "cmd_t",
     "default_entity_id": "def_ent_id",
@@ -116,9 +119,10 @@ DEVICE_ABBREVIATIONS: Final = {
     "sw_version": "sw",
 }
 ORIGIN_ABBREVIATIONS: Final = {"sw_version": "sw"}
-_TOPIC_KEYS: Final = ("state_topic", "command_topic")
+_TOPIC_KEYS: Final = ("state_topic", "command_topic", "availability_topic")
 
 Platforms = Literal["sensor", "number", "select", "switch", "button", "time"]
+TimeEntities = Literal["auto", "select", "time"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +131,14 @@ class DiscoveryConfig:
 
     ``time_step``: minutes between the options of the time selects Predbat sets (1 offers every
     minute, as GivTCP did; Predbat plans in 5-minute steps). Other slots offer quarter hours, or
-    ``time_step`` where that is coarser.
+    ``time_step`` where that is coarser. ``time_entities``: ``auto`` makes Predbat's slots
+    selects and the others ``time`` entities; ``select`` and ``time`` make every slot one form.
     """
 
     root: str = "GivEnergy"
     prefix: str = "homeassistant"
     device_prefix: str = "GivTCP"  # the inverter's configured name
-    time_entities: Literal["select", "time"] = "select"
+    time_entities: TimeEntities = "auto"
     configuration_url: str | None = None
     time_step: int = 5
 
@@ -211,6 +216,21 @@ def _slug(text: str) -> str:
     return _SLUG_UNSAFE.sub("_", text.lower()).strip("_")
 
 
+def derived_slug(device_name: str, entity_name: str) -> str:
+    """The object id Home Assistant gives an entity sent without one: its device's name and its
+    own, slugified (non-alphanumerics to one underscore)."""
+    return _HA_SLUG.sub("_", f"{device_name} {entity_name}".lower()).strip("_")
+
+
+def entity_id(platform: str, config: Mapping[str, Any]) -> str:
+    """The entity id Home Assistant gives the entity of ``config`` (full keys): the one sent,
+    else the one it derives from the device's name and the entity's."""
+    sent = config.get("default_entity_id")
+    if isinstance(sent, str):
+        return sent
+    return f"{platform}.{derived_slug(str(config['device']['name']), str(config['name']))}"
+
+
 def entity_slug(device_prefix: str, owner: str, name: str) -> str:
     """The object part of the entity id: ``givtcp_sa1234g567_battery_power_reserve``."""
     return f"{_slug(device_prefix)}_{_slug(owner)}_{_slug(name)}"
@@ -219,14 +239,12 @@ def entity_slug(device_prefix: str, owner: str, name: str) -> str:
 # --- names and option lists ----------------------------------------------------------------
 
 
-def display_name(field_name: str, ha: HA | None = None, *, drop: str | None = None) -> str:
+def display_name(field_name: str, ha: HA | None = None) -> str:
     """The entity name a field shows as: words capitalised alike, no unit words, "Inverter"
-    spelt so, and ``drop`` (the device's own kind, e.g. "Battery" on a pack) not repeated."""
+    spelt so."""
     if ha is not None and ha.name:
         return ha.name
     words = [w for w in field_name.split("_") if w]
-    if drop and len(words) > 1 and words[0] == drop:
-        words = words[1:]
     if len(words) > 1 and words[-1] in _UNIT_WORDS:
         words = words[:-1]
     out = []
@@ -254,6 +272,14 @@ def time_options(step: int, current: Any, *, end_of_day: bool) -> list[str]:
     return sorted((*grid, *extra)) if extra else list(grid)
 
 
+def slot_form(fn: ControlFunction | None, cfg: DiscoveryConfig) -> Literal["select", "time"]:
+    """The platform a time slot set by ``fn`` is announced on."""
+    if cfg.time_entities == "auto":
+        fine = fn is not None and fn.ha is not None and fn.ha.fine
+        return "select" if fine else "time"
+    return cfg.time_entities
+
+
 def _slot_step(fn: ControlFunction | None, cfg: DiscoveryConfig) -> int:
     fine = fn is not None and fn.ha is not None and fn.ha.fine
     return cfg.time_step if fine else max(QUARTER, cfg.time_step)
@@ -264,15 +290,20 @@ def _grid_set(step: int) -> frozenset[str]:
     return frozenset(time_grid(step))
 
 
-def _grid_of(spec: Field, cfg: DiscoveryConfig) -> frozenset[str]:
-    return _grid_set(_control_step(spec.control, cfg.time_step))
+def _off_grid(spec: Field, value: Any, cfg: DiscoveryConfig) -> bool:
+    """Whether ``value`` is missing from the options of the select ``spec``'s slot makes (a
+    slot announced as a time entity has no options)."""
+    step = _select_step(spec.control, cfg.time_entities, cfg.time_step)
+    return step is not None and value not in _grid_set(step)
 
 
 @lru_cache(maxsize=256)
-def _control_step(control: str | None, time_step: int) -> int:
-    """The option step of the select a time field's control function makes (per poll: cached)."""
+def _select_step(control: str | None, time_entities: TimeEntities, time_step: int) -> int | None:
+    """The option step of the select a time field's control function makes, or None where the
+    slot is a time entity (per poll: cached)."""
     fn = CATALOGUE.get(control) if control and control in CATALOGUE else None
-    return _slot_step(fn, DiscoveryConfig(time_step=time_step))
+    cfg = DiscoveryConfig(time_entities=time_entities, time_step=time_step)
+    return _slot_step(fn, cfg) if slot_form(fn, cfg) == "select" else None
 
 
 # --- devices ---------------------------------------------------------------------------------
@@ -301,7 +332,9 @@ def _sub_device(
 ) -> dict[str, Any]:
     if kind == "battery":
         ident = f"givtcp_{dev.serial}"
-        name = f"{cfg.device_prefix} Battery {dev.serial}"
+        # GivTCP's device name: with the fields' own names ("Battery SOC") Home Assistant
+        # derives GivTCP's ids (sensor.givtcp_dz2348g101_battery_soc) and says "Battery" once.
+        name = f"{cfg.device_prefix} {dev.serial}"
         model = "Battery"
         firmware = _value(dev, "Battery_Firmware_Version")
     else:
@@ -338,10 +371,7 @@ class _Builder:
         self.catalogue = catalogue
         self.serial = snapshot.serial
         self.base = state_base(cfg.root, snapshot.serial)
-        self.availability = [
-            {"topic": bridge_topic(cfg.root)},
-            {"topic": status_topic(cfg.root, snapshot.serial)},
-        ]
+        self.availability = status_topic(cfg.root, snapshot.serial)
         self.removals: list[str] = []
         self._unique: set[str] = set()
         self._announced: set[str] = set()  # devices whose full block went out already
@@ -359,29 +389,32 @@ class _Builder:
                 by_field[mirrored] = fn
         self.by_field = by_field
 
-    def _device_ref(self, device: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
-        """The device block for the next payload: whole the first time, else its id and name."""
+    def _device_ref(
+        self, device: Mapping[str, Any], *, named: bool
+    ) -> tuple[Mapping[str, Any], bool]:
+        """The device block for the next payload: whole the first time, else its id, and its
+        name where the entity id is derived from it (``named``)."""
         ident = str(device["identifiers"][0])
         if ident in self._announced:
-            return {"identifiers": device["identifiers"], "name": device["name"]}, False
+            if named:
+                return {"identifiers": device["identifiers"], "name": device["name"]}, False
+            return {"identifiers": device["identifiers"]}, False
         self._announced.add(ident)
         return device, True
 
     def _common(
         self, platform: str, name: str, unique_id: str, slug: str, device: Mapping[str, Any]
     ) -> dict[str, Any]:
-        ref, first = self._device_ref(device)
-        config: dict[str, Any] = {
-            "name": name,
-            "unique_id": unique_id,
-            "object_id": slug,
-            "default_entity_id": f"{platform}.{slug}",
-            "device": ref,
-        }
+        derived = derived_slug(str(device["name"]), name) == slug
+        ref, first = self._device_ref(device, named=derived)
+        config: dict[str, Any] = {"name": name, "unique_id": unique_id}
+        if not derived:
+            config["object_id"] = slug
+            config["default_entity_id"] = f"{platform}.{slug}"
+        config["device"] = ref
         if first:
             config["origin"] = ORIGIN
-        config["availability"] = self.availability
-        config["availability_mode"] = "all"
+        config["availability_topic"] = self.availability
         return config
 
     def _entity(self, platform: str, object_id: str, config: dict[str, Any]) -> Entity | None:
@@ -446,9 +479,8 @@ class _Builder:
         object_id: str,
         topic: str,
         device: Mapping[str, Any],
-        drop: str | None = None,
     ) -> Entity | None:
-        config = self._common("sensor", display_name(name, ha, drop=drop), unique, slug, device)
+        config = self._common("sensor", display_name(name, ha), unique, slug, device)
         config["state_topic"] = topic
         options = spec.options if isinstance(spec, Field) else None
         if options is not None:  # the texts the layout publishes (GivTCP 3.5's "Em115")
@@ -529,7 +561,7 @@ class _Builder:
     ) -> Entity | None:
         assert fn.ha is not None
         label = display_name(name, spec.ha)
-        if self.cfg.time_entities == "time":
+        if slot_form(fn, self.cfg) == "time":
             platform, other = "time", "select"
             config = self._common(platform, label, f"{unique}_time", slug, device)
         else:
@@ -542,7 +574,8 @@ class _Builder:
         config["command_topic"] = command_topic(self.cfg.root, self.serial, fn.name)
         if not fn.ha.main:
             config["entity_category"] = "config"
-        config["icon"] = "mdi:clock-outline"
+        if platform == "select":  # a time entity has Home Assistant's clock icon already
+            config["icon"] = "mdi:clock-outline"
         if other == "select":
             # The selects may be left over from the other setting (or from GivTCP): remove them.
             # (Time entities left over are cleared by the MQTT service when the broker shows
@@ -580,7 +613,6 @@ class _Builder:
     # -- batteries and meters --
 
     def devices(self, devices: Sequence[DeviceSnapshot], kind: str) -> Iterator[Entity]:
-        drop = "Battery" if kind == "battery" else None
         bases = device_topic_bases(self.cfg.root, self.snap)
         for dev in devices:
             device = _sub_device(self.snap, dev, kind, self.cfg)
@@ -593,9 +625,7 @@ class _Builder:
                 unique = f"{self.cfg.device_prefix}_{owner}_{name}"
                 slug = entity_slug(self.cfg.device_prefix, owner, name)
                 object_id = f"{self.serial}_{owner}_{name}"
-                entity = self._sensor(
-                    spec, spec.ha, name, unique, slug, object_id, topic, device, drop
-                )
+                entity = self._sensor(spec, spec.ha, name, unique, slug, object_id, topic, device)
                 if entity is not None:
                     yield entity
 
@@ -696,14 +726,14 @@ def signature(snapshot: Snapshot, cfg: DiscoveryConfig | None = None) -> tuple[A
     are off their select's grid (a select offers the current value)."""
     cfg = cfg or DiscoveryConfig()
     off_grid: tuple[tuple[str, Any], ...] = ()
-    if cfg.time_entities == "select":
+    if cfg.time_entities != "time":
         off_grid = tuple(
             (name, value)
             for name, spec in snapshot.specs.items()
             if isinstance(spec, Field)
             and spec.enc is Enc.TIME
             and (value := snapshot.value(name)) is not None
-            and value not in _grid_of(spec, cfg)
+            and _off_grid(spec, value, cfg)
         )
     return (
         snapshot.serial,
@@ -723,15 +753,18 @@ def _device_key(dev: DeviceSnapshot) -> tuple[Any, ...]:
 
 
 def leftover_time_configs(prefix: str) -> str:
-    """The subscription that shows retained time-entity configs left from ``time_entities =
-    "time"`` (to clear while selects are announced)."""
+    """The subscription that shows retained time-entity configs left from another
+    ``time_entities`` (to clear where the slot is announced as a select now)."""
     return discovery_topic(prefix, "time", "+")
 
 
-def is_leftover(prefix: str, topic: str, serials: Iterable[str]) -> bool:
-    """Whether ``topic`` is a time-entity config of one of ``serials``' slots."""
+def is_leftover(
+    prefix: str, topic: str, serials: Iterable[str], current: Container[str] = ()
+) -> bool:
+    """Whether ``topic`` is a time-entity config of one of ``serials``' slots that is not in
+    ``current`` (the time configs the latest announcements hold)."""
     head = f"{prefix}/time/{NODE_ID}/"
-    if not (topic.startswith(head) and topic.endswith("/config")):
+    if not (topic.startswith(head) and topic.endswith("/config")) or topic in current:
         return False
     object_id = topic[len(head) : -len("/config")]
     return any(object_id.startswith(f"{_safe_id(s)}_") for s in serials if s)

@@ -36,7 +36,7 @@ import math
 import random
 import socket
 import ssl
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -195,6 +195,7 @@ class _Inverter:
     announced: tuple[Any, ...] | None = None
     status: str | None = None
     first_seen: datetime | None = None  # when the service first had a serial for it
+    time_configs: set[str] = field(default_factory=set)  # its announced time entities' topics
 
     @property
     def serial(self) -> str | None:
@@ -205,6 +206,7 @@ class _Inverter:
         self.topics.reset()
         self.announced = None
         self.status = None
+        self.time_configs = set()
 
 
 class _SessionTasks:
@@ -242,6 +244,62 @@ class _SessionTasks:
             if tasks:
                 await asyncio.wait(tasks)
         raise error
+
+
+class _WillHolders:
+    """One extra connection per inverter status topic, holding that topic's last will
+    (``offline``): a connection has one will, and Home Assistant's entities follow their own
+    inverter's ``Stats/status`` alone (as GivTCP's do). Each lives as long as the session; one
+    that drops ends the session."""
+
+    def __init__(self, options: Mapping[str, Any], tasks: _SessionTasks | None) -> None:
+        self._options = options
+        self._tasks = tasks
+        self._clients: dict[str, aiomqtt.Client] = {}
+        self._connecting = asyncio.Lock()
+
+    async def hold(self, topic: str) -> None:
+        """Connect the holder of ``topic``'s will, unless it is connected already."""
+        async with self._connecting:  # a second caller waits until the will is held
+            if topic not in self._clients and self._tasks is not None:
+                await self._connect(topic, self._tasks)
+
+    async def _connect(self, topic: str, tasks: _SessionTasks) -> None:
+        client = aiomqtt.Client(
+            **{
+                **self._options,
+                "identifier": f"{self._options['identifier']}-{len(self._clients) + 1}",
+                "will": aiomqtt.Will(topic, OFFLINE, qos=1, retain=True),
+            }
+        )
+        self._clients[topic] = client
+        try:
+            await client.__aenter__()
+        except BaseException:
+            del self._clients[topic]
+            _abandon(client)
+            raise
+        tasks.spawn(self._watch(client), f"mqtt-will-{len(self._clients)}")
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        async for _ in client.messages:  # subscribes to nothing: returns or raises on a drop
+            pass
+
+    async def close(self) -> None:
+        """Disconnect every holder with a goodbye: the broker drops their wills."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await client.__aexit__(None, None, None)
+            _abandon(client)
+
+    def abandon(self) -> None:
+        """Close every holder without a goodbye, so that the broker publishes each will."""
+        for client in self._clients.values():
+            _abandon(client)
+        self._clients.clear()
 
 
 @dataclass
@@ -323,7 +381,8 @@ class MqttService:
         self._busy_refusals = 0  # commands refused in a row for too many waiting
         self._sessions = asyncio.Condition()
         self._announcing = asyncio.Lock()
-        self._leftovers: set[str] = set()  # retained time configs to clear (select mode)
+        self._leftovers: set[str] = set()  # retained time configs, cleared unless announced
+        self._holders = _WillHolders(self._options, None)
 
     def metrics(self) -> dict[str, float]:
         """Counters for /metrics (``mqtt_`` prefixed), and whether a connection is up."""
@@ -383,10 +442,13 @@ class MqttService:
             for task in self._commands:  # the inverters are stopping too: no command can finish
                 task.cancel()
             await self._goodbye(client)
+            await self._holders.close()  # offline said already: no will on top
             raise
         finally:
             self._client = None
             self.connected.clear()
+            # Dropped without a goodbye: the broker says each inverter offline (their wills).
+            self._holders.abandon()
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(1.0):
                     await client.__aexit__(None, None, None)
@@ -401,7 +463,7 @@ class MqttService:
             (f"{self.root}/{CONTROL}/+/+", 1),
             (ha_status_topic(self.cfg.discovery_prefix), 1),
         ]
-        if self.cfg.discovery and self.cfg.time_entities == "select":
+        if self.cfg.discovery and self.cfg.time_entities != "time":
             subscriptions.append((discovery.leftover_time_configs(self.cfg.discovery_prefix), 1))
         await client.subscribe(subscriptions)
         self._client = client
@@ -413,6 +475,7 @@ class MqttService:
         # Plain tasks rather than a TaskGroup: on Python 3.11 a TaskGroup whose child fails
         # leaves a cancellation request on this task, which would read as a stop.
         tasks = _SessionTasks()
+        self._holders = _WillHolders(self._options, tasks)
         tasks.spawn(self._listen(client, tasks), "mqtt-listen")
         tasks.spawn(self._watch_health(client), "mqtt-health")
         for inv in self.inverters:
@@ -474,9 +537,10 @@ class MqttService:
                     # One device's announcement at a time, built as it is sent: its payloads
                     # never pile up in memory together with another inverter's.
                     async with self._announcing:
-                        await self._publish(client, announcement)
+                        noted: set[str] = set()
+                        await self._publish(client, _noting_time(announcement, noted))
+                        inv.time_configs, inv.announced = noted, sig
                         await self._clear_leftovers(client)
-                    inv.announced = sig
                     inv.topics.reset()  # state after config, for non-retained state
                     self.stats.announcements += 1
                     log.info("discovery announced", serial=snap.serial)
@@ -524,7 +588,10 @@ class MqttService:
             changed, inv.status = inv.status is not None, status  # before the await: no repeats
             if changed:
                 log.info("inverter availability", serial=serial, status=status)
-            await client.publish(status_topic(self.root, serial), status, qos=1, retain=True)
+            topic = status_topic(self.root, serial)
+            if status == ONLINE:
+                await self._holders.hold(topic)  # its last will before it says online
+            await client.publish(topic, status, qos=1, retain=True)
 
     # --- incoming ----------------------------------------------------------------------------
 
@@ -555,13 +622,18 @@ class MqttService:
                              retained=message.retain)  # fmt: skip
 
     async def _clear_leftovers(self, client: aiomqtt.Client) -> None:
-        """Remove the retained time-entity configs seen for the inverters served (left from
-        ``time_entities = "time"``; selects are announced now)."""
-        serials = [i.serial for i in self.inverters if i.serial]
+        """Remove the retained time-entity configs seen for the inverters served that their
+        latest announcement does not hold (left from another ``time_entities``)."""
+        # Only inverters announced already: a slot's own time entity is never removed.
+        announced = [i for i in self.inverters if i.announced is not None]
+        serials = [s for i in announced if (s := i.serial)]
+        current = set().union(*(i.time_configs for i in announced))
         for topic in sorted(self._leftovers):
-            if discovery.is_leftover(self.cfg.discovery_prefix, topic, serials):
+            if topic in current:
+                self._leftovers.discard(topic)  # announced now: not a leftover
+            elif discovery.is_leftover(self.cfg.discovery_prefix, topic, serials, current):
                 self._leftovers.discard(topic)
-                log.info("removing a time entity left from time_entities = time", topic=topic)
+                log.info("removing a time entity left from another time_entities", topic=topic)
                 await client.publish(topic, "", qos=1, retain=True)
 
     async def _after_ha_birth(self, delay: float) -> None:
@@ -676,6 +748,15 @@ class MqttService:
             self.stats.results_undelivered += 1
             log.warning("MQTT command result not delivered", serial=serial, function=function,
                         status=result.status, error=str(err))  # fmt: skip
+
+
+def _noting_time(messages: Iterable[Message], into: set[str]) -> Iterator[Message]:
+    """``messages`` as they are, the topics of the time-entity configs among them added to
+    ``into``."""
+    for message in messages:
+        if message.payload and "/time/" in message.topic:
+            into.add(message.topic)
+        yield message
 
 
 async def publish_all(client: aiomqtt.Client, messages: Iterable[Message]) -> int:
