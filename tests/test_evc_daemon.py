@@ -184,6 +184,7 @@ async def openapi_and_metrics(
     async with http.get(f"{url}/openapi.json") as resp:
         doc = await resp.json()
     paths = doc["paths"]
+    assert "evc" in {tag["name"] for tag in doc["tags"]}
     for fn in EVC_FUNCTIONS:
         for name in (fn.name, *fn.aliases):
             for path in (f"/{name}", f"/{{serial}}/{name}"):

@@ -605,7 +605,9 @@ def build_openapi(
                 "inverter than the first."
             ),
         },
-        "tags": [{"name": k, "description": v} for k, v in GROUP_TITLES.items()],
+        "tags": [
+            {"name": k, "description": v} for k, v in GROUP_TITLES.items() if k != "evc" or chargers
+        ],
         "paths": paths,
         "components": {"schemas": components, "responses": _response_components()},
     }
