@@ -34,6 +34,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,7 @@ GAP: Final = 0.25  # real seconds between cycle starts: 15 s of plant time
 POLL_INTERVAL: Final = 15.0  # the daemon's default, what GAP stands for
 SETTINGS_EVERY: Final = 8  # 120 s settings interval / 15 s poll interval
 WARMUP: Final = 2
+CYCLE_CLOCK: list[float] = [0.0]  # the assemblers' monotonic time, set at each cycle
 NODELAY: Final = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # as the MQTT service sets
 
 STAGES: Final = (
@@ -162,6 +164,7 @@ class Rig:
             raise RuntimeError(f"a refresh failed: {report}")
         cpu["read"].append(read.cpu)
         now = datetime.now(LONDON)
+        CYCLE_CLOCK[0] = time.monotonic()
         stats = stats_of(now)
         devices = self.layout.devices
         # Alternate which build goes first, so that neither always finds the CPU caches warm.
@@ -220,7 +223,10 @@ async def measure(cycles: int) -> list[Row]:
                 layout = await reader.detect()
 
                 def assembler() -> SnapshotAssembler:
-                    return SnapshotAssembler(layout.model, layout.serial, layout.fields, LONDON)
+                    # One monotonic time per cycle for both: a clock value moved on by the
+                    # seconds since its page was read must not differ between the two builds.
+                    return SnapshotAssembler(layout.model, layout.serial, layout.fields, LONDON,
+                                             clock=lambda: CYCLE_CLOCK[0])  # fmt: skip
 
                 feed = Feed()
                 config = InfluxConfig(url=victoria.url, bucket="bench", org="bench")

@@ -6,6 +6,7 @@ over real Modbus TCP; its registers are read back with pymodbus's client."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import signal
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from givtcp_async.evc.controls import EVC_FUNCTIONS
 from givtcp_async.evc.simulator import Car, ChargerSimulator
 from givtcp_async.sinks.state_topics import leaves, payload_text
 from tests.evc_support import read_hr
@@ -21,6 +23,7 @@ from tests.mqtt_support import problems, watching
 from tests.servers import Mosquitto, VictoriaMetrics, free_port
 from tests.test_cli import CLI, clean_env, cli
 from tests.test_influx import influx_settings, stored
+from tests.test_openapi import errors, validator
 
 FAST_CHARGER = {"poll_interval": 2.0, "timeout": 0.5, "lockout_after": 3, "lockout_pause": 1.0}
 ROOT = "GivEnergy"
@@ -168,8 +171,63 @@ async def test_rest_evc_cache_and_commands(tmp_path: Path) -> None:
             assert (await call("GET", "/runAll"))[0] == 200
             status, health = await call("GET", "/health")
             assert health["chargers"][0]["serial"] == serial
+            await openapi_and_metrics(http, url, serial, charger)
     finally:
         await sim.close()
+
+
+async def openapi_and_metrics(
+    http: aiohttp.ClientSession, url: str, serial: str, charger: Any
+) -> None:
+    """The charger's routes are in /openapi.json with the catalogue's payload schemas, its real
+    answers validate against the document and wrong ones do not; /metrics shows its values."""
+    async with http.get(f"{url}/openapi.json") as resp:
+        doc = await resp.json()
+    paths = doc["paths"]
+    assert "evc" in {tag["name"] for tag in doc["tags"]}
+    for fn in EVC_FUNCTIONS:
+        for name in (fn.name, *fn.aliases):
+            for path in (f"/{name}", f"/{{serial}}/{name}"):
+                op = paths[path]["post"]
+                assert op["tags"] == ["evc"], path
+                body = op["requestBody"]["content"]["application/json"]
+                schema = validator(doc, body["schema"])
+                assert errors(schema, body["example"]) == [], path
+                assert errors(schema, {"no_such_field": 1}), path
+    limit = validator(doc, {"$ref": "#/components/schemas/evc_setCurrentLimitPayload"})
+    assert errors(limit, {"current": 16}) == []
+    assert errors(limit, {"current": 33})
+    assert "/runAll" in paths  # the inverter's routes stay
+    for path in ("/getEVCCache", "/{serial}/getEVCCache"):
+        answer = paths[path]["get"]["responses"]["200"]["content"]["application/json"]
+        check = validator(doc, answer["schema"])
+        async with http.get(f"{url}/getEVCCache") as resp:
+            tree = await resp.json()
+        assert errors(check, tree) == [], path
+        wrong = copy.deepcopy(tree)
+        wrong["Charger"]["Charge_Limit"] = "sixteen"
+        assert errors(check, wrong), path
+        wrong = copy.deepcopy(tree)
+        wrong["Charger"]["Not_A_Value"] = 1
+        assert errors(check, wrong), path
+
+    async with http.get(f"{url}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    snap = charger.snapshot
+    assert snap is not None
+    line = f'givtcp_evc_value{{serial="{serial}",field="Charge_Limit",unit="A"}} '
+    samples = [row for row in text.splitlines() if row.startswith(line)]
+    assert len(samples) == 1, text
+    assert float(samples[0].rsplit(" ", 1)[1]) == snap.value("Charge_Limit")
+    assert f'givtcp_evc_online{{serial="{serial}"}} 1' in text
+    polls = next(
+        r for r in text.splitlines() if r.startswith(f'givtcp_evc_polls_total{{serial="{serial}"}}')
+    )
+    assert int(polls.rsplit(" ", 1)[1]) >= 1
+    writes = next(r for r in text.splitlines() if r.startswith("givtcp_evc_register_writes_total"))
+    assert int(writes.rsplit(" ", 1)[1]) >= 2  # the two commands above
+    assert "# TYPE givtcp_evc_polls_total counter" in text
 
 
 async def test_unreachable_charger_never_touches_the_inverter(tmp_path: Path) -> None:

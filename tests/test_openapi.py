@@ -327,3 +327,14 @@ async def test_real_runall_answers_validate_against_openapi_and_wrong_ones_fail(
         wrong.append(_with(plain, cell, "3.3"))
         for index, document in enumerate(wrong):
             assert errors(check, document), index
+
+
+def test_the_charger_routes_are_described_only_where_chargers_are_served() -> None:
+    plain, with_chargers = build_openapi(CATALOGUE), build_openapi(CATALOGUE, chargers=True)
+    evc = {p for p, item in with_chargers["paths"].items()
+           if any(op.get("tags") == ["evc"] for op in item.values())}  # fmt: skip
+    assert {"/getEVCCache", "/{serial}/getEVCCache", "/setCurrentLimit", "/controlCharge",
+            "/{serial}/setSystemTime"} <= evc  # fmt: skip
+    assert not evc & set(plain["paths"])
+    assert set(plain["paths"]) < set(with_chargers["paths"])
+    assert "evc" not in {t["name"] for t in plain["tags"]}

@@ -19,7 +19,7 @@ from givtcp_async.cache import RegisterCache
 from givtcp_async.layout import TreeLayout
 from givtcp_async.quality.gates import GateSettings, Reading, Rule, ValueGate, make_rule
 from givtcp_async.quality.pages import is_valid_serial
-from givtcp_async.registers.decode import Decoder, compile_decoder, decode_field
+from givtcp_async.registers.decode import Decoder, compile_decoder, decoder_of
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import Block, source_of
 from givtcp_async.registers.raw import composites, raw_value
@@ -175,6 +175,19 @@ class SnapshotAssembler:
         pages = tuple(cache.page_index(address, b) for b in _BANKS)
         getters = tuple(cache.registers(address, b).get for b in _BANKS)
         missed_here = [b for b in missed if b.device_address == address]
+        if not missed_here and not stale_pages:  # the common case: the loop below, written out
+            for _, bank, first, decode, _rule, localise in entries:
+                page = pages[bank].get(first)
+                if page is None:
+                    append(UNREFRESHED)
+                elif localise:
+                    value = decode(getters[bank])
+                    if isinstance(value, datetime):
+                        value = self._clock_now(value, page.received, now)
+                    append(value)
+                else:
+                    append(decode(getters[bank]))
+            return out
         for _, bank, first, decode, rule, localise in entries:
             page = pages[bank].get(first)
             if page is None or (stale_pages and id(page) in stale_pages):
@@ -385,7 +398,7 @@ class SnapshotAssembler:
         readings = dict(previous.values)
         names: set[str] = set()
         for spec in specs:
-            value = decode_field(spec, getter)
+            value = decoder_of(spec)(getter)
             if isinstance(value, datetime) and value.tzinfo is None:
                 value = value.replace(tzinfo=self.tz)
             readings[spec.name] = self._gate.check(

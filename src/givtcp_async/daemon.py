@@ -64,7 +64,10 @@ def output_modules(settings: Settings) -> list[str]:
 
 
 def import_outputs(settings: Settings) -> None:
-    """Import the enabled outputs' modules (the daemon does it in a thread; see ``run``)."""
+    """Import the enabled outputs' modules (the daemon does it in a thread; see ``run``); aiohttp
+    (REST, InfluxDB) without CA certificates in its unused default contexts (sinks.tls)."""
+    if settings.rest.enabled or settings.influx.enabled:
+        importlib.import_module("givtcp_async.sinks.tls").import_aiohttp()
     for module in output_modules(settings):
         importlib.import_module(module)
 
@@ -77,6 +80,7 @@ def default_services(
 ) -> list[Service]:
     """The outputs the configuration enables, in start order (each output module's factory is
     called here, so the order is explicit: the broker before MQTT, which waits for it)."""
+    import_outputs(settings)
     sink = {m.rsplit(".", 1)[1]: importlib.import_module(m) for m in output_modules(settings)}
     candidates: list[Service | None] = []
     if "broker" in sink:

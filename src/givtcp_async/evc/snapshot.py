@@ -24,7 +24,7 @@ from typing import Any, Final
 import structlog
 
 from givtcp_async.quality.gates import GateSettings, Reading, ValueGate
-from givtcp_async.registers.decode import decode_field
+from givtcp_async.registers.decode import decoder_of
 from givtcp_async.registers.evc import ALL_SPECS, CHARGING, DERIVED, EVC_FIELDS, HELD
 from givtcp_async.registers.schema import Derived, Field
 from givtcp_async.snapshot import _fill, _flatten, _jsonable
@@ -40,7 +40,7 @@ _SERIAL_FIELD: Final = next(f for f in EVC_FIELDS if f.name == "Serial_Number")
 
 def serial_of(registers: Mapping[int, int]) -> str | None:
     """The charger serial in HR38-68 when it looks like one (printable, 4-31 characters)."""
-    text = decode_field(_SERIAL_FIELD, registers.get)
+    text = decoder_of(_SERIAL_FIELD)(registers.get)
     return text if isinstance(text, str) and SERIAL_RE.match(text) else None
 
 
@@ -116,7 +116,7 @@ class EvcAssembler:
         """The decoded (not yet judged) value of every field, by name."""
         out: dict[str, Any] = {}
         for spec in EVC_FIELDS:
-            value = decode_field(spec, registers.get)
+            value = decoder_of(spec)(registers.get)
             if isinstance(value, datetime) and value.tzinfo is None:
                 value = value.replace(tzinfo=self.tz)
             elif isinstance(value, time):

@@ -7,8 +7,10 @@ integer). A register that is missing, a time that is not a valid HHMM, a date th
 or bytes that are not printable ASCII decode to None: never to a made-up value.
 
 :func:`decode_field` is the reference; :func:`compile_decoder` makes, once per field, a function
-that gives the same value without looking at the encoding again (the snapshot's hot path).
-pymodbus is imported only when the reference conversion runs.
+that gives the same value without looking at the encoding again (the snapshot's hot path), and
+:func:`decoder_of` keeps it for each field. pymodbus is imported only when the reference
+conversion runs: the compiled decoders of the inverter's, packs' and meters' fields never need it,
+so a daemon without an EV charger does not load it (~1.2 MiB, issue #16).
 """
 
 from __future__ import annotations
@@ -287,3 +289,19 @@ def compile_decoder(field: Field) -> Decoder:
 
         return double
     return lambda get: decode_field(field, get)
+
+
+_DECODERS: dict[int, tuple[Field, Decoder]] = {}
+_DECODERS_MAX: Final = 8192  # the register maps hold ~2,000 fields; a bound all the same
+
+
+def decoder_of(field: Field) -> Decoder:
+    """:func:`compile_decoder` of ``field``, made once per field object and kept."""
+    hit = _DECODERS.get(id(field))
+    if hit is not None and hit[0] is field:
+        return hit[1]
+    if len(_DECODERS) >= _DECODERS_MAX:
+        _DECODERS.clear()
+    decoder = compile_decoder(field)
+    _DECODERS[id(field)] = (field, decoder)  # the field kept with it: its id is not reused
+    return decoder

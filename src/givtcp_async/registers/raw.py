@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from givtcp_async.registers.decode import decode_field
+from givtcp_async.registers.decode import decoder_of
 from givtcp_async.registers.schema import Derived, Enc, Family, Field
 
 Getter = Callable[[int], int | None]
@@ -160,11 +160,11 @@ def raw_value(field: Field, get: Getter) -> Any:
     """``field``'s registers in the library's form (module docstring); None when missing."""
     enc = field.enc
     if enc in (Enc.BOOL, Enc.TIME) or field.options is not None:
-        code = decode_field(replace(field, enc=_CODE.get(enc, enc), options=None, scale=1.0), get)
+        code = decoder_of(_code_field(field))(get)
         if isinstance(code, int) and field.raw in BOOLEANS:
             return bool(code)
         return code
-    value = decode_field(field, get)
+    value = decoder_of(field)(get)
     if field.raw == "modbus_version" and isinstance(value, int | float):
         return f"{value:.2f}"
     if isinstance(value, datetime):
@@ -175,6 +175,19 @@ def raw_value(field: Field, get: Getter) -> Any:
 
 
 _CODE: Final = {Enc.BOOL: Enc.U16, Enc.TIME: Enc.U16}
+_CODE_FIELDS: dict[int, tuple[Field, Field]] = {}
+
+
+def _code_field(field: Field) -> Field:
+    """``field`` read as its plain code (no options, no scale), made once per field."""
+    hit = _CODE_FIELDS.get(id(field))
+    if hit is not None and hit[0] is field:
+        return hit[1]
+    if len(_CODE_FIELDS) >= 4096:  # the maps hold far fewer; a bound all the same
+        _CODE_FIELDS.clear()
+    code = replace(field, enc=_CODE.get(field.enc, field.enc), options=None, scale=1.0)
+    _CODE_FIELDS[id(field)] = (field, code)
+    return code
 
 
 def time_slot(start: Any, end: Any) -> str:

@@ -55,6 +55,8 @@ from givtcp_async.backoff import Backoff
 from givtcp_async.config import InfluxConfig
 from givtcp_async.ports import ChargerView, InverterView, Links
 from givtcp_async.registers.schema import Kind
+from givtcp_async.sinks.lazy_package import import_with_lazy_packages
+from givtcp_async.sinks.tls import client_context
 from givtcp_async.snapshot import Snapshot, Spec
 
 if TYPE_CHECKING:
@@ -317,8 +319,27 @@ class PointBuffer:
 
 # --- the service -----------------------------------------------------------------------------
 
+# influxdb-client's packages that import every API model and service: stand-ins instead
+# (sinks/lazy_package.py), since the output only writes (~6 MiB less).
+_LAZY_PACKAGES: Final = (
+    "influxdb_client",
+    "influxdb_client.domain",
+    "influxdb_client.service",
+    "influxdb_client.client",
+    "influxdb_client.client.write",
+)
+
+
+def _client_class() -> Any:
+    """influxdb-client's ``InfluxDBClientAsync``, imported without what the output never uses."""
+    module = import_with_lazy_packages(
+        "influxdb_client.client.influxdb_client_async", _LAZY_PACKAGES
+    )
+    return module.InfluxDBClientAsync
+
 
 def _write_errors() -> tuple[type[BaseException], ...]:
+    _client_class()  # influxdb-client the light way, whichever of its names is needed first
     from influxdb_client.client.exceptions import InfluxDBError
 
     return (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
@@ -353,6 +374,7 @@ def _permanent(err: BaseException) -> bool:
 
 def _status(err: BaseException) -> int | None:
     """The HTTP status InfluxDB answered with (not aiohttp's own 400 for a garbled reply)."""
+    _client_class()
     from influxdb_client.rest import ApiException
 
     status = getattr(err, "status", None) if isinstance(err, ApiException) else None
@@ -439,14 +461,16 @@ class InfluxService:
     # --- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-
+        client_class = _client_class()
         secret = self.config.token.get_secret_value() if self.config.token else None
-        client = InfluxDBClientAsync(
+        client = client_class(
             url=self.config.url,
             token=secret or "",
             org=self.config.org or "",
             timeout=int(self.request_timeout * 1000),
+            # The client's own default context, with the CA certificates loaded only if an
+            # https:// URL is ever used (~2 MiB otherwise held for nothing).
+            ssl_context=client_context(),
         )
         api = client.write_api()
         log.info("influx output started", url=self.config.url, bucket=self.config.bucket,
@@ -461,7 +485,7 @@ class InfluxService:
                 tg.create_task(self._write_loop(api), name="influx-writer")
         finally:
             await self._last_flush(api)
-            await client.close()  # type: ignore[no-untyped-call]
+            await client.close()
 
     async def _follow(self, view: InverterView) -> None:
         legacy = self.config.legacy_measurement
@@ -491,6 +515,7 @@ class InfluxService:
 
     async def _write(self, api: Any, lines: list[str]) -> bool:
         """One batch; True when InfluxDB took it (or refused it for good)."""
+        _client_class()
         from influxdb_client.domain.write_precision import WritePrecision
 
         try:

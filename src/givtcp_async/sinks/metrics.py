@@ -16,7 +16,11 @@ gains no dependency. Families:
   ``givtcp_rest_command_duration_seconds`` (a summary: ``_sum`` and ``_count``),
   ``givtcp_rest_event_clients``;
 * the other services' counters (their ``metrics()``, see :data:`_SERVICES`): InfluxDB's
-  ``givtcp_influx_*`` and MQTT's ``givtcp_mqtt_*``, when they run.
+  ``givtcp_influx_*`` and MQTT's ``givtcp_mqtt_*``, when they run;
+* per EV charger (issue #17): ``givtcp_evc_value{serial,field,unit}`` (every numeric value of
+  its latest snapshot), ``givtcp_evc_snapshot_timestamp_seconds``, ``givtcp_evc_online`` and
+  its counters (:data:`_EVC_COUNTERS`: ``givtcp_evc_polls_total``,
+  ``givtcp_evc_connection_requests_total``, ``givtcp_evc_register_writes_total`` ...).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from givtcp_async import __version__
-from givtcp_async.ports import InverterView, MetricsSource
+from givtcp_async.ports import ChargerView, InverterView, MetricsSource
 
 if TYPE_CHECKING:
     from givtcp_async.quality.gates import Reading
@@ -106,6 +110,43 @@ _COUNTERS: Final[dict[str, tuple[str, str, str]]] = {
         "(no writes, no publication), else 0."),
 }  # fmt: skip
 _PAGES_REJECTED: Final = "pages_rejected_"
+
+# charger coordinator metrics() key -> (metric name, type, help)
+_EVC_COUNTERS: Final[dict[str, tuple[str, str, str]]] = {
+    "connection_requests": (
+        "givtcp_evc_connection_requests_total", "counter", "Modbus requests sent to the charger."),
+    "connection_responses": (
+        "givtcp_evc_connection_responses_total", "counter", "Answers from the charger."),
+    "connection_timeouts": (
+        "givtcp_evc_connection_timeouts_total", "counter", "Requests that got no answer in time."),
+    "connection_error_responses": (
+        "givtcp_evc_connection_error_responses_total", "counter",
+        "Modbus exception responses from the charger."),
+    "connection_connects": (
+        "givtcp_evc_connection_connects_total", "counter", "TCP connections established."),
+    "connection_connect_failures": (
+        "givtcp_evc_connection_connect_failures_total", "counter",
+        "Connection attempts that failed."),
+    "connection_disconnects": (
+        "givtcp_evc_connection_disconnects_total", "counter", "Connections lost."),
+    "connection_writes": (
+        "givtcp_evc_connection_writes_total", "counter", "Write requests sent to the charger."),
+    "connection_pauses": (
+        "givtcp_evc_connection_lockouts_total", "counter",
+        "Port lock-out pauses after repeated failures."),
+    "polls": ("givtcp_evc_polls_total", "counter", "Charger poll cycles run."),
+    "failed_polls": ("givtcp_evc_polls_failed_total", "counter", "Charger polls that failed."),
+    "consecutive_failures": (
+        "givtcp_evc_poll_consecutive_failures", "gauge", "Failed charger polls in a row now."),
+    "online": (
+        "givtcp_evc_online", "gauge",
+        "1 while the charger answers (a good poll within its offline_after), else 0."),
+    "values_rejected": (
+        "givtcp_evc_values_rejected_total", "counter",
+        "Charger values refused by the plausibility gates."),
+    "writes_total": (
+        "givtcp_evc_register_writes_total", "counter", "Register writes sent to the charger."),
+}  # fmt: skip
 
 # service metrics() key -> (metric name, type, help, labels); None: not exposed (the sum of
 # samples that are)
@@ -273,6 +314,7 @@ def render(
     views: Sequence[InverterView],
     rest: RestCounters | None = None,
     services: Iterable[MetricsSource] = (),
+    chargers: Sequence[ChargerView] = (),
 ) -> str:
     """The whole exposition, every family once, ending in a newline."""
     info = Family("givtcp_info", "gauge", "givtcp-async build information.")
@@ -325,6 +367,7 @@ def render(
     if rest is not None:
         families += _rest_families(rest)
     families += _service_families(services)
+    families += _charger_families(chargers)
     return "\n".join(f.render() for f in families if f.samples or f is info) + "\n"
 
 
@@ -371,3 +414,32 @@ def _service_families(services: Iterable[MetricsSource]) -> Iterable[Family]:
                 name, kind, text, labels = spec
                 _add(families, name, kind, text, sample, **labels)
     return families.values()
+
+
+def charger_label(charger: ChargerView) -> str:
+    """The ``serial`` label of a charger (its address until its serial is read)."""
+    return charger.serial or charger.address
+
+
+def _charger_families(chargers: Sequence[ChargerView]) -> Iterable[Family]:
+    values = Family(
+        "givtcp_evc_value", "gauge", "Every numeric value of the latest EV charger snapshot."
+    )
+    taken = Family(
+        "givtcp_evc_snapshot_timestamp_seconds",
+        "gauge",
+        "Unix time the charger's latest snapshot was taken.",
+    )
+    counters: dict[str, Family] = {}
+    for charger in chargers:
+        serial = charger_label(charger)
+        snap = charger.snapshot
+        if snap is not None:
+            _values(values, snap.values, snap.specs, {"serial": serial}, group=False)
+            taken.add(snap.taken_at.timestamp(), serial=serial)
+        for key, sample in _samples(charger.metrics()):
+            name, kind, text = _EVC_COUNTERS.get(
+                key, (f"givtcp_evc_{key}", "gauge", f"Charger value {key}.")
+            )
+            _add(counters, name, kind, text, sample, serial=serial)
+    return [values, taken, *counters.values()]

@@ -3,7 +3,10 @@
 Every control function, alias and slot router is one ``POST`` operation whose request body is
 the function's pydantic payload schema (JSON object) or a plain-text value; the data routes are
 described by hand, except the runAll tree, whose schema follows from the register map
-(:mod:`givtcp_async.sinks.runall_schema`). :func:`docs_html` renders the document as one
+(:mod:`givtcp_async.sinks.runall_schema`). When EV chargers are served, their routes are in it
+too: ``/getEVCCache`` (the charger's tree, from the charger's register map) and one ``POST``
+operation per charger function and alias (:data:`givtcp_async.evc.controls.EVC_FUNCTIONS`),
+with the function's payload schema. :func:`docs_html` renders the document as one
 self-contained page (no scripts, no external assets).
 """
 
@@ -13,17 +16,20 @@ import copy
 import html
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from pydantic import AliasChoices
 
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import Catalogue, ControlFunction, Router
+from givtcp_async.control.payloads import Payload
 from givtcp_async.control.result import CommandResult
+from givtcp_async.evc.controls import EVC_FUNCTIONS, EvcFunction
 from givtcp_async.layout import TreeLayout
+from givtcp_async.registers.evc import ALL_SPECS as EVC_SPECS
 from givtcp_async.registers.models import Model
 from givtcp_async.sinks.runall_schema import response_schema as runall_response_schema
-from givtcp_async.sinks.runall_schema import runall_schemas
+from givtcp_async.sinks.runall_schema import runall_schemas, tree_schema, value_schema
 
 JSON: Final = "application/json"
 TEXT: Final = "text/plain"
@@ -40,7 +46,9 @@ GROUP_TITLES: Final = {
     "three_phase": "Three-phase inverters",
     "ems": "EMS plants",
     "aliases": "GivTCP aliases",
+    "evc": "EV charger",
 }
+EVC_CACHE: Final = "EvcCache"
 
 _ERROR: Final = {
     "type": "object",
@@ -137,7 +145,17 @@ def result_schema(components: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def example_body(fn: ControlFunction) -> dict[str, Any]:
+class _Described(Protocol):
+    """What :func:`example_body` needs of a function (inverter or charger)."""
+
+    @property
+    def example(self) -> Any: ...
+
+    @property
+    def payload(self) -> type[Payload]: ...
+
+
+def example_body(fn: _Described) -> dict[str, Any]:
     """The catalogue example as a JSON object using the schema's field names."""
     ex = fn.example
     if ex is None:
@@ -421,15 +439,96 @@ def _data_paths() -> dict[str, Any]:
     return paths
 
 
+def evc_cache_schema() -> dict[str, Any]:
+    """The ``/getEVCCache`` tree: every charger value at its path, and ``Stats``."""
+    schema = tree_schema(EVC_SPECS, value_schema)
+    schema["title"] = EVC_CACHE
+    schema["description"] = "The latest snapshot of an EV charger (GivTCP's EVC tree)."
+    schema["properties"]["Stats"] = {
+        "type": "object",
+        "description": "The charger link's figures (polls, failures, last poll).",
+    }
+    return schema
+
+
+def evc_function_schema(fn: EvcFunction) -> dict[str, Any]:
+    schema = fn.payload.model_json_schema(by_alias=True)
+    schema["title"] = fn.name
+    schema["description"] = f"EV charger: {fn.summary} Writes: {fn.writes}."
+    return schema
+
+
+def _charger_paths(components: dict[str, Any], *, auth: bool) -> dict[str, Any]:
+    """``/getEVCCache`` and every charger function (and alias), unprefixed (the first charger)
+    and under ``/{serial}`` (the charger's serial)."""
+    error = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    serial = {
+        "name": "serial",
+        "in": "path",
+        "required": True,
+        "description": "The charger's serial.",
+        "schema": {"type": "string"},
+    }
+    components[EVC_CACHE] = evc_cache_schema()
+    cache = {
+        "200": {
+            "description": "The charger's latest snapshot (never triggers a read).",
+            "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{EVC_CACHE}"}}},
+        },
+        "404": {"description": "No such charger.", **error},
+        "503": {"description": "The charger has not been read since start.", **error},
+    }
+    paths: dict[str, Any] = {}
+    for prefix, params, op_id in (("", [], "get_EVCCache"),
+                                  ("/{serial}", [serial], "get_EVCCache_of")):  # fmt: skip
+        paths[f"{prefix}/getEVCCache"] = {
+            "get": {
+                "operationId": op_id,
+                "summary": "Latest EV charger data" + (" of one charger" if prefix else ""),
+                "description": "The latest snapshot of the "
+                + ("charger with that serial" if prefix else "first charger")
+                + ", as GivTCP's /getEVCCache.",
+                "tags": ["evc"],
+                "parameters": params,
+                "responses": cache,
+            }
+        }
+    for fn in EVC_FUNCTIONS:
+        schema = _hoist(evc_function_schema(fn), components)
+        ref = f"evc_{fn.name}Payload"
+        components[ref] = schema
+        for name in (fn.name, *fn.aliases):
+            alias = f" Alias of {fn.name}." if name != fn.name else ""
+            for prefix, params in (("", []), ("/{serial}", [serial])):
+                extra: dict[str, Any] = {"parameters": params} if params else {}
+                if alias:
+                    extra["x-alias-of"] = fn.name
+                where = "the charger with that serial" if prefix else "the first charger"
+                paths[f"{prefix}/{name}"] = {
+                    "post": _operation(
+                        f"evc_{name}" + ("_of" if prefix else ""),
+                        f"EV charger: {fn.summary}",
+                        f"{schema['description']} Sent to {where}.{alias}",
+                        (ref, schema),
+                        example_body(fn),
+                        "evc",
+                        auth=auth,
+                        extra=extra,
+                    )
+                }
+    return paths
+
+
 def build_openapi(
     catalogue: Catalogue,
     *,
     model: Model | None = None,
     auth: bool = False,
     layout: TreeLayout = TreeLayout.GIVTCP3,
+    chargers: bool = False,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document; with ``model``, operations say whether they are available;
-    the runAll answer is described in ``layout``."""
+    the runAll answer is described in ``layout``; ``chargers``: the EV charger routes too."""
     components: dict[str, Any] = {}
     components["CommandResult"] = result_schema(components)
     components["Error"] = _ERROR
@@ -492,6 +591,8 @@ def build_openapi(
                 auth=auth,
             )
         }
+    if chargers:
+        paths.update(_charger_paths(components, auth=auth))
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -504,7 +605,9 @@ def build_openapi(
                 "inverter than the first."
             ),
         },
-        "tags": [{"name": k, "description": v} for k, v in GROUP_TITLES.items()],
+        "tags": [
+            {"name": k, "description": v} for k, v in GROUP_TITLES.items() if k != "evc" or chargers
+        ],
         "paths": paths,
         "components": {"schemas": components, "responses": _response_components()},
     }

@@ -516,7 +516,9 @@ class RestService:
     async def metrics_text(self, request: web.Request) -> web.Response:
         closed = self.counters.connections_closed
         closed["evicted"], closed["refused"] = self.guard.evicted, self.guard.refused
-        text = metrics.render(self.views, self.counters, self.metrics_sources())
+        text = metrics.render(
+            self.views, self.counters, self.metrics_sources(), chargers=self.chargers
+        )
         return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def inverters(self, request: web.Request) -> web.Response:
@@ -559,8 +561,9 @@ class RestService:
         key = (model.name if model else None, self._token is not None, layout)
         if key not in self._openapi:
             self._openapi[key] = build_openapi(
-                view.catalogue(), model=model, auth=self._token is not None, layout=layout
-            )
+                view.catalogue(), model=model, auth=self._token is not None, layout=layout,
+                chargers=bool(self.chargers),
+            )  # fmt: skip
         return self._openapi[key]
 
     async def openapi(self, request: web.Request) -> web.Response:

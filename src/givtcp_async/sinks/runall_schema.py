@@ -88,8 +88,11 @@ def _choices(options: Mapping[int, str]) -> list[str]:
 
 def _field_value(spec: Field) -> Schema:
     enc = spec.enc
-    if enc is Enc.DATETIME:
+    # The charger's session times are published as the moment they happened (evc.snapshot).
+    if enc in (Enc.DATETIME, Enc.DATETIME_FULL, Enc.TIME_HMS):
         return {"type": "string", "format": "date-time"}
+    if enc is Enc.SECONDS:
+        return {"type": "string", "pattern": r"^([0-9]+ days?, )?[0-9]{1,2}:[0-5][0-9]:[0-5][0-9]$"}
     if enc is Enc.TIME:
         return {"type": "string", "pattern": _HHMM}
     if enc is Enc.HEX:

@@ -1,0 +1,185 @@
+"""Lighter outputs (issue #16): a daemon with MQTT and REST loads neither pymodbus nor the InfluxDB
+client; TLS client contexts that load the CA certificates on first use
+(the same settings and certificate store as :func:`ssl.create_default_context` once used; aiohttp
+imported through :func:`import_aiohttp` holds none until a connection needs them), and the
+InfluxDB client imported without its unused models, writing to a real VictoriaMetrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from givtcp_async.simulator.plant import Plant, PlantConfig
+from givtcp_async.sinks.tls import CertsOnFirstUse, client_context
+from tests.servers import Mosquitto, VictoriaMetrics, free_port
+from tests.test_influx import refusing_server, stored
+
+
+def pending(context: CertsOnFirstUse) -> bool:
+    return context._certs_pending
+
+
+def test_a_lazy_context_is_the_default_context_once_used() -> None:
+    lazy, eager = client_context(), ssl.create_default_context()
+    assert isinstance(lazy, CertsOnFirstUse)
+    for attr in ("protocol", "verify_mode", "check_hostname", "options", "verify_flags",
+                 "minimum_version", "maximum_version"):  # fmt: skip
+        assert getattr(lazy, attr) == getattr(eager, attr), attr
+    assert pending(lazy)
+    lazy.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="example.invalid")
+    assert not pending(lazy)
+    assert lazy.cert_store_stats() == eager.cert_store_stats()
+    assert lazy.get_ca_certs() == eager.get_ca_certs()
+
+
+def test_a_context_with_its_own_ca_or_purpose_is_made_as_always() -> None:
+    server = client_context(ssl.Purpose.CLIENT_AUTH)
+    assert not isinstance(server, CertsOnFirstUse)
+    assert server.protocol == ssl.PROTOCOL_TLS_SERVER
+
+
+_PROBE = """
+import json, ssl, sys
+from givtcp_async.sinks.tls import CertsOnFirstUse, import_aiohttp
+before = ssl.create_default_context
+import_aiohttp()
+from aiohttp import connector
+verified, unverified = connector._SSL_CONTEXT_VERIFIED, connector._SSL_CONTEXT_UNVERIFIED
+print(json.dumps({
+    "lazy": isinstance(verified, CertsOnFirstUse) and verified._certs_pending,
+    "verify_mode": int(verified.verify_mode), "check_hostname": verified.check_hostname,
+    "unverified_mode": int(unverified.verify_mode),
+    "unverified_certs": unverified.cert_store_stats()["x509_ca"],
+    "restored": ssl.create_default_context is before
+    and "set_default_verify_paths" not in ssl.SSLContext.__dict__,
+    "default_loads": ssl.create_default_context().cert_store_stats()
+    == ssl.create_default_context().cert_store_stats(),
+}))
+"""
+
+
+def test_aiohttp_imported_without_certificates_in_its_default_contexts() -> None:
+    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                         check=True, timeout=60)  # fmt: skip
+    seen = json.loads(out.stdout)
+    assert seen == {
+        "lazy": True,
+        "verify_mode": int(ssl.CERT_REQUIRED),
+        "check_hostname": True,
+        "unverified_mode": int(ssl.CERT_NONE),
+        "unverified_certs": 0,
+        "restored": True,
+        "default_loads": True,
+    }
+
+
+_WRITER = """
+import asyncio, json, sys
+from givtcp_async.sinks.influx import _client_class, _status, _write_errors
+
+async def main(url: str, refusing: str) -> None:
+    errors = _write_errors()  # any of the output's entry points imports the client the light way
+    from influxdb_client.domain.write_precision import WritePrecision
+    client = _client_class()(url=url, token="t", org="home")
+    ms = WritePrecision.MS
+    await client.write_api().write(bucket="givenergy", org="home", write_precision=ms,
+                                   record=["lazy_probe,serial=LAZY1 v=1 1700000000000"])
+    await client.close()
+    client = _client_class()(url=refusing, token="t", org="home")
+    refused = None
+    try:
+        await client.write_api().write(bucket="givenergy", org="home", record=["x v=1"],
+                                       write_precision=WritePrecision.MS)
+    except errors as err:
+        refused = _status(err)
+    await client.close()
+    loaded = [m for m in sys.modules if m.startswith("influxdb_client")]
+    print(json.dumps({"refused": refused, "modules": len(loaded),
+                      "models": sum(m.startswith("influxdb_client.domain.") for m in loaded)}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_the_lazily_imported_influx_client_writes_and_reports_errors(
+    victoria: VictoriaMetrics,
+) -> None:
+    async with refusing_server(400, "unable to parse 'x': bad") as (refusing, got):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WRITER, victoria.url, refusing,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert got == [1]
+    assert proc.returncode == 0, err.decode()
+    seen = json.loads(out)
+    assert seen["refused"] == 400  # the ApiException came through with its status
+    assert seen["models"] < 50  # of ~370: only what writing needs
+    samples = await stored(victoria, "LAZY1", until=1)
+    assert samples == [("lazy_probe_v", (("serial", "LAZY1"),), 1700000000000)]
+
+
+_DAEMON = """
+import json, sys
+from givtcp_async.cli import main
+code = main(["run"])
+from aiohttp import connector
+verified = connector._SSL_CONTEXT_VERIFIED
+print(json.dumps({
+    "code": code,
+    "modules": sorted({m.split(".")[0] for m in sys.modules}),
+    "certs_pending": getattr(verified, "_certs_pending", None),
+}))
+"""
+
+
+async def test_a_daemon_with_mqtt_and_rest_loads_no_charger_or_influx_library(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    plant = Plant(PlantConfig(speed=0))
+    rest = free_port()
+    async with plant.simulator() as sim:
+        env = {
+            **os.environ,
+            "GIVTCP_INVERTERS__0__HOST": "127.0.0.1",
+            "GIVTCP_INVERTERS__0__PORT": str(sim.port),
+            "GIVTCP_CONTROL__STATE_DIR": str(tmp_path / "state"),
+            "GIVTCP_MQTT__HOST": "127.0.0.1",
+            "GIVTCP_MQTT__PORT": str(mosquitto.port),
+            "GIVTCP_REST__HOST": "127.0.0.1",
+            "GIVTCP_REST__PORT": str(rest),
+            "GIVTCP_INFLUX__ENABLED": "false",
+            "GIVTCP_LOGGING__LEVEL": "WARNING",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _DAEMON, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            async with aiohttp.ClientSession() as http, asyncio.timeout(30):
+                while True:  # the first answered /runAll: every output is up and has published
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(f"http://127.0.0.1:{rest}/runAll") as resp:
+                            if resp.status == 200:
+                                break
+                    await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(proc.communicate(), 15)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    seen = json.loads(out.decode().splitlines()[-1])
+    assert seen["code"] == 0, err.decode()[-2000:]
+    assert {"aiohttp", "aiomqtt", "pydantic"} <= set(seen["modules"])
+    assert not {"pymodbus", "influxdb_client", "reactivex"} & set(seen["modules"])
+    assert seen["certs_pending"] is True
