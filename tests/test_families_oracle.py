@@ -5,7 +5,8 @@ For each capture: (a) the family's essential live values appear in runAll under 
 with the value the peer decodes from the same registers; (b) of everything the peer decodes for
 the inverter, each meter, LV pack, HV stack (BCU) and module (BMU), the share our runAll
 publishes with the same value. Where the peer and the captures disagree, the captures decide
-(docs/notes-i12a.md): the conversions below say how the peer's form relates to ours.
+(docs/protocol-decisions.md): the conversions below say how the peer's form relates to
+ours.
 
 The EMS and Gateway cases follow the same pattern (tests/oracle_support.py).
 """
@@ -152,7 +153,7 @@ def _int16(v: float) -> int:
 
 
 def decisions(kind: str, family: Family) -> dict[str, Callable[[Any], Any]]:
-    """Where the captures overrule the peer (docs/notes-i12a.md): the peer's value -> ours."""
+    """Where the captures overrule the peer (docs/protocol-decisions.md): peer's value -> ours."""
     out: dict[str, Callable[[Any], Any]] = {}
     if kind == "meter":
         tails = [f"phase_{n}" for n in (1, 2, 3)] + ["total", "ln"]
@@ -443,7 +444,7 @@ def test_essential_values_equal_the_peers_with_givtcp_names(name: str) -> None:
             node = schema[path[0]]["properties"][path[1]]["properties"][ours]
             assert node.get("x-unit") == ha[2], (name, ours, node)
     # Diagnostics: read only; on three-phase units HA diagnostic entities that start disabled,
-    # on single-phase units not announced (the announcement's size budget: notes-i12a.md).
+    # on single-phase units not announced (the announcement's size budget: docs/families.md).
     diagnostics = [e for e in found.values() if "/Diagnostics/" in (e.state_topic or "")]
     if name in ("three_phase", "gen1", "gen2", "aio"):  # the captures that read those pages
         diagnostic = "V_Grid_Low_Limit_Trip" if three else "V_Ac_Low_Limit_Trip"
@@ -474,8 +475,8 @@ def test_essential_values_equal_the_peers_with_givtcp_names(name: str) -> None:
 
 # --- (b) the share of everything the peer decodes ----------------------------------------------
 
-# Known and decided differences (docs/notes-i12a.md): HR52 is published as GivTCP 3's raw
-# ``power_factor``, the register's number, where the peer offsets it (raw/10000 - 1).
+# Known and decided differences (docs/protocol-decisions.md): HR52 is published as GivTCP 3's
+# raw ``power_factor``, the register's number, where the peer offsets it (raw/10000 - 1).
 KNOWN_DIFFERENCES: frozenset[str] = frozenset({"power_factor"})
 # The All-in-One's modules have 12 temperature sensors: IR102-113 read 0, and are not published.
 AIO_ABSENT_SENSORS: frozenset[str] = frozenset(f"t_cell_{n}" for n in range(13, 25))

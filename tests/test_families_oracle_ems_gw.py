@@ -6,7 +6,7 @@ tree. The oracle is the public peer library givenergy-modbus 2.13.0 (the ``test`
 decodes the same registers with its own register tables: its values are worked out without our
 register map. Every essential value must appear under its GivTCP name with the peer's value, and
 at least 90 % of everything the peer decodes must appear in runAll with the same value (the
-shares are printed; see docs/notes-i12b.md).
+shares are printed; see docs/families.md).
 
 Bad pages are checked too: a page of all 0xFFFF, impossible values and a page at the wrong
 address are refused, counted, and never published.
