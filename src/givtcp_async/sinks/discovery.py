@@ -11,19 +11,22 @@ Pure (no I/O). Design:
   entity); unknown entity keys (``default_entity_id`` before 2025.10) are ignored.
 * **Compact payloads**: Home Assistant's abbreviated keys and the ``~`` base topic; the whole
   device block and ``origin`` only in the first payload of each device (the others name the
-  device by its identifier and name, which Home Assistant merges into one registry entry).
+  device by its identifier, and by name where the entity id is derived from it; Home Assistant
+  merges them into one registry entry).
 * **Ids**: ``unique_id`` is GivTCP's ``<device prefix>_<serial>_<Field>`` (device prefix = the
   inverter's ``name``: GivTCP, GivTCP2, ...); the entity id ``<platform>.givtcp_<serial>_<field>``
-  is sent twice: as ``default_entity_id`` (Home Assistant 2025.10 and later) and as
-  ``object_id`` (earlier versions, which ignore ``default_entity_id``; later ones ignore
-  ``object_id`` when ``default_entity_id`` is present: home-assistant/core#151996).
+  is what Home Assistant derives from the device's name and the entity's where they make it
+  (nothing sent), else it is sent twice: as ``default_entity_id`` (Home Assistant 2025.10 and
+  later) and as ``object_id`` (earlier versions, which ignore ``default_entity_id``; later ones
+  ignore ``object_id`` when ``default_entity_id`` is present: home-assistant/core#151996).
 * **Truth**: a select offers only what the detected model accepts; a read-back state that is
   not an option shows as no choice (``None``) rather than an error. Numbers step as the
   inverter stores them. The controls a user drives daily are in the main category, the other
   settings "config", read-only facts "diagnostic".
-* **Time slots**: the slots Predbat sets (charge and discharge slot 1, the pause slot) are
-  selects of ``time_step`` minutes (5: Predbat's planning step) plus ``23:59:00`` and the current
-  value; the other slots quarter hours plus the current value; or ``time`` entities.
+* **Time slots** (``time_entities = "auto"``): the slots Predbat sets (charge and discharge
+  slot 1, the pause slot) are selects of ``time_step`` minutes (5: Predbat's planning step) plus
+  ``23:59:00`` and the current value, the others ``time`` entities; ``"select"`` makes the others
+  selects of quarter hours plus the current value, ``"time"`` makes every slot a time entity.
 * **Availability**: an entity follows its inverter's ``Stats/status`` alone (as GivTCP's do):
   ``online`` only while the daemon runs and the inverter answers; the MQTT service holds that
   topic's last will ``offline`` on a connection of its own.
