@@ -240,6 +240,9 @@ async def test_a_command_the_daemon_fails_on_or_cannot_answer_is_logged_not_drop
     ):
         serial = (await rig.first_snapshot()).serial
         topic = f"{ROOT}/{serial}/control/setChargeTarget"
+        # A command published before the daemon subscribes is never delivered to it.
+        async with asyncio.timeout(30):
+            await service(rig).wait_connected()
 
         async def broken(function: str, payload: object = None) -> None:
             raise RuntimeError("a bug")
@@ -247,7 +250,7 @@ async def test_a_command_the_daemon_fails_on_or_cannot_answer_is_logged_not_drop
         monkeypatch.setattr(rig.coordinator, "execute", broken)
         with capture_logs() as logs:
             await w.client.publish(topic, "55")
-            result = await w.result(f"{topic}/result", after=0)
+            result = await w.result(f"{topic}/result", after=0, timeout=30)
         assert result["status"] == "failed"
         assert "internal error (RuntimeError)" in result["message"]
         [logged] = [e for e in logs if e["event"] == "MQTT command failed"]

@@ -273,11 +273,12 @@ class _WillHolders:
             }
         )
         self._clients[topic] = client
+        entering = asyncio.ensure_future(client.__aenter__())
         try:
-            await client.__aenter__()
+            await asyncio.shield(entering)
         except BaseException:
             del self._clients[topic]
-            _abandon(client)
+            await _finish_connecting(client, entering)
             raise
         tasks.spawn(self._watch(client), f"mqtt-will-{len(self._clients)}")
 
@@ -522,6 +523,8 @@ class MqttService:
         async with inv.lock:
             if full:
                 inv.topics.reset()
+            if snap.serial:  # its will held before anything of it is announced
+                await self._holders.hold(status_topic(self.root, snap.serial))
             if self.cfg.discovery:
                 sig = (
                     evc_discovery.signature(snap)
@@ -796,6 +799,17 @@ def _payload_bytes(payload: Any) -> bytes:
     if payload is None:
         return b""
     return str(payload).encode()
+
+
+async def _finish_connecting(client: aiomqtt.Client, entering: asyncio.Future[Any]) -> None:
+    """Close a client whose connect was interrupted, once that connect is over: paho connects in
+    an executor thread, which would otherwise attach its socket to a loop that is stopping."""
+    with contextlib.suppress(BaseException):
+        async with asyncio.timeout(2.0):  # on loopback or a LAN a connect takes milliseconds
+            await asyncio.shield(entering)
+        async with asyncio.timeout(1.0):
+            await client.__aexit__(None, None, None)
+    _abandon(client)
 
 
 def _abandon(client: aiomqtt.Client) -> None:
