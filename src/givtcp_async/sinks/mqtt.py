@@ -291,10 +291,7 @@ class _WillHolders:
         """Disconnect every holder with a goodbye: the broker drops their wills."""
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await client.__aexit__(None, None, None)
-            _abandon(client)
+            await _disconnect(client)
 
     def abandon(self) -> None:
         """Close every holder without a goodbye, so that the broker publishes each will."""
@@ -450,10 +447,7 @@ class MqttService:
             self.connected.clear()
             # Dropped without a goodbye: the broker says each inverter offline (their wills).
             self._holders.abandon()
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await client.__aexit__(None, None, None)
-            _abandon(client)
+            await _disconnect(client)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         for inv in self.inverters:
@@ -807,6 +801,15 @@ async def _finish_connecting(client: aiomqtt.Client, entering: asyncio.Future[An
     with contextlib.suppress(BaseException):
         async with asyncio.timeout(2.0):  # on loopback or a LAN a connect takes milliseconds
             await asyncio.shield(entering)
+    if entering.done() and not entering.cancelled() and entering.exception() is None:
+        await _disconnect(client)
+    else:
+        _abandon(client)
+
+
+async def _disconnect(client: aiomqtt.Client) -> None:
+    """Say goodbye to the broker (within a second) and close the socket whatever happens."""
+    with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
         async with asyncio.timeout(1.0):
             await client.__aexit__(None, None, None)
     _abandon(client)
