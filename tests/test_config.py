@@ -446,6 +446,13 @@ def test_bad_prefixed_value_names_the_variable() -> None:
     assert msg.endswith("[from GIVTCP_REST__PORT]")
 
 
+def test_an_unknown_time_entities_form_names_the_allowed_ones() -> None:
+    environ = {**BASE, "GIVTCP_MQTT__TIME_ENTITIES": "dropdown"}
+    msg = error_of(lambda: load_config(None, environ=environ))
+    assert msg.startswith("mqtt.time_entities: Input should be 'auto', 'select' or 'time'")
+    assert msg.endswith("[from GIVTCP_MQTT__TIME_ENTITIES]")
+
+
 def test_bad_json_in_prefixed_variable() -> None:
     msg = error_of(lambda: load_config(None, environ={"GIVTCP_INVERTERS": "[{"}))
     assert msg.startswith("GIVTCP_INVERTERS: not valid JSON")
