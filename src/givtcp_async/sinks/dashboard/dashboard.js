@@ -69,18 +69,20 @@
       var st = fieldState(path, value);
       els[i].setAttribute("data-path", path);
       els[i].setAttribute("data-state", st);
+      hide(els[i], st === "absent");  // not a value of this model
       els[i].textContent = shown(value);
       els[i].setAttribute("data-value", value === undefined || value === null ? "" : String(value));
       if (TITLES[st]) { els[i].setAttribute("title", TITLES[st]); } else { els[i].removeAttribute("title"); }
     }
-    // Two alternatives in one cell (one family's name or another's): only the one the model has.
-    var cells = document.querySelectorAll("[data-row] td, [data-row].legend");
-    for (var c = 0; c < cells.length; c++) {
-      var inner = cells[c].querySelectorAll("[data-field]");
+    // Alternatives (one family's name for a value or another's): the first the model has.
+    var alts = document.querySelectorAll(".alt");
+    for (var a = 0; a < alts.length; a++) {
+      var inner = alts[a].querySelectorAll("[data-field]");
+      var chosen = -1;
       for (var k = 0; k < inner.length; k++) {
-        var own = inner[k].getAttribute("data-state") !== "absent";
-        hide(inner[k], !own && siblingsShown(inner, k));
+        if (chosen < 0 && inner[k].getAttribute("data-state") !== "absent") { chosen = k; }
       }
+      for (var m = 0; m < inner.length; m++) { if (m !== chosen) { hide(inner[m], true); } }
     }
     var rows = document.querySelectorAll("[data-row]");
     for (var r = 0; r < rows.length; r++) {
@@ -115,13 +117,6 @@
     if (hidden) { el.setAttribute("hidden", ""); } else { el.removeAttribute("hidden"); }
   }
 
-  function siblingsShown(inner, skip) {
-    for (var i = 0; i < inner.length; i++) {
-      if (i !== skip && inner[i].getAttribute("data-state") !== "absent") { return true; }
-    }
-    return false;
-  }
-
   function renderQuality() {
     var badge = $("quality");
     var stale = Object.keys(state.stale).length;
@@ -133,7 +128,8 @@
     if (stale) { parts.push(stale + " stale"); }
     if (missing) { parts.push(missing + " without a valid reading"); }
     badge.textContent = parts.join(", ");
-    badge.title = "greyed: last good value; a red dash: no valid reading";
+    badge.title = "greyed: the last good value; a red dash: no valid reading now\n" +
+      Object.keys(state.stale).concat(Object.keys(state.missing)).slice(0, 30).join("\n");
   }
 
   function setLink(id, forward, backward) {
