@@ -19,9 +19,13 @@ import pytest
 from playwright.async_api import Page
 
 from givtcp_async.daemon import Daemon
+from givtcp_async.quality.gates import Reading
+from givtcp_async.registers.models import detect_model
+from givtcp_async.registers.schema import Bank, Derived, Field
 from givtcp_async.simulator.families import FamilyPlant, build_family_plant
 from givtcp_async.simulator.server import DongleSimulator
 from givtcp_async.sinks.rest import RestService
+from givtcp_async.snapshot import Snapshot
 from tests.harness import settings_for
 from tests.servers import free_port
 from tests.test_rest_browser import chromium, flatten, same
@@ -192,3 +196,23 @@ async def test_a_refused_value_is_shown_stale_not_fresh(tmp_path: Path) -> None:
         assert await badge.is_visible()
         assert int(await badge.get_attribute("data-stale") or 0) >= 1
         assert "stale" in await badge.inner_text()
+
+
+def test_snapshot_quality_names_stale_and_missing_runall_paths() -> None:
+    """What the dashboard marks: a stale reading, a field without a valid reading, and a
+    derived value worked out from valid readings as nothing (not this plant's: not missing)."""
+    model = detect_model({0: 0x4004, 19: 1, 21: 1})
+    soc = Field("SOC", ("Power", "Power"), Bank.INPUT, (1132,))
+    temp = Field("Inverter_Temperature", ("Invertor_Details",), Bank.INPUT, (1128,))
+    volts = Field("BMS_Voltage", ("Power", "Power"), Bank.INPUT, (1131,))
+    rate = Derived("Invertor_Max_Bat_Rate", ("Invertor_Details",), ("SOC",), lambda v, m: None)
+    lost = Derived("Lost", ("Power", "Power"), ("BMS_Voltage",), lambda v, m: None)
+    specs: dict[str, Field | Derived] = {s.name: s for s in (soc, temp, volts, rate, lost)}
+    values = {"SOC": Reading(64, stale=True), "Inverter_Temperature": Reading(None),
+              "BMS_Voltage": Reading(None), "Invertor_Max_Bat_Rate": Reading(None)}  # fmt: skip
+    snap = Snapshot("TC2337G000", model, datetime(2026, 6, 21, tzinfo=TZ), values, specs)
+    assert snap.quality() == {
+        "stale": ["Power/Power/SOC"],
+        "missing": ["Power/Power/BMS_Voltage", "Power/Power/Lost",
+                    "TC2337G000/Inverter_Temperature"],
+    }  # fmt: skip

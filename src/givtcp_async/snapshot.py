@@ -67,6 +67,10 @@ class Snapshot:
             reading = self.values.get(name)
             where = "/".join((*group(self.layout, spec.path, self.serial), name))
             if reading is None or reading.value is None:
+                if isinstance(spec, Derived) and all(
+                    self.value(i) is not None for i in spec.inputs if i in self.specs
+                ):
+                    continue  # worked out from valid readings as nothing: not this plant's
                 missing.append(where)
             elif reading.stale:
                 stale.append(where)
