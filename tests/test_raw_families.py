@@ -11,6 +11,7 @@ from collections import Counter
 from functools import cache
 from typing import Any
 
+import jsonschema_rs
 import pytest
 
 from givtcp_async.protocol.frames import FunctionCode
@@ -18,6 +19,7 @@ from givtcp_async.registers import DERIVED
 from givtcp_async.registers.catalog import ALL_INVERTER_FIELDS
 from givtcp_async.registers.schema import Family
 from givtcp_async.simulator.store import RegisterStore
+from givtcp_async.sinks.runall_schema import runall_schemas
 from tests.conftest import CAPTURES
 from tests.oracle_support import capture_store, project_run, unique_serials
 
@@ -60,6 +62,10 @@ async def _raw(name: str) -> tuple[RegisterStore, dict[str, Any], dict[str, Any]
     store = _store(name)
     snap = await project_run(store, print_raw=True)
     tree = snap.runall()
+    # What the OpenAPI document says /runAll's raw block is (schemathesis holds REST to it).
+    schema = runall_schemas()["RunAll"]["properties"]["raw"]
+    errors = [str(e) for e in jsonschema_rs.Draft202012Validator(schema).iter_errors(tree["raw"])]
+    assert errors == []
     return store, tree["raw"], tree
 
 
