@@ -54,9 +54,18 @@ class FamilyRig:
 
 
 @contextlib.asynccontextmanager
-async def family_rig(tmp_path: Path, family: str) -> AsyncIterator[FamilyRig]:
+async def family_rig(
+    tmp_path: Path, family: str, *, frozen_registers: dict[int, int] | None = None
+) -> AsyncIterator[FamilyRig]:
+    """The daemon with REST, reading ``family``'s simulated plant (frozen in time);
+    ``frozen_registers``: input registers set before the first poll and kept (the plant stops
+    writing its registers)."""
     plant = build_family_plant(family, start=NOON, speed=0)  # frozen: every poll reads the same
     sim = plant.simulator()
+    if frozen_registers:
+        sim.pre_answer_hooks.remove(plant.sync)
+        for register, value in frozen_registers.items():
+            plant.set_ir(register, value)
     await sim.start()
     port = free_port()
     settings = settings_for([sim], tmp_path / "state", rest={"port": port})
@@ -196,6 +205,27 @@ async def test_a_refused_value_is_shown_stale_not_fresh(tmp_path: Path) -> None:
         assert await badge.is_visible()
         assert int(await badge.get_attribute("data-stale") or 0) >= 1
         assert "stale" in await badge.inner_text()
+
+
+async def test_a_value_never_read_valid_is_marked_missing(tmp_path: Path) -> None:
+    # From the first poll the SOC reads an impossible 250 %: no last good value to show.
+    async with family_rig(tmp_path, "three-phase", frozen_registers={1132: 250}) as r, \
+            chromium() as browser:  # fmt: skip
+        page = await browser.new_page()
+        await open_page(page, r.base, "three-phase")
+        soc = "#battery-card [data-field='Power/Power/SOC']"
+        assert await page.get_attribute(soc, "data-state") == "missing"
+        assert await page.text_content(soc) == "\u2013"
+        assert await page.get_attribute(soc, "title") == "no valid reading now"
+        assert "SOC" not in (await r.runall())["Power"]["Power"]  # never published wrong
+        badge = page.locator("#quality")
+        assert int(await badge.get_attribute("data-missing") or 0) >= 1
+        assert "Power/Power/SOC" in (await badge.get_attribute("title") or "")
+        # The rest of the plant is still shown.
+        assert (
+            await page.get_attribute("[data-field='Power/Power/Grid_Phase1_Voltage']", "data-state")
+            == "ok"
+        )
 
 
 def test_snapshot_quality_names_stale_and_missing_runall_paths() -> None:
