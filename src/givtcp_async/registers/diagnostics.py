@@ -9,10 +9,11 @@ inverter module code (HR1-2), the output power factor (IR16) and the charger war
 (IR57), and the HR300 page's plant, derating, tariff, EV-charger and generator settings. Each
 is one entry in the ``Diagnostics`` group, named after the peer library's attribute (its ``raw``
 name), published in runAll, on MQTT and to InfluxDB like the register values of
-``raw_fields.py``, and like them not announced to Home Assistant: the single-phase plant's whole
-announcement is held under 180 KiB (tests/test_mqtt_service.py), and these ~100 entities would
-add ~60 KiB of retained configs, for entities that would start disabled anyway. The three-phase
-ones (``three_phase.py``) are announced, disabled.
+``raw_fields.py``. Like them they are announced to Home Assistant (disabled) only when
+``mqtt.all_entities`` asks for it: the single-phase plant's announcement has a size budget
+(tests/test_mqtt_service.py) and these ~100 entities would add ~50 KB of retained configs, for
+entities that would start disabled anyway. The three-phase ones (``three_phase.py``) are always
+announced, disabled.
 
 Left out: the alternative battery counters of IR180-183 (only Gen1 reads that block, for its
 battery totals; reading it on every model for them would cost a request per poll).
@@ -177,9 +178,12 @@ def display(raw: str) -> str:
     return " ".join(w.upper() if w in _UPPER else w[:1].upper() + w[1:] for w in out)
 
 
-def hidden(raw: str) -> HA:
-    """A read-only diagnostic entity that starts disabled, named from the peer's attribute."""
-    return HA(entity_category="diagnostic", enabled_by_default=False, name=display(raw))
+def hidden(raw: str, *, opt_in: bool = False) -> HA:
+    """A read-only diagnostic entity that starts disabled, named from the peer's attribute;
+    ``opt_in``: announced only with ``mqtt.all_entities``."""
+    return HA(
+        entity_category="diagnostic", enabled_by_default=False, name=display(raw), opt_in=opt_in
+    )
 
 
 def _field(
@@ -195,7 +199,7 @@ def _field(
         scale=_SCALE.get(code, 1.0),
         kind=Kind.SETTING if bank is HR else Kind.STATUS,
         families=families or (c.SP_BATTERY if bank is HR else c.SP_INPUT),
-        ha=None,  # not announced: the size budget of the announcement (module docstring)
+        ha=hidden(raw, opt_in=True),  # the announcement's size budget (module docstring)
         raw=raw,
         description=f"{bank.value}{register}, read only",
     )

@@ -29,6 +29,7 @@ single-phase meter; and the single-phase announcement has a size budget).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
@@ -78,13 +79,15 @@ POWER_BOUNDS: Final = (-60000.0, 60000.0)  # a three-phase supply's meter
 
 def _split(name: str, registers: tuple[int, ...], ha: HA, phase: int, **kw: Any) -> list[Field]:
     """One entry per family group: phases 2-3 and the totals (``phase`` 0) of a meter behind a
-    single-phase inverter are published but not announced to Home Assistant (they are zero, or
-    phase 1 again, on a single-phase meter; and the single-phase announcement has a size budget)."""
+    single-phase inverter are announced to Home Assistant (disabled) only with
+    ``mqtt.all_entities`` (they are zero, or phase 1 again, on a single-phase meter; and the
+    single-phase announcement has a size budget)."""
     where: frozenset[Family] = kw.pop("families")
     if phase == 1:
         return [_meter(name, registers, families=where, ha=ha, **kw)]
+    held = replace(ha, enabled_by_default=False, opt_in=True)
     return [
-        _meter(name, registers, families=where & SINGLE_PHASE, ha=None, **kw),
+        _meter(name, registers, families=where & SINGLE_PHASE, ha=held, **kw),
         _meter(name, registers, families=where - SINGLE_PHASE, ha=ha, **kw),
     ]
 

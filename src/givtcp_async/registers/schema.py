@@ -126,6 +126,9 @@ class HA:
     precision: int | None = None  # suggested_display_precision
     name: str | None = None  # the entity name, where the one made from the field name misleads
     needs_control: bool = False  # offered only where the model has the function that sets it
+    # Announced only when the user asks for every entity (mqtt.all_entities): values held back
+    # to keep a family's announcement small.
+    opt_in: bool = False
 
 
 # Bounds may depend on the detected model (e.g. power within the inverter's rating).
