@@ -208,6 +208,9 @@ INVERTER_ALIASES: Mapping[str, str] = {
     "p_grid_out_ph1": "Invertor_Power",
     "p_backup": "EPS_Power",
     "countdown": "Inverter_Countdown",
+    # IR44 on AC-coupled and All-in-One units: the peer calls it the inverter's output today
+    # (its e_inverter_out_today); GivTCP's Invertor_Energy_Today_kWh is the same register.
+    "e_inverter_out_today": "Invertor_Energy_Today_kWh",
     "v_ac1_output": "V_Eps_Backup",
     "f_ac1_output": "Inverter_Output_Frequency",
     "export_priority": "Export_Priority",
@@ -267,7 +270,10 @@ def _slot_matches(paths: Mapping[str, str], three_phase: bool) -> dict[str, Matc
 def inverter_matches(obs: Observed) -> dict[str, Match]:
     paths = dict(obs.inverter)
     three = obs.snap.model.phases == 3
-    matches = _by_raw(obs.snap.specs, paths, {"system_time": _clock}, obs.snap)
+    decided: dict[str, Callable[[Any], Any]] = {"system_time": _clock}
+    if three:  # HR1106/1107: we name the option ("230 V"), the peer gives the number
+        decided |= {"v_backup_nominal": lambda v: f"{v} V", "f_backup_nominal": lambda v: f"{v} Hz"}
+    matches = _by_raw(obs.snap.specs, paths, decided, obs.snap)
     matches.update(_slot_matches(paths, three))
     aliases = dict(THREE_PHASE_ALIASES if three else INVERTER_ALIASES)
     if obs.snap.model.family is Family.HYBRID_GEN1:
