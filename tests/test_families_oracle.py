@@ -233,6 +233,9 @@ THREE_PHASE_ALIASES: Mapping[str, str] = {
 GEN1_ALIASES: Mapping[str, str] = {
     "e_battery_discharge_total_alt1": "Battery_Discharge_Energy_Total_kWh",
     "e_battery_charge_total_alt1": "Battery_Charge_Energy_Total_kWh",
+    # the peer's per-model battery totals, which on Gen1 are the same IR180/181
+    "e_battery_discharge_total": "Battery_Discharge_Energy_Total_kWh",
+    "e_battery_charge_total": "Battery_Charge_Energy_Total_kWh",
 }
 # GivTCP's arithmetic: the capacity to 2 decimals (registers/derived.py).
 ROUNDED: Mapping[str, Callable[[Any], Any]] = {"battery_capacity_kwh": lambda v: round(v, 2)}

@@ -493,6 +493,15 @@ BACKUP_NOMINAL_FIELDS: Final[tuple[Field, ...]] = (
           raw="f_backup_nominal", description="HR1107, read only: option code 0/1"),
 )  # fmt: skip
 
+# Of the single-phase layout's HR0-179 (which the peer's three-phase model inherits), the one
+# register that means on this unit what it means on a single-phase one: HR30, the Modbus address
+# (17 = 0x11, the address the unit answers at). The rest read 0 or repeat, or contradict, the
+# three-phase registers (docs/families.md, decisions).
+MODBUS_ADDRESS: Final = Field(
+    "Modbus_Address", DIAGNOSTICS_PATH, HR, (30,), kind=Kind.SETTING, families=_3PH,
+    bounds=(1, 247), ha=hidden("modbus_address"), raw="modbus_address",
+    description="HR30, read only: the unit's own Modbus address")  # fmt: skip
+
 THREE_PHASE_FIELDS: Final[tuple[Field, ...]] = (
-    CONTROL_FIELDS + LIVE_FIELDS + DIAGNOSTIC_FIELDS + BACKUP_NOMINAL_FIELDS
+    CONTROL_FIELDS + LIVE_FIELDS + DIAGNOSTIC_FIELDS + BACKUP_NOMINAL_FIELDS + (MODBUS_ADDRESS,)
 )
