@@ -44,7 +44,10 @@ from tests.oracle_support import (
     peer_bcu,
     peer_bmu,
     peer_meter,
+    peer_meter_product,
     peer_single_phase,
+    product_text,
+    product_words,
     peer_three_phase,
     project_run,
     quiet_deprecations,
@@ -299,10 +302,37 @@ def device_matches(
         key = "/".join((*dev.specs[name].path, name))
         if key in tree:
             paths[name] = key
-    matches = _by_raw(dev.specs, paths, decisions(kind, obs.snap.model.family))
+    decided = decisions(kind, obs.snap.model.family)
+    if kind == "meter":
+        decided |= product_decisions(obs.store, address)
+    matches = _by_raw(dev.specs, paths, decided)
     if kind == "bcu" and "Stack_Status" in paths:  # the peer names IR70 twice
         matches["status_label"] = matches["status"]
     return tree, matches
+
+
+def product_decisions(store: RegisterStore, address: int) -> dict[str, Callable[[Any], Any]]:
+    """The meter's product serial is a 32-bit number (the peer makes text of its two words) and
+    its factory code the words' text as it is (the peer upper-cases it): our form of the same
+    words, once the peer's decode is checked to come from them."""
+    words = product_words(store, address)
+    if words is None:
+        return {}
+
+    def serial(v: Any) -> Any:
+        same_words = v == product_text(words[0:2]).upper()
+        return (words[0] << 16 | words[1]) if same_words else v
+
+    def factory(v: Any) -> Any:
+        text = product_text(words[2:4])
+        return text if v == text.upper() else v
+
+    return {"serial_number": serial, "factory_code": factory}
+
+
+def peer_device_meter(store: RegisterStore, address: int) -> dict[str, Any]:
+    """The peer's meter and meter-product decodes of one meter."""
+    return peer_meter(store, address) | peer_meter_product(store, address)
 
 
 def peer_inverter(obs: Observed) -> dict[str, Any]:
@@ -313,7 +343,7 @@ def peer_inverter(obs: Observed) -> dict[str, Any]:
 
 
 PEER_DEVICE: Mapping[range, tuple[str, Callable[[RegisterStore, int], dict[str, Any]]]] = {
-    METERS: ("meter", peer_meter),
+    METERS: ("meter", peer_device_meter),
     LV_PACKS: ("pack", peer_battery),
     BCUS: ("bcu", peer_bcu),
     BMUS: ("bmu", peer_bmu),
@@ -564,7 +594,7 @@ def test_meters_of_the_ems_and_gateway_plants(name: str) -> None:
     obs = Observed(store, snap, _inverter_paths(snap), snap.flat())
     for dev in snap.meters:
         with quiet_deprecations():
-            peer = peer_meter(store, dev.address)
+            peer = peer_device_meter(store, dev.address)
         tree, matches = device_matches(obs, dev.address, "meter")
         cmp = compare(peer, tree, matches)
         print(f"{name} 0x{dev.address:02x}: {cmp.summary()}")

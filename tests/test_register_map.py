@@ -484,6 +484,8 @@ def test_field_registers_lie_in_read_blocks(field: Field) -> None:
         for model in REPRESENTATIVES[family]:
             if field.source is Source.INVERTER:
                 blocks = candidate_blocks(model) + probe_blocks(model)
+            elif field.source is Source.METER:
+                blocks = meter_blocks([0x01], family)
             else:
                 blocks = _DEVICE_PAGES[field.source]
             for register in field.registers:

@@ -57,7 +57,6 @@ _BY_SOURCE: Final[dict[Source, tuple[Field, ...]]] = {
 # One representative address per device kind, to find the page(s) its fields must lie in.
 _DEVICE_PAGES: Final[dict[Source, list[Block]]] = {
     Source.BATTERY: battery_blocks([0x32]),
-    Source.METER: meter_blocks([0x01]),
     Source.BMU: battery_blocks([0x50]),
     Source.BCU: battery_blocks([0x70]),
     Source.BAMS: battery_blocks([BAMS]),
@@ -80,6 +79,8 @@ def fields_for(
     fields = [f for f in _BY_SOURCE[source] if f.applies_to(model.family)]
     if source is Source.INVERTER:
         blocks: Sequence[Block] = blocks_for(model, available)
+    elif source is Source.METER:
+        blocks = meter_blocks([0x01], model.family)
     else:
         blocks = _DEVICE_PAGES[source]
     return fields_covered(fields, blocks)
@@ -115,7 +116,7 @@ def read_plan(
     for block in inverter:
         if block.key not in chosen and _used(block, inv_fields):
             chosen[block.key] = block
-    for block in battery_blocks(batteries) + meter_blocks(meters):
+    for block in battery_blocks(batteries) + meter_blocks(meters, model.family):
         device_fields = fields_for(model, source=source_of(block.device_address))
         if block.key not in chosen and _used(block, device_fields):
             chosen[block.key] = block

@@ -208,7 +208,9 @@ def _field(
 def _gen1_today(raw: str, register: int) -> Field:
     return Field(_name(raw), DIAGNOSTICS_PATH, IR, (register,), scale=0.1, unit="kWh",
                  kind=Kind.TODAY, families=frozenset({Family.HYBRID_GEN1}), bounds=c.TODAY_KWH,
-                 ha=None, raw=raw,
+                 ha=HA(device_class="energy", state_class="total_increasing",
+                       entity_category="diagnostic", enabled_by_default=False, name=display(raw)),
+                 raw=raw,
                  description=f"IR{register} (Gen1 only; the same count as IR{219 - register})")  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Final
 
 from givtcp_async.registers.models import Model
-from givtcp_async.registers.schema import Bank, Family, Field, Source
+from givtcp_async.registers.schema import METER_PRODUCT_FAMILIES, Bank, Family, Field, Source
 
 INVERTER: Final = 0x11
 BAMS: Final = 0xA0
@@ -154,13 +154,16 @@ def battery_blocks(addresses: Iterable[int]) -> list[Block]:
     return out
 
 
-def meter_blocks(addresses: Iterable[int]) -> list[Block]:
-    """IR(60,30) per meter (SPEC §4.6)."""
+def meter_blocks(addresses: Iterable[int], family: Family | None = None) -> list[Block]:
+    """IR(60,30) per meter (SPEC §4.6); IR(60,60) behind the families whose meters carry their
+    product registers at IR95-103 (``METER_PRODUCT_FAMILIES``): the same one request per poll,
+    30 registers longer, rather than a request of its own."""
+    count = 60 if family in METER_PRODUCT_FAMILIES else 30
     out = []
     for addr in addresses:
         if addr not in METERS:
             raise ValueError(f"0x{addr:02x} is not a meter address")
-        out.append(Block(addr, Bank.INPUT, 60, 30, Cadence.FAST))
+        out.append(Block(addr, Bank.INPUT, 60, count, Cadence.FAST))
     return out
 
 

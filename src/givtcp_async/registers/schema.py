@@ -101,6 +101,9 @@ SINGLE_PHASE: Final = SINGLE_PHASE_LV | {Family.AIO, Family.HV_GEN3, Family.PV_O
 THREE_PHASE_FAMILIES: Final = frozenset(
     {Family.THREE_PHASE, Family.AC_THREE_PHASE, Family.AIO_HYBRID, Family.AIO_COMMERCIAL}
 )
+# The meters whose IR60 page is read 60 registers long, for the product registers IR95-103
+# (registers/meter.py): the three-phase and EMS plants' (captured); the others read IR60-89.
+METER_PRODUCT_FAMILIES: Final = THREE_PHASE_FAMILIES | {Family.EMS}
 HYBRIDS: Final = frozenset(
     {
         Family.HYBRID_GEN1,
