@@ -200,6 +200,12 @@ def peer_battery(store: RegisterStore, address: int) -> dict[str, Any]:
     return _dump(Battery.from_register_cache(peer_cache(store, address)))
 
 
+def peer_lv_bcu(store: RegisterStore, address: int) -> dict[str, Any]:
+    from givenergy_modbus.model.lv_bcu import LvBcu
+
+    return _dump(LvBcu.from_register_cache(peer_cache(store, address)))
+
+
 def peer_bcu(store: RegisterStore, address: int) -> dict[str, Any]:
     from givenergy_modbus.model.hv_bcu import Bcu
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from givtcp_async.layout import group, render
-from givtcp_async.registers.plan import BCUS, BMUS, LV_PACKS, METERS
+from givtcp_async.registers.plan import BCUS, BMUS, LV_BCU, LV_PACKS, METERS
 from givtcp_async.registers.schema import SINGLE_PHASE, THREE_PHASE_FAMILIES, Family
 from givtcp_async.simulator.store import RegisterStore
 from givtcp_async.sinks.discovery import DiscoveryConfig, entities
@@ -44,6 +44,7 @@ from tests.oracle_support import (
     peer_bcu,
     peer_bmu,
     peer_meter,
+    peer_lv_bcu,
     peer_meter_product,
     peer_single_phase,
     product_text,
@@ -347,6 +348,7 @@ PEER_DEVICE: Mapping[range, tuple[str, Callable[[RegisterStore, int], dict[str, 
     LV_PACKS: ("pack", peer_battery),
     BCUS: ("bcu", peer_bcu),
     BMUS: ("bmu", peer_bmu),
+    range(LV_BCU, LV_BCU + 1): ("lv_bcu", peer_lv_bcu),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from givtcp_async.registers.battery import BATTERY_FIELDS
+from givtcp_async.registers.battery import BATTERY_FIELDS, LV_BCU_FIELDS
 from givtcp_async.registers.derived import DERIVED
 from givtcp_async.registers.ems import EMS_FIELDS
 from givtcp_async.registers.evc import EVC_BLOCKS, EVC_FIELDS
@@ -23,6 +23,7 @@ from givtcp_async.registers.meter import METER_FIELDS
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import (
     BAMS,
+    LV_BCU,
     DETECTION_BLOCK,
     INVERTER,
     Block,
@@ -42,7 +43,7 @@ ALL_INVERTER_FIELDS: Final[tuple[Field, ...]] = (
     INVERTER_FIELDS + THREE_PHASE_FIELDS + EMS_FIELDS + GATEWAY_FIELDS
 )
 ALL_FIELDS: Final[tuple[Field, ...]] = (
-    ALL_INVERTER_FIELDS + BATTERY_FIELDS + METER_FIELDS + HV_FIELDS
+    ALL_INVERTER_FIELDS + BATTERY_FIELDS + METER_FIELDS + HV_FIELDS + LV_BCU_FIELDS
 )
 
 _BY_SOURCE: Final[dict[Source, tuple[Field, ...]]] = {
@@ -52,6 +53,7 @@ _BY_SOURCE: Final[dict[Source, tuple[Field, ...]]] = {
     Source.BMU: BMU_FIELDS,
     Source.BCU: BCU_FIELDS,
     Source.BAMS: BAMS_FIELDS,
+    Source.LV_BCU: LV_BCU_FIELDS,
     Source.EVC: EVC_FIELDS,
 }
 # One representative address per device kind, to find the page(s) its fields must lie in.
@@ -60,6 +62,7 @@ _DEVICE_PAGES: Final[dict[Source, list[Block]]] = {
     Source.BMU: battery_blocks([0x50]),
     Source.BCU: battery_blocks([0x70]),
     Source.BAMS: battery_blocks([BAMS]),
+    Source.LV_BCU: battery_blocks([LV_BCU]),
     Source.EVC: list(EVC_BLOCKS),  # a charger on its own connection, not behind a dongle
 }
 

@@ -23,6 +23,7 @@ from givtcp_async.registers.schema import METER_PRODUCT_FAMILIES, Bank, Family, 
 
 INVERTER: Final = 0x11
 BAMS: Final = 0xA0
+LV_BCU: Final = 0x31
 LV_PACKS: Final = range(0x32, 0x38)
 METERS: Final = range(0x01, 0x09)
 BMUS: Final = range(0x50, 0x60)
@@ -136,7 +137,9 @@ def battery_blocks(addresses: Iterable[int]) -> list[Block]:
     """Battery-side pages for the given device addresses (SPEC §3.3).
 
     LV packs 0x32-0x37: IR(60,60); HV modules 0x50+: IR(60,60); HV BCUs 0x70+: IR(60,60) and
-    IR(120,60); BAMS 0xA0: IR(60,5), static.
+    IR(120,60); BAMS 0xA0: IR(60,5), static; the LV BCU 0x31: IR(60,60) at the settings
+    cadence (its four words are the BMS's status and request currents, which the captures never
+    saw change).
     """
     out: list[Block] = []
     for addr in addresses:
@@ -149,6 +152,8 @@ def battery_blocks(addresses: Iterable[int]) -> list[Block]:
             ]
         elif addr == BAMS:
             out.append(Block(addr, Bank.INPUT, 60, 5, Cadence.STATIC))
+        elif addr == LV_BCU:
+            out.append(Block(addr, Bank.INPUT, 60, 60, Cadence.SLOW))
         else:
             raise ValueError(f"0x{addr:02x} is not a battery address")
     return out
@@ -167,6 +172,10 @@ def meter_blocks(addresses: Iterable[int], family: Family | None = None) -> list
     return out
 
 
+# Input pages read at the settings cadence: their values are as fresh as a settings page's.
+SLOW_INPUT_PAGES: Final = frozenset({(LV_BCU, Bank.INPUT.value, 60)})
+
+
 def covering(blocks: Iterable[Block], bank: Bank, register: int) -> Block | None:
     """The first block that holds ``register`` of ``bank``."""
     return next((b for b in blocks if b.covers(bank, register)), None)
@@ -182,6 +191,7 @@ _SOURCE_OF_ADDRESS: Final = (
     (BMUS, Source.BMU),
     (BCUS, Source.BCU),
     (range(BAMS, BAMS + 1), Source.BAMS),
+    (range(LV_BCU, LV_BCU + 1), Source.LV_BCU),
     (METERS, Source.METER),
 )
 

@@ -64,6 +64,7 @@ class Source(StrEnum):
     BCU = "bcu"  # HV stack controller 0x70+n
     BMU = "bmu"  # HV battery module 0x50+n
     BAMS = "bams"  # HV stack configuration 0xA0
+    LV_BCU = "lv_bcu"  # LV battery control unit: the request currents page at 0x31
     EVC = "evc"  # a GivEnergy EV charger over Modbus TCP (its own host, port 502)
 
 
