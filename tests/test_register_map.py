@@ -473,7 +473,7 @@ _DEVICE_PAGES = {
     Source.BMU: battery_blocks([0x50]),
     Source.BCU: battery_blocks([0x70]),
     Source.BAMS: battery_blocks([0xA0]),
-    Source.METER: meter_blocks([0x01]),
+    Source.LV_BCU: battery_blocks([0x31]),
 }
 
 

@@ -240,7 +240,11 @@ class PlantReader:
     async def _lv_bcu(self) -> bool:
         """Whether 0x31 carries LV BCU data: IR60-63 not all zero (a unit without it answers
         zeros there, SPEC captures); one short probe, read later at the settings cadence."""
-        resp = await self._probe(Block(LV_BCU, Bank.INPUT, 60, 60, Cadence.SLOW), retries=0)
+        resp = await self._probe(
+            Block(LV_BCU, Bank.INPUT, 60, 60, Cadence.SLOW),
+            retries=0,
+            timeout=min(self.probe_timeout, 0.5),
+        )
         if resp is None or not any(resp.values[:4]):
             return False
         return self.cache.offer(resp) is PageVerdict.OK
