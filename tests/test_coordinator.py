@@ -521,7 +521,7 @@ async def test_num_batteries_chooses_the_packs_read(
         first = await rig.first_snapshot()
         layout = await rig.coordinator.wait_detected()
         # detection's scan finds the LV BCU page too; a pack count reads only the packs
-        assert layout.batteries == (packs + (LV_BCU,) if num_batteries is None else packs)
+        assert layout.batteries == ((*packs, LV_BCU) if num_batteries is None else packs)
         snap, polled = await _refreshed(rig)
         assert pack_reads(polled) == list(packs)
         truth = rig.plant.truth()

@@ -82,8 +82,14 @@ def field_set(model: Model, available: Iterable[Block] = ()) -> FieldSet:
     inverter = tuple(fields_for(model, available=avail))
     devices = {
         src: tuple(fields_for(model, source=src))
-        for src in (Source.BATTERY, Source.METER, Source.BMU, Source.BCU, Source.BAMS,
-                    Source.LV_BCU)
+        for src in (
+            Source.BATTERY,
+            Source.METER,
+            Source.BMU,
+            Source.BCU,
+            Source.BAMS,
+            Source.LV_BCU,
+        )
     }
     return FieldSet(inverter=inverter, devices=devices, derived=tuple(derived_for(model, inverter)))
 

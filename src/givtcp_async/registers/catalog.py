@@ -23,9 +23,9 @@ from givtcp_async.registers.meter import METER_FIELDS
 from givtcp_async.registers.models import Model
 from givtcp_async.registers.plan import (
     BAMS,
-    LV_BCU,
     DETECTION_BLOCK,
     INVERTER,
+    LV_BCU,
     Block,
     ReadPlan,
     battery_blocks,

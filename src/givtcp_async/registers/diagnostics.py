@@ -211,7 +211,7 @@ def _gen1_today(raw: str, register: int) -> Field:
                  ha=HA(device_class="energy", state_class="total_increasing",
                        entity_category="diagnostic", enabled_by_default=False, name=display(raw)),
                  raw=raw,
-                 description=f"IR{register} (Gen1 only; the same count as IR{219 - register})")  # fmt: skip
+                 description=f"IR{register} (Gen1 only; as IR{219 - register})")  # fmt: skip
 
 
 SP_DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = (

@@ -34,10 +34,10 @@ from typing import Any, Final
 from givtcp_async.registers import common as c
 from givtcp_async.registers.schema import (
     CURRENT,
-    METER_PRODUCT_FAMILIES,
     ENERGY_TOTAL,
     FREQUENCY,
     HA,
+    METER_PRODUCT_FAMILIES,
     POWER,
     SINGLE_PHASE,
     THREE_PHASE_FAMILIES,
@@ -219,7 +219,8 @@ def _product(name: str, registers: tuple[int, ...], raw: str, **kw: Any) -> Fiel
     kw.setdefault("kind", Kind.INFO)
     return Field(name, PRODUCT_PATH, IR, registers, source=Source.METER, families=_PRODUCT,
                  ha=HA(entity_category="diagnostic", enabled_by_default=False), raw=raw,
-                 description=f"IR{registers[0]} (the peer's MR{registers[0] - 35})", **kw)  # fmt: skip
+                 description=f"IR{registers[0]} (the peer's MR{registers[0] - 35})",
+                 **kw)  # fmt: skip
 
 
 METER_PRODUCT_FIELDS: Final[tuple[Field, ...]] = (

@@ -31,12 +31,12 @@ from givtcp_async.quality.pages import SERIAL_RE
 from givtcp_async.registers import (
     ALL_INVERTER_FIELDS,
     BAMS_FIELDS,
-    LV_BCU_FIELDS,
     BATTERY_FIELDS,
     BCU_FIELDS,
     BMU_FIELDS,
     DERIVED,
     HV_FIELDS,
+    LV_BCU_FIELDS,
     METER_FIELDS,
 )
 from givtcp_async.registers.schema import Derived, Enc, Field, Kind
