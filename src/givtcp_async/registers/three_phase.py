@@ -493,15 +493,24 @@ BACKUP_NOMINAL_FIELDS: Final[tuple[Field, ...]] = (
           raw="f_backup_nominal", description="HR1107, read only: option code 0/1"),
 )  # fmt: skip
 
-# Of the single-phase layout's HR0-179 (which the peer's three-phase model inherits), the one
-# register that means on this unit what it means on a single-phase one: HR30, the Modbus address
-# (17 = 0x11, the address the unit answers at). The rest read 0 or repeat, or contradict, the
-# three-phase registers (docs/families.md, decisions).
-MODBUS_ADDRESS: Final = Field(
-    "Modbus_Address", DIAGNOSTICS_PATH, HR, (30,), kind=Kind.SETTING, families=_3PH,
-    bounds=(1, 247), ha=hidden("modbus_address"), raw="modbus_address",
-    description="HR30, read only: the unit's own Modbus address")  # fmt: skip
+# Of the single-phase layout's HR0-179 (which the peer's three-phase model inherits), the two
+# registers that read on this unit what they read on single-phase ones and that no three-phase
+# register repeats: HR30, the Modbus address (17 = 0x11, the address the unit answers at), and
+# HR22, the USB device code (2, as on every captured single-phase unit behind a dongle). The rest
+# read 0, repeat a three-phase register or contradict the unit (docs/families.md, decisions).
+SINGLE_PHASE_LAYOUT_FIELDS: Final[tuple[Field, ...]] = (
+    Field("Modbus_Address", DIAGNOSTICS_PATH, HR, (30,), kind=Kind.SETTING, families=_3PH,
+          bounds=(1, 247), ha=hidden("modbus_address"), raw="modbus_address",
+          description="HR30, read only: the unit's own Modbus address"),
+    Field("Usb_Device_Inserted", DIAGNOSTICS_PATH, HR, (22,), kind=Kind.STATUS, families=_3PH,
+          bounds=(0, 2), ha=hidden("usb_device_inserted"), raw="usb_device_inserted",
+          description="HR22, read only: 0 none, 1 Wi-Fi, 2 disk (the peer's codes)"),
+)  # fmt: skip
 
 THREE_PHASE_FIELDS: Final[tuple[Field, ...]] = (
-    CONTROL_FIELDS + LIVE_FIELDS + DIAGNOSTIC_FIELDS + BACKUP_NOMINAL_FIELDS + (MODBUS_ADDRESS,)
+    CONTROL_FIELDS
+    + LIVE_FIELDS
+    + DIAGNOSTIC_FIELDS
+    + BACKUP_NOMINAL_FIELDS
+    + SINGLE_PHASE_LAYOUT_FIELDS
 )
