@@ -7,7 +7,8 @@ Layout (the default):
   ``Power/Power``), ``flows`` (``Power/Flows``), ``energy_today`` (``Energy/Today``),
   ``energy_total`` (``Energy/Total``), ``battery_stack`` (``Battery_Details/Battery_Stack_1``),
   ``inverter`` (the temperatures of ``Invertor_Details``); one ``battery`` point per pack (tag
-  ``battery_serial``; ``battery_address`` for the LV BCU and the BAMS, which have none) and one ``meter`` point per meter (tag ``meter_address``); an EMS adds
+  ``battery_serial``; ``battery_address`` for the LV BCU and the BAMS, which have none) and one
+  ``meter`` point per meter (tag ``meter_address``); an EMS adds
   ``plant_meters`` (``Power/Meters``), and an EMS or a Gateway one ``member`` point per managed
   inverter or All-in-One (``Inverters/<slot>``, tag ``member``: ``Inverter_1``, ``AIO_2``);
 * tags ``serial`` (the inverter's) and ``model`` on every point;
