@@ -606,3 +606,28 @@ def test_meters_of_the_ems_and_gateway_plants(name: str) -> None:
                                                             "total")}  # fmt: skip
         else:
             assert cmp.share >= 0.9, (name, dev.address, cmp.summary())
+
+
+# --- blocks only some plants fill: the LV BCU and the meters' product registers -----------------
+
+
+def test_the_lv_bcu_and_the_meter_product_are_read_where_the_plant_fills_them() -> None:
+    """0x31 IR60-63 read 0, 0, 83, 83 on the Gen2 and 0 on the Gen1 and the AC-coupled plant: only
+    the Gen2 gets an LV BCU. The three-phase meters carry their product words at IR95-103 (the
+    same words as the FC 0x16 page the capture holds for 0x02); behind a single-phase inverter
+    the meter is read 30 registers long, without them."""
+    bcus = {name: [b.address for b in observed(name).snap.batteries if b.address == LV_BCU]
+            for name in ("gen1", "gen2", "ac")}  # fmt: skip
+    assert bcus == {"gen1": [], "gen2": [LV_BCU], "ac": []}
+    gen2 = observed("gen2").flat
+    assert gen2["Battery_Details/LV_BCU/LV_BCU_Charge_Current_Request"] == 83
+    store = observed("three_phase").store
+    dev = store.device(0x02)
+    assert dev is not None
+    assert [dev.get(0x16, r) for r in range(60, 69)] == [dev.get(4, r) for r in range(95, 104)]
+    tree = observed("three_phase").flat
+    assert tree["Meter_Details/Meter_ID2/Diagnostics/Meter_Product_Serial"] == 230_771_159
+    assert tree["Meter_Details/Meter_ID1/Diagnostics/Meter_Factory_Code"] == "EST"
+    hv_gen3 = observed("hv_gen3")
+    assert hv_gen3.snap.meters
+    assert not any("Meter_Product" in k for k in hv_gen3.flat)
