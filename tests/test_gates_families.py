@@ -22,7 +22,7 @@ from givtcp_async.connection import DongleConnection
 from givtcp_async.protocol.frames import FunctionCode
 from givtcp_async.quality.pages import PageVerdict
 from givtcp_async.reader import PlantLayout, PlantReader
-from givtcp_async.registers.plan import Cadence
+from givtcp_async.registers.plan import LV_BCU, Cadence
 from givtcp_async.simulator.server import DongleSimulator
 from givtcp_async.simulator.store import RegisterStore
 from givtcp_async.snapshot import Snapshot
@@ -192,3 +192,50 @@ def good_cell(snap: Snapshot, address: int) -> Any:
         .values["Battery_Cell_1_Voltage"]
         .value
     )
+
+
+async def test_the_lv_bcu_page_read_at_the_settings_cadence_is_as_fresh_as_a_settings_page() -> (
+    None
+):
+    """The Gen2's LV BCU (0x31) is read every settings interval, not every poll: its values stay
+    fresh for as long as the settings do (HR age), while a live page (IR age) would be stale."""
+    from tests.test_families_oracle import CASES
+
+    store = unique_serials(capture_store(CASES["gen2"].path))
+    now = [1000.0]
+    async with DongleSimulator(store) as sim, DongleConnection(fast_settings(sim.port)) as conn:
+        await conn.wait_connected(5)
+        cache = RegisterCache(clock=lambda: now[0])
+        reader = PlantReader(conn, cache, probe_timeout=0.3, probe_meters=False)
+        layout = await reader.detect()
+        assert LV_BCU in layout.batteries
+        assert [b.cadence for b in layout.plan.for_device(LV_BCU)] == [Cadence.SLOW]
+        assembler = SnapshotAssembler(layout.model, layout.serial, layout.fields, TZ,
+                                      fresh_age={"IR": 90.0, "HR": 400.0},
+                                      clock=lambda: now[0])  # fmt: skip
+        await reader.refresh(layout.plan.blocks)
+
+        def bcu_and_pack(snap: Snapshot) -> tuple[bool, bool]:
+            bcu = next(b for b in snap.batteries if b.address == LV_BCU)
+            pack = next(b for b in snap.batteries if b.address == 0x32)
+            return (bcu.values["LV_BCU_Charge_Current_Request"].stale,
+                    pack.values["Battery_SOC"].stale)  # fmt: skip
+
+        first = assembler.build(cache, devices=layout.devices, now=AFTERNOON)
+        assert bcu_and_pack(first) == (False, False)
+        assert (
+            next(b for b in first.batteries if b.address == LV_BCU)
+            .values["LV_BCU_Charge_Current_Request"]
+            .value
+            == 83
+        )
+        now[0] += 200.0  # past the live pages' age, within the settings'
+        assert bcu_and_pack(assembler.build(cache, devices=layout.devices, now=AFTERNOON)) == (
+            False,
+            True,
+        )
+        now[0] += 300.0  # past the settings' age too
+        assert bcu_and_pack(assembler.build(cache, devices=layout.devices, now=AFTERNOON)) == (
+            True,
+            True,
+        )
