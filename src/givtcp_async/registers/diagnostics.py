@@ -15,8 +15,12 @@ name), published in runAll, on MQTT and to InfluxDB like the register values of
 entities that would start disabled anyway. The three-phase ones (``three_phase.py``) are always
 announced, disabled.
 
-Left out: the alternative battery counters of IR180-183 (only Gen1 reads that block, for its
-battery totals; reading it on every model for them would cost a request per poll).
+The alternative battery counters of IR180-183: every single-phase plan reads the IR180 block
+already, but only Gen1 fills them (the captures: IR180-183 read 15711, 18430, 65, 88 on the
+Gen1 and 0 on Gen2, HV Gen3, All-in-One, EMS, Gateway and three-phase units, whose own battery
+counters IR36/37 read 47/55, 90/13, 48/19, 170/141). Gen1 publishes IR180/181 as its battery
+totals (``inverter.py``) and IR182/183, which repeat its IR37/IR36 today counters, here; the
+other models publish none of them, since a 0 there is no reading.
 """
 
 from __future__ import annotations
@@ -205,8 +209,20 @@ def _field(
     )
 
 
-SP_DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = tuple(_field(*row) for row in _ROWS) + tuple(
-    _field(*row, families=_HR300_FAMILIES) for row in _HR300_ROWS
+def _gen1_today(raw: str, register: int) -> Field:
+    return Field(_name(raw), DIAGNOSTICS_PATH, IR, (register,), scale=0.1, unit="kWh",
+                 kind=Kind.TODAY, families=frozenset({Family.HYBRID_GEN1}), bounds=c.TODAY_KWH,
+                 ha=HA(device_class="energy", state_class="total_increasing",
+                       entity_category="diagnostic", enabled_by_default=False, name=display(raw)),
+                 raw=raw,
+                 description=f"IR{register} (Gen1 only; as IR{219 - register})")  # fmt: skip
+
+
+SP_DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = (
+    *(_field(*row) for row in _ROWS),
+    *(_field(*row, families=_HR300_FAMILIES) for row in _HR300_ROWS),
+    _gen1_today("e_battery_discharge_today_alt2", 182),
+    _gen1_today("e_battery_charge_today_alt2", 183),
 )
 
 __all__ = ["SP_DIAGNOSTIC_FIELDS", "display", "hidden"]
