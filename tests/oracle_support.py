@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-from collections.abc import Callable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -161,10 +161,51 @@ def peer_meter(store: RegisterStore, address: int) -> dict[str, Any]:
     return _dump(Meter.from_register_cache(peer_cache(store, address)))
 
 
+# The meter's product registers: the peer reads MR60-68 (FC 0x16); the captures show the same
+# words at IR95-103 of the meter's IR60 page (registers/meter.py).
+PRODUCT_OFFSET = 35
+
+
+def product_words(store: RegisterStore, address: int) -> list[int] | None:
+    """MR60-68 of a meter: its FC 0x16 page where the capture has one, else IR95-103; None when
+    they are absent or all zero (no product data)."""
+    dev = store.device(address)
+    if dev is None:
+        return None
+    mr = dev.banks.get(0x16, {})
+    ir = dev.banks.get(IR, {})
+    words = [mr.get(r, ir.get(r + PRODUCT_OFFSET)) for r in range(60, 69)]
+    return None if None in words or not any(words) else [w for w in words if w is not None]
+
+
+def peer_meter_product(store: RegisterStore, address: int) -> dict[str, Any]:
+    from givenergy_modbus.model.meter import MeterProduct
+    from givenergy_modbus.model.register import MR
+    from givenergy_modbus.model.register_cache import RegisterCache as PeerCache
+
+    words = product_words(store, address)
+    if words is None:
+        return {}
+    cache = PeerCache({MR(60 + i): w for i, w in enumerate(words)})
+    return _dump(MeterProduct.from_register_cache(cache))
+
+
+def product_text(words: Sequence[int]) -> str:
+    """Registers as text, high byte first, NULs dropped (the wire form, before the peer's
+    upper-casing)."""
+    return b"".join(w.to_bytes(2, "big") for w in words).decode("latin1").replace("\x00", "")
+
+
 def peer_battery(store: RegisterStore, address: int) -> dict[str, Any]:
     from givenergy_modbus.model.battery import Battery
 
     return _dump(Battery.from_register_cache(peer_cache(store, address)))
+
+
+def peer_lv_bcu(store: RegisterStore, address: int) -> dict[str, Any]:
+    from givenergy_modbus.model.lv_bcu import LvBcu
+
+    return _dump(LvBcu.from_register_cache(peer_cache(store, address)))
 
 
 def peer_bcu(store: RegisterStore, address: int) -> dict[str, Any]:

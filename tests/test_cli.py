@@ -204,7 +204,9 @@ async def test_read_prints_the_runall_groups(tmp_path: Path) -> None:
         tree = json.loads(out)
         assert tree["Invertor_Details"]["Invertor_Serial_Number"] == serial
         assert serial not in tree
-        assert len(tree["Battery_Details"]) == 1 + 2  # Battery_Stack_1 (BMS values), 2 packs
+        # Battery_Stack_1 (BMS values), 2 packs, the LV BCU
+        assert len(tree["Battery_Details"]) == 1 + 2 + 1
+        assert tree["Battery_Details"]["LV_BCU"]["LV_BCU_Charge_Current_Request"] == 83
 
         code, out, err = await cli(
             "read", "--host", "127.0.0.1", "--port", str(port), "--no-meters", "--raw", "--units",

@@ -24,7 +24,7 @@ import pytest
 from givtcp_async.coordinator import MAX_BACKOFF_FACTOR, InverterCoordinator
 from givtcp_async.protocol.frames import FunctionCode, ReadRequest, Request
 from givtcp_async.quality.pages import PageVerdict
-from givtcp_async.registers.plan import LV_PACKS, Block, Cadence
+from givtcp_async.registers.plan import LV_BCU, LV_PACKS, Block, Cadence
 from givtcp_async.registers.schema import Bank, Enc, Field
 from givtcp_async.simulator.faults import FaultKind
 from givtcp_async.simulator.plant import Plant, PlantClock, PlantConfig, PlantTruth
@@ -227,10 +227,11 @@ def wrong_values(snap: Snapshot, now: PlantTruth, last_good: Truths) -> list[str
     read every settings interval. The inverter's clock, which moves meanwhile, is published as
     of its poll (the time it read plus the time since).
     """
-    assert len(snap.batteries) == len(now.batteries)
+    packs = [d for d in snap.batteries if d.address != LV_BCU]
+    assert len(packs) == len(now.batteries)
     groups = [("", snap.values, snap.specs, now.values, last_good.settings.values,
                last_good.live.values)]  # fmt: skip
-    for i, pack in enumerate(snap.batteries):
+    for i, pack in enumerate(packs):
         groups.append((f"pack {i + 1} ", pack.values, pack.specs, now.batteries[i],
                        last_good.settings.batteries[i], last_good.live.batteries[i]))  # fmt: skip
     problems = []
@@ -466,7 +467,9 @@ async def test_polls_while_the_link_is_down_back_off_and_publish_only_stale_valu
             now = plant.truth()
             assert wrong_values(snap, now, Truths(t0, t0)) == []
             assert all(r.stale for name, r in snap.values.items() if live(snap, name))
-            assert all(r.stale for b in snap.batteries for r in b.values.values())
+            # (the LV BCU page is read at the settings cadence: it stays fresh as long as one)
+            assert all(r.stale for b in snap.batteries if b.address != LV_BCU
+                       for r in b.values.values())  # fmt: skip
             moved.update(stale_but_moved(snap, now))
         assert moved
 
@@ -517,19 +520,23 @@ async def test_num_batteries_chooses_the_packs_read(
     ) as rig:
         first = await rig.first_snapshot()
         layout = await rig.coordinator.wait_detected()
-        assert layout.batteries == packs
+        # detection's scan finds the LV BCU page too; a pack count reads only the packs
+        assert layout.batteries == ((*packs, LV_BCU) if num_batteries is None else packs)
         snap, polled = await _refreshed(rig)
         assert pack_reads(polled) == list(packs)
         truth = rig.plant.truth()
         for s in (first, snap):
-            assert [b.address for b in s.batteries] == list(packs)
+            assert [b.address for b in s.batteries] == list(layout.batteries)
             for pack, pack_truth in zip(s.batteries, truth.batteries, strict=False):
                 assert pack.serial == pack_truth["Battery_Serial_Number"]
                 values = {n: r.value for n, r in pack.values.items()}
                 assert mismatches(dict(pack_truth), values) == []
         stack = snap.runall().get("Battery_Details", {}).get("Battery_Stack_1", {})
         published = [key for key, value in stack.items() if isinstance(value, dict)]
-        assert published == [b.serial for b in snap.batteries]
+        assert published == [b.serial for b in snap.batteries if b.address != LV_BCU]
+        if num_batteries is None:  # the LV BCU beside the stacks, as the captured Gen2's
+            bcu = snap.runall()["Battery_Details"]["LV_BCU"]
+            assert bcu["LV_BCU_Charge_Current_Request"] == 83
         # Detection probes every pack slot only when it has to find the packs itself.
         asked = set(pack_reads(reads(rig.sim.requests_seen())))
         assert asked == (set(LV_PACKS) if num_batteries is None else set(packs))

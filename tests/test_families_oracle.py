@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from givtcp_async.layout import group, render
-from givtcp_async.registers.plan import BCUS, BMUS, LV_PACKS, METERS
+from givtcp_async.registers.plan import BCUS, BMUS, LV_BCU, LV_PACKS, METERS
 from givtcp_async.registers.schema import SINGLE_PHASE, THREE_PHASE_FAMILIES, Family
 from givtcp_async.registers.three_phase import GIVTCP_DIAGNOSTIC_RAW
 from givtcp_async.simulator.store import RegisterStore
@@ -44,9 +44,13 @@ from tests.oracle_support import (
     peer_battery,
     peer_bcu,
     peer_bmu,
+    peer_lv_bcu,
     peer_meter,
+    peer_meter_product,
     peer_single_phase,
     peer_three_phase,
+    product_text,
+    product_words,
     project_run,
     quiet_deprecations,
     same,
@@ -209,6 +213,9 @@ INVERTER_ALIASES: Mapping[str, str] = {
     "p_grid_out_ph1": "Invertor_Power",
     "p_backup": "EPS_Power",
     "countdown": "Inverter_Countdown",
+    # IR44 on AC-coupled and All-in-One units: the peer calls it the inverter's output today
+    # (its e_inverter_out_today); GivTCP's Invertor_Energy_Today_kWh is the same register.
+    "e_inverter_out_today": "Invertor_Energy_Today_kWh",
     "v_ac1_output": "V_Eps_Backup",
     "f_ac1_output": "Inverter_Output_Frequency",
     "export_priority": "Export_Priority",
@@ -246,6 +253,9 @@ BCU_ALIASES: Mapping[str, str] = {
 GEN1_ALIASES: Mapping[str, str] = {
     "e_battery_discharge_total_alt1": "Battery_Discharge_Energy_Total_kWh",
     "e_battery_charge_total_alt1": "Battery_Charge_Energy_Total_kWh",
+    # the peer's per-model battery totals, which on Gen1 are the same IR180/181
+    "e_battery_discharge_total": "Battery_Discharge_Energy_Total_kWh",
+    "e_battery_charge_total": "Battery_Charge_Energy_Total_kWh",
 }
 # GivTCP's arithmetic: the capacity to 2 decimals (registers/derived.py).
 ROUNDED: Mapping[str, Callable[[Any], Any]] = {"battery_capacity_kwh": lambda v: round(v, 2)}
@@ -283,7 +293,10 @@ def _slot_matches(paths: Mapping[str, str], three_phase: bool) -> dict[str, Matc
 def inverter_matches(obs: Observed) -> dict[str, Match]:
     paths = dict(obs.inverter)
     three = obs.snap.model.phases == 3
-    matches = _by_raw(obs.snap.specs, paths, {"system_time": _clock}, obs.snap)
+    decided: dict[str, Callable[[Any], Any]] = {"system_time": _clock}
+    if three:  # HR1106/1107: we name the option ("230 V"), the peer gives the number
+        decided |= {"v_backup_nominal": lambda v: f"{v} V", "f_backup_nominal": lambda v: f"{v} Hz"}
+    matches = _by_raw(obs.snap.specs, paths, decided, obs.snap)
     matches.update(_slot_matches(paths, three))
     aliases = dict(THREE_PHASE_ALIASES if three else INVERTER_ALIASES)
     if obs.snap.model.family is Family.HYBRID_GEN1:
@@ -306,7 +319,10 @@ def device_matches(
         key = "/".join((*dev.specs[name].path, name))
         if key in tree:
             paths[name] = key
-    matches = _by_raw(dev.specs, paths, decisions(kind, obs.snap.model.family))
+    decided = decisions(kind, obs.snap.model.family)
+    if kind == "meter":
+        decided |= product_decisions(obs.store, address)
+    matches = _by_raw(dev.specs, paths, decided)
     if kind == "bcu":
         for peer_name, ours in BCU_ALIASES.items():
             if ours in paths:
@@ -314,6 +330,30 @@ def device_matches(
     if kind == "bcu" and "Stack_Status" in paths:  # the peer names IR70 twice
         matches["status_label"] = matches["status"]
     return tree, matches
+
+
+def product_decisions(store: RegisterStore, address: int) -> dict[str, Callable[[Any], Any]]:
+    """The meter's product serial is a 32-bit number (the peer makes text of its two words) and
+    its factory code the words' text as it is (the peer upper-cases it): our form of the same
+    words, once the peer's decode is checked to come from them."""
+    words = product_words(store, address)
+    if words is None:
+        return {}
+
+    def serial(v: Any) -> Any:
+        same_words = v == product_text(words[0:2]).upper()
+        return (words[0] << 16 | words[1]) if same_words else v
+
+    def factory(v: Any) -> Any:
+        text = product_text(words[2:4])
+        return text if v == text.upper() else v
+
+    return {"serial_number": serial, "factory_code": factory}
+
+
+def peer_device_meter(store: RegisterStore, address: int) -> dict[str, Any]:
+    """The peer's meter and meter-product decodes of one meter."""
+    return peer_meter(store, address) | peer_meter_product(store, address)
 
 
 def peer_inverter(obs: Observed) -> dict[str, Any]:
@@ -324,10 +364,11 @@ def peer_inverter(obs: Observed) -> dict[str, Any]:
 
 
 PEER_DEVICE: Mapping[range, tuple[str, Callable[[RegisterStore, int], dict[str, Any]]]] = {
-    METERS: ("meter", peer_meter),
+    METERS: ("meter", peer_device_meter),
     LV_PACKS: ("pack", peer_battery),
     BCUS: ("bcu", peer_bcu),
     BMUS: ("bmu", peer_bmu),
+    range(LV_BCU, LV_BCU + 1): ("lv_bcu", peer_lv_bcu),
 }
 
 
@@ -575,7 +616,7 @@ def test_meters_of_the_ems_and_gateway_plants(name: str) -> None:
     obs = Observed(store, snap, _inverter_paths(snap), snap.flat())
     for dev in snap.meters:
         with quiet_deprecations():
-            peer = peer_meter(store, dev.address)
+            peer = peer_device_meter(store, dev.address)
         tree, matches = device_matches(obs, dev.address, "meter")
         cmp = compare(peer, tree, matches)
         print(f"{name} 0x{dev.address:02x}: {cmp.summary()}")
@@ -585,3 +626,28 @@ def test_meters_of_the_ems_and_gateway_plants(name: str) -> None:
                                                             "total")}  # fmt: skip
         else:
             assert cmp.share >= 0.9, (name, dev.address, cmp.summary())
+
+
+# --- blocks only some plants fill: the LV BCU and the meters' product registers -----------------
+
+
+def test_the_lv_bcu_and_the_meter_product_are_read_where_the_plant_fills_them() -> None:
+    """0x31 IR60-63 read 0, 0, 83, 83 on the Gen2 and 0 on the Gen1 and the AC-coupled plant: only
+    the Gen2 gets an LV BCU. The three-phase meters carry their product words at IR95-103 (the
+    same words as the FC 0x16 page the capture holds for 0x02); behind a single-phase inverter
+    the meter is read 30 registers long, without them."""
+    bcus = {name: [b.address for b in observed(name).snap.batteries if b.address == LV_BCU]
+            for name in ("gen1", "gen2", "ac")}  # fmt: skip
+    assert bcus == {"gen1": [], "gen2": [LV_BCU], "ac": []}
+    gen2 = observed("gen2").flat
+    assert gen2["Battery_Details/LV_BCU/LV_BCU_Charge_Current_Request"] == 83
+    store = observed("three_phase").store
+    dev = store.device(0x02)
+    assert dev is not None
+    assert [dev.get(0x16, r) for r in range(60, 69)] == [dev.get(4, r) for r in range(95, 104)]
+    tree = observed("three_phase").flat
+    assert tree["Meter_Details/Meter_ID2/Diagnostics/Meter_Product_Serial"] == 230_771_159
+    assert tree["Meter_Details/Meter_ID1/Diagnostics/Meter_Factory_Code"] == "EST"
+    hv_gen3 = observed("hv_gen3")
+    assert hv_gen3.snap.meters
+    assert not any("Meter_Product" in k for k in hv_gen3.flat)

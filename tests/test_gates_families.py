@@ -22,6 +22,7 @@ from givtcp_async.connection import DongleConnection
 from givtcp_async.protocol.frames import FunctionCode
 from givtcp_async.quality.pages import PageVerdict
 from givtcp_async.reader import PlantLayout, PlantReader
+from givtcp_async.registers.plan import LV_BCU, Cadence
 from givtcp_async.simulator.server import DongleSimulator
 from givtcp_async.simulator.store import RegisterStore
 from givtcp_async.snapshot import Snapshot
@@ -65,12 +66,12 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def three_phase() -> AsyncIterator[Rig]:
+async def three_phase(meters: bool = False) -> AsyncIterator[Rig]:
     store = unique_serials(capture_store(THREE_PHASE))
     async with DongleSimulator(store) as sim, DongleConnection(fast_settings(sim.port)) as conn:
         await conn.wait_connected(5)
         cache = RegisterCache()
-        reader = PlantReader(conn, cache, probe_timeout=0.3, probe_meters=False)
+        reader = PlantReader(conn, cache, probe_timeout=0.3, probe_meters=meters)
         layout = await reader.detect()
         assembler = SnapshotAssembler(layout.model, layout.serial, layout.fields, TZ)
         yield Rig(store, reader, cache, layout, assembler)
@@ -105,6 +106,37 @@ async def test_impossible_three_phase_values_are_refused_and_counted() -> None:
         again = await rig.poll(AFTERNOON + timedelta(seconds=20))
         assert reading(again, "SOC").value == 91
         assert not reading(again, "SOC").stale
+
+
+async def test_impossible_codes_and_meter_product_words_are_refused() -> None:
+    """The backup nominal codes (HR1106/1107) and the meters' product registers (IR95-103) go
+    through the gates like the live values: an unknown code or an impossible word is refused,
+    the last good value republished stale."""
+    async with three_phase(meters=True) as rig:
+        good = await rig.poll(AFTERNOON)
+        assert good.value("V_Backup_Nominal") == "230 V"
+        assert good.value("F_Backup_Nominal") == "50 Hz"
+        (meter,) = (m for m in good.meters if m.address == 0x01)
+        assert meter.values["Meter_Product_Serial"].value == 3521 << 16 | 18413
+        assert meter.values["Meter_Factory_Code"].value == "EST"
+        assert meter.values["Meter_Baud_Rate"].value == 9600
+        inv = rig.store.device(INVERTER)
+        assert inv is not None
+        inv.set(int(FunctionCode.READ_HOLDING), 1106, 7)  # no such voltage option
+        dev = rig.store.device(0x01)
+        assert dev is not None
+        dev.set(IR, 103, 0)  # baud rate 0
+        dev.set(IR, 102, 0)  # Modbus id 0
+        await rig.reader.refresh(rig.layout.plan.by_cadence(Cadence.SLOW))  # settings due
+        bad = await rig.poll(AFTERNOON + timedelta(seconds=10))
+        assert reading(bad, "V_Backup_Nominal").value == "230 V"
+        assert reading(bad, "V_Backup_Nominal").stale
+        (meter,) = (m for m in bad.meters if m.address == 0x01)
+        for name, last in (("Meter_Baud_Rate", 9600), ("Meter_Modbus_ID", 1)):
+            assert meter.values[name].value == last, name
+            assert meter.values[name].stale, name
+        for name in ("V_Backup_Nominal", "Meter_Baud_Rate", "Meter_Modbus_ID"):
+            assert rig.assembler.rejections[f"{name}:out_of_bounds"] == 1, name
 
 
 async def test_three_phase_totals_never_go_backwards_and_today_resets_only_at_midnight() -> None:
@@ -160,3 +192,50 @@ def good_cell(snap: Snapshot, address: int) -> Any:
         .values["Battery_Cell_1_Voltage"]
         .value
     )
+
+
+async def test_the_lv_bcu_page_read_at_the_settings_cadence_is_as_fresh_as_a_settings_page() -> (
+    None
+):
+    """The Gen2's LV BCU (0x31) is read every settings interval, not every poll: its values stay
+    fresh for as long as the settings do (HR age), while a live page (IR age) would be stale."""
+    from tests.test_families_oracle import CASES
+
+    store = unique_serials(capture_store(CASES["gen2"].path))
+    now = [1000.0]
+    async with DongleSimulator(store) as sim, DongleConnection(fast_settings(sim.port)) as conn:
+        await conn.wait_connected(5)
+        cache = RegisterCache(clock=lambda: now[0])
+        reader = PlantReader(conn, cache, probe_timeout=0.3, probe_meters=False)
+        layout = await reader.detect()
+        assert LV_BCU in layout.batteries
+        assert [b.cadence for b in layout.plan.for_device(LV_BCU)] == [Cadence.SLOW]
+        assembler = SnapshotAssembler(layout.model, layout.serial, layout.fields, TZ,
+                                      fresh_age={"IR": 90.0, "HR": 400.0},
+                                      clock=lambda: now[0])  # fmt: skip
+        await reader.refresh(layout.plan.blocks)
+
+        def bcu_and_pack(snap: Snapshot) -> tuple[bool, bool]:
+            bcu = next(b for b in snap.batteries if b.address == LV_BCU)
+            pack = next(b for b in snap.batteries if b.address == 0x32)
+            return (bcu.values["LV_BCU_Charge_Current_Request"].stale,
+                    pack.values["Battery_SOC"].stale)  # fmt: skip
+
+        first = assembler.build(cache, devices=layout.devices, now=AFTERNOON)
+        assert bcu_and_pack(first) == (False, False)
+        assert (
+            next(b for b in first.batteries if b.address == LV_BCU)
+            .values["LV_BCU_Charge_Current_Request"]
+            .value
+            == 83
+        )
+        now[0] += 200.0  # past the live pages' age, within the settings'
+        assert bcu_and_pack(assembler.build(cache, devices=layout.devices, now=AFTERNOON)) == (
+            False,
+            True,
+        )
+        now[0] += 300.0  # past the settings' age too
+        assert bcu_and_pack(assembler.build(cache, devices=layout.devices, now=AFTERNOON)) == (
+            True,
+            True,
+        )

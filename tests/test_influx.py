@@ -168,9 +168,13 @@ async def test_snapshot_points_layout(tmp_path: Path) -> None:
     # Identity, settings and strings are not time series.
     every_field = {f for items in by_measurement.values() for _, fields in items for f in fields}
     assert not every_field & {"target_soc", "invertor_serial_number", "battery_capacity_kwh"}
-    packs = {tags["battery_serial"]: fields for tags, fields in by_measurement["battery"]}
-    assert set(packs) == {b.serial for b in snap.batteries}
-    for bat in snap.batteries:
+    packs = {tags["battery_serial"]: fields for tags, fields in by_measurement["battery"]
+             if "battery_serial" in tags}  # fmt: skip
+    assert set(packs) == {b.serial for b in snap.batteries if b.serial}
+    bcu = [f for tags, f in by_measurement["battery"] if tags.get("battery_address") == "0x31"]
+    assert bcu == [{"lv_bcu_charge_current_request": 83.0,  # statuses are no time series
+                    "lv_bcu_discharge_current_request": 83.0}]  # fmt: skip
+    for bat in (b for b in snap.batteries if b.serial):
         assert packs[bat.serial]["battery_soc"] == float(bat.values["Battery_SOC"].value)
         assert "battery_serial_number" not in packs[bat.serial]
 

@@ -568,3 +568,55 @@ async def test_selects_again_clear_the_time_entities_left_on_the_broker(
     async with watching(mosquitto.port, "homeassistant/time/GivEnergy/#") as ha:
         await ha.sync()  # what the broker still retains: nothing
         assert [s.topic for s in ha.log if s.payload and not s.topic.startswith("test/")] == []
+
+
+async def test_all_entities_announces_the_held_back_values_and_off_removes_them(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    sensors = "homeassistant/sensor/GivEnergy/#"
+    async with (
+        watching(mosquitto.port, f"{ROOT}/#", sensors) as w,
+        running_daemon(
+            tmp_path / "a", plant_config=FROZEN,
+            mqtt=mqtt_settings(mosquitto, all_entities=True),
+        ) as rig,
+    ):  # fmt: skip
+        serial = await started(rig, w)
+        await w.sync()
+        configs = {s.topic: expand(s.payload) for s in w.log if s.topic.startswith("homeassis")}
+    held = {
+        topic: config
+        for topic, config in configs.items()
+        if config and "/Diagnostics/" in config.get("state_topic", "")
+    }
+    # A single-phase inverter's diagnostics: the grid-protection trip limits among them.
+    assert len(held) > 80
+    trip = held[f"homeassistant/sensor/GivEnergy/{serial}_V_Ac_High_Limit_Trip/config"]
+    assert trip["entity_category"] == "diagnostic"
+    assert trip["enabled_by_default"] is False
+    assert trip["state_topic"] == f"{ROOT}/{serial}/Diagnostics/V_Ac_High_Limit_Trip"
+    found: list[str] = []
+    for topic, config in held.items():
+        found += problems(topic, config)
+    assert found == []
+    # The default again: each of them is removed (an empty retained config), nothing else is.
+    async with (
+        watching(mosquitto.port, f"{ROOT}/#", sensors) as w,
+        running_daemon(tmp_path / "b", plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+    ):
+        await started(rig, w)
+        for topic in held:
+            await w.wait_topic(topic, "")
+        await w.sync()
+        removed = {s.topic for s in w.log if s.topic.startswith("homeassistant/") and not s.payload}
+    assert set(held) <= removed
+    assert not removed & (set(configs) - set(held) - _held_meter_phases(configs))
+    async with watching(mosquitto.port, sensors) as ha:
+        await ha.sync()
+        assert not {s.topic for s in ha.log if s.payload} & set(held)
+
+
+def _held_meter_phases(configs: dict[str, Any]) -> set[str]:
+    """The meter's phases 2-3 and totals, held back like the diagnostics."""
+    return {t for t, c in configs.items() if c and "/Meter_Details/" in c.get("state_topic", "")
+            and c.get("enabled_by_default") is False}  # fmt: skip

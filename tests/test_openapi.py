@@ -304,6 +304,8 @@ async def test_real_runall_answers_validate_against_openapi_and_wrong_ones_fail(
         schemas = doc["components"]["schemas"]
         for source, specs in fields.devices.items():
             device = schemas["MeterDetails" if source is Source.METER else "BatteryDetails"]
+            if source is Source.LV_BCU:  # plant-wide, at Battery_Details/LV_BCU
+                device = tree["properties"]["Battery_Details"]["properties"]["LV_BCU"]
             for spec in specs:
                 assert spec.unit in units_of(leaf(device, spec, layout)), spec.name
         power = plain["Power"]["Power"]

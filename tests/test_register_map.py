@@ -473,7 +473,7 @@ _DEVICE_PAGES = {
     Source.BMU: battery_blocks([0x50]),
     Source.BCU: battery_blocks([0x70]),
     Source.BAMS: battery_blocks([0xA0]),
-    Source.METER: meter_blocks([0x01]),
+    Source.LV_BCU: battery_blocks([0x31]),
 }
 
 
@@ -484,6 +484,8 @@ def test_field_registers_lie_in_read_blocks(field: Field) -> None:
         for model in REPRESENTATIVES[family]:
             if field.source is Source.INVERTER:
                 blocks = candidate_blocks(model) + probe_blocks(model)
+            elif field.source is Source.METER:
+                blocks = meter_blocks([0x01], family)
             else:
                 blocks = _DEVICE_PAGES[field.source]
             for register in field.registers:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from givtcp_async.simulator.plant import PlantConfig
+from givtcp_async.simulator.plant import LV_BCU, LV_BCU_WORDS, PlantConfig
 from givtcp_async.snapshot import Snapshot
 from tests.harness import running_daemon
 
@@ -63,8 +63,15 @@ async def test_snapshot_equals_plant_truth_field_by_field(tmp_path: Path) -> Non
         truth = rig.plant.truth()
         assert len(truth.values) > 100
         assert mismatches(dict(truth.values), published(snap)) == []
-        assert len(snap.batteries) == len(truth.batteries) == 2
-        for pack_truth, pack in zip(truth.batteries, snap.batteries, strict=True):
+        packs = [b for b in snap.batteries if b.address != LV_BCU]
+        assert len(packs) == len(truth.batteries) == 2
+        (bcu,) = (b for b in snap.batteries if b.address == LV_BCU)
+        words = dict(zip(("Status_1", "Status_2", "Charge_Current_Request",
+                          "Discharge_Current_Request"), LV_BCU_WORDS, strict=True))  # fmt: skip
+        assert {n: r.value for n, r in bcu.values.items()} == {
+            f"LV_BCU_{k}": v for k, v in words.items()
+        }
+        for pack_truth, pack in zip(truth.batteries, packs, strict=True):
             values = {n: r.value for n, r in pack.values.items()}
             assert mismatches(dict(pack_truth), values) == []
         assert snap.values["PV_Power"].value > 0  # the comparison covered a live plant

@@ -85,8 +85,9 @@ async def test_first_refresh_reuses_detection_and_remembered_packs_skip_probes()
             assert known.batteries == (0x32, 0x33)
             assert not {a for a, _, _ in _reads(sim, mark)} & set(LV_PACKS)
             mark = sim.mark()
-            assert (await reader.rescan_packs(known)).batteries == (0x32, 0x33)
-            assert {a for a, _, _ in _reads(sim, mark)} == set(LV_PACKS)
+            # A scan finds the packs, and the LV BCU page at 0x31 (not all zero here).
+            assert (await reader.rescan_packs(known)).batteries == (0x32, 0x33, 0x31)
+            assert {a for a, _, _ in _reads(sim, mark)} == {*LV_PACKS, 0x31}
 
 
 async def test_a_restart_takes_packs_and_meters_from_memory(tmp_path: Path) -> None:
@@ -99,14 +100,14 @@ async def test_a_restart_takes_packs_and_meters_from_memory(tmp_path: Path) -> N
         packs = scan_memory.remembered(state, serial, "packs", time.time())
         meters = scan_memory.remembered(state, serial, "meters", time.time())
         assert packs is not None
-        assert packs.found == (0x32, 0x33)
+        assert packs.found == (0x31, 0x32, 0x33)  # the packs and the LV BCU
         assert meters is not None
         assert meters.found == (0x01,)  # the plant's EM115
         first_start = _reads(rig.sim)
     assert any(a in METERS for a, _, _ in first_start)
     async with running_daemon(tmp_path, plant_config=config) as rig:
         snap = await rig.first_snapshot()
-        assert len(snap.batteries) == 2
+        assert [b.address for b in snap.batteries] == [0x32, 0x33, 0x31]
         reads = _reads(rig.sim)
         first_poll = reads.index((0x11, 4, 0))  # the first poll's live page
         before = {a for a, _, _ in reads[:first_poll]}

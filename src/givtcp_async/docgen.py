@@ -88,6 +88,7 @@ _DEVICE_SERIALS: Final[Mapping[int, tuple[str, str]]] = {
     0x70: ("BC0000G001", "<stack serial>"),
     0x50: ("BM0000G001", "<module serial>"),
     0xA0: ("BA0000G001", "<BAMS serial>"),
+    0x31: ("", ""),
     0x01: ("", ""),
 }
 
@@ -384,7 +385,7 @@ def plant_snapshot(family: Family, layout: TreeLayout = TreeLayout.GIVTCP3) -> S
     specs.update({d.name: d for d in derived_for(model, fields)})
     batteries: tuple[DeviceSnapshot, ...] = ()
     if model.battery_side is BatterySide.LV:
-        batteries = (_device(model, Source.BATTERY, 0x32),)
+        batteries = (_device(model, Source.BATTERY, 0x32), _device(model, Source.LV_BCU, 0x31))
     elif model.battery_side is BatterySide.HV:
         batteries = (
             _device(model, Source.BCU, 0x70),
@@ -443,6 +444,7 @@ def _source_name(address: int) -> str:
         0x70: "HV battery stack (BCU)",
         0x50: "HV battery module (BMU)",
         0xA0: "HV battery system (BAMS)",
+        0x31: "LV battery control unit (BCU)",
         0x01: "Meter",
     }[address]
 
@@ -453,6 +455,7 @@ _SECTIONS: Final = (
     "HV battery stack (BCU)",
     "HV battery module (BMU)",
     "HV battery system (BAMS)",
+    "LV battery control unit (BCU)",
     "Meter",
     "stats",
 )

@@ -16,6 +16,7 @@ HV stack n (BCU 0x70+n)           ``Battery_Details/Battery_Stack_<n+1>``      `
 HV module (BMU)                   ``Battery_Details/Battery_Stack_<k>/<mod>``  ``Battery_Details/
                                                                                <module>``
 HV BAMS                           ``Battery_Details``                          ``Battery_Details/``
+LV BCU (0x31)                     ``Battery_Details/LV_BCU``                   the same
 meter n                           ``Meter_Details/Meter_ID<n>``                the same
 ================================  ==========================================  ====================
 
@@ -56,6 +57,7 @@ DETAILS: Final = "Invertor_Details"
 BATTERY_DETAILS: Final = "Battery_Details"
 METER_DETAILS: Final = "Meter_Details"
 FIRST_STACK: Final = "Battery_Stack_1"
+LV_BCU_GROUP: Final = "LV_BCU"
 
 
 class TreeLayout(StrEnum):
@@ -116,6 +118,8 @@ def device_paths(layout: TreeLayout, devices: Sequence[Device]) -> dict[int, tup
         kind = source_of(dev.address)
         if kind is Source.METER:
             out[dev.address] = (METER_DETAILS, f"Meter_ID{dev.address}")
+        elif kind is Source.LV_BCU:  # the LV stack's controller: plant-wide, no serial of its own
+            out[dev.address] = (BATTERY_DETAILS, LV_BCU_GROUP)
         elif layout is TreeLayout.GIVTCP2:
             out[dev.address] = (BATTERY_DETAILS, dev.serial)
         elif kind is Source.BATTERY:

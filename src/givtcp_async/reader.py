@@ -26,6 +26,7 @@ from givtcp_async.registers.plan import (
     BAMS,
     BCUS,
     BMUS,
+    LV_BCU,
     LV_PACKS,
     METERS,
     Block,
@@ -81,7 +82,14 @@ def field_set(model: Model, available: Iterable[Block] = ()) -> FieldSet:
     inverter = tuple(fields_for(model, available=avail))
     devices = {
         src: tuple(fields_for(model, source=src))
-        for src in (Source.BATTERY, Source.METER, Source.BMU, Source.BCU, Source.BAMS)
+        for src in (
+            Source.BATTERY,
+            Source.METER,
+            Source.BMU,
+            Source.BCU,
+            Source.BAMS,
+            Source.LV_BCU,
+        )
     }
     return FieldSet(inverter=inverter, devices=devices, derived=tuple(derived_for(model, inverter)))
 
@@ -177,7 +185,7 @@ class PlantReader:
                 available.append(block)
         known = known_packs(serial) if known_packs and num_batteries is None else None
         if known is not None and model.battery_side is BatterySide.LV:
-            batteries = [a for a in LV_PACKS if a in known]
+            batteries = [a for a in (*LV_PACKS, LV_BCU) if a in known]
         else:
             batteries = await self._find_batteries(model, num_batteries)
         devices = [*batteries, *(await self._find_meters(model) if meters else [])]
@@ -213,6 +221,8 @@ class PlantReader:
                 if resp is not None and self._is_pack(resp):
                     self.cache.offer(resp)
                     found.append(addr)
+            if found and await self._lv_bcu():
+                found.append(LV_BCU)
             return found
         # HV: the stack controller, its configuration page and the modules that answer.
         found = []
@@ -232,6 +242,18 @@ class PlantReader:
                 break
             found.append(addr)
         return found
+
+    async def _lv_bcu(self) -> bool:
+        """Whether 0x31 carries LV BCU data: IR60-63 not all zero (a unit without it answers
+        zeros there, SPEC captures); one short probe, read later at the settings cadence."""
+        resp = await self._probe(
+            Block(LV_BCU, Bank.INPUT, 60, 60, Cadence.SLOW),
+            retries=0,
+            timeout=min(self.probe_timeout, 0.5),
+        )
+        if resp is None or not any(resp.values[:4]):
+            return False
+        return self.cache.offer(resp) is PageVerdict.OK
 
     @staticmethod
     def _is_pack(resp: ReadResponse) -> bool:

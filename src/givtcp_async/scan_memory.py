@@ -3,10 +3,10 @@
 Absent meters time out on some models (eight probes, 0.5 s each), so the meter scan runs once and
 its result is kept in ``<state_dir>/<serial>.meters.json`` (written atomically); later starts use
 it until it is :data:`RESCAN_AFTER` old, or until a scan is asked for (``read --scan-meters``).
-The LV packs found are kept the same way (``<serial>.packs.json``): the daemon's first poll reads
-the remembered packs without probing the six addresses first, and the packs are probed again
-right after it. A file comes from disk: anything but a well-formed, recent result for the right
-addresses means "scan again".
+The LV packs found (and the LV BCU page at 0x31) are kept the same way
+(``<serial>.packs.json``): the daemon's first poll reads the remembered packs without probing
+the six addresses first, and the packs are probed again right after it. A file comes from
+disk: anything but a well-formed, recent result for the right addresses means "scan again".
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Final
 import structlog
 
 from givtcp_async.control.persist import read_json, state_file, write_json
-from givtcp_async.registers.plan import LV_PACKS, METERS
+from givtcp_async.registers.plan import LV_BCU, LV_PACKS, METERS
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +39,8 @@ class Scan:
         return self.at + RESCAN_AFTER
 
 
-KINDS: Final = {"meters": METERS, "packs": LV_PACKS}
+# The pack scan keeps the LV BCU page (0x31) it found beside the packs.
+KINDS: Final = {"meters": METERS, "packs": (*LV_PACKS, LV_BCU)}
 
 
 def memory_file(state_dir: Path, serial: str, kind: str = "meters") -> Path:

@@ -300,6 +300,12 @@ class MqttConfig(_Section):
     time_step: int = 5
     """Minutes between the options of the time selects Predbat sets: 1, 5, 10, 15 or 30 (1 is
     GivTCP's, every minute)."""
+    all_entities: bool = False
+    """Also announce to Home Assistant the values held back to keep the announcement small: a
+    single-phase inverter's diagnostics (protection limits and times, power-factor and CEI-021
+    settings, module codes), LV packs' status bytes and phases 2-3 of a meter behind a
+    single-phase inverter; about 220 entities, 70 KB of retained configs. They start disabled:
+    enable the ones you want on the device page. Off: their configs are removed."""
     internal_broker: bool = False
     """Run the bundled broker (mosquitto) on 127.0.0.1, and use it when host is unset."""
     allow_anonymous: bool = False

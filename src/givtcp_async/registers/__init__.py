@@ -7,7 +7,7 @@ model from HR0-59. Data and pure functions, no I/O.
 May import: errors only (and pymodbus's decoders).
 """
 
-from givtcp_async.registers.battery import BATTERY_FIELDS
+from givtcp_async.registers.battery import BATTERY_FIELDS, LV_BCU_FIELDS
 from givtcp_async.registers.catalog import (
     ALL_FIELDS,
     ALL_INVERTER_FIELDS,
@@ -48,6 +48,7 @@ __all__ = [
     "GATEWAY_FIELDS",
     "HV_FIELDS",
     "INVERTER_FIELDS",
+    "LV_BCU_FIELDS",
     "METER_FIELDS",
     "THREE_PHASE_FIELDS",
     "Block",

@@ -31,6 +31,26 @@ from givtcp_async.registers.schema import (
 IR = Bank.INPUT
 _LV = c.LV_BATTERY
 
+# --- the LV BCU (0x31) ----------------------------------------------------------------------------
+# givenergy-modbus 2.13.0 (model/lv_bcu.py) places the LV battery control unit's four words at
+# IR60-63 of 0x31: two BMS status words and the charge and discharge currents the BMS asks of
+# the inverter (A). The captures: 0x31 answers IR(60,60) on the Gen1, Gen2 and AC-coupled plants;
+# on the Gen2 (one pack, BMS firmware 3020) IR60-63 read 0, 0, 83, 83, on the Gen1 and the AC
+# plant all 0 (no BCU data: the device is then not read at all, reader.py). The statuses' bits
+# are not documented: they are published as the words.
+LV_BCU_FIELDS: Final[tuple[Field, ...]] = tuple(
+    Field(name, (), IR, (reg,), source=Source.LV_BCU, families=_LV, bounds=bounds, unit=unit,
+          kind=kind, ha=None, raw=raw, description=f"0x31 IR{reg}")
+    for name, reg, raw, unit, kind, bounds in (
+        ("LV_BCU_Status_1", 60, "bms_status_1", None, Kind.STATUS, None),
+        ("LV_BCU_Status_2", 61, "bms_status_2", None, Kind.STATUS, None),
+        ("LV_BCU_Charge_Current_Request", 62, "request_charge_current", "A", Kind.MEASUREMENT,
+         (0, 1000)),
+        ("LV_BCU_Discharge_Current_Request", 63, "request_discharge_current", "A",
+         Kind.MEASUREMENT, (0, 1000)),
+    )
+)  # fmt: skip
+
 
 def _pack(name: str, registers: tuple[int, ...], **kw: Any) -> Field:
     return Field(name, (), IR, registers, source=Source.BATTERY, families=_LV, **kw)
@@ -77,4 +97,4 @@ BATTERY_FIELDS: Final[tuple[Field, ...]] = attach_raw((
     *_cells(),
 ), BATTERY_RAW) + PACK_RAW_ONLY_FIELDS  # fmt: skip
 
-__all__ = ["BATTERY_FIELDS"]
+__all__ = ["BATTERY_FIELDS", "LV_BCU_FIELDS"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from givtcp_async.registers.battery import BATTERY_FIELDS
+from givtcp_async.registers.battery import BATTERY_FIELDS, LV_BCU_FIELDS
 from givtcp_async.registers.derived import DERIVED
 from givtcp_async.registers.ems import EMS_FIELDS
 from givtcp_async.registers.evc import EVC_BLOCKS, EVC_FIELDS
@@ -25,6 +25,7 @@ from givtcp_async.registers.plan import (
     BAMS,
     DETECTION_BLOCK,
     INVERTER,
+    LV_BCU,
     Block,
     ReadPlan,
     battery_blocks,
@@ -42,7 +43,7 @@ ALL_INVERTER_FIELDS: Final[tuple[Field, ...]] = (
     INVERTER_FIELDS + THREE_PHASE_FIELDS + EMS_FIELDS + GATEWAY_FIELDS
 )
 ALL_FIELDS: Final[tuple[Field, ...]] = (
-    ALL_INVERTER_FIELDS + BATTERY_FIELDS + METER_FIELDS + HV_FIELDS
+    ALL_INVERTER_FIELDS + BATTERY_FIELDS + METER_FIELDS + HV_FIELDS + LV_BCU_FIELDS
 )
 
 _BY_SOURCE: Final[dict[Source, tuple[Field, ...]]] = {
@@ -52,15 +53,16 @@ _BY_SOURCE: Final[dict[Source, tuple[Field, ...]]] = {
     Source.BMU: BMU_FIELDS,
     Source.BCU: BCU_FIELDS,
     Source.BAMS: BAMS_FIELDS,
+    Source.LV_BCU: LV_BCU_FIELDS,
     Source.EVC: EVC_FIELDS,
 }
 # One representative address per device kind, to find the page(s) its fields must lie in.
 _DEVICE_PAGES: Final[dict[Source, list[Block]]] = {
     Source.BATTERY: battery_blocks([0x32]),
-    Source.METER: meter_blocks([0x01]),
     Source.BMU: battery_blocks([0x50]),
     Source.BCU: battery_blocks([0x70]),
     Source.BAMS: battery_blocks([BAMS]),
+    Source.LV_BCU: battery_blocks([LV_BCU]),
     Source.EVC: list(EVC_BLOCKS),  # a charger on its own connection, not behind a dongle
 }
 
@@ -80,6 +82,8 @@ def fields_for(
     fields = [f for f in _BY_SOURCE[source] if f.applies_to(model.family)]
     if source is Source.INVERTER:
         blocks: Sequence[Block] = blocks_for(model, available)
+    elif source is Source.METER:
+        blocks = meter_blocks([0x01], model.family)
     else:
         blocks = _DEVICE_PAGES[source]
     return fields_covered(fields, blocks)
@@ -115,7 +119,7 @@ def read_plan(
     for block in inverter:
         if block.key not in chosen and _used(block, inv_fields):
             chosen[block.key] = block
-    for block in battery_blocks(batteries) + meter_blocks(meters):
+    for block in battery_blocks(batteries) + meter_blocks(meters, model.family):
         device_fields = fields_for(model, source=source_of(block.device_address))
         if block.key not in chosen and _used(block, device_fields):
             chosen[block.key] = block

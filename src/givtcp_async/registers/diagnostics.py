@@ -9,13 +9,18 @@ inverter module code (HR1-2), the output power factor (IR16) and the charger war
 (IR57), and the HR300 page's plant, derating, tariff, EV-charger and generator settings. Each
 is one entry in the ``Diagnostics`` group, named after the peer library's attribute (its ``raw``
 name), published in runAll, on MQTT and to InfluxDB like the register values of
-``raw_fields.py``, and like them not announced to Home Assistant: the single-phase plant's whole
-announcement is held under 180 KiB (tests/test_mqtt_service.py), and these ~100 entities would
-add ~60 KiB of retained configs, for entities that would start disabled anyway. The three-phase
-ones (``three_phase.py``) are announced, disabled.
+``raw_fields.py``. Like them they are announced to Home Assistant (disabled) only when
+``mqtt.all_entities`` asks for it: the single-phase plant's announcement has a size budget
+(tests/test_mqtt_service.py) and these ~100 entities would add ~50 KB of retained configs, for
+entities that would start disabled anyway. The three-phase ones (``three_phase.py``) are always
+announced, disabled.
 
-Left out: the alternative battery counters of IR180-183 (only Gen1 reads that block, for its
-battery totals; reading it on every model for them would cost a request per poll).
+The alternative battery counters of IR180-183: every single-phase plan reads the IR180 block
+already, but only Gen1 fills them (the captures: IR180-183 read 15711, 18430, 65, 88 on the
+Gen1 and 0 on Gen2, HV Gen3, All-in-One, EMS, Gateway and three-phase units, whose own battery
+counters IR36/37 read 47/55, 90/13, 48/19, 170/141). Gen1 publishes IR180/181 as its battery
+totals (``inverter.py``) and IR182/183, which repeat its IR37/IR36 today counters, here; the
+other models publish none of them, since a 0 there is no reading.
 """
 
 from __future__ import annotations
@@ -177,9 +182,12 @@ def display(raw: str) -> str:
     return " ".join(w.upper() if w in _UPPER else w[:1].upper() + w[1:] for w in out)
 
 
-def hidden(raw: str) -> HA:
-    """A read-only diagnostic entity that starts disabled, named from the peer's attribute."""
-    return HA(entity_category="diagnostic", enabled_by_default=False, name=display(raw))
+def hidden(raw: str, *, opt_in: bool = False) -> HA:
+    """A read-only diagnostic entity that starts disabled, named from the peer's attribute;
+    ``opt_in``: announced only with ``mqtt.all_entities``."""
+    return HA(
+        entity_category="diagnostic", enabled_by_default=False, name=display(raw), opt_in=opt_in
+    )
 
 
 def _field(
@@ -195,14 +203,26 @@ def _field(
         scale=_SCALE.get(code, 1.0),
         kind=Kind.SETTING if bank is HR else Kind.STATUS,
         families=families or (c.SP_BATTERY if bank is HR else c.SP_INPUT),
-        ha=None,  # not announced: the size budget of the announcement (module docstring)
+        ha=hidden(raw, opt_in=True),  # the announcement's size budget (module docstring)
         raw=raw,
         description=f"{bank.value}{register}, read only",
     )
 
 
-SP_DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = tuple(_field(*row) for row in _ROWS) + tuple(
-    _field(*row, families=_HR300_FAMILIES) for row in _HR300_ROWS
+def _gen1_today(raw: str, register: int) -> Field:
+    return Field(_name(raw), DIAGNOSTICS_PATH, IR, (register,), scale=0.1, unit="kWh",
+                 kind=Kind.TODAY, families=frozenset({Family.HYBRID_GEN1}), bounds=c.TODAY_KWH,
+                 ha=HA(device_class="energy", state_class="total_increasing",
+                       entity_category="diagnostic", enabled_by_default=False, name=display(raw)),
+                 raw=raw,
+                 description=f"IR{register} (Gen1 only; as IR{219 - register})")  # fmt: skip
+
+
+SP_DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = (
+    *(_field(*row) for row in _ROWS),
+    *(_field(*row, families=_HR300_FAMILIES) for row in _HR300_ROWS),
+    _gen1_today("e_battery_discharge_today_alt2", 182),
+    _gen1_today("e_battery_charge_today_alt2", 183),
 )
 
 __all__ = ["SP_DIAGNOSTIC_FIELDS", "display", "hidden"]

@@ -29,6 +29,7 @@ single-phase meter; and the single-phase announcement has a size budget).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
@@ -37,6 +38,7 @@ from givtcp_async.registers.schema import (
     ENERGY_TOTAL,
     FREQUENCY,
     HA,
+    METER_PRODUCT_FAMILIES,
     POWER,
     SINGLE_PHASE,
     THREE_PHASE_FAMILIES,
@@ -78,13 +80,15 @@ POWER_BOUNDS: Final = (-60000.0, 60000.0)  # a three-phase supply's meter
 
 def _split(name: str, registers: tuple[int, ...], ha: HA, phase: int, **kw: Any) -> list[Field]:
     """One entry per family group: phases 2-3 and the totals (``phase`` 0) of a meter behind a
-    single-phase inverter are published but not announced to Home Assistant (they are zero, or
-    phase 1 again, on a single-phase meter; and the single-phase announcement has a size budget)."""
+    single-phase inverter are announced to Home Assistant (disabled) only with
+    ``mqtt.all_entities`` (they are zero, or phase 1 again, on a single-phase meter; and the
+    single-phase announcement has a size budget)."""
     where: frozenset[Family] = kw.pop("families")
     if phase == 1:
         return [_meter(name, registers, families=where, ha=ha, **kw)]
+    held = replace(ha, enabled_by_default=False, opt_in=True)
     return [
-        _meter(name, registers, families=where & SINGLE_PHASE, ha=None, **kw),
+        _meter(name, registers, families=where & SINGLE_PHASE, ha=held, **kw),
         _meter(name, registers, families=where - SINGLE_PHASE, ha=ha, **kw),
     ]
 
@@ -173,7 +177,7 @@ def _phase(n: int) -> list[Field]:
     return _measures(f"Phase_{n}", n)
 
 
-METER_FIELDS: Final[tuple[Field, ...]] = (
+_MEASURE_FIELDS: Final[tuple[Field, ...]] = (
     *(f for n in (1, 2, 3) for f in _phase(n)),
     *_measures("Total", None),
     *(_meter("Neutral_Current", (66,), scale=scale, unit="A", families=fams, bounds=(0, 600),
@@ -199,3 +203,38 @@ METER_FIELDS: Final[tuple[Field, ...]] = (
            raw="e_export_reactive",
            description="single 16-bit register: wraps at 6553.6 kvarh"),
 )  # fmt: skip
+
+# --- the meter's product registers, IR95-103 ----------------------------------------------------
+# The peer library reads them as "meter product" registers MR60-68 (FC 0x16). The captures show
+# the same nine words at IR95-103 of the meter's own IR60 page: the GIV-3HY-11 detection capture
+# holds both for meter 0x02 (MR60-68 = IR95-103 = 3521, 18903, 69, 21332, 136, 256, 256, 1,
+# 9600), and the three-phase and EMS plants answer IR(60,60) on every meter. So the meter page is
+# read 60 registers long there (registers/plan.py) and no FC 0x16 request is needed. Behind the
+# Gateway and the All-in-One the words read 0 (no product data); the single-phase captures only
+# read IR(60,30). The serial is a 32-bit number (230 770 669 and 230 771 159 on the two meters of
+# the three-phase plant, consecutive units of one batch), not the text the peer makes of it; not
+# named "..._Serial_Number", which names a device (its topics) by a GivEnergy serial.
+_PRODUCT: Final = METER_PRODUCT_FAMILIES
+PRODUCT_PATH: Final = ("Diagnostics",)
+
+
+def _product(name: str, registers: tuple[int, ...], raw: str, **kw: Any) -> Field:
+    kw.setdefault("kind", Kind.INFO)
+    return Field(name, PRODUCT_PATH, IR, registers, source=Source.METER, families=_PRODUCT,
+                 ha=HA(entity_category="diagnostic", enabled_by_default=False), raw=raw,
+                 description=f"IR{registers[0]} (the peer's MR{registers[0] - 35})",
+                 **kw)  # fmt: skip
+
+
+METER_PRODUCT_FIELDS: Final[tuple[Field, ...]] = (
+    _product("Meter_Product_Serial", (95, 96), "serial_number", enc=Enc.U32,
+             bounds=(1, 0xFFFFFFFE)),
+    _product("Meter_Factory_Code", (97, 98), "factory_code", enc=Enc.ASCII),
+    _product("Meter_Type_Code", (99,), "meter_type", bounds=(1, 0xFFFE)),
+    _product("Meter_Hardware_Version", (100,), "hardware_version", bounds=(1, 0xFFFE)),
+    _product("Meter_Software_Version", (101,), "software_version", bounds=(1, 0xFFFE)),
+    _product("Meter_Modbus_ID", (102,), "modbus_id", bounds=(1, 247)),
+    _product("Meter_Baud_Rate", (103,), "baud_rate", bounds=(1200, 115200)),
+)  # fmt: skip
+
+METER_FIELDS: Final[tuple[Field, ...]] = _MEASURE_FIELDS + METER_PRODUCT_FIELDS

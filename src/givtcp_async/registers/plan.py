@@ -19,10 +19,11 @@ from enum import StrEnum
 from typing import Final
 
 from givtcp_async.registers.models import Model
-from givtcp_async.registers.schema import Bank, Family, Field, Source
+from givtcp_async.registers.schema import METER_PRODUCT_FAMILIES, Bank, Family, Field, Source
 
 INVERTER: Final = 0x11
 BAMS: Final = 0xA0
+LV_BCU: Final = 0x31
 LV_PACKS: Final = range(0x32, 0x38)
 METERS: Final = range(0x01, 0x09)
 BMUS: Final = range(0x50, 0x60)
@@ -136,7 +137,9 @@ def battery_blocks(addresses: Iterable[int]) -> list[Block]:
     """Battery-side pages for the given device addresses (SPEC §3.3).
 
     LV packs 0x32-0x37: IR(60,60); HV modules 0x50+: IR(60,60); HV BCUs 0x70+: IR(60,60) and
-    IR(120,60); BAMS 0xA0: IR(60,5), static.
+    IR(120,60); BAMS 0xA0: IR(60,5), static; the LV BCU 0x31: IR(60,60) at the settings
+    cadence (its four words are the BMS's status and request currents, which the captures never
+    saw change).
     """
     out: list[Block] = []
     for addr in addresses:
@@ -149,19 +152,28 @@ def battery_blocks(addresses: Iterable[int]) -> list[Block]:
             ]
         elif addr == BAMS:
             out.append(Block(addr, Bank.INPUT, 60, 5, Cadence.STATIC))
+        elif addr == LV_BCU:
+            out.append(Block(addr, Bank.INPUT, 60, 60, Cadence.SLOW))
         else:
             raise ValueError(f"0x{addr:02x} is not a battery address")
     return out
 
 
-def meter_blocks(addresses: Iterable[int]) -> list[Block]:
-    """IR(60,30) per meter (SPEC §4.6)."""
+def meter_blocks(addresses: Iterable[int], family: Family | None = None) -> list[Block]:
+    """IR(60,30) per meter (SPEC §4.6); IR(60,60) behind the families whose meters carry their
+    product registers at IR95-103 (``METER_PRODUCT_FAMILIES``): the same one request per poll,
+    30 registers longer, rather than a request of its own."""
+    count = 60 if family in METER_PRODUCT_FAMILIES else 30
     out = []
     for addr in addresses:
         if addr not in METERS:
             raise ValueError(f"0x{addr:02x} is not a meter address")
-        out.append(Block(addr, Bank.INPUT, 60, 30, Cadence.FAST))
+        out.append(Block(addr, Bank.INPUT, 60, count, Cadence.FAST))
     return out
+
+
+# Input pages read at the settings cadence: their values are as fresh as a settings page's.
+SLOW_INPUT_PAGES: Final = frozenset({(LV_BCU, Bank.INPUT.value, 60)})
 
 
 def covering(blocks: Iterable[Block], bank: Bank, register: int) -> Block | None:
@@ -179,6 +191,7 @@ _SOURCE_OF_ADDRESS: Final = (
     (BMUS, Source.BMU),
     (BCUS, Source.BCU),
     (range(BAMS, BAMS + 1), Source.BAMS),
+    (range(LV_BCU, LV_BCU + 1), Source.LV_BCU),
     (METERS, Source.METER),
 )
 

@@ -4,7 +4,8 @@ and LV packs.
 The registers of blocks the map already reads (HR0-179, IR0-59) that no entry decoded yet:
 protection limits, meter and CT options, firmware details, bus voltages, spare counters. Each
 is one entry in the ``Diagnostics`` group, named after its raw name in GivTCP's style and
-carrying it (``Field.raw``), so ``raw`` has it. They are not announced to Home Assistant.
+carrying it (``Field.raw``), so ``raw`` has it. They are announced to Home Assistant (disabled)
+only when ``mqtt.all_entities`` asks for it.
 
 Kept apart until the per-family diagnostics fields (which decode these registers too) are in
 the map: then the raw names move onto those entries and this module goes.
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Final
 
 from givtcp_async.registers import common as c
+from givtcp_async.registers.diagnostics import hidden
 from givtcp_async.registers.schema import Bank, Enc, Field, Kind, Source
 
 DIAGNOSTICS_PATH: Final = ("Diagnostics",)
@@ -111,7 +113,7 @@ def _field(raw: str, bank: Bank, register: int, code: str) -> Field:
         scale=_SCALE.get(code, 1.0),
         kind=Kind.SETTING if bank is HR else Kind.MEASUREMENT,
         families=c.SP_BATTERY if bank is HR else c.SP_INPUT,
-        ha=None,
+        ha=hidden(raw, opt_in=True),
         raw=raw,
         description=f"GivTCP's raw {raw} ({bank.value}{register})",
     )
@@ -152,7 +154,7 @@ def _pack_field(raw: str, register: int, code: str) -> Field:
         scale=_PACK_SCALE.get(code, 1.0),
         source=Source.BATTERY,
         families=c.LV_BATTERY,
-        ha=None,
+        ha=hidden(raw, opt_in=True),
         raw=raw,
         description=f"GivTCP's raw {raw} (pack IR{register})",
     )

@@ -64,6 +64,7 @@ class Source(StrEnum):
     BCU = "bcu"  # HV stack controller 0x70+n
     BMU = "bmu"  # HV battery module 0x50+n
     BAMS = "bams"  # HV stack configuration 0xA0
+    LV_BCU = "lv_bcu"  # LV battery control unit: the request currents page at 0x31
     EVC = "evc"  # a GivEnergy EV charger over Modbus TCP (its own host, port 502)
 
 
@@ -101,6 +102,9 @@ SINGLE_PHASE: Final = SINGLE_PHASE_LV | {Family.AIO, Family.HV_GEN3, Family.PV_O
 THREE_PHASE_FAMILIES: Final = frozenset(
     {Family.THREE_PHASE, Family.AC_THREE_PHASE, Family.AIO_HYBRID, Family.AIO_COMMERCIAL}
 )
+# The meters whose IR60 page is read 60 registers long, for the product registers IR95-103
+# (registers/meter.py): the three-phase and EMS plants' (captured); the others read IR60-89.
+METER_PRODUCT_FAMILIES: Final = THREE_PHASE_FAMILIES | {Family.EMS}
 HYBRIDS: Final = frozenset(
     {
         Family.HYBRID_GEN1,
@@ -126,6 +130,9 @@ class HA:
     precision: int | None = None  # suggested_display_precision
     name: str | None = None  # the entity name, where the one made from the field name misleads
     needs_control: bool = False  # offered only where the model has the function that sets it
+    # Announced only when the user asks for every entity (mqtt.all_entities): values held back
+    # to keep a family's announcement small.
+    opt_in: bool = False
 
 
 # Bounds may depend on the detected model (e.g. power within the inverter's rating).

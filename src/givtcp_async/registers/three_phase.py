@@ -494,4 +494,42 @@ DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = tuple(
     for raw, reg, code in DIAGNOSTIC_ROWS
 )  # fmt: skip
 
-THREE_PHASE_FIELDS: Final[tuple[Field, ...]] = CONTROL_FIELDS + LIVE_FIELDS + DIAGNOSTIC_FIELDS
+# HR1106/1107 hold option codes, not values: the backup (EPS) output's nominal voltage and
+# frequency as the installer chose them. The captured GIV-3HY-11 (a UK unit) reads 0 and 0, i.e.
+# 230 V and 50 Hz, matching its 231.9 V phases and its EPS nominal frequency (IR1180, 50.00 Hz).
+BACKUP_NOMINAL_VOLTAGE: Final = {0: "230 V", 1: "208 V", 2: "240 V"}
+BACKUP_NOMINAL_FREQUENCY: Final = {0: "50 Hz", 1: "60 Hz"}
+BACKUP_NOMINAL_FIELDS: Final[tuple[Field, ...]] = (
+    Field("V_Backup_Nominal", DIAGNOSTICS_PATH, HR, (1106,), options=BACKUP_NOMINAL_VOLTAGE,
+          kind=Kind.SETTING, families=_3PH, bounds=(0, 2),
+          ha=HA(device_class="enum", entity_category="diagnostic", enabled_by_default=False,
+                name="Backup Nominal Voltage"),
+          raw="v_backup_nominal", description="HR1106, read only: option code 0/1/2"),
+    Field("F_Backup_Nominal", DIAGNOSTICS_PATH, HR, (1107,), options=BACKUP_NOMINAL_FREQUENCY,
+          kind=Kind.SETTING, families=_3PH, bounds=(0, 1),
+          ha=HA(device_class="enum", entity_category="diagnostic", enabled_by_default=False,
+                name="Backup Nominal Frequency"),
+          raw="f_backup_nominal", description="HR1107, read only: option code 0/1"),
+)  # fmt: skip
+
+# Of the single-phase layout's HR0-179 (which the peer's three-phase model inherits), the two
+# registers that read on this unit what they read on single-phase ones and that no three-phase
+# register repeats: HR30, the Modbus address (17 = 0x11, the address the unit answers at), and
+# HR22, the USB device code (2, as on every captured single-phase unit behind a dongle). The rest
+# read 0, repeat a three-phase register or contradict the unit (docs/families.md, decisions).
+SINGLE_PHASE_LAYOUT_FIELDS: Final[tuple[Field, ...]] = (
+    Field("Modbus_Address", DIAGNOSTICS_PATH, HR, (30,), kind=Kind.SETTING, families=_3PH,
+          bounds=(1, 247), ha=hidden("modbus_address"), raw="modbus_address",
+          description="HR30, read only: the unit's own Modbus address"),
+    Field("Usb_Device_Inserted", DIAGNOSTICS_PATH, HR, (22,), kind=Kind.STATUS, families=_3PH,
+          bounds=(0, 2), ha=hidden("usb_device_inserted"), raw="usb_device_inserted",
+          description="HR22, read only: 0 none, 1 Wi-Fi, 2 disk (the peer's codes)"),
+)  # fmt: skip
+
+THREE_PHASE_FIELDS: Final[tuple[Field, ...]] = (
+    CONTROL_FIELDS
+    + LIVE_FIELDS
+    + DIAGNOSTIC_FIELDS
+    + BACKUP_NOMINAL_FIELDS
+    + SINGLE_PHASE_LAYOUT_FIELDS
+)

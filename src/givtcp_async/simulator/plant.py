@@ -66,6 +66,9 @@ HR: Final = int(FunctionCode.READ_HOLDING)
 IR: Final = int(FunctionCode.READ_INPUT)
 
 METER: Final = 0x01  # the plant's EM115 grid meter
+LV_BCU: Final = 0x31  # the LV battery control unit's page (BMS status, request currents)
+# IR60-63 as the captured Gen2 (one pack, BMS firmware 3020, as here) answers them.
+LV_BCU_WORDS: Final = (0, 0, 83, 83)
 METER_PAGE: Final = 60
 HOLDING_PAGES: Final = (0, 60, 120, 180, 240, 300)
 INPUT_PAGES: Final = (0, 120, 180, 240)
@@ -747,6 +750,10 @@ class Plant:
         meter = self.store.add_device(METER, serial)
         meter.add_page(FunctionCode.READ_INPUT, METER_PAGE, [0] * PAGE)
         meter.banks[IR].update({60: 2400, 80: 20000, 84: 5000})
+
+        bcu = self.store.add_device(LV_BCU, serial)
+        bcu.add_page(FunctionCode.READ_INPUT, BATTERY_PAGE, [0] * PAGE)
+        bcu.banks[IR].update(dict(enumerate(LV_BCU_WORDS, start=60)))
 
         for slot in range(MAX_BATTERIES):
             dev = self.store.add_device(BATTERY_BASE + slot, serial)

@@ -136,6 +136,8 @@ class DiscoveryConfig:
     minute, as GivTCP did; Predbat plans in 5-minute steps). Other slots offer quarter hours, or
     ``time_step`` where that is coarser. ``time_entities``: ``auto`` makes Predbat's slots
     selects and the others ``time`` entities; ``select`` and ``time`` make every slot one form.
+    ``all_entities``: also announce the values held back for size (``HA.opt_in``); without it
+    their configs are removed, in case an earlier announcement held them.
     """
 
     root: str = "GivEnergy"
@@ -144,6 +146,7 @@ class DiscoveryConfig:
     time_entities: TimeEntities = "auto"
     configuration_url: str | None = None
     time_step: int = 5
+    all_entities: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +512,9 @@ class _Builder:
         topic: str,
         device: Mapping[str, Any],
     ) -> Entity | None:
+        if ha.opt_in and not self.cfg.all_entities:
+            self.removals.append(discovery_topic(self.cfg.prefix, "sensor", _safe_id(object_id)))
+            return None
         config = self._common("sensor", display_name(name, ha), unique, slug, device)
         config["state_topic"] = topic
         options = spec.options if isinstance(spec, Field) else None

@@ -7,7 +7,8 @@ Layout (the default):
   ``Power/Power``), ``flows`` (``Power/Flows``), ``energy_today`` (``Energy/Today``),
   ``energy_total`` (``Energy/Total``), ``battery_stack`` (``Battery_Details/Battery_Stack_1``),
   ``inverter`` (the temperatures of ``Invertor_Details``); one ``battery`` point per pack (tag
-  ``battery_serial``) and one ``meter`` point per meter (tag ``meter_address``); an EMS adds
+  ``battery_serial``; ``battery_address`` for the LV BCU and the BAMS, which have none) and one
+  ``meter`` point per meter (tag ``meter_address``); an EMS adds
   ``plant_meters`` (``Power/Meters``), and an EMS or a Gateway one ``member`` point per managed
   inverter or All-in-One (``Inverters/<slot>``, tag ``member``: ``Inverter_1``, ``AIO_2``);
 * tags ``serial`` (the inverter's) and ``model`` on every point;
@@ -171,7 +172,10 @@ def snapshot_points(snap: Snapshot, *, legacy: bool = False) -> list[str]:
     for pack in snap.batteries:
         fields = _fields(pack.values, pack.specs, lambda spec: True)
         if fields:
-            tags = {**base, "battery_serial": pack.serial}
+            # A device without a serial of its own (the LV BCU, the BAMS): by its address.
+            who = ("battery_serial", pack.serial) if pack.serial else (
+                "battery_address", f"0x{pack.address:02x}")  # fmt: skip
+            tags = {**base, who[0]: who[1]}
             lines.append(_line(BATTERY_MEASUREMENT, tags, fields, ms))
     for meter in snap.meters:
         fields = _fields(meter.values, meter.specs, lambda spec: True)

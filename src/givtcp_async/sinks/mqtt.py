@@ -355,6 +355,7 @@ class MqttService:
                     device_prefix=view.name,
                     time_entities=self.cfg.time_entities,
                     time_step=self.cfg.time_step,
+                    all_entities=self.cfg.all_entities,
                     configuration_url=dashboard_url,
                 ),
             )

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from givtcp_async.assemble import LIFTED_PACK_TOTALS, LIFTED_PATH
 from givtcp_async.control.overrides import STATE_SPECS
-from givtcp_async.layout import DETAILS, FIRST_STACK, RENDERED, TreeLayout
+from givtcp_async.layout import DETAILS, FIRST_STACK, LV_BCU_GROUP, RENDERED, TreeLayout
 from givtcp_async.quality.pages import SERIAL_RE
 from givtcp_async.registers import (
     ALL_INVERTER_FIELDS,
@@ -36,6 +36,7 @@ from givtcp_async.registers import (
     BMU_FIELDS,
     DERIVED,
     HV_FIELDS,
+    LV_BCU_FIELDS,
     METER_FIELDS,
 )
 from givtcp_async.registers.schema import Derived, Enc, Field, Kind
@@ -181,6 +182,12 @@ def _object(description: str | None = None) -> Schema:
     return schema
 
 
+def _lv_bcu(leaf: Callable[[Spec], Schema]) -> Schema:
+    out = tree_schema(LV_BCU_FIELDS, leaf)
+    out["description"] = "The LV battery control unit (0x31): BMS status and request currents."
+    return out
+
+
 def tree_schema(specs: Iterable[Spec], leaf: Callable[[Spec], Schema]) -> Schema:
     """The nested object whose leaves are ``specs`` placed by their ``path`` (as runAll does).
 
@@ -310,6 +317,7 @@ def _with_devices(
         batteries = props.setdefault("Battery_Details", _object())
         batteries["description"] = "Battery packs (HV: stacks, modules, BAMS) by serial number."
         batteries["additionalProperties"] = {"$ref": f"#/components/schemas/{pack}"}
+        batteries.setdefault("properties", {})[LV_BCU_GROUP] = _lv_bcu(leaf)
     else:
         details = props.pop(DETAILS)
         details["description"] = "The inverter's details, under its serial number."
@@ -321,6 +329,7 @@ def _with_devices(
         batteries = tree_schema(BAMS_FIELDS, leaf)
         batteries["description"] = "Battery stacks (Battery_Stack_1 ...) and the HV BAMS counts."
         batteries["patternProperties"] = {r"^Battery_Stack_[0-9]+$": stack}
+        batteries["properties"][LV_BCU_GROUP] = _lv_bcu(leaf)
         props["Battery_Details"] = batteries
     props["Meter_Details"] = {
         "type": "object",
