@@ -94,16 +94,18 @@ def unique_serials(store: RegisterStore) -> RegisterStore:
     return store
 
 
-async def project_run(store: RegisterStore, polls: int = 4) -> Snapshot:
+async def project_run(store: RegisterStore, polls: int = 4, *, print_raw: bool = False) -> Snapshot:
     """Detect and refresh the plant the simulator serves from ``store``, as the daemon does;
     the snapshot after ``polls`` polls (a lifetime total of zero is published once three
-    readings agree, as the gates have it)."""
+    readings agree, as the gates have it); ``print_raw``: with GivTCP 3's ``raw`` block."""
     async with DongleSimulator(store) as sim, DongleConnection(fast_settings(sim.port)) as conn:
         await conn.wait_connected(5)
         reg_cache = RegisterCache()
         reader = PlantReader(conn, reg_cache, probe_timeout=0.3)
         layout = await reader.detect()
-        assembler = SnapshotAssembler(layout.model, layout.serial, layout.fields, TZ)
+        assembler = SnapshotAssembler(
+            layout.model, layout.serial, layout.fields, TZ, print_raw=print_raw
+        )
         for _ in range(polls):
             await reader.refresh(layout.plan.blocks)
             snap = assembler.build(reg_cache, devices=layout.devices, now=datetime.now(TZ))

@@ -26,6 +26,7 @@ import pytest
 from givtcp_async.layout import group, render
 from givtcp_async.registers.plan import BCUS, BMUS, LV_BCU, LV_PACKS, METERS
 from givtcp_async.registers.schema import SINGLE_PHASE, THREE_PHASE_FAMILIES, Family
+from givtcp_async.registers.three_phase import GIVTCP_DIAGNOSTIC_RAW
 from givtcp_async.simulator.store import RegisterStore
 from givtcp_async.sinks.discovery import DiscoveryConfig, entities
 from givtcp_async.sinks.influx import snapshot_points
@@ -232,6 +233,21 @@ THREE_PHASE_ALIASES: Mapping[str, str] = {
     "grid_import_power": "Meter_Import_Power",
     "grid_export_power": "Meter_Export_Power",
     "e_battery_throughput": "Battery_Throughput_Total_kWh",
+    # Where GivTCP 3.5's raw name (the entry's) is not the peer's.
+    "battery_reserve_soc": "Battery_Power_Cutoff",
+    **{f"p_meter_active_ac{n}": f"Grid_Phase{n}_Power" for n in (1, 2, 3)},
+    **{f"p_inverter_active_ac{n}": f"Inverter_Phase{n}_Power" for n in (1, 2, 3)},
+    **{peer: "_".join(p.capitalize() for p in peer.split("_")) for peer in GIVTCP_DIAGNOSTIC_RAW},
+}
+# The BCU's registers GivTCP 3.5 names differently from the peer.
+BCU_ALIASES: Mapping[str, str] = {
+    "number_of_modules": "Stack_Module_Count",
+    "battery_nominal_capacity_ah": "Stack_Nominal_Capacity",
+    "remaining_battery_capacity_ah": "Stack_Remaining_Capacity",
+    "total_cell_count": "Stack_Cell_Count",
+    "total_temperature_sensor_count": "Stack_Temperature_Sensor_Count",
+    "max_charge_voltage": "Stack_Max_Charge_Voltage",
+    "max_charge_current": "Stack_Max_Charge_Current",
 }
 # Gen1 keeps its battery totals in IR180/181 (the peer's "alt1" counters).
 GEN1_ALIASES: Mapping[str, str] = {
@@ -307,6 +323,10 @@ def device_matches(
     if kind == "meter":
         decided |= product_decisions(obs.store, address)
     matches = _by_raw(dev.specs, paths, decided)
+    if kind == "bcu":
+        for peer_name, ours in BCU_ALIASES.items():
+            if ours in paths:
+                matches.setdefault(peer_name, Match(paths[ours], _own_form(dev.specs[ours])))
     if kind == "bcu" and "Stack_Status" in paths:  # the peer names IR70 twice
         matches["status_label"] = matches["status"]
     return tree, matches

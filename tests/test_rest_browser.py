@@ -49,9 +49,12 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 async def shown(page: Page, selector: str) -> dict[str, str]:
-    """The text of every element matching ``selector`` that shows a runAll field, by path."""
+    """The text of every visible element matching ``selector`` that shows a runAll field, by
+    path (the page hides what the model does not have)."""
     pairs = await page.eval_on_selector_all(
-        selector, "els => els.map(e => [e.getAttribute('data-field'), e.textContent])"
+        selector,
+        "els => els.filter(e => !e.closest('[hidden]'))"
+        ".map(e => [e.getAttribute('data-path'), e.textContent])",
     )
     out: dict[str, str] = {}
     for path, text in pairs:

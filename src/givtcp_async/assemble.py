@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from givtcp_async.cache import RegisterCache
-from givtcp_async.layout import TreeLayout
+from givtcp_async.layout import TreeLayout, device_paths
 from givtcp_async.quality.gates import GateSettings, Reading, Rule, ValueGate, make_rule
 from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import Decoder, compile_decoder, decoder_of
@@ -356,7 +356,7 @@ class SnapshotAssembler:
             for snap in snaps:
                 raw[snap.serial or f"0x{snap.address:02x}"] = cache.raw(snap.address)
         elif self.print_raw:
-            raw = self._named_raw(cache, readings, batteries)
+            raw = self._named_raw(cache, readings, batteries, meters)
         snapshot = Snapshot(
             serial=self.serial,
             model=self.model,
@@ -420,9 +420,16 @@ class SnapshotAssembler:
         return replace(previous, values=readings, stats=dict(stats or previous.stats))
 
     def _named_raw(
-        self, cache: RegisterCache, readings: Mapping[str, Reading], packs: Sequence[DeviceSnapshot]
+        self,
+        cache: RegisterCache,
+        readings: Mapping[str, Reading],
+        packs: Sequence[DeviceSnapshot],
+        meters: Sequence[DeviceSnapshot] = (),
     ) -> dict[str, Any]:
-        """GivTCP 3's ``raw``: every entry with a raw name, in the raw form (registers/raw.py)."""
+        """GivTCP 3's ``raw``: every entry with a raw name, in the raw form (registers/raw.py):
+        ``invertor`` (the inverter, EMS or Gateway itself), ``batteries`` (LV packs by serial)
+        or, on a plant with HV stacks, ``HV_Battery_Stacks/Stack_<i>`` (the BCU's values and
+        each module's by its serial), and ``meters/Meter_ID_<n>``, as GivTCP 3.5 lays them out."""
         getters = {b: cache.getter(INVERTER_ADDRESS, b) for b in ("HR", "IR")}
         invertor: dict[str, Any] = {}
         for spec in self.fields.inverter:
@@ -443,7 +450,51 @@ class SnapshotAssembler:
             get = cache.getter(pack.address, "IR")
             values = {f.raw: raw_value(f, get) for f in pack_fields if f.raw is not None}
             batteries[pack.serial] = {k: v for k, v in sorted(values.items()) if v is not None}
-        return {"invertor": dict(sorted(invertor.items())), "batteries": batteries}
+        out: dict[str, Any] = {"invertor": dict(sorted(invertor.items()))}
+        stacks = self._raw_stacks(cache, packs)
+        if stacks:
+            out["HV_Battery_Stacks"] = stacks
+        else:
+            out["batteries"] = batteries
+        meter_fields = self.fields.devices.get(Source.METER, ())
+        named = {
+            f"Meter_ID_{m.address}": self._raw_device(cache, m.address, meter_fields)
+            for m in sorted(meters, key=lambda m: m.address)
+        }
+        if named:
+            out["meters"] = named
+        return out
+
+    @staticmethod
+    def _raw_device(cache: RegisterCache, address: int, fields: Iterable[Field]) -> dict[str, Any]:
+        get = cache.getter(address, "IR")
+        values = {f.raw: raw_value(f, get) for f in fields if f.raw is not None}
+        return {k: v for k, v in sorted(values.items()) if v is not None}
+
+    def _raw_stacks(
+        self, cache: RegisterCache, devices: Sequence[DeviceSnapshot]
+    ) -> dict[str, dict[str, Any]]:
+        """GivTCP's ``HV_Battery_Stacks``: ``Stack_<i>`` (i from 0, in BCU address order) with
+        the BCU's raw values and each of its modules' under the module's serial."""
+        bcus = sorted((d for d in devices if source_of(d.address) is Source.BCU),
+                      key=lambda d: d.address)  # fmt: skip
+        if not bcus:
+            return {}
+        paths = device_paths(self.layout, devices)
+        bcu_fields = self.fields.devices.get(Source.BCU, ())
+        bmu_fields = self.fields.devices.get(Source.BMU, ())
+        stacks: dict[str, dict[str, Any]] = {}
+        for index, bcu in enumerate(bcus):
+            stack = self._raw_device(cache, bcu.address, bcu_fields)
+            for module in devices:
+                if (
+                    source_of(module.address) is Source.BMU
+                    and module.serial
+                    and paths[module.address][:2] == paths[bcu.address][:2]
+                ):
+                    stack[module.serial] = self._raw_device(cache, module.address, bmu_fields)
+            stacks[f"Stack_{index}"] = stack
+        return stacks
 
     def _lift_pack_totals(
         self, readings: dict[str, Reading], packs: Sequence[DeviceSnapshot]

@@ -56,6 +56,33 @@ class Snapshot:
             names.extend(f"{dev.serial}/{n}" for n, r in dev.values.items() if r.stale)
         return sorted(names)
 
+    def quality(self) -> dict[str, list[str]]:
+        """The runAll paths (slash-joined) of readings republished as their last good value
+        (``stale``) and of the model's values that have no valid reading now (``missing``: the
+        map has them for this model, runAll leaves them out). The dashboard greys the first
+        and marks the second; a path in neither is not part of this model."""
+        stale: list[str] = []
+        missing: list[str] = []
+        for name, spec in self.specs.items():
+            reading = self.values.get(name)
+            where = "/".join((*group(self.layout, spec.path, self.serial), name))
+            if reading is None or reading.value is None:
+                if isinstance(spec, Derived) and all(
+                    self.value(i) is not None for i in spec.inputs if i in self.specs
+                ):
+                    continue  # worked out from valid readings as nothing: not this plant's
+                missing.append(where)
+            elif reading.stale:
+                stale.append(where)
+        devices = (*self.batteries, *self.meters)
+        paths = device_paths(self.layout, devices)
+        for dev in devices:
+            for name, reading in dev.values.items():
+                if reading.stale and reading.value is not None:
+                    parts = (*paths[dev.address], *dev.specs[name].path, name)
+                    stale.append("/".join(parts))
+        return {"stale": sorted(stale), "missing": sorted(missing)}
+
     def runall(self, *, units: bool = False) -> dict[str, Any]:
         """The GivTCP-shaped nested tree (JSON-ready) in the snapshot's layout (see
         :mod:`givtcp_async.layout`); ``units`` gives {value, unit} leaves."""

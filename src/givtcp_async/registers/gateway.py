@@ -32,6 +32,14 @@ Decisions:
   the single-phase models.
 * ``SOC`` is the mean of the AIOs that report one (GivTCP's average); per-AIO values live under
   ``Inverters/AIO_<n>`` with the slot in the name (``AIO_1_SOC``), one name per value.
+* ``raw`` is the name GivTCP 3.5's Gateway model gives the register (``raw/invertor``):
+  ``software_version``, ``work_mode``, ``v_grid``, ``i_grid``, ``v_load``, ``i_load``, ``i_pv``,
+  ``p_ac1``, ``p_pv``, ``p_load``, ``p_liberty``, ``fault_protection``, the relay voltages,
+  ``first_inverter_serial_number``, ``e_grid_import_today`` / ``_total`` and the other plant
+  energies, ``parallel_aio_num``, ``p_aio_total``, ``aio_state``, per AIO ``e_aio<n>_charge_*``,
+  ``aio<n>_soc``, ``p_aio<n>_inverter`` and ``aio1_serial_number_new``; in its forms (the
+  negated powers as the register reads, codes as numbers). ``gateway_fault_codes`` is left out
+  (GivTCP prints a list of fault names; the map has the word and ``Gateway_Faults``).
 """
 
 from __future__ import annotations
@@ -82,51 +90,57 @@ def _ir(name: str, path: tuple[str, ...], registers: tuple[int, ...], **kw: Any)
     return Field(name, path, IR, registers, families=_GATEWAY, **kw)
 
 
-def _v(name: str, reg: int) -> Field:
+def _v(name: str, reg: int, raw: str) -> Field:
     return _ir(name, POWER_PATH, (reg,), enc=Enc.S16, scale=0.1, unit="V",
-               bounds=c.GRID_VOLTAGE, ha=VOLTAGE)  # fmt: skip
+               bounds=c.GRID_VOLTAGE, ha=VOLTAGE, raw=raw)  # fmt: skip
 
 
-def _a(name: str, reg: int) -> Field:
+def _a(name: str, reg: int, raw: str) -> Field:
     return _ir(name, POWER_PATH, (reg,), enc=Enc.S16, scale=0.1, unit="A",
-               bounds=(-200.0, 200.0), ha=CURRENT)  # fmt: skip
+               bounds=(-200.0, 200.0), ha=CURRENT, raw=raw)  # fmt: skip
 
 
-def _w(name: str, path: tuple[str, ...], reg: int, description: str, *, negate: bool = False,
-       bounds: tuple[float, float] = PLANT_POWER) -> Field:  # fmt: skip
+def _w(name: str, path: tuple[str, ...], reg: int, description: str, raw: str | None, *,
+       negate: bool = False, bounds: tuple[float, float] = PLANT_POWER) -> Field:  # fmt: skip
     return _ir(name, path, (reg,), enc=Enc.S16, scale=-1 if negate else 1, unit="W",
-               bounds=bounds, ha=POWER, description=description)  # fmt: skip
+               bounds=bounds, ha=POWER, description=description, raw=raw)  # fmt: skip
 
 
-def _today(name: str, path: tuple[str, ...], reg: int) -> Field:
+def _today(name: str, path: tuple[str, ...], reg: int, raw: str) -> Field:
     return _ir(name, path, (reg,), scale=0.1, unit="kWh", kind=Kind.TODAY,
-               bounds=c.TODAY_KWH, ha=ENERGY_TODAY)  # fmt: skip
+               bounds=c.TODAY_KWH, ha=ENERGY_TODAY, raw=raw)  # fmt: skip
 
 
-def _total(name: str, path: tuple[str, ...], reg: int) -> Field:
+def _total(name: str, path: tuple[str, ...], reg: int, raw: str) -> Field:
     return _ir(name, path, (reg, reg + 1), enc=Enc.U32, scale=0.1, unit="kWh", kind=Kind.TOTAL,
                bounds=c.TOTAL_KWH, ha=ENERGY_TOTAL,
-               description=f"IR{reg}-{reg + 1}, high word first")  # fmt: skip
+               description=f"IR{reg}-{reg + 1}, high word first", raw=raw)  # fmt: skip
 
 
-def _energy(stem: str, reg: int, path_today: tuple[str, ...] = TODAY_PATH,
+def _energy(stem: str, reg: int, raw: str, path_today: tuple[str, ...] = TODAY_PATH,
             path_total: tuple[str, ...] = TOTAL_PATH) -> list[Field]:  # fmt: skip
-    return [_today(f"{stem}_Today_kWh", path_today, reg),
-            _total(f"{stem}_Total_kWh", path_total, reg + 1)]  # fmt: skip
+    """Today at ``reg``, lifetime at ``reg + 1``; raw: GivTCP's ``<raw>_today`` / ``_total``."""
+    return [_today(f"{stem}_Today_kWh", path_today, reg, f"{raw}_today"),
+            _total(f"{stem}_Total_kWh", path_total, reg + 1, f"{raw}_total")]  # fmt: skip
 
 
 def _aio(n: int) -> list[Field]:
     path = ("Inverters", f"AIO_{n}")
     i = n - 1
     return [
-        *_energy(f"AIO_{n}_AC_Charge_Energy", 1705 + 3 * i, path, path),
-        *_energy(f"AIO_{n}_AC_Discharge_Energy", 1750 + 3 * i, path, path),
-        _ir(f"AIO_{n}_SOC", path, (1801 + i,), unit="%", bounds=c.PERCENT, ha=BATTERY_PCT),
+        *_energy(f"AIO_{n}_AC_Charge_Energy", 1705 + 3 * i, f"e_aio{n}_charge", path, path),
+        *_energy(f"AIO_{n}_AC_Discharge_Energy", 1750 + 3 * i, f"e_aio{n}_discharge", path,
+                 path),
+        _ir(f"AIO_{n}_SOC", path, (1801 + i,), unit="%", bounds=c.PERCENT, ha=BATTERY_PCT,
+            raw=f"aio{n}_soc"),
         _w(f"AIO_{n}_Invertor_Power", path, 1816 + i,
-           f"IR{1816 + i} negated: positive = delivering AC, negative = charging", negate=True,
-           bounds=(-15000.0, 15000.0)),
+           f"IR{1816 + i} negated: positive = delivering AC, negative = charging",
+           f"p_aio{n}_inverter", negate=True, bounds=(-15000.0, 15000.0)),
+        # GivTCP 3.5 reads the first serial here too (aio1_serial_number_new); its other two
+        # are five registers further on (IR1848, IR1855), where GAAA0014 has none: no raw name.
         _ir(f"AIO_{n}_Serial_Number", path, tuple(range(1841 + 5 * i, 1846 + 5 * i)),
-            enc=Enc.ASCII, kind=Kind.INFO, ha=DIAGNOSTIC, description="empty for an unused slot"),
+            enc=Enc.ASCII, kind=Kind.INFO, ha=DIAGNOSTIC, description="empty for an unused slot",
+            raw="aio1_serial_number_new" if n == 1 else None),
     ]  # fmt: skip
 
 
@@ -136,45 +150,50 @@ GATEWAY_FIELDS: Final[tuple[Field, ...]] = (
     _ir("Gateway_Software_Build", DETAILS, (1602, 1603), enc=Enc.U32, kind=Kind.INFO, ha=None,
         description="IR1602-1603: one digit per byte of Gateway_Software_Version"),
     _ir("Gateway_Mode", DETAILS, (1604,), options=WORK_MODE, kind=Kind.STATUS,
-        ha=c.DIAGNOSTIC_ENUM, description="IR1604 work mode"),
-    _v("Grid_Voltage", 1608),
-    _a("Grid_Current", 1609),
-    _v("Load_Voltage", 1610),
-    _a("Load_Current", 1611),
+        ha=c.DIAGNOSTIC_ENUM, description="IR1604 work mode", raw="work_mode"),
+    _v("Grid_Voltage", 1608, "v_grid"),
+    _a("Grid_Current", 1609, "i_grid"),
+    _v("Load_Voltage", 1610, "v_load"),
+    _a("Load_Current", 1611, "i_load"),
     _ir("PV_Current", POWER_PATH, (1612,), enc=Enc.S16, scale=0.1, unit="A",
-        bounds=c.PV_CURRENT, ha=CURRENT),
-    _w("Grid_Power", POWER_PATH, 1616, "IR1616: positive = export, negative = import",
+        bounds=c.PV_CURRENT, ha=CURRENT, raw="i_pv"),
+    _w("Grid_Power", POWER_PATH, 1616, "IR1616: positive = export, negative = import", "p_ac1",
        bounds=c.GRID_POWER),
-    _ir("PV_Power", POWER_PATH, (1617,), unit="W", bounds=(0.0, 50000.0), ha=POWER),
-    _ir("Load_Power", POWER_PATH, (1618,), unit="W", bounds=(0.0, 50000.0), ha=POWER),
-    _w("Liberty_Power", POWER_PATH, 1619, "IR1619 negated (GivTCP's sign)", negate=True),
+    _ir("PV_Power", POWER_PATH, (1617,), unit="W", bounds=(0.0, 50000.0), ha=POWER, raw="p_pv"),
+    _ir("Load_Power", POWER_PATH, (1618,), unit="W", bounds=(0.0, 50000.0), ha=POWER,
+        raw="p_load"),
+    _w("Liberty_Power", POWER_PATH, 1619, "IR1619 negated (GivTCP's sign)", "p_liberty",
+       negate=True),
     _ir("Fault_Protection_Code", DETAILS, (1620, 1621), enc=Enc.U32, kind=Kind.STATUS,
-        ha=DIAGNOSTIC, description="IR1620-1621"),
+        ha=DIAGNOSTIC, description="IR1620-1621", raw="fault_protection"),
     _ir("Gateway_Fault_Code", DETAILS, (1622, 1623), enc=Enc.U32, kind=Kind.STATUS,
         ha=DIAGNOSTIC, description="IR1622-1623 bits (Gateway_Faults names them)"),
-    _v("Grid_Relay_Voltage", 1624),
-    _v("Inverter_Relay_Voltage", 1625),
+    _v("Grid_Relay_Voltage", 1624, "v_grid_relay"),
+    _v("Inverter_Relay_Voltage", 1625, "v_inverter_relay"),
     _ir("First_Inverter_Serial_Number", DETAILS, tuple(range(1627, 1632)), enc=Enc.ASCII,
-        kind=Kind.INFO, ha=DIAGNOSTIC),
-    *_energy("Import_Energy", 1640),
-    *_energy("PV_Energy", 1643),
-    *_energy("Export_Energy", 1646),
-    *_energy("Parallel_Total_Charge_Energy", 1649),
-    *_energy("Parallel_Total_Discharge_Energy", 1652),
-    *_energy("Load_Energy", 1655),
-    *_energy("Battery_Charge_Energy", 1795),
-    *_energy("Battery_Discharge_Energy", 1798),
+        kind=Kind.INFO, ha=DIAGNOSTIC, raw="first_inverter_serial_number"),
+    *_energy("Import_Energy", 1640, "e_grid_import"),
+    *_energy("PV_Energy", 1643, "e_pv"),
+    *_energy("Export_Energy", 1646, "e_grid_export"),
+    *_energy("Parallel_Total_Charge_Energy", 1649, "e_aio_charge"),
+    *_energy("Parallel_Total_Discharge_Energy", 1652, "e_aio_discharge"),
+    *_energy("Load_Energy", 1655, "e_load"),
+    *_energy("Battery_Charge_Energy", 1795, "e_battery_charge"),
+    *_energy("Battery_Discharge_Energy", 1798, "e_battery_discharge"),
     _ir("Parallel_Total_AIO_Number", DETAILS, (1700,), kind=Kind.INFO, bounds=(0, 8),
-        ha=DIAGNOSTIC),
+        ha=DIAGNOSTIC, raw="parallel_aio_num"),
     _ir("Parallel_Total_AIO_Online_Number", DETAILS, (1701,), kind=Kind.INFO, bounds=(0, 8),
-        ha=DIAGNOSTIC),
+        ha=DIAGNOSTIC, raw="parallel_aio_online_num"),
     _w("Battery_Power", POWER_PATH, 1702,
-       "IR1702 negated (all AIOs): positive = discharging, negative = charging", negate=True),
+       "IR1702 negated (all AIOs): positive = discharging, negative = charging", "p_aio_total",
+       negate=True),
     _w("Invertor_Power", POWER_PATH, 1702,
-       "IR1702 negated (all AIOs): positive = delivering AC, negative = charging", negate=True),
+       "IR1702 negated (all AIOs): positive = delivering AC, negative = charging", None,
+       negate=True),
     _ir("Gateway_State", DETAILS, (1703,), options=AIO_STATE, kind=Kind.STATUS,
-        ha=c.DIAGNOSTIC_ENUM, description="IR1703: the AIOs' charge state"),
-    _ir("Battery_Firmware_Version", DETAILS, (1704,), kind=Kind.INFO, ha=DIAGNOSTIC),
+        ha=c.DIAGNOSTIC_ENUM, description="IR1703: the AIOs' charge state", raw="aio_state"),
+    _ir("Battery_Firmware_Version", DETAILS, (1704,), kind=Kind.INFO, ha=DIAGNOSTIC,
+        raw="battery_firmware_version"),
     *(f for n in range(1, AIOS + 1) for f in _aio(n)),
 )  # fmt: skip
 
@@ -199,7 +218,7 @@ GATEWAY_DERIVED: Final[tuple[Derived, ...]] = (
     Derived("Gateway_Software_Version", DETAILS,
             ("Gateway_Software_Code", "Gateway_Software_Build"), _version, kind=Kind.INFO,
             families=_GATEWAY, ha=DIAGNOSTIC, returns=str,
-            description="IR1600-1603, e.g. GAAA0014"),
+            description="IR1600-1603, e.g. GAAA0014", raw="software_version"),
     Derived("Gateway_Faults", DETAILS, ("Gateway_Fault_Code",),
             lambda v, m: faults(int(v["Gateway_Fault_Code"])), kind=Kind.STATUS,
             families=_GATEWAY, ha=DIAGNOSTIC, returns=str,

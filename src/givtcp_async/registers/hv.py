@@ -18,9 +18,15 @@ Names follow GivTCP's style (``Battery_Cell_n_Voltage``, ``Stack_Voltage``,
 ``Stack_Module_Count``, ``Stack_Cell_Count``, ``Stack_Serial_Number``, ``BCU_Count``,
 ``Module_Count`` and ``Cell_Count`` are new.
 
-The rest of the BCU's IR60-119 page (issue 12) as givenergy-modbus 2.13.0 decodes it (``raw`` is
-its attribute name), with GivTCP's stack names where it has one (``Stack_Current``,
-``Stack_Power``, ``Stack_SOH``, ``Stack_Cycles``, ``Stack_SOC_High/Low``, ``Stack_Firmware``,
+The rest of the BCU's IR60-119 page (issue 12) as givenergy-modbus 2.13.0 decodes it. ``raw`` is
+the name GivTCP 3.5's BCU and BMU models give the register (its ``raw/HV_Battery_Stacks`` block),
+spellings and all: ``number_of_module`` (IR64), ``cluster_cell_voltage`` (IR67, the cell count),
+``cluster_cell_temperature`` (IR68, the sensor count), ``battery_nominal_capacity`` and
+``remaining_battery_capacity`` (IR98-99, Ah, as its read.py reads them), ``min_charge_voltage``
+and ``min_charge_current`` (IR103/105, the maximum charge limits); the peer's name where GivTCP
+3.5 has none (the stack serial, fan fault, self-check and status words). Entry names are
+GivTCP's stack names where it has one (``Stack_Current``, ``Stack_Power``, ``Stack_SOH``,
+``Stack_Cycles``, ``Stack_SOC_High/Low``, ``Stack_Firmware``,
 ``Stack_Charge/Discharge_Energy_Today/Total_kWh``). Where the captures contradict the peer, the
 captures win: IR79 (stack power) is signed in 0.1 kW steps (-16 with -3.7 A x 472 V on the
 three-phase stack, 3 with 0.9 A x 315 V on the All-in-One), not unsigned mW; the Ah counters
@@ -145,26 +151,26 @@ BCU_FIELDS: Final[tuple[Field, ...]] = (
     _stack_ah("Stack_Charge_Capacity_Today", 94, "charge_capacity_today", Kind.TODAY),
     _stack_ah("Stack_Discharge_Capacity_Today", 96, "discharge_capacity_today", Kind.TODAY),
     _bcu("Stack_Nominal_Capacity", (98,), scale=0.1, unit="Ah", kind=Kind.INFO,
-         bounds=c.CAPACITY_AH, ha=DIAGNOSTIC, raw="battery_nominal_capacity_ah"),
+         bounds=c.CAPACITY_AH, ha=DIAGNOSTIC, raw="battery_nominal_capacity"),
     _bcu("Stack_Remaining_Capacity", (99,), scale=0.1, unit="Ah", bounds=c.CAPACITY_AH,
-         ha=c.PLAIN, raw="remaining_battery_capacity_ah"),
+         ha=c.PLAIN, raw="remaining_battery_capacity"),
     _bcu("Stack_Cycles", (100,), scale=0.1, kind=Kind.TOTAL, bounds=(0, 20000), ha=c.COUNTER,
          raw="number_of_cycles"),
     _bcu("Stack_Status", (70,), options=BCU_STATUS, kind=Kind.STATUS, ha=c.DIAGNOSTIC_ENUM,
          raw="status"),
     _bcu("Stack_Module_Count", (64,), kind=Kind.INFO, bounds=(0, 16), ha=DIAGNOSTIC,
-         raw="number_of_modules"),
+         raw="number_of_module"),
     _stack_diag("Stack_Cells_Per_Module", (65,), "cells_per_module"),
     _bcu("Stack_Cell_Count", (67,), kind=Kind.INFO, bounds=(0, 512), ha=DIAGNOSTIC,
-         raw="total_cell_count"),
-    _stack_diag("Stack_Temperature_Sensor_Count", (68,), "total_temperature_sensor_count"),
+         raw="cluster_cell_voltage"),
+    _stack_diag("Stack_Temperature_Sensor_Count", (68,), "cluster_cell_temperature"),
     _stack_diag("Stack_Min_Discharge_Voltage", (102,), "min_discharge_voltage", scale=0.1,
                 unit="V", kind=Kind.SETTING),
-    _stack_diag("Stack_Max_Charge_Voltage", (103,), "max_charge_voltage", scale=0.1,
+    _stack_diag("Stack_Max_Charge_Voltage", (103,), "min_charge_voltage", scale=0.1,
                 unit="V", kind=Kind.SETTING),
     _stack_diag("Stack_Min_Discharge_Current", (104,), "min_discharge_current", scale=0.1,
                 unit="A", kind=Kind.SETTING),
-    _stack_diag("Stack_Max_Charge_Current", (105,), "max_charge_current", scale=0.1,
+    _stack_diag("Stack_Max_Charge_Current", (105,), "min_charge_current", scale=0.1,
                 unit="A", kind=Kind.SETTING),
     _stack_diag("Stack_Fan_Fault_Code", (107,), "fan_fault_code", kind=Kind.STATUS),
     _stack_diag("Stack_Self_Check_Status", (113,), "self_check_status", kind=Kind.STATUS),

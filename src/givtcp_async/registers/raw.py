@@ -10,8 +10,10 @@ The *raw form* is the library's, not the published one: an option code stays its
 (``battery_type`` 1, where ``Battery_Type`` is "Lithium"), an on/off flag its register value
 (``eco_mode`` 1) or, for the library's boolean registers (:data:`BOOLEANS`), true/false; a slot
 time its HHMM number (``charge_slot_1_start`` 2330), the clock ``"YYYY-MM-DD HH:MM:SS"``, and
-``modbus_version`` ``"1.40"``. Scaled values are as published. A few names are made of others:
-``charge_slot_<n>`` (the library's ``TimeSlot(...)`` text), ``generation`` and ``model``.
+``modbus_version`` ``"1.40"``. Scaled values are as published, except that a power the map
+negates for its sign convention (a Gateway's ``p_aio_total``) is the register's own sign. A
+few names are made of others: ``charge_slot_<n>`` / ``discharge_slot_<n>`` / ``export_slot_<n>``
+(the library's ``TimeSlot(...)`` text), ``generation`` and ``model``.
 """
 
 from __future__ import annotations
@@ -165,6 +167,8 @@ def raw_value(field: Field, get: Getter) -> Any:
             return bool(code)
         return code
     value = decoder_of(field)(get)
+    if field.scale < 0 and isinstance(value, int | float):
+        value = -value  # a power the map negates for its sign: the library's reads as it is
     if field.raw == "modbus_version" and isinstance(value, int | float):
         return f"{value:.2f}"
     if isinstance(value, datetime):
@@ -207,7 +211,7 @@ def time_slot(start: Any, end: Any) -> str:
 def composites(raw: Mapping[str, Any], family: Family, device_type_code: int) -> dict[str, Any]:
     """The raw names made of others: slot texts, generation, model."""
     out: dict[str, Any] = {}
-    for kind, count in (("charge", 10), ("discharge", 10), ("battery_pause", 1)):
+    for kind, count in (("charge", 10), ("discharge", 10), ("export", 3), ("battery_pause", 1)):
         for n in range(1, count + 1):
             start, end = raw.get(f"{kind}_slot_{n}_start"), raw.get(f"{kind}_slot_{n}_end")
             if start is not None and end is not None:

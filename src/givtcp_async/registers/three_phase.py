@@ -14,7 +14,10 @@ names are the ones GivTCP 3.5 publishes for a three-phase inverter (``Grid_Phase
 its ``Load_PhaseN_Power`` / ``Export_PhaseN_Power`` are the grid meter's and the inverter's
 per-phase active power (the captured phases sum to the meter's import/export and to the
 inverter output), published here as ``Grid_PhaseN_Power`` (positive = export, like
-``Grid_Power``) and ``Inverter_PhaseN_Power``. ``raw`` is the peer library's attribute name.
+``Grid_Power``) and ``Inverter_PhaseN_Power``. ``raw`` is the name GivTCP 3.5's three-phase
+model gives the register (its ``raw/invertor`` block: ``p_load_ac1``, ``p_out_ac1``,
+``battery_power_cutoff``, ``v_grid_low_limit_1``, ...), or the peer library's attribute name
+where GivTCP 3.5 has none (``real_time_control``, ``q_lock_out_power``, the Q(U) curve).
 
 IR1061-1063 are line-to-line voltages (401.7 V on a 231.9 V per-phase supply), hence their
 bounds. The 32-bit values are high word first. Faults and warnings (IR1300-1307) are published
@@ -79,15 +82,16 @@ def _percent(name: str, reg: int, control: str, raw: str) -> Field:
                  bounds=c.PERCENT, ha=c.NUMBER, control=control, raw=raw)  # fmt: skip
 
 
-def _time(name: str, reg: int, control: str) -> Field:
+def _time(name: str, reg: int, control: str, raw: str) -> Field:
     return Field(name, SLOTS, HR, (reg,), enc=Enc.TIME, kind=Kind.SETTING, families=_3PH,
-                 ha=c.TIME_SELECT, control=control)  # fmt: skip
+                 ha=c.TIME_SELECT, control=control, raw=raw)  # fmt: skip
 
 
 def _slot(kind: str, n: int, start: int) -> list[Field]:
+    raw = f"{kind.lower()}_slot_{n}"
     return [
-        _time(f"{kind}_start_time_slot_{n}", start, f"set{kind}Start{n}"),
-        _time(f"{kind}_end_time_slot_{n}", start + 1, f"set{kind}End{n}"),
+        _time(f"{kind}_start_time_slot_{n}", start, f"set{kind}Start{n}", f"{raw}_start"),
+        _time(f"{kind}_end_time_slot_{n}", start + 1, f"set{kind}End{n}", f"{raw}_end"),
     ]
 
 
@@ -96,7 +100,7 @@ CONTROL_FIELDS: Final[tuple[Field, ...]] = (
     _switch("Force_AC_Charge_Enable", 1112, "setACCharge", "ac_charge_enable"),
     _switch("Force_Discharge_Enable", 1122, "setForceDischarge", "force_discharge_enable"),
     _switch("Force_Charge_Enable", 1123, "setForceCharge", "force_charge_enable"),
-    _percent("Battery_Power_Cutoff", 1078, "setBatteryCutoff", "battery_reserve_soc"),
+    _percent("Battery_Power_Cutoff", 1078, "setBatteryCutoff", "battery_power_cutoff"),
     _percent("Battery_Power_Reserve", 1109, "setBatteryReserve", "battery_soc_reserve"),
     _percent("Target_SOC", 1111, "setChargeTarget", "charge_target_soc"),
     _percent("Battery_Discharge_Rate_AC", 1108, "setDischargeRateAC", "battery_discharge_limit_ac"),
@@ -185,11 +189,11 @@ POWER_FIELDS: Final[tuple[Field, ...]] = (
           raw="p_grid_apparent"),
     _watts("Meter_Import_Power", 1079, "p_meter_import", description="grid meter: import"),
     _watts("Meter_Export_Power", 1081, "p_meter_export", description="grid meter: export"),
-    *(_phase_watts(f"Grid_Phase{n}_Power", 1082 + n, f"p_meter_active_ac{n}",
+    *(_phase_watts(f"Grid_Phase{n}_Power", 1082 + n, f"p_load_ac{n}",
                    "grid meter, this phase: positive = export, negative = import")
       for n in _PHASES),
     _watts("Load_Power", 1089, "p_load_all"),
-    *(_phase_watts(f"Inverter_Phase{n}_Power", 1090 + n, f"p_inverter_active_ac{n}",
+    *(_phase_watts(f"Inverter_Phase{n}_Power", 1090 + n, f"p_out_ac{n}",
                    "inverter output, this phase: positive = delivering AC")
       for n in _PHASES),
     *(_volts(f"Output_Phase{n}_Voltage", 1093 + n, f"v_out_ac{n}") for n in _PHASES),
@@ -460,6 +464,20 @@ DIAGNOSTIC_ROWS: Final[tuple[tuple[str, int, str], ...]] = (
     ("load_compensation_enable", 1117, "u"),
     ("battery_maintenance_mode", 1124, "u"),
 )  # fmt: skip
+# GivTCP 3.5's raw names where its three-phase model names a register differently from the
+# peer (whose names the entries above are made from, so their ids stay): the protection limits'
+# stages 1, 2, 3 (trip, reconnect, grid here), its export limit and battery voltage spellings.
+GIVTCP_DIAGNOSTIC_RAW: Final[Mapping[str, str]] = {
+    **{f"{q}_limit_{ours}": f"{q}_limit_{theirs}"
+       for q in ("v_grid_low", "v_grid_high", "f_grid_low", "f_grid_high")
+       for ours, theirs in (("trip", 1), ("reconnect", 2), ("grid", 3))},
+    **{f"time_grid_{q}_limit_{ours}": f"time_grid_{q}_limit_{theirs}"
+       for q in ("low_voltage", "high_voltage", "low_freq", "high_freq")
+       for ours, theirs in (("trip", 1), ("reconnect", 2))},
+    "export_power_rate": "p_export_limit",
+    "v_battery_lv": "v_battery_LV",
+    "v_battery_cv": "v_battery_CV",
+}  # fmt: skip
 _DIAG_SCALE: Final = {"u": 1.0, "d": 0.1, "c": 0.01, "m": 0.001}
 DIAGNOSTICS_PATH: Final = ("Diagnostics",)
 
@@ -470,7 +488,8 @@ def _diag_name(raw: str) -> str:
 
 DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = tuple(
     Field(_diag_name(raw), DIAGNOSTICS_PATH, HR, (reg,), scale=_DIAG_SCALE[code],
-          kind=Kind.SETTING, families=_3PH, ha=hidden(raw), raw=raw,
+          kind=Kind.SETTING, families=_3PH, ha=hidden(raw),
+          raw=GIVTCP_DIAGNOSTIC_RAW.get(raw, raw),
           description=f"HR{reg}, read only")
     for raw, reg, code in DIAGNOSTIC_ROWS
 )  # fmt: skip

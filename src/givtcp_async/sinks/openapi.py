@@ -402,8 +402,9 @@ def _data_paths() -> dict[str, Any]:
         }
     }
     events = {
-        "description": "text/event-stream: an event `snapshot` with {serial, taken_at, runAll, "
-        "health} at once and after every poll; `health` events in between.",
+        "description": "text/event-stream: an event `snapshot` with {serial, taken_at, family, "
+        "runAll, stale, missing, health} at once and after every poll; `health` events in "
+        "between.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
     paths["/events"] = {

@@ -654,7 +654,9 @@ class RestService:
         return {
             "serial": snap.serial,
             "taken_at": snap.taken_at.isoformat(),
+            "family": snap.model.family.value,
             "runAll": snap.runall(),
+            **snap.quality(),
             "health": health_of(view),
         }
 

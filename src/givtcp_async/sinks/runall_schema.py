@@ -269,13 +269,33 @@ _RAW_SCHEMA: Final = {
 _RAW_VALUE: Final = {"type": ["integer", "number", "string", "boolean", "array", "null"]}
 _NAMED_RAW_SCHEMA: Final = {
     "type": "object",
-    "description": "print_raw: GivTCP 3's raw block, every register value under its GivTCP 3 "
-    "(library) name in the library's form: the inverter's in invertor, each LV pack's under "
-    "batteries/<serial>.",
+    "description": "print_raw: GivTCP 3's raw block, every register value under its GivTCP 3.5 "
+    "(library) name in the library's form: the inverter's (EMS's, Gateway's) in invertor, each "
+    "LV pack's under batteries/<serial> or, with HV stacks, each stack's under "
+    "HV_Battery_Stacks/Stack_<i> (its modules' under their serials), each meter's under "
+    "meters/Meter_ID_<n>.",
     "properties": {
         "invertor": {"type": "object", "additionalProperties": _RAW_VALUE},
         "batteries": {
             "type": "object",
+            "additionalProperties": {"type": "object", "additionalProperties": _RAW_VALUE},
+        },
+        "HV_Battery_Stacks": {
+            "type": "object",
+            "propertyNames": {"pattern": r"^Stack_[0-9]+$"},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": {
+                    "anyOf": [
+                        _RAW_VALUE,
+                        {"type": "object", "additionalProperties": _RAW_VALUE},
+                    ]
+                },
+            },
+        },
+        "meters": {
+            "type": "object",
+            "propertyNames": {"pattern": r"^Meter_ID_[1-8]$"},
             "additionalProperties": {"type": "object", "additionalProperties": _RAW_VALUE},
         },
     },

@@ -4,7 +4,8 @@
 (function () {
   "use strict";
 
-  var state = { prefix: "", source: null, dirty: {}, inverters: [] };
+  var state = { prefix: "", source: null, dirty: {}, inverters: [], family: "", serial: "",
+    stale: {}, missing: {} };
 
   function $(id) { return document.getElementById(id); }
 
@@ -33,13 +34,102 @@
 
   // --- rendering ----------------------------------------------------------------------------
 
+  function toSet(list) {
+    var out = {};
+    (list || []).forEach(function (path) { out[path] = true; });
+    return out;
+  }
+
+  // "@details/X": the inverter's details group, keyed by its serial in GivTCP 3's layout and
+  // "Invertor_Details" in GivTCP 2's.
+  function resolve(tree, field) {
+    if (field.indexOf("@details/") !== 0) { return field; }
+    var group = tree && typeof tree.Invertor_Details === "object" ? "Invertor_Details" : state.serial;
+    return group + field.slice(8);
+  }
+
+  // Each shown value gets data-state: ok, stale (republished as its last good value: greyed),
+  // missing (the model has it, but there is no valid reading now: a dash, marked) or absent (the
+  // model has no such value: its row is hidden).
+  function fieldState(path, value) {
+    if (value !== undefined && value !== null) { return state.stale[path] ? "stale" : "ok"; }
+    return state.missing[path] ? "missing" : "absent";
+  }
+
+  var TITLES = {
+    stale: "last good value: the latest poll did not confirm it",
+    missing: "no valid reading now"
+  };
+
   function renderFields(tree) {
     var els = document.querySelectorAll("[data-field]");
     for (var i = 0; i < els.length; i++) {
-      var value = lookup(tree, els[i].getAttribute("data-field"));
+      var path = resolve(tree, els[i].getAttribute("data-field"));
+      var value = lookup(tree, path);
+      var st = fieldState(path, value);
+      els[i].setAttribute("data-path", path);
+      els[i].setAttribute("data-state", st);
+      hide(els[i], st === "absent");  // not a value of this model
       els[i].textContent = shown(value);
       els[i].setAttribute("data-value", value === undefined || value === null ? "" : String(value));
+      if (TITLES[st]) { els[i].setAttribute("title", TITLES[st]); } else { els[i].removeAttribute("title"); }
     }
+    // Alternatives (one family's name for a value or another's): the first the model has.
+    var alts = document.querySelectorAll(".alt");
+    for (var a = 0; a < alts.length; a++) {
+      var inner = alts[a].querySelectorAll("[data-field]");
+      var chosen = -1;
+      for (var k = 0; k < inner.length; k++) {
+        if (chosen < 0 && inner[k].getAttribute("data-state") !== "absent") { chosen = k; }
+      }
+      for (var m = 0; m < inner.length; m++) { if (m !== chosen) { hide(inner[m], true); } }
+    }
+    var rows = document.querySelectorAll("[data-row]");
+    for (var r = 0; r < rows.length; r++) {
+      var fields = rows[r].querySelectorAll("[data-field]");
+      var present = false;
+      for (var f = 0; f < fields.length; f++) {
+        if (fields[f].getAttribute("data-state") !== "absent") { present = true; }
+      }
+      var marker = rows[r].getAttribute("data-present");
+      if (present && marker) {
+        var flag = lookup(tree, marker);
+        present = flag !== undefined && flag !== null && flag !== "" && flag !== "Absent" &&
+          flag !== "Disabled";
+      }
+      hide(rows[r], !present);
+    }
+    var cards = document.querySelectorAll("section[data-auto]");
+    for (var d = 0; d < cards.length; d++) {
+      hide(cards[d], cards[d].querySelectorAll("[data-row]:not([hidden])").length === 0);
+    }
+    var only = document.querySelectorAll("[data-families]");
+    for (var o = 0; o < only.length; o++) {
+      var spec = only[o].getAttribute("data-families");
+      var negate = spec.charAt(0) === "!";
+      var listed = (negate ? spec.slice(1) : spec).split(" ").indexOf(state.family) >= 0;
+      hide(only[o], negate ? listed : !listed);
+    }
+  }
+
+  // The hidden attribute, on HTML and SVG elements alike (SVG elements have no .hidden).
+  function hide(el, hidden) {
+    if (hidden) { el.setAttribute("hidden", ""); } else { el.removeAttribute("hidden"); }
+  }
+
+  function renderQuality() {
+    var badge = $("quality");
+    var stale = Object.keys(state.stale).length;
+    var missing = Object.keys(state.missing).length;
+    badge.hidden = stale + missing === 0;
+    badge.setAttribute("data-stale", String(stale));
+    badge.setAttribute("data-missing", String(missing));
+    var parts = [];
+    if (stale) { parts.push(stale + " stale"); }
+    if (missing) { parts.push(missing + " without a valid reading"); }
+    badge.textContent = parts.join(", ");
+    badge.title = "greyed: the last good value; a red dash: no valid reading now\n" +
+      Object.keys(state.stale).concat(Object.keys(state.missing)).slice(0, 30).join("\n");
   }
 
   function setLink(id, forward, backward) {
@@ -109,6 +199,7 @@
 
   function render(tree, takenAt) {
     renderFields(tree);
+    renderQuality();
     renderFlows(tree);
     renderSlots(tree);
     renderControls(tree);
@@ -136,6 +227,11 @@
     state.source = source;
     source.addEventListener("snapshot", function (ev) {
       var data = JSON.parse(ev.data);
+      state.family = data.family || "";
+      state.serial = data.serial || "";
+      state.stale = toSet(data.stale);
+      state.missing = toSet(data.missing);
+      document.body.setAttribute("data-family", state.family);
       render(data.runAll, data.taken_at);
       renderHealth(data.health);
     });
