@@ -226,8 +226,7 @@ class SnapshotAssembler:
         return {
             id(p)
             for p in cache.pages()
-            if now - p.received
-            > (live if page_cadence(*p.key) is Cadence.FAST else slow)
+            if now - p.received > (live if page_cadence(*p.key) is Cadence.FAST else slow)
         }
 
     @staticmethod
