@@ -10,23 +10,39 @@ refused by the page gate and counted; what was published stays the last good val
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from givtcp_async.assemble import SnapshotAssembler
 from givtcp_async.cache import RegisterCache
 from givtcp_async.connection import DongleConnection
-from givtcp_async.protocol.frames import FunctionCode
+from givtcp_async.control.clock import ManualClock
+from givtcp_async.daemon import Daemon
+from givtcp_async.protocol.frames import FunctionCode, ReadRequest
 from givtcp_async.quality.pages import PageVerdict
 from givtcp_async.reader import PlantLayout, PlantReader
-from givtcp_async.registers.plan import LV_BCU, Cadence
+from givtcp_async.registers.plan import (
+    BAMS,
+    BCUS,
+    BMUS,
+    LV_BCU,
+    LV_PACKS,
+    METERS,
+    Cadence,
+    battery_blocks,
+    meter_blocks,
+    page_cadence,
+)
 from givtcp_async.simulator.server import DongleSimulator
 from givtcp_async.simulator.store import RegisterStore
 from givtcp_async.snapshot import Snapshot
 from tests.control_support import fast_settings
+from tests.harness import FAST_INVERTER, settings_for
 from tests.oracle_support import TZ, capture_store, unique_serials
 from tests.test_families_oracle import THREE_PHASE
 
@@ -239,3 +255,77 @@ async def test_the_lv_bcu_page_read_at_the_settings_cadence_is_as_fresh_as_a_set
             True,
             True,
         )
+
+
+async def test_the_daemon_publishes_the_hv_bams_counts_and_keeps_them_fresh_as_settings(
+    tmp_path: Path,
+) -> None:
+    """The real daemon against the captured three-phase plant (an HV stack with a BAMS at 0xA0;
+    the HV Gen3 capture has none): the BAMS's BCU, module and cell counts are in the first
+    snapshot, stay fresh past the live pages' age although not read again (its page is read at
+    the settings cadence and judged by the settings' age), and the page is read again with the
+    settings."""
+    store = unique_serials(capture_store(THREE_PHASE))
+    clock = ManualClock(datetime(2026, 6, 21, 12, 0, tzinfo=UTC))
+    # Live pages are too old after 5 x 10 = 50 s, settings after 2 x 120 + 5 x 4 = 260 s.
+    timings = {**FAST_INVERTER, "poll_interval": 5.0, "settings_interval": 120.0}
+    async with DongleSimulator(store) as sim:
+        daemon = Daemon(
+            settings_for([sim], tmp_path / "state", inverter=timings), clock=clock, services=[]
+        )
+        for coord in daemon.coordinators:
+            coord.reader.probe_timeout = 0.2
+        runner = asyncio.create_task(daemon.run())
+        coord = daemon.coordinators[0]
+
+        async def after(seconds: float) -> Snapshot:
+            """The snapshot of the poll that ``seconds`` more of the daemon's clock bring."""
+            seen = coord.snapshot
+            await clock.advance(seconds=seconds)
+            async with asyncio.timeout(20):
+                async for snap in coord.updates():
+                    if snap is not seen:
+                        return snap
+            raise AssertionError("no snapshot")
+
+        def bams_reads() -> int:
+            return sum(
+                1
+                for r in sim.requests_seen()
+                if isinstance(r, ReadRequest) and r.device_address == BAMS
+            )
+
+        def counts(snap: Snapshot) -> dict[str, tuple[Any, bool]]:
+            bams = next(b for b in snap.batteries if b.address == BAMS)
+            return {n: (bams.values[n].value, bams.values[n].stale)
+                    for n in ("BCU_Count", "Module_Count", "Cell_Count")}  # fmt: skip
+
+        fresh = {"BCU_Count": (1, False), "Module_Count": (6, False), "Cell_Count": (144, False)}
+        try:
+            first = await after(0)
+            assert counts(first) == fresh
+            reads = bams_reads()
+            snap = await after(60)  # past the live pages' age: the stack's page is read again
+            assert counts(snap) == fresh
+            assert bams_reads() == reads  # ... the BAMS's is not, and is still fresh
+            snap = await after(65)  # the settings are due (120 s): the BAMS page with them
+            assert counts(snap) == fresh
+            assert bams_reads() == reads + 1
+        finally:
+            daemon.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+
+def test_every_battery_and_meter_page_is_judged_by_the_cadence_it_is_read_at() -> None:
+    """The freshness rule follows the read plan: no page is read at one cadence and judged by
+    another's age, and no plan reads a page only once (it would soon be too old to publish)."""
+    blocks = battery_blocks([*LV_PACKS, LV_BCU, *BMUS, *BCUS, BAMS]) + meter_blocks(METERS)
+    for block in blocks:
+        assert block.cadence is not Cadence.STATIC, block
+        assert page_cadence(block.device_address, block.bank.value, block.base) is block.cadence
+    assert page_cadence(BAMS, "IR", 60) is Cadence.SLOW
+    assert page_cadence(LV_BCU, "IR", 60) is Cadence.SLOW
+    assert page_cadence(INVERTER, "HR", 300) is Cadence.SLOW
+    assert page_cadence(INVERTER, "IR", 180) is Cadence.FAST
+    assert page_cadence(0x70, "IR", 120) is Cadence.FAST

@@ -21,7 +21,7 @@ from givtcp_async.quality.gates import GateSettings, Reading, Rule, ValueGate, m
 from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import Decoder, compile_decoder, decoder_of
 from givtcp_async.registers.models import Model
-from givtcp_async.registers.plan import SLOW_INPUT_PAGES, Block, source_of
+from givtcp_async.registers.plan import Block, Cadence, page_cadence, source_of
 from givtcp_async.registers.raw import composites, raw_value
 from givtcp_async.registers.schema import NOW, Bank, Derived, Enc, Field, Source
 from givtcp_async.snapshot import DeviceSnapshot, Snapshot, Spec
@@ -218,15 +218,15 @@ class SnapshotAssembler:
         return value
 
     def _stale_pages(self, cache: RegisterCache, now: float) -> set[int]:
-        """The ids of the cached pages too old to publish from: freshness is judged per page (an
-        input page read at the settings cadence, ``SLOW_INPUT_PAGES``, as a settings page)."""
-        ages = self.fresh_age
-        slow = ages.get("HR", 400.0)
+        """The ids of the cached pages too old to publish from: freshness is judged per page, by
+        the age of the cadence it is read at (``page_cadence``): a page read every poll against
+        the live pages' age, one read at the settings cadence (holding registers, the HV BAMS, the
+        LV BCU) against the settings' age."""
+        live, slow = self.fresh_age.get("IR", 90.0), self.fresh_age.get("HR", 400.0)
         return {
             id(p)
             for p in cache.pages()
-            if now - p.received
-            > (slow if p.key in SLOW_INPUT_PAGES else ages.get(p.key.bank, 90.0))
+            if now - p.received > (live if page_cadence(*p.key) is Cadence.FAST else slow)
         }
 
     @staticmethod

@@ -226,7 +226,9 @@ class PlantReader:
             return found
         # HV: the stack controller, its configuration page and the modules that answer.
         found = []
-        if await self._probe(Block(BAMS, Bank.INPUT, 60, 5, Cadence.STATIC), retries=0) is not None:
+        bams = await self._probe(Block(BAMS, Bank.INPUT, 60, 5, Cadence.STATIC), retries=0)
+        if bams is not None:  # its counts: read again at the settings cadence (plan.py)
+            self.cache.offer(bams)
             found.append(BAMS)
         for addr in BCUS:
             if (

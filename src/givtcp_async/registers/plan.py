@@ -7,8 +7,10 @@ only: it knows registers and addresses, never fields (:func:`givtcp_async.regist
 read_plan` joins the two). May import: registers.models, registers.schema.
 
 Cadences: FAST blocks (live input pages, battery, meter and HV pages) every poll; SLOW blocks
-(holding-register settings, including the clock) every few minutes and after writes; STATIC
-blocks (the HV stack configuration) at detection.
+(holding-register settings, including the clock, and the input pages that hardly change: the HV
+BAMS's counts, the LV BCU) every few minutes and after writes; STATIC blocks only in detection's
+probes, never in a read plan (a page read once would be too old to publish from soon after).
+:func:`page_cadence` says which cadence a cached page is read at: its freshness is judged by it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final
 
 from givtcp_async.registers.models import Model
@@ -137,9 +140,9 @@ def battery_blocks(addresses: Iterable[int]) -> list[Block]:
     """Battery-side pages for the given device addresses (SPEC §3.3).
 
     LV packs 0x32-0x37: IR(60,60); HV modules 0x50+: IR(60,60); HV BCUs 0x70+: IR(60,60) and
-    IR(120,60); BAMS 0xA0: IR(60,5), static; the LV BCU 0x31: IR(60,60) at the settings
-    cadence (its four words are the BMS's status and request currents, which the captures never
-    saw change).
+    IR(120,60); at the settings cadence, BAMS 0xA0: IR(60,5) (the stack's BCU, module and cell
+    counts) and the LV BCU 0x31: IR(60,60) (its four words are the BMS's status and request
+    currents, which the captures never saw change).
     """
     out: list[Block] = []
     for addr in addresses:
@@ -151,7 +154,7 @@ def battery_blocks(addresses: Iterable[int]) -> list[Block]:
                 Block(addr, Bank.INPUT, 120, 60, Cadence.FAST),
             ]
         elif addr == BAMS:
-            out.append(Block(addr, Bank.INPUT, 60, 5, Cadence.STATIC))
+            out.append(Block(addr, Bank.INPUT, 60, 5, Cadence.SLOW))
         elif addr == LV_BCU:
             out.append(Block(addr, Bank.INPUT, 60, 60, Cadence.SLOW))
         else:
@@ -172,8 +175,21 @@ def meter_blocks(addresses: Iterable[int], family: Family | None = None) -> list
     return out
 
 
-# Input pages read at the settings cadence: their values are as fresh as a settings page's.
-SLOW_INPUT_PAGES: Final = frozenset({(LV_BCU, Bank.INPUT.value, 60)})
+@lru_cache(maxsize=1024)  # the keys of another client's reads are not ours to bound
+def page_cadence(address: int, bank: str, base: int) -> Cadence:
+    """The cadence a read plan reads the page at ``base`` of ``bank`` (``"HR"``/``"IR"``) of
+    ``address`` at: the battery-side and meter blocks' own; otherwise (the inverter's pages, and
+    a page only another client reads) SLOW for holding registers, FAST for input registers. A
+    page is judged fresh by its cadence's age: a SLOW page as a settings page."""
+    blocks: list[Block] = []
+    if any(address in kind for kind in (LV_PACKS, BMUS, BCUS, (BAMS, LV_BCU))):
+        blocks = battery_blocks([address])
+    elif address in METERS:
+        blocks = meter_blocks([address])
+    own = next((b.cadence for b in blocks if b.bank.value == bank and b.base == base), None)
+    if own is not None:
+        return own
+    return Cadence.SLOW if bank == Bank.HOLDING.value else Cadence.FAST
 
 
 def covering(blocks: Iterable[Block], bank: Bank, register: int) -> Block | None:
