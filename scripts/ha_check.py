@@ -162,10 +162,12 @@ async def screenshot(base: str, device: str, path: Path) -> None:
         )
         page = await browser.new_page(viewport={"width": 1400, "height": 1800})
         await page.goto(f"{base}/")
+        # The login form renders after its script loads: fill it once its fields are there.
+        await page.wait_for_selector("input[name=username]", timeout=240_000)
         await page.fill("input[name=username]", USER)
         await page.fill("input[name=password]", PASSWORD)
         await page.keyboard.press("Enter")
-        await page.wait_for_url("**/lovelace**", timeout=60_000)
+        await page.wait_for_url(lambda url: "/auth/authorize" not in url, timeout=240_000)
         await page.wait_for_selector("home-assistant-main", state="attached", timeout=240_000)
         # Navigate inside the app (a reload would drop the session's tokens).
         await page.evaluate(
