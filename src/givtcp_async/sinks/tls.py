@@ -147,7 +147,7 @@ class _ServerHalf(types.ModuleType):
     def complete(self) -> None:
         with _lazy_certificates():
             if type(self) is _ServerHalf:  # not completed meanwhile by another thread
-                self.__class__ = types.ModuleType
+                self.__class__ = types.ModuleType  # type: ignore[assignment]
                 loader = self.__spec__.loader if self.__spec__ is not None else None
                 if loader is None:
                     raise ImportError("aiohttp's package has no loader", name="aiohttp")
