@@ -14,6 +14,7 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from sys import intern
 from typing import Any, Protocol
 
 JSON_DOCUMENT = "runAll"
@@ -64,7 +65,8 @@ def leaves(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _leaves(node: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
     for key, value in node.items():
-        path = f"{prefix}/{key}" if prefix else key
+        # Interned: every inverter's tree has the same paths, and StateTopics keeps them.
+        path = intern(f"{prefix}/{key}") if prefix else key
         if isinstance(value, Mapping):
             _leaves(value, path, out)
         elif value is not None:
@@ -87,9 +89,10 @@ class StateTopics:
     changes_only: bool = True
     publish_json: bool = True
     exclude: Collection[str] = ()
-    # What was published, by path under ``_base``: the value and its payload. Values are
-    # compared first; only a changed value is formatted (and its payload compared).
-    _last: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    # What was published, by path under ``_base``: the value (its payload is formatted again
+    # only when a value changed, to compare). Values are compared first; only a changed value
+    # is formatted. Not the payloads: they would be ~900 more strings per inverter (issue #16).
+    _last: dict[str, Any] = field(default_factory=dict)
     _base: str = ""
 
     def reset(self) -> None:
@@ -120,9 +123,8 @@ class StateTopics:
         exclude = self.exclude
         changes_only = self.changes_only
         for path, value in leaves(tree).items():
-            previous = last.get(path)
-            if changes_only and previous is not None:
-                seen = previous[0]
+            seen = last.get(path)
+            if changes_only and seen is not None:
                 if seen is value or (seen.__class__ is value.__class__ and seen == value):
                     continue
             if path in exclude:
@@ -131,8 +133,8 @@ class StateTopics:
                 text = payload_text(value)
             except ValueError:
                 continue
-            last[path] = (value, text)
-            if changes_only and previous is not None and previous[1] == text:
+            last[path] = value
+            if changes_only and seen is not None and payload_text(seen) == text:
                 continue  # a different value that reads the same (e.g. past 3 decimals)
             out.append(Message(f"{base}/{path}", text, self.retain))
         if self.publish_json:
