@@ -124,9 +124,12 @@ class StateTopics:
         changes_only = self.changes_only
         for path, value in leaves(tree).items():
             seen = last.get(path)
-            if changes_only and seen is not None:
-                if seen is value or (seen.__class__ is value.__class__ and seen == value):
-                    continue
+            if (
+                changes_only
+                and seen is not None
+                and (seen is value or (seen.__class__ is value.__class__ and seen == value))
+            ):
+                continue
             if path in exclude:
                 continue
             try:
