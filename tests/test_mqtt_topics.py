@@ -402,6 +402,14 @@ def test_signature_changes_with_the_layout_not_with_values() -> None:
     assert d.signature(snapshot({})) != d.signature(snapshot({}, stats={"Write_Count": 0}))
 
 
+def test_inverters_of_a_layout_share_the_name_sets_of_their_signatures() -> None:
+    one = d.signature(snapshot({"SOC": 1}))
+    two = d.signature(replace(snapshot({"SOC": 1}), serial="SA7654G321"))
+    sets = [(a, b) for a, b in zip(one, two, strict=True) if isinstance(a, frozenset)]
+    assert len(sets) == 2
+    assert all(a is b for a, b in sets)  # one copy kept, not one per inverter
+
+
 @pytest.mark.parametrize(
     ("topic", "expected"),
     [
