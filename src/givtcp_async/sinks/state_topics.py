@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from sys import intern
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 JSON_DOCUMENT = "runAll"
 
@@ -89,9 +89,9 @@ class StateTopics:
     changes_only: bool = True
     publish_json: bool = True
     exclude: Collection[str] = ()
-    # What was published, by path under ``_base``: the value (its payload is formatted again
-    # only when a value changed, to compare). Values are compared first; only a changed value
-    # is formatted. Not the payloads: they would be ~900 more strings per inverter (issue #16).
+    # What was published, by path under ``_base``: the value. Values are compared first; only a
+    # changed value is formatted, and the value before it again only when it may read the same
+    # (a float past 3 decimals). Not the payloads: ~900 more strings per inverter (issue #16).
     _last: dict[str, Any] = field(default_factory=dict)
     _base: str = ""
 
@@ -137,13 +137,22 @@ class StateTopics:
             except ValueError:
                 continue
             last[path] = value
-            if changes_only and seen is not None and payload_text(seen) == text:
+            if (
+                changes_only
+                and seen is not None
+                and not (seen.__class__ is value.__class__ and value.__class__ in _EXACT)
+                and payload_text(seen) == text
+            ):
                 continue  # a different value that reads the same (e.g. past 3 decimals)
             out.append(Message(f"{base}/{path}", text, self.retain))
         if self.publish_json:
             doc = json.dumps(tree, separators=(",", ":"), default=_json_default)
             out.append(Message(f"{base}/{JSON_DOCUMENT}", doc, self.retain))
         return out
+
+
+# Types whose different values always read differently: a change of one needs no second format.
+_EXACT: Final = frozenset({int, str, bool})
 
 
 def _json_default(value: Any) -> Any:
