@@ -141,9 +141,14 @@ def test_mqtt_changes_only_compares_values_before_formatting(
     monkeypatch.setattr(state_topics, "payload_text", counting)
     assert topics.messages(_snapshot(first)) == []
     assert formatted == []  # nothing changed: nothing formatted
-    # A change past the third decimal is formatted, reads the same, and is not published.
+    # A change past the third decimal is formatted, reads the same as the value before (formatted
+    # again: payloads are not kept, issue #16), and is not published.
     assert topics.messages(_snapshot({**first, "Battery_Voltage": 51.2001})) == []
-    assert formatted == [51.2001]
-    (message,) = topics.messages(_snapshot({**first, "Grid_Power": 130}))
+    assert formatted == [51.2001, 51.2]
+    formatted.clear()
+    (message,) = topics.messages(
+        _snapshot({**first, "Battery_Voltage": 51.2001, "Grid_Power": 130})
+    )
     assert message.topic.endswith("/Grid_Power")
     assert message.payload == "130"
+    assert formatted == [130]  # a changed int always reads differently: formatted once

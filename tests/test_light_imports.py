@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.sinks.tls import CertsOnFirstUse, client_context
@@ -82,6 +84,51 @@ def test_aiohttp_imported_without_certificates_in_its_default_contexts() -> None
     }
 
 
+_SERVER_HALF = """
+import json, ssl, sys
+from givtcp_async.sinks.tls import CertsOnFirstUse, import_aiohttp
+import_aiohttp(client=False)
+from aiohttp import web
+server_only = not {"aiohttp.client", "aiohttp.connector", "aiohttp.tracing"} & set(sys.modules)
+app = web.Application()
+import aiohttp
+version = aiohttp.__version__
+if sys.argv[1] == "attribute":
+    session = aiohttp.ClientSession  # a name of the package's __init__ completes it
+else:
+    import_aiohttp(client=True)
+from aiohttp import connector
+verified = connector._SSL_CONTEXT_VERIFIED
+print(json.dumps({
+    "server_only": server_only,
+    "version": version,
+    "client": "aiohttp.client" in sys.modules,
+    "all": sorted(aiohttp.__all__) == sorted(n for n in aiohttp.__all__ if hasattr(aiohttp, n)),
+    "lazy": isinstance(verified, CertsOnFirstUse) and verified._certs_pending,
+    "restored": "set_default_verify_paths" not in ssl.SSLContext.__dict__,
+}))
+"""
+
+
+@pytest.mark.parametrize("completed_by", ["attribute", "import_aiohttp"])
+def test_aiohttp_server_half_alone_then_completed_like_an_ordinary_import(
+    completed_by: str,
+) -> None:
+    """REST without InfluxDB imports aiohttp.web only; the package's ``__init__`` runs when a
+    name of it is asked for (or the client is imported), with the certificates still deferred."""
+    out = subprocess.run([sys.executable, "-c", _SERVER_HALF, completed_by], capture_output=True,
+                         text=True, check=True, timeout=60)  # fmt: skip
+    seen = json.loads(out.stdout)
+    assert seen == {
+        "server_only": True,
+        "version": importlib.metadata.version("aiohttp"),
+        "client": True,
+        "all": True,
+        "lazy": True,
+        "restored": True,
+    }
+
+
 _WRITER = """
 import asyncio, json, sys
 from givtcp_async.sinks.influx import _client_class, _status, _write_errors
@@ -132,12 +179,11 @@ _DAEMON = """
 import json, sys
 from givtcp_async.cli import main
 code = main(["run"])
-from aiohttp import connector
-verified = connector._SSL_CONTEXT_VERIFIED
 print(json.dumps({
     "code": code,
     "modules": sorted({m.split(".")[0] for m in sys.modules}),
-    "certs_pending": getattr(verified, "_certs_pending", None),
+    "aiohttp": sorted(m for m in sys.modules if m.startswith("aiohttp.")),
+    "givtcp": sorted(m for m in sys.modules if m.startswith("givtcp_async.")),
 }))
 """
 
@@ -182,4 +228,8 @@ async def test_a_daemon_with_mqtt_and_rest_loads_no_charger_or_influx_library(
     assert seen["code"] == 0, err.decode()[-2000:]
     assert {"aiohttp", "aiomqtt", "pydantic"} <= set(seen["modules"])
     assert not {"pymodbus", "influxdb_client", "reactivex"} & set(seen["modules"])
-    assert seen["certs_pending"] is True
+    # aiohttp's server half only: no client, connector (nor its TLS contexts) or tracing
+    assert "aiohttp.web" in seen["aiohttp"]
+    assert not {"aiohttp.client", "aiohttp.connector", "aiohttp.tracing"} & set(seen["aiohttp"])
+    # built on the first /openapi.json or /docs only
+    assert "givtcp_async.sinks.openapi" not in seen["givtcp"]

@@ -65,6 +65,30 @@ def test_state_topics_publish_everything_first_then_only_changes() -> None:
     assert len(topics.messages(snapshot({"SOC": 51, "Grid_Voltage": 1.0}))) == 3
 
 
+def test_a_changed_value_that_reads_the_same_is_not_published_again() -> None:
+    topics = StateTopics("GivEnergy", publish_json=False)
+    assert len(topics.messages(snapshot({"Grid_Voltage": 240.1231}))) == 1
+    assert topics.messages(snapshot({"Grid_Voltage": 240.1234})) == []  # "240.123" both times
+    assert [m.payload for m in topics.messages(snapshot({"Grid_Voltage": 240.1236}))] == ["240.124"]
+    assert topics.messages(snapshot({"Grid_Voltage": 240.124})) == []
+
+
+def test_inverters_share_their_state_paths_and_keep_no_payloads() -> None:
+    """Issue #16: what change detection keeps per inverter is its values under paths every
+    inverter shares, not ~900 path and payload strings of its own."""
+    one, two = StateTopics("GivEnergy"), StateTopics("GivEnergy")
+    one.messages(snapshot(every_value()))
+    other = replace(snapshot(every_value()), serial="SA7654G321")
+    two.messages(other)
+    own = [k for k in two._last if "SA7654G321" in k]  # the inverter's own branch of the tree
+    common = [k for k in two._last if k not in own]
+    assert len(common) > 200
+    theirs = {k: k for k in one._last}
+    assert all(theirs[k] is k for k in common)  # the very same string objects
+    assert two._last["Power/Power/SOC"] == 1  # the value, not its payload "1"
+    assert not any(isinstance(v, tuple) for v in two._last.values())
+
+
 def test_state_topics_never_publish_unavailable_or_excluded_values() -> None:
     topics = StateTopics("GivEnergy", exclude=("Stats/status",), publish_json=False)
     snap = snapshot(
@@ -376,6 +400,14 @@ def test_ids_follow_the_inverter_name_and_the_device_links_the_dashboard() -> No
 def test_signature_changes_with_the_layout_not_with_values() -> None:
     assert d.signature(snapshot({"SOC": 1})) == d.signature(snapshot({"SOC": 2}))
     assert d.signature(snapshot({})) != d.signature(snapshot({}, stats={"Write_Count": 0}))
+
+
+def test_inverters_of_a_layout_share_the_name_sets_of_their_signatures() -> None:
+    one = d.signature(snapshot({"SOC": 1}))
+    two = d.signature(replace(snapshot({"SOC": 1}), serial="SA7654G321"))
+    sets = [(a, b) for a, b in zip(one, two, strict=True) if isinstance(a, frozenset)]
+    assert len(sets) == 2
+    assert all(a is b for a, b in sets)  # one copy kept, not one per inverter
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,7 @@ class InverterCoordinator:
         self.tariffs: TariffTracker | None = None
         self._overrides_shown: tuple[str, ...] = ()  # the model's timed overrides
         self._state_specs: dict[str, Spec] = {}
+        self._merged_specs: tuple[Mapping[str, Spec], Mapping[str, Spec]] | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # waiting for the next poll, none requested
         self._slow_due = True
@@ -384,6 +385,7 @@ class InverterCoordinator:
             if self.controller.catalogue.get(fn).available(layout.model)
         )
         self._state_specs = {s.name: s for fn in self._overrides_shown for s in STATE_SPECS[fn]}
+        self._merged_specs = None
         self.control = ControlService(self.controller, self.overrides)
         self.control.register("rebootAddon", self._restart)
         tariff = options.tariff
@@ -549,12 +551,17 @@ class InverterCoordinator:
             readings.update(self.tariffs.readings())
         for name, value in readings.items():
             values[name] = Reading(value, self._state_specs[name].unit)
-        specs: Mapping[str, Spec] = (
-            snap.specs
-            if self._state_specs.keys() <= snap.specs.keys()
-            else {**snap.specs, **self._state_specs}
-        )
-        return replace(snap, values=values, specs=specs)
+        return replace(snap, values=values, specs=self._specs_with_state(snap.specs))
+
+    def _specs_with_state(self, specs: Mapping[str, Spec]) -> Mapping[str, Spec]:
+        """``specs`` and the daemon's own: one merged mapping per distinct ``specs`` (the
+        assembler hands out the same one while the plant's layout holds), not one per poll."""
+        if self._state_specs.keys() <= specs.keys():
+            return specs
+        merged = self._merged_specs
+        if merged is None or merged[0] is not specs:
+            merged = self._merged_specs = (specs, {**specs, **self._state_specs})
+        return merged[1]
 
     def _remembered_packs(self, serial: str) -> tuple[int, ...] | None:
         state_dir = self.options.state_dir

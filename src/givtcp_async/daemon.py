@@ -65,9 +65,11 @@ def output_modules(settings: Settings) -> list[str]:
 
 def import_outputs(settings: Settings) -> None:
     """Import the enabled outputs' modules (the daemon does it in a thread; see ``run``); aiohttp
-    (REST, InfluxDB) without CA certificates in its unused default contexts (sinks.tls)."""
+    (REST, InfluxDB) without CA certificates in its unused default contexts, and only its server
+    half when nothing but REST needs it (sinks.tls)."""
     if settings.rest.enabled or settings.influx.enabled:
-        importlib.import_module("givtcp_async.sinks.tls").import_aiohttp()
+        tls = importlib.import_module("givtcp_async.sinks.tls")
+        tls.import_aiohttp(client=settings.influx.enabled)
     for module in output_modules(settings):
         importlib.import_module(module)
 

@@ -777,16 +777,33 @@ def signature(snapshot: Snapshot, cfg: DiscoveryConfig | None = None) -> tuple[A
         snapshot.model,
         snapshot.value("Invertor_Firmware"),
         snapshot.value("Battery_Nominal_Capacity"),
-        frozenset(snapshot.specs),
+        _shared(frozenset(snapshot.specs)),
         tuple(_device_key(d) for d in snapshot.batteries),
         tuple(_device_key(d) for d in snapshot.meters),
-        frozenset(snapshot.stats),
+        _shared(frozenset(snapshot.stats)),
         off_grid,
     )
 
 
 def _device_key(dev: DeviceSnapshot) -> tuple[Any, ...]:
-    return (dev.address, dev.serial, frozenset(dev.specs))
+    return (dev.address, dev.serial, _shared(frozenset(dev.specs)))
+
+
+# The name sets of signatures, one of each: every inverter of a model keeps an equal one while
+# announced (~450 names, ~23 KiB each; issue #16). Layouts are few; the bound is a safeguard.
+_SHARED: dict[frozenset[str], frozenset[str]] = {}
+_SHARED_MAX = 256
+
+
+def _shared(names: frozenset[str]) -> frozenset[str]:
+    """``names``, or an equal set already kept by another signature."""
+    kept = _SHARED.get(names)
+    if kept is not None:
+        return kept
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[names] = names
+    return names
 
 
 def leftover_time_configs(prefix: str) -> str:

@@ -66,7 +66,6 @@ from givtcp_async.sinks.http_guard import (
     GuardedSite,
     HostRule,
 )
-from givtcp_async.sinks.openapi import build_openapi, docs_html
 
 if TYPE_CHECKING:
     from givtcp_async.snapshot import Snapshot
@@ -560,6 +559,9 @@ class RestService:
         layout = view.snapshot.layout if view.snapshot is not None else TreeLayout.GIVTCP3
         key = (model.name if model else None, self._token is not None, layout)
         if key not in self._openapi:
+            # Imported on the first request: the daemon does not carry it (and ``html``) before.
+            from givtcp_async.sinks.openapi import build_openapi
+
             self._openapi[key] = build_openapi(
                 view.catalogue(), model=model, auth=self._token is not None, layout=layout,
                 chargers=bool(self.chargers),
@@ -570,6 +572,8 @@ class RestService:
         return web.json_response(self.openapi_doc(), dumps=_dumps)
 
     async def docs(self, request: web.Request) -> web.Response:
+        from givtcp_async.sinks.openapi import docs_html
+
         return web.Response(text=docs_html(self.openapi_doc()), content_type="text/html",
                             headers={"Content-Security-Policy": DOCS_CSP})  # fmt: skip
 

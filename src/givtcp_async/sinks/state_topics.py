@@ -14,7 +14,8 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from sys import intern
+from typing import Any, Final, Protocol
 
 JSON_DOCUMENT = "runAll"
 
@@ -64,7 +65,8 @@ def leaves(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _leaves(node: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
     for key, value in node.items():
-        path = f"{prefix}/{key}" if prefix else key
+        # Interned: every inverter's tree has the same paths, and StateTopics keeps them.
+        path = intern(f"{prefix}/{key}") if prefix else key
         if isinstance(value, Mapping):
             _leaves(value, path, out)
         elif value is not None:
@@ -87,9 +89,10 @@ class StateTopics:
     changes_only: bool = True
     publish_json: bool = True
     exclude: Collection[str] = ()
-    # What was published, by path under ``_base``: the value and its payload. Values are
-    # compared first; only a changed value is formatted (and its payload compared).
-    _last: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    # What was published, by path under ``_base``: the value. Values are compared first; only a
+    # changed value is formatted, and the value before it again only when it may read the same
+    # (a float past 3 decimals). Not the payloads: ~900 more strings per inverter (issue #16).
+    _last: dict[str, Any] = field(default_factory=dict)
     _base: str = ""
 
     def reset(self) -> None:
@@ -120,25 +123,36 @@ class StateTopics:
         exclude = self.exclude
         changes_only = self.changes_only
         for path, value in leaves(tree).items():
-            previous = last.get(path)
-            if changes_only and previous is not None:
-                seen = previous[0]
-                if seen is value or (seen.__class__ is value.__class__ and seen == value):
-                    continue
+            seen = last.get(path)
+            if (
+                changes_only
+                and seen is not None
+                and (seen is value or (seen.__class__ is value.__class__ and seen == value))
+            ):
+                continue
             if path in exclude:
                 continue
             try:
                 text = payload_text(value)
             except ValueError:
                 continue
-            last[path] = (value, text)
-            if changes_only and previous is not None and previous[1] == text:
+            last[path] = value
+            if (
+                changes_only
+                and seen is not None
+                and not (seen.__class__ is value.__class__ and value.__class__ in _EXACT)
+                and payload_text(seen) == text
+            ):
                 continue  # a different value that reads the same (e.g. past 3 decimals)
             out.append(Message(f"{base}/{path}", text, self.retain))
         if self.publish_json:
             doc = json.dumps(tree, separators=(",", ":"), default=_json_default)
             out.append(Message(f"{base}/{JSON_DOCUMENT}", doc, self.retain))
         return out
+
+
+# Types whose different values always read differently: a change of one needs no second format.
+_EXACT: Final = frozenset({int, str, bool})
 
 
 def _json_default(value: Any) -> Any:

@@ -10,17 +10,23 @@ protocol, verification and host-name check, ``SSLKEYLOGFILE`` honoured) except t
 certificates are loaded just before its first handshake (or the first look at its store), so
 every connection it makes verifies exactly as before. :func:`import_aiohttp` imports aiohttp with
 its default contexts made that way (the one that verifies nothing gets no CA paths: it never
-looks at them).
+looks at them), and, for a daemon that serves REST but sends nothing over HTTP (no InfluxDB),
+only aiohttp's server half.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.machinery
+import importlib.util
 import os
+import re
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["CertsOnFirstUse", "client_context", "import_aiohttp"]
@@ -81,13 +87,30 @@ def client_context(
 
 _create_default_context: Callable[..., ssl.SSLContext] = ssl.create_default_context
 _set_default_verify_paths = ssl.SSLContext.set_default_verify_paths
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
-def import_aiohttp() -> None:
-    """Import aiohttp (once) without loading CA certificates into its default contexts."""
-    if "aiohttp" in sys.modules:
+def import_aiohttp(*, client: bool = True) -> None:
+    """Import aiohttp (once) without loading CA certificates into its default contexts.
+
+    ``client=False`` (REST without InfluxDB): only the server half, ``aiohttp.web``, is imported
+    (see :func:`_import_server_half`); the client half follows, the same way, as soon as anything
+    asks the package for a name its ``__init__`` would have bound."""
+    module = sys.modules.get("aiohttp")
+    if module is not None:
+        if client and isinstance(module, _ServerHalf):
+            module.complete()
         return
+    if not client and _import_server_half():
+        return
+    with _lazy_certificates():
+        importlib.import_module("aiohttp")
+
+
+@contextlib.contextmanager
+def _lazy_certificates() -> Iterator[None]:
+    """While aiohttp's client half is imported: :func:`client_context` for
+    :func:`ssl.create_default_context`, and no CA paths for a context that verifies nothing."""
     importer = threading.get_ident()
 
     def verify_paths(context: ssl.SSLContext) -> None:
@@ -101,10 +124,69 @@ def import_aiohttp() -> None:
         ssl.create_default_context = client_context
         setattr(ssl.SSLContext, "set_default_verify_paths", verify_paths)  # noqa: B010
         try:
-            importlib.import_module("aiohttp")
+            yield
         finally:
             ssl.create_default_context = _create_default_context
             if own is None:
                 del ssl.SSLContext.set_default_verify_paths  # the C method shows through again
             else:
                 setattr(ssl.SSLContext, "set_default_verify_paths", own)  # noqa: B010
+
+
+_VERSION = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
+
+
+class _ServerHalf(types.ModuleType):
+    """The ``aiohttp`` package before its ``__init__`` has run (:func:`_import_server_half`).
+
+    Submodules import as usual (the package's path is set); any other name (``ClientSession``,
+    ``ClientError``, ...) runs the real ``__init__`` in this same module first, with the
+    certificates of its default client contexts deferred, so the package is then exactly what an
+    ordinary ``import aiohttp`` gives."""
+
+    def complete(self) -> None:
+        with _lazy_certificates():
+            if type(self) is _ServerHalf:  # not completed meanwhile by another thread
+                self.__class__ = types.ModuleType  # type: ignore[assignment]
+                loader = self.__spec__.loader if self.__spec__ is not None else None
+                if loader is None:
+                    raise ImportError("aiohttp's package has no loader", name="aiohttp")
+                loader.exec_module(self)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or importlib.machinery.PathFinder.find_spec(
+            f"aiohttp.{name}", self.__path__
+        ):  # a submodule (``from . import hdrs``) is imported by the import system itself
+            raise AttributeError(name)
+        self.complete()
+        return getattr(self, name)
+
+
+def _import_server_half() -> bool:
+    """Import ``aiohttp.web`` without running aiohttp's package ``__init__``, which imports the
+    whole client too (connector, tracing, cookie jar, client requests and websockets: ~3.8 MiB
+    a daemon serving REST without InfluxDB never uses; issue #16). False (nothing of aiohttp
+    left imported) when the server half cannot be imported that way, e.g. a later aiohttp whose
+    server modules need a name the ``__init__`` binds."""
+    spec = importlib.util.find_spec("aiohttp")
+    if spec is None or spec.origin is None or spec.submodule_search_locations is None:
+        return False
+    with open(spec.origin, encoding="utf-8") as file:
+        version = _VERSION.search(file.read())
+    if version is None:
+        return False
+    module = _ServerHalf("aiohttp")
+    module.__file__ = spec.origin
+    module.__path__ = list(spec.submodule_search_locations)
+    module.__spec__ = spec
+    module.__loader__ = spec.loader
+    module.__package__ = "aiohttp"
+    module.__version__ = version.group(1)  # type: ignore[attr-defined]  # aiohttp.http imports it
+    sys.modules["aiohttp"] = module
+    try:
+        importlib.import_module("aiohttp.web")
+    except (ImportError, AttributeError, OSError, SyntaxError):
+        for name in [n for n in sys.modules if n == "aiohttp" or n.startswith("aiohttp.")]:
+            del sys.modules[name]
+        return False
+    return True
