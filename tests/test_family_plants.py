@@ -164,6 +164,14 @@ def test_three_phase_obeys_ac_charge() -> None:
     assert (plant.ir(1138) << 16 | plant.ir(1139)) == 0
 
 
+def test_three_phase_grid_voltages_are_line_to_line_as_on_the_captured_unit() -> None:
+    plant = build_family_plant("three-phase", start=NIGHT, speed=0)
+    for _ in range(3):
+        plant.advance(3600)
+        volts = [plant.ir(1061 + k) / 10 for k in range(3)]
+        assert all(385 <= v <= 415 for v in volts), volts  # the capture: 401.7 V
+
+
 def test_slot_spanning_midnight() -> None:
     assert in_slot(2330, 130, 0)
     assert in_slot(2330, 130, 23 * 60 + 45)

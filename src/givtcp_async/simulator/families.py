@@ -529,11 +529,12 @@ def _tp_request(p: FamilyPlant, minute: int) -> Request:
 
 def _tp_encode(p: FamilyPlant) -> None:
     g, pv, load, b = p.grid, p.pv, p.load, p.battery
-    volts = 230.0 + 2.0 * p._noise(int(p._t // 60), 3)
+    # IR1061-1063 are line to line, as on the captured unit (401.7 V on a 231.9 V phase).
+    volts = 400.0 + 3.5 * p._noise(int(p._t // 60), 3)
     p.set_u32(1017, pv * 0.55 * 10)
     p.set_u32(1019, pv * 0.45 * 10)
     for k in range(3):
-        p.set_ir(1061 + k, round((volts + k * 0.7) * 10))
+        p.set_ir(1061 + k, round((volts + k * 1.2) * 10))
         p.set_ir(1083 + k, _s16(-g / 3))
         p.set_ir(1091 + k, _s16((pv + b) / 3))
     out = round((pv + b) * 10) & 0xFFFFFFFF
