@@ -233,3 +233,6 @@ async def test_a_daemon_with_mqtt_and_rest_loads_no_charger_or_influx_library(
     assert not {"aiohttp.client", "aiohttp.connector", "aiohttp.tracing"} & set(seen["aiohttp"])
     # built on the first /openapi.json or /docs only
     assert "givtcp_async.sinks.openapi" not in seen["givtcp"]
+    # no charger configured: neither the charger's modules nor its discovery
+    charger = ("givtcp_async.evc", "givtcp_async.sinks.evc_discovery")
+    assert not [m for m in seen["givtcp"] if m.startswith(charger)]
