@@ -129,6 +129,41 @@ def test_aiohttp_server_half_alone_then_completed_like_an_ordinary_import(
     }
 
 
+_FROZENLIST = """
+import json, os, sys
+from givtcp_async.sinks.tls import import_aiohttp
+import_aiohttp(client=sys.argv[1] == "client")
+import aiosignal, frozenlist
+from aiohttp import web
+maps = open(f"/proc/{os.getpid()}/maps").read()
+print(json.dumps({
+    "python_class": frozenlist.FrozenList is frozenlist.PyFrozenList,
+    "compiled": "frozenlist._frozenlist" in sys.modules,
+    "signal": issubclass(aiosignal.Signal, frozenlist.PyFrozenList),
+    "app_signal": type(web.Application().on_startup) is aiosignal.Signal,
+    "libstdc++": "libstdc++" in maps,
+    "switch": os.environ.get("FROZENLIST_NO_EXTENSIONS"),
+}))
+"""
+
+
+@pytest.mark.parametrize("half", ["server", "client"])
+def test_aiohttp_imported_with_the_pure_python_frozenlist_and_no_libstdcxx(half: str) -> None:
+    """frozenlist's compiled class is C++ (libstdc++, ~1 MiB of RSS); the daemon's aiohttp uses
+    the library's own pure-Python class, the switch being set only while frozenlist imports."""
+    env = {k: v for k, v in os.environ.items() if k != "FROZENLIST_NO_EXTENSIONS"}
+    out = subprocess.run([sys.executable, "-c", _FROZENLIST, half], capture_output=True,
+                         text=True, check=True, timeout=60, env=env)  # fmt: skip
+    assert json.loads(out.stdout) == {
+        "python_class": True,
+        "compiled": False,
+        "signal": True,
+        "app_signal": True,
+        "libstdc++": False,
+        "switch": None,
+    }
+
+
 _WRITER = """
 import asyncio, json, sys
 from givtcp_async.sinks.influx import _client_class, _status, _write_errors
@@ -184,6 +219,7 @@ print(json.dumps({
     "modules": sorted({m.split(".")[0] for m in sys.modules}),
     "aiohttp": sorted(m for m in sys.modules if m.startswith("aiohttp.")),
     "givtcp": sorted(m for m in sys.modules if m.startswith("givtcp_async.")),
+    "frozenlist": sorted(m for m in sys.modules if m.startswith("frozenlist")),
 }))
 """
 
@@ -236,3 +272,5 @@ async def test_a_daemon_with_mqtt_and_rest_loads_no_charger_or_influx_library(
     # no charger configured: neither the charger's modules nor its discovery
     charger = ("givtcp_async.evc", "givtcp_async.sinks.evc_discovery")
     assert not [m for m in seen["givtcp"] if m.startswith(charger)]
+    # frozenlist's pure-Python class: its compiled one would map libstdc++
+    assert seen["frozenlist"] == ["frozenlist"]

@@ -101,10 +101,30 @@ def import_aiohttp(*, client: bool = True) -> None:
         if client and isinstance(module, _ServerHalf):
             module.complete()
         return
+    _import_frozenlist()
     if not client and _import_server_half():
         return
     with _lazy_certificates():
         importlib.import_module("aiohttp")
+
+
+_FROZENLIST_SWITCH = "FROZENLIST_NO_EXTENSIONS"
+
+
+def _import_frozenlist() -> None:
+    """Import ``frozenlist`` (aiohttp's signals and aiosignal use its ``FrozenList``) with its
+    pure-Python class, through the library's own switch, set only while it is imported.
+
+    Its compiled class is C++ and maps ``libstdc++`` (~1 MiB of RSS) that nothing else in the
+    daemon loads; the class holds an app's few signal handlers and middlewares, so the
+    pure-Python one (the same API) costs nothing measurable. A switch already set is left alone."""
+    if "frozenlist" in sys.modules or _FROZENLIST_SWITCH in os.environ:
+        return
+    os.environ[_FROZENLIST_SWITCH] = "1"
+    try:
+        importlib.import_module("frozenlist")
+    finally:
+        del os.environ[_FROZENLIST_SWITCH]
 
 
 @contextlib.contextmanager
