@@ -164,6 +164,37 @@ def test_aiohttp_imported_with_the_pure_python_frozenlist_and_no_libstdcxx(half:
     }
 
 
+_DATEUTIL = """
+import json, sys
+from givtcp_async.sinks.influx import _client_class
+_client_class()
+import dateutil.tz
+from dateutil import parser
+print(json.dumps({
+    "ctypes": "ctypes" in sys.modules,
+    "tzwin": dateutil.tz.tzwin,
+    "blocked": "dateutil.tz.win" in sys.modules,
+    "parsed": parser.isoparse("2024-06-01T12:30:00+01:00").isoformat(),
+}))
+"""
+
+
+def test_the_influx_client_imported_without_dateutils_windows_time_zones_nor_ctypes() -> None:
+    """dateutil's Windows time zones fail off Windows as always (``tzwin`` None), but before
+    they import ctypes; the production install (no test tools, which load colorama and ctypes)."""
+    from bench.production import launcher
+
+    argv = launcher("givtcp-async", "exec(sys.argv[1])")
+    out = subprocess.run([*argv, _DATEUTIL], capture_output=True, text=True, check=True,
+                         timeout=60)  # fmt: skip
+    assert json.loads(out.stdout) == {
+        "ctypes": False,
+        "tzwin": None,
+        "blocked": False,  # the block is lifted once the client is imported
+        "parsed": "2024-06-01T12:30:00+01:00",
+    }
+
+
 _WRITER = """
 import asyncio, json, sys
 from givtcp_async.sinks.influx import _client_class, _status, _write_errors
