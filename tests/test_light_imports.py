@@ -143,14 +143,18 @@ print(json.dumps({
     "app_signal": type(web.Application().on_startup) is aiosignal.Signal,
     "libstdc++": "libstdc++" in maps,
     "switch": os.environ.get("FROZENLIST_NO_EXTENSIONS"),
+    "ws_reader_c": "aiohttp._websocket.reader_c" in sys.modules,
+    "ws_reader": web.WebSocketResponse()._reader is None
+    and __import__("aiohttp._websocket.reader", fromlist=["x"]).WebSocketReader.__module__,
 }))
 """
 
 
 @pytest.mark.parametrize("half", ["server", "client"])
-def test_aiohttp_imported_with_the_pure_python_frozenlist_and_no_libstdcxx(half: str) -> None:
+def test_aiohttp_imported_with_the_pure_python_frozenlist_and_websocket_reader(half: str) -> None:
     """frozenlist's compiled class is C++ (libstdc++, ~1 MiB of RSS); the daemon's aiohttp uses
-    the library's own pure-Python class, the switch being set only while frozenlist imports."""
+    the library's own pure-Python class, the switch being set only while frozenlist imports; and
+    aiohttp's pure-Python WebSocket reader (nothing of the daemon speaks WebSocket)."""
     env = {k: v for k, v in os.environ.items() if k != "FROZENLIST_NO_EXTENSIONS"}
     out = subprocess.run([sys.executable, "-c", _FROZENLIST, half], capture_output=True,
                          text=True, check=True, timeout=60, env=env)  # fmt: skip
@@ -161,6 +165,8 @@ def test_aiohttp_imported_with_the_pure_python_frozenlist_and_no_libstdcxx(half:
         "app_signal": True,
         "libstdc++": False,
         "switch": None,
+        "ws_reader_c": False,
+        "ws_reader": "aiohttp._websocket.reader_py",
     }
 
 
@@ -298,6 +304,7 @@ async def test_a_daemon_with_mqtt_and_rest_loads_no_charger_or_influx_library(
     # aiohttp's server half only: no client, connector (nor its TLS contexts) or tracing
     assert "aiohttp.web" in seen["aiohttp"]
     assert not {"aiohttp.client", "aiohttp.connector", "aiohttp.tracing"} & set(seen["aiohttp"])
+    assert "aiohttp._websocket.reader_c" not in seen["aiohttp"]  # its pure-Python reader
     # built on the first /openapi.json or /docs only
     assert "givtcp_async.sinks.openapi" not in seen["givtcp"]
     # no charger configured: neither the charger's modules nor its discovery

@@ -102,10 +102,11 @@ def import_aiohttp(*, client: bool = True) -> None:
             module.complete()
         return
     _import_frozenlist()
-    if not client and _import_server_half():
-        return
-    with _lazy_certificates():
-        importlib.import_module("aiohttp")
+    with _without(_WEBSOCKET_READER_C):
+        if not client and _import_server_half():
+            return
+        with _lazy_certificates():
+            importlib.import_module("aiohttp")
 
 
 _FROZENLIST_SWITCH = "FROZENLIST_NO_EXTENSIONS"
@@ -125,6 +126,26 @@ def _import_frozenlist() -> None:
         importlib.import_module("frozenlist")
     finally:
         del os.environ[_FROZENLIST_SWITCH]
+
+
+# aiohttp's compiled WebSocket frame reader (~0.3 MiB mapped): nothing of the daemon speaks
+# WebSocket, and aiohttp falls back to its own pure-Python reader when the compiled one is
+# missing, as on a platform without it.
+_WEBSOCKET_READER_C = "aiohttp._websocket.reader_c"
+
+
+@contextlib.contextmanager
+def _without(name: str) -> Iterator[None]:
+    """While aiohttp imports: module ``name`` fails to import, as a missing one does."""
+    if name in sys.modules:
+        yield
+        return
+    sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get(name, ...) is None:
+            del sys.modules[name]
 
 
 @contextlib.contextmanager
