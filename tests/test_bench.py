@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,9 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import givtcp_async
 from bench.__main__ import NAMES, load_baseline, regressions
 from bench.bench_cycle import stats_of
-from bench.bench_memory import proc_cpu, proc_status
+from bench.bench_memory import compile_package, proc_cpu, proc_status
 from bench.common import Row, format_table
 from givtcp_async.assemble import SnapshotAssembler
 from givtcp_async.cache import RegisterCache
@@ -129,3 +131,15 @@ async def test_timed_build_equals_snapshot_assembler_build() -> None:
     assert len(ours.values) > 100
     assert [b.address for b in ours.batteries] == [0x32, 0x33, 0x31]  # two packs, the LV BCU
     assert all(len(times) == 3 for times in cpu.values())
+
+
+def test_the_memory_bench_writes_the_packages_bytecode_first() -> None:
+    """A module the daemon compiles itself leaves the compiler's heap behind: every module of the
+    measured package has a current .pyc before a daemon starts."""
+    compile_package()
+    sources = [p for d in givtcp_async.__path__ for p in Path(d).rglob("*.py")]
+    assert sources
+    cached = {s: Path(importlib.util.cache_from_source(str(s))) for s in sources}
+    stale = [s for s, c in cached.items()
+             if not c.exists() or c.stat().st_mtime < s.stat().st_mtime]  # fmt: skip
+    assert stale == []

@@ -129,6 +129,78 @@ def test_aiohttp_server_half_alone_then_completed_like_an_ordinary_import(
     }
 
 
+_FROZENLIST = """
+import json, os, sys
+from givtcp_async.sinks.tls import import_aiohttp
+import_aiohttp(client=sys.argv[1] == "client")
+import aiosignal, frozenlist
+from aiohttp import web
+maps = open(f"/proc/{os.getpid()}/maps").read()
+print(json.dumps({
+    "python_class": frozenlist.FrozenList is frozenlist.PyFrozenList,
+    "compiled": "frozenlist._frozenlist" in sys.modules,
+    "signal": issubclass(aiosignal.Signal, frozenlist.PyFrozenList),
+    "app_signal": type(web.Application().on_startup) is aiosignal.Signal,
+    "libstdc++": "libstdc++" in maps,
+    "switch": os.environ.get("FROZENLIST_NO_EXTENSIONS"),
+    "ws_reader_c": "aiohttp._websocket.reader_c" in sys.modules,
+    "ws_reader": web.WebSocketResponse()._reader is None
+    and __import__("aiohttp._websocket.reader", fromlist=["x"]).WebSocketReader.__module__,
+}))
+"""
+
+
+@pytest.mark.parametrize("half", ["server", "client"])
+def test_aiohttp_imported_with_the_pure_python_frozenlist_and_websocket_reader(half: str) -> None:
+    """frozenlist's compiled class is C++ (libstdc++, ~1 MiB of RSS); the daemon's aiohttp uses
+    the library's own pure-Python class, the switch being set only while frozenlist imports; and
+    aiohttp's pure-Python WebSocket reader (nothing of the daemon speaks WebSocket)."""
+    env = {k: v for k, v in os.environ.items() if k != "FROZENLIST_NO_EXTENSIONS"}
+    out = subprocess.run([sys.executable, "-c", _FROZENLIST, half], capture_output=True,
+                         text=True, check=True, timeout=60, env=env)  # fmt: skip
+    assert json.loads(out.stdout) == {
+        "python_class": True,
+        "compiled": False,
+        "signal": True,
+        "app_signal": True,
+        "libstdc++": False,
+        "switch": None,
+        "ws_reader_c": False,
+        "ws_reader": "aiohttp._websocket.reader_py",
+    }
+
+
+_DATEUTIL = """
+import json, sys
+from givtcp_async.sinks.influx import _client_class
+_client_class()
+import dateutil.tz
+from dateutil import parser
+print(json.dumps({
+    "ctypes": "ctypes" in sys.modules,
+    "tzwin": dateutil.tz.tzwin,
+    "blocked": "dateutil.tz.win" in sys.modules,
+    "parsed": parser.isoparse("2024-06-01T12:30:00+01:00").isoformat(),
+}))
+"""
+
+
+def test_the_influx_client_imported_without_dateutils_windows_time_zones_nor_ctypes() -> None:
+    """dateutil's Windows time zones fail off Windows as always (``tzwin`` None), but before
+    they import ctypes; the production install (no test tools, which load colorama and ctypes)."""
+    from bench.production import launcher
+
+    argv = launcher("givtcp-async", "exec(sys.argv[1])")
+    out = subprocess.run([*argv, _DATEUTIL], capture_output=True, text=True, check=True,
+                         timeout=60)  # fmt: skip
+    assert json.loads(out.stdout) == {
+        "ctypes": False,
+        "tzwin": None,
+        "blocked": False,  # the block is lifted once the client is imported
+        "parsed": "2024-06-01T12:30:00+01:00",
+    }
+
+
 _WRITER = """
 import asyncio, json, sys
 from givtcp_async.sinks.influx import _client_class, _status, _write_errors
@@ -184,6 +256,7 @@ print(json.dumps({
     "modules": sorted({m.split(".")[0] for m in sys.modules}),
     "aiohttp": sorted(m for m in sys.modules if m.startswith("aiohttp.")),
     "givtcp": sorted(m for m in sys.modules if m.startswith("givtcp_async.")),
+    "frozenlist": sorted(m for m in sys.modules if m.startswith("frozenlist")),
 }))
 """
 
@@ -231,5 +304,11 @@ async def test_a_daemon_with_mqtt_and_rest_loads_no_charger_or_influx_library(
     # aiohttp's server half only: no client, connector (nor its TLS contexts) or tracing
     assert "aiohttp.web" in seen["aiohttp"]
     assert not {"aiohttp.client", "aiohttp.connector", "aiohttp.tracing"} & set(seen["aiohttp"])
+    assert "aiohttp._websocket.reader_c" not in seen["aiohttp"]  # its pure-Python reader
     # built on the first /openapi.json or /docs only
     assert "givtcp_async.sinks.openapi" not in seen["givtcp"]
+    # no charger configured: neither the charger's modules nor its discovery
+    charger = ("givtcp_async.evc", "givtcp_async.sinks.evc_discovery")
+    assert not [m for m in seen["givtcp"] if m.startswith(charger)]
+    # frozenlist's pure-Python class: its compiled one would map libstdc++
+    assert seen["frozenlist"] == ["frozenlist"]

@@ -43,9 +43,10 @@ import contextlib
 import json
 import math
 import re
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -336,10 +337,37 @@ _LAZY_PACKAGES: Final = (
 
 def _client_class() -> Any:
     """influxdb-client's ``InfluxDBClientAsync``, imported without what the output never uses."""
-    module = import_with_lazy_packages(
-        "influxdb_client.client.influxdb_client_async", _LAZY_PACKAGES
-    )
+    with _no_windows_time_zones():
+        module = import_with_lazy_packages(
+            "influxdb_client.client.influxdb_client_async", _LAZY_PACKAGES
+        )
     return module.InfluxDBClientAsync
+
+
+# dateutil (the client's date parser) tries its Windows time zones at import: the module imports
+# ctypes (~0.4 MiB) before it fails for want of the Windows registry, and dateutil goes on without
+# them (``tzwin = None``).
+_WINDOWS_TIME_ZONES: Final = "dateutil.tz.win"
+
+
+@contextlib.contextmanager
+def _no_windows_time_zones() -> Iterator[None]:
+    """Off Windows, dateutil's Windows time zones fail to import as they always do there, but
+    before they import ctypes; on Windows, or with dateutil's ``tz`` imported already, nothing
+    changes."""
+    if (
+        sys.platform == "win32"
+        or "dateutil.tz" in sys.modules
+        or _WINDOWS_TIME_ZONES in sys.modules
+    ):
+        yield
+        return
+    sys.modules[_WINDOWS_TIME_ZONES] = None  # type: ignore[assignment]  # how a missing one fails
+    try:
+        yield
+    finally:
+        if sys.modules.get(_WINDOWS_TIME_ZONES, ...) is None:
+            del sys.modules[_WINDOWS_TIME_ZONES]
 
 
 def _write_errors() -> tuple[type[BaseException], ...]:

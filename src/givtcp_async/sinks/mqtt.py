@@ -39,7 +39,7 @@ import ssl
 from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiomqtt
 import structlog
@@ -47,9 +47,8 @@ import structlog
 from givtcp_async.backoff import Backoff
 from givtcp_async.config import MqttConfig, Settings
 from givtcp_async.control.result import CommandResult, rejected
-from givtcp_async.evc.snapshot import EvcSnapshot
 from givtcp_async.ports import ChargerHealth, ChargerView, Health, InverterView, Links
-from givtcp_async.sinks import discovery, evc_discovery
+from givtcp_async.sinks import discovery
 from givtcp_async.sinks.discovery import (
     OFFLINE,
     ONLINE,
@@ -62,6 +61,9 @@ from givtcp_async.sinks.discovery import (
 )
 from givtcp_async.sinks.state_topics import Message, StateTopics
 from givtcp_async.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from givtcp_async.evc.snapshot import EvcSnapshot
 
 log = structlog.get_logger(__name__)
 
@@ -521,17 +523,9 @@ class MqttService:
             if snap.serial:  # its will held before anything of it is announced
                 await self._holders.hold(status_topic(self.root, snap.serial))
             if self.cfg.discovery:
-                sig = (
-                    evc_discovery.signature(snap)
-                    if isinstance(snap, EvcSnapshot)
-                    else discovery.signature(snap, inv.discovery)
-                )
+                sig = _signature(snap, inv.discovery)
                 if full or inv.announced != sig:
-                    announcement = (
-                        evc_discovery.messages(snap, inv.discovery)
-                        if isinstance(snap, EvcSnapshot)
-                        else discovery.messages(snap, inv.discovery)
-                    )
+                    announcement = _announcement(snap, inv.discovery)
                     # One device's announcement at a time, built as it is sent: its payloads
                     # never pile up in memory together with another inverter's.
                     async with self._announcing:
@@ -746,6 +740,25 @@ class MqttService:
             self.stats.results_undelivered += 1
             log.warning("MQTT command result not delivered", serial=serial, function=function,
                         status=result.status, error=str(err))  # fmt: skip
+
+
+def _signature(snap: Snapshot | EvcSnapshot, cfg: DiscoveryConfig) -> tuple[Any, ...]:
+    """What the device's discovery announcement depends on (a charger's discovery module is
+    imported only when a charger's snapshot comes: a daemon without one never loads it)."""
+    if isinstance(snap, Snapshot):
+        return discovery.signature(snap, cfg)
+    from givtcp_async.sinks import evc_discovery
+
+    return evc_discovery.signature(snap)
+
+
+def _announcement(snap: Snapshot | EvcSnapshot, cfg: DiscoveryConfig) -> Iterable[Message]:
+    """The device's retained discovery messages."""
+    if isinstance(snap, Snapshot):
+        return discovery.messages(snap, cfg)
+    from givtcp_async.sinks import evc_discovery
+
+    return evc_discovery.messages(snap, cfg)
 
 
 def _noting_time(messages: Iterable[Message], into: set[str]) -> Iterator[Message]:

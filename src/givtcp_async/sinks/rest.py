@@ -53,7 +53,6 @@ from givtcp_async.control.layout import Layout
 from givtcp_async.control.payloads import decode_json
 from givtcp_async.control.result import CommandResult, rejected
 from givtcp_async.errors import UnknownFunction, ValidationFailed
-from givtcp_async.evc.controls import find as find_charger_function
 from givtcp_async.layout import TreeLayout
 from givtcp_async.ports import ChargerView, InverterView, Links, MetricsSource
 from givtcp_async.sinks import metrics
@@ -68,6 +67,7 @@ from givtcp_async.sinks.http_guard import (
 )
 
 if TYPE_CHECKING:
+    from givtcp_async.evc.controls import EvcFunction
     from givtcp_async.snapshot import Snapshot
 
 log = structlog.get_logger(__name__)
@@ -192,6 +192,14 @@ def health_of(view: InverterView) -> dict[str, Any]:
         "failed_polls": health.failed_polls,
         "problem": health.problem,
     }
+
+
+def find_charger_function(name: str) -> EvcFunction:
+    """The charger's control function ``name`` (the charger's modules are imported on the first
+    request that may address one: a daemon without a charger and such requests never loads them)."""
+    from givtcp_async.evc.controls import find
+
+    return find(name)
 
 
 def _is_charger_function(name: str) -> bool:
