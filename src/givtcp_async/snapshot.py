@@ -6,9 +6,11 @@ A :class:`Snapshot` holds only validated readings (see :mod:`givtcp_async.qualit
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from sys import intern
 from typing import Any
 
 from givtcp_async.layout import TreeLayout, device_paths, group, render
@@ -149,3 +151,41 @@ def _flatten(node: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
             _flatten(value, path, out)
         else:
             out[path] = value
+
+
+class FlatHistory:
+    """The flat form (:meth:`Snapshot.flat`) of the last ``maxlen`` snapshots, oldest first:
+    what GivTCP 3's /fullCache shows.
+
+    Kept compact (issue #16): not the snapshots themselves (each its readings, raw registers and
+    devices, ~60 KiB of its own) but each one's leaves as a tuple of values under a tuple of
+    paths. The paths are interned and a row whose paths are those of the row before shares that
+    tuple; a value equal to the one before it (same type) is the very object before it. A flat
+    form depends on nothing but its snapshot, so making it on arrival shows what making it on
+    request did.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, maxlen: int) -> None:
+        self._rows: deque[tuple[tuple[str, ...], tuple[Any, ...]]] = deque(maxlen=maxlen)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def append(self, snap: Snapshot) -> None:
+        flat = snap.flat()
+        if self._rows:
+            paths, before = self._rows[-1]
+            if len(paths) == len(flat) and all(a == b for a, b in zip(paths, flat, strict=True)):
+                values = tuple(
+                    old if old is new or (old.__class__ is new.__class__ and old == new) else new
+                    for old, new in zip(before, flat.values(), strict=True)
+                )
+                self._rows.append((paths, values))
+                return
+        self._rows.append((tuple(map(intern, flat)), tuple(flat.values())))
+
+    def flats(self) -> list[dict[str, Any]]:
+        """Each kept snapshot's :meth:`Snapshot.flat`, oldest first."""
+        return [dict(zip(paths, values, strict=True)) for paths, values in self._rows]
