@@ -56,25 +56,34 @@ def test_full_cache_shows_the_last_snapshots_flat_forms_oldest_first() -> None:
     assert [list(f) for f in history.flats()] == [list(s.flat()) for s in snaps[-10:]]
 
 
-def test_full_cache_keeps_no_snapshot_and_shares_what_did_not_change() -> None:
+def test_full_cache_keeps_no_snapshot_only_what_changed() -> None:
     history = FlatHistory(10)
     snaps = series()
     for snap in snaps:
         history.append(snap)
-    rows = list(history._rows)
-    # Nothing of a snapshot is kept but the leaves' values: no readings, no snapshots.
-    assert not any(isinstance(v, Reading | Snapshot) for _, values in rows for v in values)
-    # One tuple of paths while the paths hold (snapshots 7 and 8 lack PV_Power).
-    assert len({id(paths) for paths, _ in rows}) == 3
-    assert rows[-1][0] is rows[-2][0]
-    assert rows[2][0] is rows[1][0]  # snapshots 4 and 5
-    # A value that did not change is the object before it; one that did is new.
+    rows = list(history._rows)  # snapshots 3 to 12
+    # Nothing of a snapshot is kept but its leaves' values: no readings, no snapshots.
+    kept = [v for row in rows for part in (row[1], row[3]) if part for v in part]
+    assert not any(isinstance(v, Reading | Snapshot) for v in kept)
+    # One tuple of paths per distinct set of paths (snapshots 7 and 8 lack PV_Power).
+    assert len({id(row[0]) for row in rows}) == 2
+    assert rows[0][0] is rows[-1][0]
+    # The oldest is whole, and so is each one whose paths differ from the one before it (7
+    # and 9); every other holds only the values that changed since the one before it.
+    assert [row[1] is not None for row in rows] == [i in (3, 7, 9) for i in range(3, 13)]
     paths = rows[-1][0]
-    soc = paths.index("Power/Power/SOC")
-    battery = next(i for i, p in enumerate(paths) if p.endswith("/Battery_Voltage"))
-    assert rows[-1][1][battery] is rows[-2][1][battery]
-    assert rows[-1][1][soc] == 52
-    assert rows[-2][1][soc] == 51
+    assert {paths[i] for i in rows[-1][2]} == {
+        "Power/Power/SOC",
+        "Power/Power/Grid_Voltage",
+        "Stats/Time_Since_Last_Update",
+        "raw/invertor/soc",
+    }
+    flat = snaps[-1].flat()
+    assert list(rows[-1][3]) == [flat[paths[i]] for i in rows[-1][2]]
+    # After the oldest is dropped, the new oldest is whole.
+    history.append(snaps[-1])
+    assert history._rows[0][1] is not None
+    assert history.flats() == [s.flat() for s in [*snaps[-9:], snaps[-1]]]
     # The paths are interned: every inverter's history holds the same strings.
     other = FlatHistory(10)
     other.append(snaps[0])

@@ -6,6 +6,7 @@ A :class:`Snapshot` holds only validated readings (see :mod:`givtcp_async.qualit
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -158,34 +159,75 @@ class FlatHistory:
     what GivTCP 3's /fullCache shows.
 
     Kept compact (issue #16): not the snapshots themselves (each its readings, raw registers and
-    devices, ~60 KiB of its own) but each one's leaves as a tuple of values under a tuple of
-    paths. The paths are interned and a row whose paths are those of the row before shares that
-    tuple; a value equal to the one before it (same type) is the very object before it. A flat
-    form depends on nothing but its snapshot, so making it on arrival shows what making it on
-    request did.
+    devices, ~60 KiB of its own) but their leaves: the oldest kept as a tuple of values under a
+    tuple of paths, each later one with the same paths as only the values that changed since
+    the one before it (their positions and values), one with other paths whole again. The paths
+    are interned, and rows with the same paths share one tuple of them; a value equal to the one
+    before it (same type) is the very object before it. A flat form depends on nothing but its
+    snapshot, so making it on arrival shows what making it on request did.
     """
 
-    __slots__ = ("_rows",)
+    __slots__ = ("_last", "_maxlen", "_rows")
 
     def __init__(self, maxlen: int) -> None:
-        self._rows: deque[tuple[tuple[str, ...], tuple[Any, ...]]] = deque(maxlen=maxlen)
+        self._maxlen = maxlen
+        # (paths, every value, None, None) or (paths, None, positions changed, their values)
+        self._rows: deque[_Row] = deque()
+        self._last: tuple[Any, ...] = ()  # every value of the newest row
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def append(self, snap: Snapshot) -> None:
         flat = snap.flat()
-        if self._rows:
-            paths, before = self._rows[-1]
-            if len(paths) == len(flat) and all(a == b for a, b in zip(paths, flat, strict=True)):
-                values = tuple(
-                    old if old is new or (old.__class__ is new.__class__ and old == new) else new
-                    for old, new in zip(before, flat.values(), strict=True)
-                )
-                self._rows.append((paths, values))
-                return
-        self._rows.append((tuple(map(intern, flat)), tuple(flat.values())))
+        rows = self._rows
+        if rows and _same_paths(rows[-1][0], flat):
+            at = array("I")
+            changed: list[Any] = []
+            values = list(self._last)
+            for i, (old, new) in enumerate(zip(self._last, flat.values(), strict=True)):
+                if not (old is new or (old.__class__ is new.__class__ and old == new)):
+                    at.append(i)
+                    changed.append(new)
+                    values[i] = new
+            rows.append((rows[-1][0], None, at, tuple(changed)))
+            self._last = tuple(values)
+        else:
+            paths = next((r[0] for r in rows if _same_paths(r[0], flat)), None)
+            if paths is None:
+                paths = tuple(map(intern, flat))
+            self._last = tuple(flat.values())
+            rows.append((paths, self._last, None, None))
+        if len(rows) > self._maxlen:
+            oldest = rows.popleft()[1]
+            paths, whole, moved, moved_to = rows[0]
+            if whole is None:  # the new oldest row: whole now
+                assert oldest is not None
+                assert moved is not None
+                assert moved_to is not None
+                every = list(oldest)
+                for i, value in zip(moved, moved_to, strict=True):
+                    every[i] = value
+                rows[0] = (paths, tuple(every), None, None)
 
     def flats(self) -> list[dict[str, Any]]:
         """Each kept snapshot's :meth:`Snapshot.flat`, oldest first."""
-        return [dict(zip(paths, values, strict=True)) for paths, values in self._rows]
+        out: list[dict[str, Any]] = []
+        values: list[Any] = []
+        for paths, whole, at, changed in self._rows:
+            if whole is not None:
+                values = list(whole)
+            else:
+                assert at is not None
+                assert changed is not None
+                for i, value in zip(at, changed, strict=True):
+                    values[i] = value
+            out.append(dict(zip(paths, values, strict=True)))
+        return out
+
+
+_Row = tuple[tuple[str, ...], tuple[Any, ...] | None, "array[int] | None", tuple[Any, ...] | None]
+
+
+def _same_paths(paths: tuple[str, ...], flat: Mapping[str, Any]) -> bool:
+    return len(paths) == len(flat) and all(a == b for a, b in zip(paths, flat, strict=True))
