@@ -71,15 +71,17 @@ def test_full_cache_keeps_no_snapshot_only_what_changed() -> None:
     # The oldest is whole, and so is each one whose paths differ from the one before it (7
     # and 9); every other holds only the values that changed since the one before it.
     assert [row[1] is not None for row in rows] == [i in (3, 7, 9) for i in range(3, 13)]
-    paths = rows[-1][0]
-    assert {paths[i] for i in rows[-1][2]} == {
+    paths, _, at, changed = rows[-1]
+    assert at is not None
+    assert changed is not None
+    assert {paths[i] for i in at} == {
         "Power/Power/SOC",
         "Power/Power/Grid_Voltage",
         "Stats/Time_Since_Last_Update",
         "raw/invertor/soc",
     }
     flat = snaps[-1].flat()
-    assert list(rows[-1][3]) == [flat[paths[i]] for i in rows[-1][2]]
+    assert list(changed) == [flat[paths[i]] for i in at]
     # After the oldest is dropped, the new oldest is whole.
     history.append(snaps[-1])
     assert history._rows[0][1] is not None
