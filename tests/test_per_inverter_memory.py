@@ -9,7 +9,7 @@ from givtcp_async import tariffs
 from givtcp_async.assemble import LIFTED_PACK_TOTALS, SnapshotAssembler
 from givtcp_async.control.overrides import STATE_SPECS
 from givtcp_async.coordinator import merged_specs
-from givtcp_async.quality.gates import Reading, ValueGate
+from givtcp_async.quality.gates import Reading, ValueGate, _Held
 from givtcp_async.reader import field_set
 from givtcp_async.registers.models import detect_model
 from givtcp_async.registers.schema import Source
@@ -54,6 +54,10 @@ def test_specs_merged_with_the_daemons_own_are_one_mapping_per_layout() -> None:
     assert merged_specs(specs, euro)["Day_Cost"].unit == "EUR"
 
 
+def held_of(gate: ValueGate, name: str) -> object:
+    return gate._tracks[name].held
+
+
 def test_a_value_judged_plainly_keeps_a_small_track_and_its_value_once() -> None:
     specs = {f.name: f for f in field_set(GEN3).inverter}
     gate = ValueGate(GEN3)
@@ -66,11 +70,11 @@ def test_a_value_judged_plainly_keeps_a_small_track_and_its_value_once() -> None
     assert track.reading is not None
     assert track.value is track.reading.value == 242.0  # the value kept once, in its reading
     assert not hasattr(track, "__dict__")
-    assert gate._tracks["SOC"].held is None
+    assert held_of(gate, "SOC") is None
     # A suspicious value is held until confirmed: that track gets what holding needs.
     assert gate.check(soc, 0, now=4.0) == Reading(50, soc.unit, stale=True)
-    held = gate._tracks["SOC"].held
-    assert held is not None
+    held = held_of(gate, "SOC")
+    assert isinstance(held, _Held)
     assert held.candidate == 0
     assert gate.check(soc, 50, now=5.0).value == 50
     assert held.candidate is None
