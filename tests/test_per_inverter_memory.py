@@ -12,6 +12,7 @@ from givtcp_async.coordinator import merged_specs
 from givtcp_async.quality.gates import Reading, ValueGate, _Held
 from givtcp_async.reader import field_set
 from givtcp_async.registers.models import detect_model
+from givtcp_async.registers.raw import time_slot
 from givtcp_async.registers.schema import Source
 
 LONDON = ZoneInfo("Europe/London")
@@ -78,3 +79,13 @@ def test_a_value_judged_plainly_keeps_a_small_track_and_its_value_once() -> None
     assert held.candidate == 0
     assert gate.check(soc, 50, now=5.0).value == 50
     assert held.candidate is None
+
+
+def test_time_slot_texts_are_shared_and_unchanged() -> None:
+    text = time_slot(130, 445)
+    assert text == "TimeSlot(start=datetime.time(1, 30), end=datetime.time(4, 45))"
+    assert time_slot(130, 445) is text  # one text for every snapshot of every inverter
+    assert time_slot(130, 2400) == "TimeSlot(start=None, end=None)"
+    assert time_slot(130.0, 445) == "TimeSlot(start=None, end=None)"  # not an int: no time
+    assert time_slot(True, 445) == time_slot(1, 445)  # as before: a bool is an int
+    assert time_slot(None, 445) == "TimeSlot(start=None, end=None)"
