@@ -93,3 +93,20 @@ def test_full_cache_keeps_no_snapshot_only_what_changed() -> None:
     mine = {p: p for p in paths}
     assert len(common) > 200
     assert all(mine[p] is p for p in other._rows[0][0] if p in common)
+
+
+def test_a_leaf_under_another_path_makes_a_whole_row() -> None:
+    """As many leaves as before, one of them under another path: seen, and shown as it is."""
+    history = FlatHistory(10)
+    snaps = series()[:3]
+    renamed = snapshot(3, every_value())
+    renamed = Snapshot(renamed.serial, renamed.model, renamed.taken_at, renamed.values,
+                       renamed.specs, stats={"Time_Since_Last_Update": 3.0, "state": "online"},
+                       raw=renamed.raw)  # fmt: skip
+    for snap in [*snaps, renamed, snaps[0]]:
+        history.append(snap)
+    assert history.flats() == [s.flat() for s in [*snaps, renamed, snaps[0]]]
+    rows = list(history._rows)
+    assert [row[1] is not None for row in rows] == [True, False, False, True, True]
+    assert rows[4][0] is rows[0][0]  # the paths before are found again
+    assert "Stats/state" in rows[3][0]

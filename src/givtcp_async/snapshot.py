@@ -179,13 +179,15 @@ class FlatHistory:
         return len(self._rows)
 
     def append(self, snap: Snapshot) -> None:
-        flat = snap.flat()
+        tree = snap.runall()
         rows = self._rows
-        if rows and _same_paths(rows[-1][0], flat):
+        # The leaves where the newest row has them (the common case): no path text is made.
+        leaves = _leaves_at(tree, rows[-1][0]) if rows else None
+        if leaves is not None:
             at = array("I")
             changed: list[Any] = []
             values = list(self._last)
-            for i, (old, new) in enumerate(zip(self._last, flat.values(), strict=True)):
+            for i, (old, new) in enumerate(zip(self._last, leaves, strict=True)):
                 if not (old is new or (old.__class__ is new.__class__ and old == new)):
                     at.append(i)
                     changed.append(new)
@@ -193,6 +195,8 @@ class FlatHistory:
             rows.append((rows[-1][0], None, at, tuple(changed)))
             self._last = tuple(values)
         else:
+            flat: dict[str, Any] = {}
+            _flatten(tree, "", flat)
             paths = next((r[0] for r in rows if _same_paths(r[0], flat)), None)
             if paths is None:
                 paths = tuple(map(intern, flat))
@@ -231,3 +235,39 @@ _Row = tuple[tuple[str, ...], tuple[Any, ...] | None, "array[int] | None", tuple
 
 def _same_paths(paths: tuple[str, ...], flat: Mapping[str, Any]) -> bool:
     return len(paths) == len(flat) and all(a == b for a, b in zip(paths, flat, strict=True))
+
+
+def _leaves_at(tree: Mapping[str, Any], paths: tuple[str, ...]) -> list[Any] | None:
+    """The leaves of ``tree`` (as :meth:`Snapshot.flat` has them) when their paths are exactly
+    ``paths``, in order; else None. Compares without joining a path text per leaf."""
+    out: list[Any] = []
+    if _walk(tree, "", paths, out) and len(out) == len(paths):
+        return out
+    return None
+
+
+def _walk(node: Mapping[Any, Any], prefix: str, paths: tuple[str, ...], out: list[Any]) -> bool:
+    for key, value in node.items():
+        if not isinstance(key, str):
+            return False  # as _flatten would make it: left to it
+        if isinstance(value, Mapping) and not ("value" in value and "unit" in value):
+            if not _walk(value, f"{prefix}/{key}" if prefix else key, paths, out):
+                return False
+            continue
+        i = len(out)
+        if i >= len(paths):
+            return False
+        path = paths[i]
+        if prefix:
+            n = len(prefix)
+            if not (
+                len(path) == n + 1 + len(key)
+                and path[n] == "/"
+                and path.startswith(prefix)
+                and path.endswith(key)
+            ):
+                return False
+        elif path != key:
+            return False
+        out.append(value)
+    return True
