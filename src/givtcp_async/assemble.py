@@ -108,6 +108,36 @@ def _compile(specs: Sequence[Field], model: Model) -> tuple[_Entry, ...]:
 _COMPILED: dict[tuple[Model, tuple[int, ...]], tuple[tuple[Field, ...], tuple[_Entry, ...]]] = {}
 
 
+_Statics = tuple[
+    Mapping[str, Spec], Mapping[Source, Mapping[str, Spec]], tuple[tuple[Derived, Rule], ...]
+]
+
+
+def _statics(fields: FieldSet, model: Model) -> _Statics:
+    """What an assembler looks specs up in (every spec by name, each device kind's, the derived
+    values' rules): made once per field set and model and shared, read-only, by every assembler
+    of it (each snapshot hands ``specs`` on to the sinks)."""
+    key = (id(fields), model)
+    hit = _STATICS.get(key)
+    if hit is not None and hit[0] is fields:
+        return hit[1]
+    specs = fields.specs()
+    pack_fields = {f.name: f for f in fields.devices.get(Source.BATTERY, ())}
+    for name in LIFTED_PACK_TOTALS:
+        if name not in specs and name in pack_fields:
+            specs[name] = replace(pack_fields[name], path=LIFTED_PATH)
+    device_specs = {src: {f.name: f for f in fs} for src, fs in fields.devices.items()}
+    derived = tuple((d, make_rule(d, model)) for d in fields.derived)
+    statics: _Statics = (specs, device_specs, derived)
+    if len(_STATICS) >= 64:  # a handful of models per process; never unbounded
+        _STATICS.pop(next(iter(_STATICS)))
+    _STATICS[key] = (fields, statics)  # the field set keeps its id from being reused
+    return statics
+
+
+_STATICS: dict[tuple[int, Model], tuple[FieldSet, _Statics]] = {}
+
+
 @dataclass
 class SnapshotAssembler:
     """Builds successive snapshots of one inverter; owns the gates' memory of last good values."""
@@ -123,31 +153,23 @@ class SnapshotAssembler:
     clock: Callable[[], float] = time.monotonic
     _gate: ValueGate = field(init=False)
     _device_gates: dict[str, ValueGate] = field(init=False, default_factory=dict)
-    _specs: dict[str, Spec] = field(init=False)
-    _device_specs: dict[Source, dict[str, Spec]] = field(init=False)
+    _specs: Mapping[str, Spec] = field(init=False)
+    _device_specs: Mapping[Source, Mapping[str, Spec]] = field(init=False)
     _compiled: dict[Source, tuple[_Entry, ...]] = field(init=False)
     _derived: tuple[tuple[Derived, Rule], ...] = field(init=False)
     _clock_entry: _Entry | None = field(init=False)
 
     def __post_init__(self) -> None:
         self._gate = ValueGate(self.model, self.gate_settings, self.clock)
-        self._specs = self.fields.specs()
         self._compiled = {
             Source.INVERTER: _compile(
                 [f for f in self.fields.inverter if f.source is Source.INVERTER], self.model
             ),
             **{src: _compile(fs, self.model) for src, fs in self.fields.devices.items()},
         }
-        self._derived = tuple((d, make_rule(d, self.model)) for d in self.fields.derived)
         clock_fields = [f for f in self.fields.inverter if f.enc is Enc.DATETIME]
         self._clock_entry = _compile(clock_fields[:1], self.model)[0] if clock_fields else None
-        self._device_specs = {
-            src: {f.name: f for f in fs} for src, fs in self.fields.devices.items()
-        }
-        pack_fields = {f.name: f for f in self.fields.devices.get(Source.BATTERY, ())}
-        for name in LIFTED_PACK_TOTALS:
-            if name not in self._specs and name in pack_fields:
-                self._specs[name] = replace(pack_fields[name], path=LIFTED_PATH)
+        self._specs, self._device_specs, self._derived = _statics(self.fields, self.model)
 
     @property
     def rejections(self) -> dict[str, int]:

@@ -74,6 +74,26 @@ class CoordinatorOptions:
     tariff: TariffSettings | None = None  # None: no tariff tracking (Energy/Rates)
 
 
+def merged_specs(specs: Mapping[str, Spec], own: Mapping[str, Spec]) -> Mapping[str, Spec]:
+    """``specs`` with ``own`` (the daemon's own values'), one read-only mapping shared by every
+    coordinator whose assembler hands out the same ``specs`` with the same own specs (the
+    inverters of one layout): not a copy per inverter."""
+    key = (id(specs), tuple(map(id, own.values())))
+    hit = _MERGED.get(key)
+    if hit is not None and hit[0] is specs and hit[1] == tuple(own.values()):
+        return hit[2]
+    merged = {**specs, **own}
+    if len(_MERGED) >= 64:  # a handful of layouts per process; never unbounded
+        _MERGED.pop(next(iter(_MERGED)))
+    _MERGED[key] = (specs, tuple(own.values()), merged)  # the ids stay theirs while kept
+    return merged
+
+
+_MERGED: dict[
+    tuple[int, tuple[int, ...]], tuple[Mapping[str, Spec], tuple[Spec, ...], Mapping[str, Spec]]
+] = {}
+
+
 class InverterCoordinator:
     """Owns one inverter. Run :meth:`run` as a task; cancel it to stop (cleanly)."""
 
@@ -560,7 +580,7 @@ class InverterCoordinator:
             return specs
         merged = self._merged_specs
         if merged is None or merged[0] is not specs:
-            merged = self._merged_specs = (specs, {**specs, **self._state_specs})
+            merged = self._merged_specs = (specs, merged_specs(specs, self._state_specs))
         return merged[1]
 
     def _remembered_packs(self, serial: str) -> tuple[int, ...] | None:

@@ -77,8 +77,22 @@ class RefreshReport:
 
 
 def field_set(model: Model, available: Iterable[Block] = ()) -> FieldSet:
-    """The map entries for ``model`` given the optional blocks that answered."""
-    avail = list(available)
+    """The map entries for ``model`` given the optional blocks that answered: one shared
+    :class:`FieldSet` per model and blocks (twenty inverters of one kind hold one)."""
+    avail = tuple(available)
+    key = (model, avail)
+    shared = _FIELD_SETS.get(key)
+    if shared is None:
+        if len(_FIELD_SETS) >= 64:  # a handful of layouts per process; never unbounded
+            _FIELD_SETS.pop(next(iter(_FIELD_SETS)))
+        shared = _FIELD_SETS[key] = _field_set(model, avail)
+    return shared
+
+
+_FIELD_SETS: dict[tuple[Model, tuple[Block, ...]], FieldSet] = {}
+
+
+def _field_set(model: Model, avail: Sequence[Block]) -> FieldSet:
     inverter = tuple(fields_for(model, available=avail))
     devices = {
         src: tuple(fields_for(model, source=src))

@@ -6,9 +6,12 @@ A :class:`Snapshot` holds only validated readings (see :mod:`givtcp_async.qualit
 
 from __future__ import annotations
 
+from array import array
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from sys import intern
 from typing import Any
 
 from givtcp_async.layout import TreeLayout, device_paths, group, render
@@ -149,3 +152,122 @@ def _flatten(node: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
             _flatten(value, path, out)
         else:
             out[path] = value
+
+
+class FlatHistory:
+    """The flat form (:meth:`Snapshot.flat`) of the last ``maxlen`` snapshots, oldest first:
+    what GivTCP 3's /fullCache shows.
+
+    Kept compact (issue #16): not the snapshots themselves (each its readings, raw registers and
+    devices, ~60 KiB of its own) but their leaves: the oldest kept as a tuple of values under a
+    tuple of paths, each later one with the same paths as only the values that changed since
+    the one before it (their positions and values), one with other paths whole again. The paths
+    are interned, and rows with the same paths share one tuple of them; a value equal to the one
+    before it (same type) is the very object before it. A flat form depends on nothing but its
+    snapshot, so making it on arrival shows what making it on request did.
+    """
+
+    __slots__ = ("_last", "_maxlen", "_rows")
+
+    def __init__(self, maxlen: int) -> None:
+        self._maxlen = maxlen
+        # (paths, every value, None, None) or (paths, None, positions changed, their values)
+        self._rows: deque[_Row] = deque()
+        self._last: tuple[Any, ...] = ()  # every value of the newest row
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def append(self, snap: Snapshot) -> None:
+        tree = snap.runall()
+        rows = self._rows
+        # The leaves where the newest row has them (the common case): no path text is made.
+        leaves = _leaves_at(tree, rows[-1][0]) if rows else None
+        if leaves is not None:
+            at = array("I")
+            changed: list[Any] = []
+            values = list(self._last)
+            for i, (old, new) in enumerate(zip(self._last, leaves, strict=True)):
+                if not (old is new or (old.__class__ is new.__class__ and old == new)):
+                    at.append(i)
+                    changed.append(new)
+                    values[i] = new
+            rows.append((rows[-1][0], None, at, tuple(changed)))
+            self._last = tuple(values)
+        else:
+            flat: dict[str, Any] = {}
+            _flatten(tree, "", flat)
+            paths = next((r[0] for r in rows if _same_paths(r[0], flat)), None)
+            if paths is None:
+                paths = tuple(map(intern, flat))
+            self._last = tuple(flat.values())
+            rows.append((paths, self._last, None, None))
+        if len(rows) > self._maxlen:
+            oldest = rows.popleft()[1]
+            paths, whole, moved, moved_to = rows[0]
+            if whole is None:  # the new oldest row: whole now
+                assert oldest is not None
+                assert moved is not None
+                assert moved_to is not None
+                every = list(oldest)
+                for i, value in zip(moved, moved_to, strict=True):
+                    every[i] = value
+                rows[0] = (paths, tuple(every), None, None)
+
+    def flats(self) -> list[dict[str, Any]]:
+        """Each kept snapshot's :meth:`Snapshot.flat`, oldest first."""
+        out: list[dict[str, Any]] = []
+        values: list[Any] = []
+        for paths, whole, at, changed in self._rows:
+            if whole is not None:
+                values = list(whole)
+            else:
+                assert at is not None
+                assert changed is not None
+                for i, value in zip(at, changed, strict=True):
+                    values[i] = value
+            out.append(dict(zip(paths, values, strict=True)))
+        return out
+
+
+_Row = tuple[tuple[str, ...], tuple[Any, ...] | None, "array[int] | None", tuple[Any, ...] | None]
+
+
+def _same_paths(paths: tuple[str, ...], flat: Mapping[str, Any]) -> bool:
+    return len(paths) == len(flat) and all(a == b for a, b in zip(paths, flat, strict=True))
+
+
+def _leaves_at(tree: Mapping[str, Any], paths: tuple[str, ...]) -> list[Any] | None:
+    """The leaves of ``tree`` (as :meth:`Snapshot.flat` has them) when their paths are exactly
+    ``paths``, in order; else None. Compares without joining a path text per leaf."""
+    out: list[Any] = []
+    if _walk(tree, "", paths, out) and len(out) == len(paths):
+        return out
+    return None
+
+
+def _walk(node: Mapping[Any, Any], prefix: str, paths: tuple[str, ...], out: list[Any]) -> bool:
+    for key, value in node.items():
+        if not isinstance(key, str):
+            return False  # as _flatten would make it: left to it
+        if isinstance(value, Mapping) and not ("value" in value and "unit" in value):
+            if not _walk(value, f"{prefix}/{key}" if prefix else key, paths, out):
+                return False
+            continue
+        i = len(out)
+        if i >= len(paths):
+            return False
+        path = paths[i]
+        if prefix:
+            n = len(prefix)
+            if not (
+                len(path) == n + 1 + len(key)
+                and path[n] == "/"
+                and path.startswith(prefix)
+                and path.endswith(key)
+            ):
+                return False
+        elif path != key:
+            return False
+        out.append(value)
+    return True

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -93,8 +94,10 @@ def _spec(name: str, unit: str | None, kind: Kind, ha: HA | None, description: s
                    description=description, returns=returns, choices=choices)  # fmt: skip
 
 
+@cache
 def specs(currency: str = "GBP") -> tuple[Derived, ...]:
-    """The published values' entries (units in ``currency``)."""
+    """The published values' entries (units in ``currency``): made once per currency, so that
+    the inverters of a layout share them (and the specs merged with them)."""
     per_kwh = f"{currency}/kWh"
     price = HA(state_class="measurement", icon="mdi:cash")
     money = HA(device_class="monetary", state_class="total")

@@ -48,14 +48,35 @@ class Reading:
 
 
 @dataclass(slots=True)
-class _Track:
-    value: Any = None  # last good (as published, after unwrapping)
-    at: float = 0.0  # monotonic time it was last confirmed
+class _Held:
+    """What few values ever need (lifetime counters, suspicious values): made when first
+    needed, so that the track of every other value stays small (one per value per inverter)."""
+
     offset: float = 0  # added to a wrapped 16-bit counter
     candidate: Any = None  # a suspicious value waiting for confirmation
     confirmations: int = 0
     reset_day: date | None = None  # the day whose midnight reset of a daily total was taken
-    reading: Reading | None = None  # the last fresh reading, handed out again while unchanged
+
+
+@dataclass(slots=True)
+class _Track:
+    at: float = 0.0  # monotonic time the last good value was last confirmed
+    # The last good value (as published, after unwrapping) as its fresh reading, handed out
+    # again while unchanged: the value is kept once, in it.
+    reading: Reading | None = None
+    held: _Held | None = None
+
+    @property
+    def value(self) -> Any:
+        """The last good value (None before the first)."""
+        reading = self.reading
+        return None if reading is None else reading.value
+
+    def hold(self) -> _Held:
+        held = self.held
+        if held is None:
+            held = self.held = _Held()
+        return held
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,10 +191,11 @@ class ValueGate:
         return Reading(track.value, rule.unit, stale=True)
 
     def _accept(self, track: _Track, value: Any, rule: Rule, now: float) -> Reading:
-        track.value = value
         track.at = now
-        track.candidate = None
-        track.confirmations = 0
+        held = track.held
+        if held is not None:
+            held.candidate = None
+            held.confirmations = 0
         reading = track.reading
         if reading is None or not _equal(reading.value, value):
             reading = track.reading = Reading(value, rule.unit)
@@ -190,12 +212,13 @@ class ValueGate:
         agrees: Callable[[Any, Any], bool],
     ) -> Reading:
         """Hold a suspicious value until ``needed`` consecutive readings agree with it."""
-        if track.candidate is not None and agrees(track.candidate, value):
-            track.confirmations += 1
+        held = track.hold()
+        if held.candidate is not None and agrees(held.candidate, value):
+            held.confirmations += 1
         else:
-            track.candidate = value
-            track.confirmations = 1
-        if track.confirmations >= needed:
+            held.candidate = value
+            held.confirmations = 1
+        if held.confirmations >= needed:
             return self._accept(track, value, rule, now)
         return self._reject(reason, track, rule, now)
 
@@ -244,11 +267,11 @@ class ValueGate:
         elif value is None:
             return self._reject(Reason.MISSING, track, rule, now)
         # Accepted as it is (the common case, written out: this runs for every value).
-        track.value = value
         track.at = now
-        if track.candidate is not None:
-            track.candidate = None
-            track.confirmations = 0
+        held = track.held
+        if held is not None and held.candidate is not None:
+            held.candidate = None
+            held.confirmations = 0
         reading = track.reading
         if reading is not None:
             last = reading.value
@@ -264,7 +287,8 @@ class ValueGate:
     def _check_total(self, rule: Rule, raw: float, track: _Track, now: float) -> Reading:
         s = self.settings
         wrap = rule.wrap
-        value = raw + track.offset
+        held = track.held
+        value = raw + held.offset if held is not None else raw
         if track.value is None:
             if raw == 0:
                 return self._hold(
@@ -281,7 +305,7 @@ class ValueGate:
         if value < last:
             if wrap is not None and last - value > wrap / 2:
                 # A 16-bit counter rolled over (e.g. battery totals at 6553.5 kWh).
-                track.offset += wrap
+                track.hold().offset += wrap
                 value += wrap
             elif last - value <= s.backwards_tolerance:
                 return self._accept(track, track.value, rule, now)
@@ -322,10 +346,11 @@ class ValueGate:
             # taken once per midnight, so a dip of a larger total is still absorbed.
             day = max(starting)
             if last - value <= s.backwards_tolerance and not (
-                day != track.reset_day and value <= s.backwards_tolerance
+                day != (track.held.reset_day if track.held is not None else None)
+                and value <= s.backwards_tolerance
             ):
                 return self._accept(track, track.value, rule, now)
-            track.reset_day = day
+            track.hold().reset_day = day
             return self._accept(track, value, rule, now)
         if value - last > self._max_rise(track, now):
             return self._hold(

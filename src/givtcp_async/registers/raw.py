@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final, TypeVar
 
 from givtcp_async.registers.decode import decoder_of
@@ -196,7 +197,19 @@ def _code_field(field: Field) -> Field:
 
 def time_slot(start: Any, end: Any) -> str:
     """The library's ``TimeSlot`` text of two HHMM registers (None times when either is not a
-    valid time of day)."""
+    valid time of day). One text per pair of register values, shared by every snapshot of every
+    inverter (each holds ~20 of them)."""
+    if start.__class__ is int and end.__class__ is int:
+        return _int_slot(start, end)
+    return _time_slot(start, end)
+
+
+@lru_cache(maxsize=4096)
+def _int_slot(start: int, end: int) -> str:
+    return _time_slot(start, end)
+
+
+def _time_slot(start: Any, end: Any) -> str:
 
     def valid(value: Any) -> bool:
         return isinstance(value, int) and 0 <= value <= 2359 and value % 100 < 60

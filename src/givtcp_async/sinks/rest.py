@@ -31,7 +31,6 @@ cancellation the server closes its sockets and event streams within ``shutdown_t
 from __future__ import annotations
 
 import asyncio
-import collections
 import hmac
 import html
 import json
@@ -65,6 +64,7 @@ from givtcp_async.sinks.http_guard import (
     GuardedSite,
     HostRule,
 )
+from givtcp_async.snapshot import FlatHistory
 
 if TYPE_CHECKING:
     from givtcp_async.evc.controls import EvcFunction
@@ -306,9 +306,8 @@ class RestService:
         self._assets: dict[str, bytes] = {}
         self._waiting = 0  # control requests being read or run
         self._ports: dict[int, int] = {}  # extra listening port -> index of its inverter
-        self._history: list[collections.deque[Snapshot]] = [
-            collections.deque(maxlen=FULL_CACHE) for _ in self.views
-        ]
+        # /fullCache: each inverter's last snapshots in their flat form, kept compact.
+        self._history = [FlatHistory(FULL_CACHE) for _ in self.views]
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -494,7 +493,7 @@ class RestService:
     async def full_cache(self, request: web.Request) -> web.Response:
         """GivTCP 3's /fullCache: every leaf of the last snapshots (oldest first) by path."""
         view = self.target(request)
-        flats = [snap.flat() for snap in self._history[self.views.index(view)]]
+        flats = self._history[self.views.index(view)].flats()
         paths = dict.fromkeys(path for flat in flats for path in flat)
         out = {path: [flat.get(path) for flat in flats] for path in paths}
         name = f"regCacheStack_{view.serial or view.name}.json"
