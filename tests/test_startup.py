@@ -107,11 +107,13 @@ async def test_a_restart_takes_packs_and_meters_from_memory(tmp_path: Path) -> N
     assert any(a in METERS for a, _, _ in first_start)
     async with running_daemon(tmp_path, plant_config=config) as rig:
         snap = await rig.first_snapshot()
-        assert [b.address for b in snap.batteries] == [0x32, 0x33, 0x31]
+        # The first snapshot has the remembered packs; the LV BCU waits for the pack rescan
+        # after it (one request less before the first /runAll).
+        assert [b.address for b in snap.batteries] == [0x32, 0x33]
         reads = _reads(rig.sim)
         first_poll = reads.index((0x11, 4, 0))  # the first poll's live page
-        before = {a for a, _, _ in reads[:first_poll]}
-        assert not before & {0x34, 0x35, 0x36, 0x37}  # absent packs not probed first
+        before = {a for a, _, _ in reads[: first_poll + 1]}
+        assert not before & {0x31, 0x34, 0x35, 0x36, 0x37}  # absent packs not probed first
         assert not before & (set(METERS) - {0x01})  # no probe of the absent meters
         # The remembered packs are checked right after the first poll; meters are not scanned.
         for address in (0x34, 0x35, 0x36, 0x37):
@@ -122,6 +124,8 @@ async def test_a_restart_takes_packs_and_meters_from_memory(tmp_path: Path) -> N
                 )
             )
         assert {a for a, _, _ in _reads(rig.sim)} & set(METERS) == {0x01}  # polled, no scan
+        later = await rig.next_snapshot()
+        assert [b.address for b in later.batteries] == [0x32, 0x33, 0x31]  # the rescan's BCU
 
 
 async def test_read_remembers_absent_meters(tmp_path: Path) -> None:

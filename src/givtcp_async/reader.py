@@ -199,7 +199,10 @@ class PlantReader:
                 available.append(block)
         known = known_packs(serial) if known_packs and num_batteries is None else None
         if known is not None and model.battery_side is BatterySide.LV:
-            batteries = [a for a in (*LV_PACKS, LV_BCU) if a in known]
+            # The remembered packs, without the LV BCU: the pack rescan after the first poll
+            # probes it, so a restart's first refresh stays one request shorter (its words are
+            # read at the settings cadence and no first value needs them).
+            batteries = [a for a in LV_PACKS if a in known]
         else:
             batteries = await self._find_batteries(model, num_batteries)
         devices = [*batteries, *(await self._find_meters(model) if meters else [])]
