@@ -162,7 +162,9 @@ _ENC: Final = {"hex": Enc.HEX, "pf": Enc.PF}
 _SCALE: Final = {"d": 0.1, "c": 0.01}
 
 
-def _name(raw: str) -> str:
+def field_name(raw: str) -> str:
+    """A register map name from the peer's attribute: ``v_ac_low_limit_trip`` ->
+    ``V_Ac_Low_Limit_Trip``."""
     return "_".join(part.capitalize() for part in raw.split("_"))
 
 
@@ -195,7 +197,7 @@ def _field(
 ) -> Field:
     registers = (register, register + 1) if code == "hex" else (register,)
     return Field(
-        _name(raw),
+        field_name(raw),
         DIAGNOSTICS_PATH,
         bank,
         registers,
@@ -210,7 +212,7 @@ def _field(
 
 
 def _gen1_today(raw: str, register: int) -> Field:
-    return Field(_name(raw), DIAGNOSTICS_PATH, IR, (register,), scale=0.1, unit="kWh",
+    return Field(field_name(raw), DIAGNOSTICS_PATH, IR, (register,), scale=0.1, unit="kWh",
                  kind=Kind.TODAY, families=frozenset({Family.HYBRID_GEN1}), bounds=c.TODAY_KWH,
                  ha=HA(device_class="energy", state_class="total_increasing",
                        entity_category="diagnostic", enabled_by_default=False, name=display(raw)),
@@ -225,4 +227,4 @@ SP_DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = (
     _gen1_today("e_battery_charge_today_alt2", 183),
 )
 
-__all__ = ["SP_DIAGNOSTIC_FIELDS", "display", "hidden"]
+__all__ = ["DIAGNOSTICS_PATH", "SP_DIAGNOSTIC_FIELDS", "display", "field_name", "hidden"]

@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import Final
 
 from givtcp_async.registers import common as c
-from givtcp_async.registers.diagnostics import hidden
+from givtcp_async.registers.diagnostics import DIAGNOSTICS_PATH, field_name, hidden
 from givtcp_async.registers.schema import Bank, Enc, Field, Kind, Source
 
-DIAGNOSTICS_PATH: Final = ("Diagnostics",)
 HR = Bank.HOLDING
 IR = Bank.INPUT
 
@@ -98,14 +97,10 @@ _ROWS: Final[tuple[tuple[str, Bank, int, str], ...]] = (
 )
 
 
-def _name(raw: str) -> str:
-    return "_".join(part.capitalize() for part in raw.split("_"))
-
-
 def _field(raw: str, bank: Bank, register: int, code: str) -> Field:
     registers = tuple(range(register, register + 5)) if code == "ascii" else (register,)
     return Field(
-        _name(raw),
+        field_name(raw),
         DIAGNOSTICS_PATH,
         bank,
         registers,
@@ -146,7 +141,7 @@ _PACK_SCALE: Final = {"u32m": 0.001, "u32c": 0.01, "sd": 0.1}
 def _pack_field(raw: str, register: int, code: str) -> Field:
     wide = code.startswith("u32")
     return Field(
-        _name(raw),
+        field_name(raw),
         DIAGNOSTICS_PATH,
         IR,
         (register, register + 1) if wide else (register,),

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from givtcp_async.registers import common as c
-from givtcp_async.registers.diagnostics import hidden
+from givtcp_async.registers.diagnostics import DIAGNOSTICS_PATH, field_name, hidden
 from givtcp_async.registers.schema import (
     BATTERY_PCT,
     CURRENT,
@@ -479,15 +479,10 @@ GIVTCP_DIAGNOSTIC_RAW: Final[Mapping[str, str]] = {
     "v_battery_cv": "v_battery_CV",
 }  # fmt: skip
 _DIAG_SCALE: Final = {"u": 1.0, "d": 0.1, "c": 0.01, "m": 0.001}
-DIAGNOSTICS_PATH: Final = ("Diagnostics",)
-
-
-def _diag_name(raw: str) -> str:
-    return "_".join(part.capitalize() for part in raw.split("_"))
 
 
 DIAGNOSTIC_FIELDS: Final[tuple[Field, ...]] = tuple(
-    Field(_diag_name(raw), DIAGNOSTICS_PATH, HR, (reg,), scale=_DIAG_SCALE[code],
+    Field(field_name(raw), DIAGNOSTICS_PATH, HR, (reg,), scale=_DIAG_SCALE[code],
           kind=Kind.SETTING, families=_3PH, ha=hidden(raw),
           raw=GIVTCP_DIAGNOSTIC_RAW.get(raw, raw),
           description=f"HR{reg}, read only")
