@@ -453,6 +453,13 @@ def test_an_unknown_time_entities_form_names_the_allowed_ones() -> None:
     assert msg.endswith("[from GIVTCP_MQTT__TIME_ENTITIES]")
 
 
+def test_a_bad_all_entities_value_names_the_key_and_the_variable() -> None:
+    environ = {**BASE, "GIVTCP_MQTT__ALL_ENTITIES": "some"}
+    msg = error_of(lambda: load_config(None, environ=environ))
+    assert msg.startswith("mqtt.all_entities: Input should be a valid boolean")
+    assert msg.endswith("[from GIVTCP_MQTT__ALL_ENTITIES]")
+
+
 def test_bad_json_in_prefixed_variable() -> None:
     msg = error_of(lambda: load_config(None, environ={"GIVTCP_INVERTERS": "[{"}))
     assert msg.startswith("GIVTCP_INVERTERS: not valid JSON")
