@@ -188,6 +188,53 @@ def expand(payload: str | Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The options a device payload may hold for all its components, each inherited by a component
+# that has not its own (homeassistant/components/mqtt/schemas.py, SHARED_OPTIONS). "~" is not
+# one of them: a component's "~" is its own.
+SHARED_OPTIONS = (
+    "availability", "availability_mode", "availability_template", "availability_topic",
+    "command_topic", "payload_available", "payload_not_available", "state_topic",
+)  # fmt: skip
+
+
+def expand_device(topic: str, payload: str) -> dict[str, dict[str, Any]]:
+    """A device payload's components as Home Assistant makes them entities, each under the
+    topic a per-entity config of it would have (``<prefix>/<platform>/<payload id>/<component
+    id>/config``): abbreviations expanded, the device block, ``origin`` and the shared options
+    added, the component's own ``~`` applied. A component of its platform alone (a removal)
+    is left out."""
+    prefix, kind, _node, object_id, _ = topic.split("/")
+    assert kind == "device", topic
+    raw = json.loads(payload)
+    top = expand({k: v for k, v in raw.items() if k not in ("cmps", "components")})
+    out: dict[str, dict[str, Any]] = {}
+    for key, comp in raw.get("cmps", raw.get("components", {})).items():
+        platform = comp.get("p", comp.get("platform"))
+        if len(comp) == 1:
+            continue
+        config = expand({k: v for k, v in comp.items() if k not in ("p", "platform")})
+        config["device"], config["origin"] = top["device"], top["origin"]
+        for option in SHARED_OPTIONS:
+            if option in top and option not in config:
+                config[option] = top[option]
+        out[f"{prefix}/{platform}/{object_id}/{key}/config"] = config
+    return out
+
+
+def ha_configs(latest: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Every entity config Home Assistant reads from retained discovery messages (topic ->
+    payload) of either format, by its (pseudo) per-entity topic."""
+    out: dict[str, dict[str, Any]] = {}
+    for topic, payload in latest.items():
+        if not payload:
+            continue
+        if topic.split("/")[1] == "device":
+            out.update(expand_device(topic, payload))
+        else:
+            out[topic] = expand(payload)
+    return out
+
+
 STATE_CLASSES = {"measurement", "total", "total_increasing"}
 PLATFORMS = {"sensor", "number", "select", "switch", "button", "time"}
 _ENTITY_ID = re.compile(r"^(?P<platform>[a-z_]+)\.[a-z0-9_]+$")

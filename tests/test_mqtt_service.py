@@ -1,7 +1,9 @@
 """The MQTT service end to end: a real mosquitto, the simulated plant, the real daemon.
 
 A separate aiomqtt client plays Home Assistant, Predbat or a user: it reads what the daemon
-publishes and publishes commands. Every wait is for a message or a simulator event.
+publishes and publishes commands. Every wait is for a message or a simulator event. Discovery
+is read here in the per-entity format, one topic per entity; tests/test_device_discovery.py
+holds the device format (the default) to the same configs and tests its hand-overs.
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ FROZEN = PlantConfig(speed=0)
 
 
 def mqtt_settings(broker: Mosquitto, **extra: Any) -> dict[str, Any]:
-    return {"host": "127.0.0.1", "port": broker.port, "client_id": "givtcp-async-test", **extra}
+    return {
+        "host": "127.0.0.1",
+        "port": broker.port,
+        "client_id": "givtcp-async-test",
+        "discovery_format": "entity",
+        **extra,
+    }
 
 
 def service(rig: Rig) -> MqttService:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -78,6 +79,7 @@ _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 _SLUG_UNSAFE: Final = re.compile(r"[^a-z0-9_]+")
 _HA_SLUG: Final = re.compile(r"[^a-z0-9]+")
 _TIME_VALUE: Final = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:00$")
+_BASE36: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 # Words of GivTCP's field names as an entity name shows them.
 _UNIT_WORDS: Final = frozenset({"kWh", "Wh", "kW", "W", "V", "A", "Hz", "Ah"})
@@ -126,6 +128,12 @@ _TOPIC_KEYS: Final = ("state_topic", "command_topic", "availability_topic")
 
 Platforms = Literal["sensor", "number", "select", "switch", "button", "time"]
 TimeEntities = Literal["auto", "select", "time"]
+DiscoveryFormat = Literal["device", "entity"]
+#: The payload that asks Home Assistant (2024.12 and later) to let go of a discovery topic
+#: while keeping its entities, so that the other format can take them over unchanged.
+MIGRATE: Final = '{"migrate_discovery":true}'
+DEVICE: Final = "device"  # the discovery "platform" of a device payload
+TIME_GROUP: Final = "_time"  # the suffix of the time entities' device payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +145,8 @@ class DiscoveryConfig:
     ``time_step`` where that is coarser. ``time_entities``: ``auto`` makes Predbat's slots
     selects and the others ``time`` entities; ``select`` and ``time`` make every slot one form.
     ``all_entities``: also announce the values held back for size (``HA.opt_in``); without it
-    their configs are removed, in case an earlier announcement held them.
+    their configs are removed, in case an earlier announcement held them. ``format``: one
+    payload per device (``device``, Home Assistant 2024.12 and later) or per entity.
     """
 
     root: str = "GivEnergy"
@@ -147,6 +156,7 @@ class DiscoveryConfig:
     configuration_url: str | None = None
     time_step: int = 5
     all_entities: bool = False
+    format: DiscoveryFormat = "device"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +167,7 @@ class Entity:
     object_id: str
     config: Mapping[str, Any]
     base: str = ""  # the inverter's state base: "~" in the compact payload
+    group: str = ""  # the object id of the device payload it belongs to (device discovery)
 
     def topic(self, prefix: str) -> str:
         return discovery_topic(prefix, self.platform, self.object_id)
@@ -194,6 +205,28 @@ def result_topic(root: str, serial: str, function: str) -> str:
 
 def discovery_topic(prefix: str, platform: str, object_id: str) -> str:
     return f"{prefix}/{platform}/{NODE_ID}/{object_id}/config"
+
+
+def discovery_parts(prefix: str, topic: str) -> tuple[str, str] | None:
+    """(platform, object id) of one of our discovery topics (``device`` for a device payload),
+    or None for any other topic."""
+    head = f"{prefix}/"
+    if not (topic.startswith(head) and topic.endswith("/config")):
+        return None
+    parts = topic[len(head) : -len("/config")].split("/")
+    if len(parts) != 3 or parts[1] != NODE_ID or not parts[0] or not parts[2]:
+        return None
+    return parts[0], parts[2]
+
+
+def owned_by(object_id: str, serials: Iterable[str]) -> str | None:
+    """The serial among ``serials`` whose discovery topics ``object_id`` belongs to (every
+    object id of an inverter's entities and device payloads starts with its serial)."""
+    for serial in serials:
+        safe = _safe_id(serial)
+        if serial and (object_id == safe or object_id.startswith(f"{safe}_")):
+            return serial
+    return None
 
 
 def ha_status_topic(prefix: str) -> str:
@@ -399,6 +432,7 @@ class _Builder:
         self.removals: list[str] = []
         self._unique: set[str] = set()
         self._announced: set[str] = set()  # devices whose full block went out already
+        self.blocks: dict[str, Mapping[str, Any]] = {}  # every device's block, by identifier
         controls = {fn.name: fn for fn in catalogue.available(snapshot.model) if fn.ha}
         self.controls = controls
         by_field: dict[str, ControlFunction] = {}
@@ -419,6 +453,7 @@ class _Builder:
         """The device block for the next payload: whole the first time, else its id, and its
         name where the entity id is derived from it (``named``)."""
         ident = str(device["identifiers"][0])
+        self.blocks.setdefault(ident, device)
         if ident in self._announced:
             if named:
                 return {"identifiers": device["identifiers"], "name": device["name"]}, False
@@ -446,7 +481,9 @@ class _Builder:
         if unique in self._unique:
             return None
         self._unique.add(unique)
-        return Entity(platform, _safe_id(object_id), config, self.base)
+        ident = str(config["device"]["identifiers"][0])
+        group = _payload_id(self.serial, ident, platform)
+        return Entity(platform, _safe_id(object_id), config, self.base, group)
 
     # -- inverter fields and controls --
 
@@ -678,6 +715,16 @@ def _readback_states(spec: Spec) -> tuple[str, ...]:
     return tuple(choices) if choices else ()
 
 
+def _payload_id(serial: str, ident: str, platform: str) -> str:
+    """The object id of the device payload an entity goes in: its device's, prefixed by the
+    inverter's serial (``SA2347G000``, ``SA2347G000_DZ2348G101``, ``SA2347G000_meter_1``);
+    time entities in a payload of their own (``..._time``): Home Assistant before 2026.5 has
+    no MQTT time platform and refuses a whole payload that names one."""
+    own = ident.removeprefix("givtcp_")
+    group = own if own == serial or own.startswith(f"{serial}_") else f"{serial}_{own}"
+    return _safe_id(f"{group}{TIME_GROUP}" if platform == "time" else group)
+
+
 def _classify(
     config: dict[str, Any], ha: HA, unit: str | None, options: Mapping[int, str] | None
 ) -> None:
@@ -708,8 +755,12 @@ def _classify(
 
 def compact(config: Mapping[str, Any], base: str = "") -> dict[str, Any]:
     """``config`` with Home Assistant's abbreviated keys and ``~`` standing for ``base``."""
-    tilde = bool(base) and any(
-        isinstance(config.get(k), str) and config[k].startswith(base + "/") for k in _TOPIC_KEYS
+    # "~" costs its own key: worth it from the second topic under the base on.
+    tilde = bool(base) and (
+        sum(
+            isinstance(config.get(k), str) and config[k].startswith(base + "/") for k in _TOPIC_KEYS
+        )
+        > 1
     )
     out: dict[str, Any] = {"~": base} if tilde else {}
     for key, value in config.items():
@@ -743,6 +794,86 @@ def entities(
 ) -> list[Entity]:
     """Every entity of one inverter, its batteries and its meters."""
     return list(_all(_Builder(snapshot, cfg, catalogue)))
+
+
+def announcement(
+    snapshot: Snapshot, cfg: DiscoveryConfig, previous: Mapping[str, Mapping[str, str]] = {}
+) -> Iterator[Message]:
+    """The retained discovery messages in ``cfg.format`` (``previous``: see
+    :func:`device_messages`)."""
+    if cfg.format == "device":
+        return device_messages(snapshot, cfg, previous)
+    return messages(snapshot, cfg)
+
+
+def device_messages(
+    snapshot: Snapshot,
+    cfg: DiscoveryConfig,
+    previous: Mapping[str, Mapping[str, str]] = {},
+    catalogue: Catalogue = CATALOGUE,
+) -> Iterator[Message]:
+    """One retained payload per device (Home Assistant's device-based discovery): the device
+    block, ``origin`` and the inverter's availability once, then each entity's own keys as a
+    component. ``previous``: the components (id -> platform) each of our device payloads held
+    at the broker; one missing now is removed (a component of its platform alone)."""
+    builder = _Builder(snapshot, cfg, catalogue)
+    groups: dict[str, dict[str, Any]] = {}
+    for entity in _all(builder):
+        config = entity.config
+        ident = str(config["device"]["identifiers"][0])
+        group = groups.setdefault(entity.group, {"ident": ident, "cmps": {}})
+        own = {
+            k: v
+            for k, v in config.items()
+            if k not in ("device", "origin")
+            and not (k == "availability_topic" and v == builder.availability)
+        }
+        key = component_id(str(config["unique_id"]))
+        if key in group["cmps"]:  # two unique ids, one checksum: the longer id, as stable
+            key = entity.object_id
+        group["cmps"][key] = {"p": entity.platform, **compact(own, entity.base)}
+    for object_id, group in groups.items():
+        cmps = group["cmps"]
+        for key, platform in previous.get(object_id, {}).items():
+            cmps.setdefault(key, {"p": platform})
+        payload = {
+            "dev": compact({"device": builder.blocks[group["ident"]]})["dev"],
+            "o": compact({"origin": ORIGIN})["o"],
+            "avty_t": builder.availability,
+            "cmps": cmps,
+        }
+        topic = discovery_topic(cfg.prefix, DEVICE, object_id)
+        yield Message(topic, json.dumps(payload, separators=(",", ":")), True)
+
+
+def component_id(unique_id: str) -> str:
+    """A component's id in its device payload: short (the 278 ids of the demo's announcement
+    would be 6.6 KB as field names, 2.5 KB so) and stable (from the unique id, which never
+    changes; Home Assistant shows it only as the discovery id)."""
+    n, out = zlib.crc32(unique_id.encode()), ""
+    while True:
+        n, digit = divmod(n, 36)
+        out = _BASE36[digit] + out
+        if not n:
+            return out
+
+
+def components(payload: str | bytes) -> dict[str, str]:
+    """The components (id -> platform) a device payload announces (not those it removes);
+    empty for anything that is not one."""
+    try:
+        data = json.loads(payload)
+        cmps = data.get("cmps", data.get("components")) if isinstance(data, dict) else None
+    except ValueError:
+        return {}
+    if not isinstance(cmps, dict):
+        return {}
+    out: dict[str, str] = {}
+    for key, comp in cmps.items():
+        platform = comp.get("p", comp.get("platform")) if isinstance(comp, dict) else None
+        if isinstance(platform, str) and len(comp) > 1:
+            out[str(key)] = platform
+    return out
 
 
 def messages(

@@ -33,10 +33,11 @@ import itertools
 import json
 import logging
 import math
+import os
 import random
 import socket
 import ssl
-from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -59,6 +60,7 @@ from givtcp_async.sinks.discovery import (
     result_topic,
     status_topic,
 )
+from givtcp_async.sinks.retained_configs import RetainedConfigs
 from givtcp_async.sinks.state_topics import Message, StateTopics
 from givtcp_async.snapshot import Snapshot
 
@@ -73,7 +75,9 @@ MAX_PAYLOAD: Final = 64 * 1024  # no command needs more; a bigger one is not par
 # (each is answered "rejected"), up to MAX_REFUSED_QUEUED, beyond which they are dropped.
 MAX_QUEUED: Final = 64
 MAX_REFUSED_QUEUED: Final = 10_000
-MAX_LEFTOVERS: Final = 4096  # retained time-entity configs remembered for removal at once
+MAX_LEFTOVERS: Final = 4096  # retained discovery configs remembered at once (to hand over)
+MAX_CONFIG: Final = 1024 * 1024  # a retained discovery config read; a larger one is not parsed
+SYNC_TIMEOUT: Final = 10.0  # waiting for the retained discovery configs before announcing
 PUBLISH_BATCH: Final = 100
 GOODBYE_TIMEOUT: Final = 1.5
 KEEPALIVE: Final = 30
@@ -164,13 +168,18 @@ def _payload_size(payload: Any) -> int:
     return len(payload) if isinstance(payload, bytes | bytearray | str) else 0
 
 
-def incoming_queue(stats: MqttStats) -> type[asyncio.Queue[aiomqtt.Message]]:
+def incoming_queue(
+    stats: MqttStats, tap: Callable[[aiomqtt.Message], bool] | None = None
+) -> type[asyncio.Queue[aiomqtt.Message]]:
     """aiomqtt's incoming queue, bounded: a payload over :data:`MAX_PAYLOAD`, or any beyond
     :data:`MAX_QUEUED` waiting, is dropped as it arrives (its topic kept, to answer it), and
-    past :data:`MAX_REFUSED_QUEUED` the message is dropped whole (counted, logged)."""
+    past :data:`MAX_REFUSED_QUEUED` the message is dropped whole (counted, logged). ``tap``
+    takes a message as it arrives instead, when it returns True (never queued)."""
 
     class Incoming(asyncio.Queue[aiomqtt.Message]):
         def put_nowait(self, item: aiomqtt.Message) -> None:
+            if tap is not None and tap(item):
+                return
             size = _payload_size(item.payload)
             waiting = self.qsize()
             if size > MAX_PAYLOAD or waiting >= MAX_QUEUED:
@@ -359,13 +368,14 @@ class MqttService:
                     time_step=self.cfg.time_step,
                     all_entities=self.cfg.all_entities,
                     configuration_url=dashboard_url,
+                    format=self.cfg.discovery_format,
                 ),
             )
             for view in devices
         ]
         self.stats = MqttStats()
         self._options = client_options(self.cfg)  # a bad TLS file fails here, at start
-        self._options["queue_type"] = incoming_queue(self.stats)
+        self._options["queue_type"] = incoming_queue(self.stats, self._tap)
         # The most publishes that can wait at once (for the socket at QoS 0, for the broker's
         # acknowledgement at QoS 1): a batch of a full publish and a status per inverter, the
         # bridge status and every command's result. aiomqtt warns of "pending publish calls"
@@ -383,6 +393,10 @@ class MqttService:
         self._sessions = asyncio.Condition()
         self._announcing = asyncio.Lock()
         self._leftovers: set[str] = set()  # retained time configs, cleared unless announced
+        self._retained = self._new_retained()
+        # Answered by the broker once it has sent every retained config subscribed to.
+        self._sync_topic = f"{self.root}/bridge/sync/{os.urandom(4).hex()}"
+        self._synced = asyncio.Event()
         self._holders = _WillHolders(self._options, None)
 
     def metrics(self) -> dict[str, float]:
@@ -461,9 +475,16 @@ class MqttService:
             (f"{self.root}/{CONTROL}/+/+", 1),
             (ha_status_topic(self.cfg.discovery_prefix), 1),
         ]
-        if self.cfg.discovery and self.cfg.time_entities != "time":
-            subscriptions.append((discovery.leftover_time_configs(self.cfg.discovery_prefix), 1))
+        self._retained = self._new_retained()
+        self._synced.clear()
+        if self.cfg.discovery:
+            if self.cfg.discovery_format == "entity" and self.cfg.time_entities != "time":
+                prefix = self.cfg.discovery_prefix
+                subscriptions.append((discovery.leftover_time_configs(prefix), 1))
+            subscriptions += [(f, 1) for f in self._retained.filters()]
+        subscriptions.append((self._sync_topic, 1))
         await client.subscribe(subscriptions)
+        await client.publish(self._sync_topic, "sync", qos=1)
         self._client = client
         self.connected.set()
         self.backoff.reset()
@@ -524,20 +545,75 @@ class MqttService:
                 await self._holders.hold(status_topic(self.root, snap.serial))
             if self.cfg.discovery:
                 sig = _signature(snap, inv.discovery)
-                if full or inv.announced != sig:
-                    announcement = _announcement(snap, inv.discovery)
+                if full or inv.announced != sig or self._handover(snap):
                     # One device's announcement at a time, built as it is sent: its payloads
                     # never pile up in memory together with another inverter's.
                     async with self._announcing:
-                        noted: set[str] = set()
-                        await self._publish(client, _noting_time(announcement, noted))
-                        inv.time_configs, inv.announced = noted, sig
-                        await self._clear_leftovers(client)
+                        await self._wait_synced()
+                        await self._announce(client, inv, snap)
+                        inv.announced = sig
                     inv.topics.reset()  # state after config, for non-retained state
                     self.stats.announcements += 1
                     log.info("discovery announced", serial=snap.serial)
             await self._publish(client, inv.topics.messages(snap))
             await self._update_status(client, inv)
+
+    def _new_retained(self) -> RetainedConfigs:
+        fmt = self.cfg.discovery_format
+        return RetainedConfigs(self.cfg.discovery_prefix, fmt, MAX_LEFTOVERS)
+
+    def _handover(self, snap: Snapshot | EvcSnapshot) -> bool:
+        """Whether configs of the other discovery format wait for ``snap``'s inverter."""
+        return isinstance(snap, Snapshot) and bool(self._retained.others(snap.serial))
+
+    async def _wait_synced(self) -> None:
+        try:
+            async with asyncio.timeout(SYNC_TIMEOUT):
+                await self._synced.wait()
+        except TimeoutError:
+            self._synced.set()  # once per connection
+            log.warning("the broker did not answer the retained discovery configs; announcing")
+
+    async def _announce(
+        self, client: aiomqtt.Client, inv: _Inverter, snap: Snapshot | EvcSnapshot
+    ) -> None:
+        """Publish the device's discovery, taking over its configs of the other format: Home
+        Assistant lets go of each (``migrate_discovery``, keeping its entity), the new configs
+        take the entities over, then the old ones are cleared. In the device format, a device
+        payload of the inverter's that is no longer announced is cleared too."""
+        own = isinstance(snap, Snapshot)
+        handed = self._retained.others(snap.serial) if own else []
+        if handed:
+            log.info("handing discovery over from the other format", serial=snap.serial,
+                     configs=len(handed), format=inv.discovery.format)  # fmt: skip
+        await self._publish(client, (Message(t, discovery.MIGRATE, True) for t in handed))
+        noted: set[str] = set()
+        previous = self._retained.components()
+        await self._publish(client, _noting(_announcement(snap, inv.discovery, previous), noted))
+        retired = self._retained.retired(snap.serial, noted) if own else []
+        if inv.discovery.format == "entity":
+            retired = []
+        await self._publish(client, (Message(t, "", True) for t in (*handed, *retired)))
+        self._retained.handed_over(handed)
+        inv.time_configs = {t for t in noted if "/time/" in t}
+        await self._clear_leftovers(client)
+
+    def _tap(self, message: aiomqtt.Message) -> bool:
+        """Takes the sync answer and the retained discovery configs as they arrive (hundreds
+        may come at once; they are noted, never queued)."""
+        topic = message.topic.value
+        if topic == self._sync_topic:
+            self._synced.set()
+            return True
+        prefix = self.cfg.discovery_prefix
+        if not self.cfg.discovery or not topic.startswith(f"{prefix}/"):
+            return False
+        if self.cfg.discovery_format == "entity" and topic.startswith(f"{prefix}/time/"):
+            return False  # the time leftovers: handled as read
+        raw = message.payload
+        payload = raw if isinstance(raw, bytes | str) else b""
+        too_large = len(payload) > MAX_CONFIG
+        return self._retained.seen(topic, None if too_large else payload) is not None
 
     async def _publish(self, client: aiomqtt.Client, messages: Iterable[Message]) -> None:
         self.stats.messages += await publish_all(client, messages)
@@ -752,20 +828,23 @@ def _signature(snap: Snapshot | EvcSnapshot, cfg: DiscoveryConfig) -> tuple[Any,
     return evc_discovery.signature(snap)
 
 
-def _announcement(snap: Snapshot | EvcSnapshot, cfg: DiscoveryConfig) -> Iterable[Message]:
-    """The device's retained discovery messages."""
+def _announcement(
+    snap: Snapshot | EvcSnapshot,
+    cfg: DiscoveryConfig,
+    previous: Mapping[str, Mapping[str, str]],
+) -> Iterable[Message]:
+    """The device's retained discovery messages (a charger's: one per entity)."""
     if isinstance(snap, Snapshot):
-        return discovery.messages(snap, cfg)
+        return discovery.announcement(snap, cfg, previous)
     from givtcp_async.sinks import evc_discovery
 
     return evc_discovery.messages(snap, cfg)
 
 
-def _noting_time(messages: Iterable[Message], into: set[str]) -> Iterator[Message]:
-    """``messages`` as they are, the topics of the time-entity configs among them added to
-    ``into``."""
+def _noting(messages: Iterable[Message], into: set[str]) -> Iterator[Message]:
+    """``messages`` as they are, the topics of those with a payload added to ``into``."""
     for message in messages:
-        if message.payload and "/time/" in message.topic:
+        if message.payload:
             into.add(message.topic)
         yield message
 

@@ -1,0 +1,322 @@
+"""Device-based discovery (``mqtt.discovery_format = "device"``, the default).
+
+The per-entity format's configs are held to Home Assistant's rules by tests/test_mqtt_service.py;
+here each family's device payloads must make, as Home Assistant expands them, exactly the same
+entities. Then, on a real mosquitto with the real daemon: the demo's announcement in this
+format, and the hand-overs between the formats (GivTCP's configs included) in Home Assistant's
+order: ``migrate_discovery`` on the old topic, the new configs, the old topic cleared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from givtcp_async.simulator.plant import PlantConfig
+from givtcp_async.sinks import discovery
+from givtcp_async.sinks.discovery import MIGRATE, DiscoveryConfig
+from givtcp_async.snapshot import Snapshot
+from tests.harness import Rig, running_daemon
+from tests.mqtt_support import (
+    Watcher,
+    by_entity_id,
+    expand,
+    expand_device,
+    ha_configs,
+    problems,
+    watching,
+)
+from tests.oracle_support import capture_store, project_run, unique_serials
+from tests.servers import Mosquitto
+from tests.test_families_oracle import CASES
+from tests.test_families_oracle_ems_gw import EMS, GATEWAY
+
+ROOT = "GivEnergy"
+PREFIX = "homeassistant"
+FROZEN = PlantConfig(speed=0)
+Key = tuple[str, str]  # (platform, unique id)
+
+
+@cache
+def family_snapshot(name: str) -> Snapshot:
+    if name in CASES:
+        case = CASES[name]
+        store = capture_store(case.path, case.holding_from, case.device_type)
+    else:
+        store = capture_store({"ems": EMS, "gateway": GATEWAY}[name])
+    return asyncio.run(project_run(unique_serials(store)))
+
+
+def per_entity(snap: Snapshot, cfg: DiscoveryConfig) -> dict[Key, dict[str, Any]]:
+    """The per-entity format's entities as Home Assistant ends up with them: each device's
+    whole block (sent once, merged by identifier), no ``origin``."""
+    configs = [
+        (m.topic.split("/")[1], expand(m.payload))
+        for m in discovery.messages(snap, cfg)
+        if m.payload
+    ]  # fmt: skip
+    blocks = {
+        c["device"]["identifiers"][0]: c["device"]
+        for _, c in configs
+        if "manufacturer" in c["device"]
+    }  # fmt: skip
+    out: dict[Key, dict[str, Any]] = {}
+    for platform, config in configs:
+        config.pop("origin", None)
+        config["device"] = blocks[config["device"]["identifiers"][0]]
+        out[(platform, config["unique_id"])] = config
+    return out
+
+
+def per_device(snap: Snapshot, cfg: DiscoveryConfig) -> dict[Key, dict[str, Any]]:
+    latest = {m.topic: m.payload for m in discovery.device_messages(snap, cfg)}
+    assert all(t.startswith(f"{PREFIX}/device/GivEnergy/{snap.serial}") for t in latest)
+    out: dict[Key, dict[str, Any]] = {}
+    for topic, config in ha_configs(latest).items():
+        assert config.pop("origin") == {"name": "givtcp-async", "sw_version": discovery.ORIGIN[
+            "sw_version"]}  # fmt: skip
+        key = (topic.split("/")[1], config["unique_id"])
+        assert key not in out, key
+        out[key] = config
+    return out
+
+
+@pytest.mark.parametrize("name", [*CASES, "ems", "gateway"])
+@pytest.mark.parametrize("time_entities", ["auto", "select"])
+def test_each_familys_device_payloads_make_the_per_entity_formats_entities(
+    name: str, time_entities: discovery.TimeEntities
+) -> None:
+    snap = family_snapshot(name)
+    cfg = DiscoveryConfig(root=ROOT, time_entities=time_entities)
+    expected = per_entity(snap, cfg)
+    assert len(expected) > 40
+    assert per_device(snap, cfg) == expected
+
+
+def test_time_entities_have_a_payload_of_their_own_and_members_their_devices() -> None:
+    snap = family_snapshot("gateway")
+    payloads = {
+        m.topic: json.loads(m.payload)
+        for m in discovery.device_messages(snap, DiscoveryConfig(root=ROOT))
+    }  # fmt: skip
+    serial = snap.serial
+    ids = {t.split("/")[3] for t in payloads}
+    # The plant, each All-in-One behind the Gateway, its meters: one payload each.
+    assert serial in ids
+    assert {f"{serial}_aio_1", f"{serial}_aio_2"} <= ids
+    for topic, payload in payloads.items():
+        platforms = {c["p"] for c in payload["cmps"].values()}
+        # Home Assistant before 2026.5 refuses a whole payload with a time component.
+        assert ("time" in platforms) == topic.endswith("_time/config"), topic
+        assert platforms == {"time"} or "time" not in platforms
+        assert payload["avty_t"] == f"{ROOT}/{serial}/Stats/status"
+        assert payload["o"]["name"] == "givtcp-async"
+        assert payload["dev"]["ids"]
+
+
+def test_a_component_no_longer_announced_is_removed_and_ids_stay() -> None:
+    snap = family_snapshot("gen2")
+    cfg = DiscoveryConfig(root=ROOT)
+    first = {m.topic: m.payload for m in discovery.device_messages(snap, cfg)}
+    topic = f"{PREFIX}/device/GivEnergy/{snap.serial}/config"
+    held = discovery.components(first[topic])
+    # The same plant twice: the same component ids (from the unique ids), nothing removed.
+    again = {m.topic: m.payload for m in discovery.device_messages(snap, cfg)}
+    assert again == first
+    # A payload at the broker held one more component: it is removed (its platform alone).
+    previous = {snap.serial: {**held, "zz9": "sensor"}}
+    after = {m.topic: m.payload for m in discovery.device_messages(snap, cfg, previous)}
+    cmps = json.loads(after[topic])["cmps"]
+    assert cmps["zz9"] == {"p": "sensor"}
+    assert discovery.components(after[topic]) == held
+    assert "zz9" not in {t.split("/")[3] for t in expand_device(topic, after[topic])}
+
+
+# --- the daemon on a real broker ------------------------------------------------------------
+
+
+def mqtt_settings(broker: Mosquitto, **extra: Any) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": broker.port, "client_id": "givtcp-async-test", **extra}
+
+
+async def announced(rig: Rig, w: Watcher) -> str:
+    """The serial, once the whole plant is announced: its meter is found a poll or two after
+    the inverter and its packs (state follows discovery)."""
+    snap = await rig.first_snapshot(0)
+    meter = f"{ROOT}/{snap.serial}/Meter_Details/Meter_ID1/Phase_1_Voltage"
+    await w.wait(lambda s: s.topic == meter and not s.retain)  # not an earlier run's
+    await w.sync()
+    return snap.serial
+
+
+async def retained(port: int) -> dict[str, str]:
+    """What a Home Assistant starting now reads: the discovery configs the broker retains."""
+    async with watching(port, f"{PREFIX}/#") as ha:
+        await ha.sync()
+        return {s.topic: s.payload for s in ha.log if s.payload and s.topic.startswith(PREFIX)}
+
+
+async def test_the_demo_announces_one_payload_per_device_under_100_kb(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with (
+        watching(mosquitto.port, f"{ROOT}/#") as w,
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+    ):
+        serial = await announced(rig, w)
+        held = await retained(mosquitto.port)
+    assert {t.split("/")[1] for t in held} == {"device"}
+    ids = {t.split("/")[3] for t in held}
+    assert ids == {
+        serial, f"{serial}_time", f"{serial}_DZ2348G101", f"{serial}_DZ2348G102",
+        f"{serial}_meter_1",
+    }  # fmt: skip
+    size = sum(len(p.encode()) for p in held.values())
+    assert size < 100_000  # issue 14's goal for the demo (115 KB in the per-entity format)
+    configs = ha_configs(held)
+    assert len(configs) > 250
+    found = [p for topic, config in configs.items() for p in problems(topic, config)]
+    assert found == []
+    by_id = by_entity_id(configs)
+    low = serial.lower()
+    for entity in (
+        f"sensor.givtcp_{low}_soc_kwh", f"number.givtcp_{low}_target_soc",
+        f"select.givtcp_{low}_charge_start_time_slot_1", f"select.givtcp_{low}_mode",
+        f"switch.givtcp_{low}_enable_charge_schedule", f"button.givtcp_{low}_reboot_invertor",
+        "sensor.givtcp_dz2348g101_battery_soc", "sensor.givtcp_battery_stack_1_bms_temperature",
+    ):  # fmt: skip
+        assert entity in by_id, entity
+
+
+def _order(w: Watcher, topic: str) -> list[tuple[int, str]]:
+    return [(s.seq, s.payload) for s in w.log if s.topic == topic]
+
+
+async def test_per_entity_configs_are_handed_over_to_device_payloads_and_back(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    port = mosquitto.port
+    async with (
+        watching(port, f"{ROOT}/#") as w,
+        running_daemon(
+            tmp_path / "a", plant_config=FROZEN,
+            mqtt=mqtt_settings(mosquitto, discovery_format="entity"),
+        ) as rig,
+    ):  # fmt: skip
+        serial = await announced(rig, w)
+    legacy = await retained(port)
+    # GivTCP's configs of an entity this daemon does not announce (its own unique id) are
+    # handed over as well: every config of the inverter's serial is.
+    givtcp_only = f"{PREFIX}/sensor/GivEnergy/{serial}_Some_Old_Value/config"
+    async with watching(port) as old:
+        await old.client.publish(givtcp_only, json.dumps({"name": "x"}), qos=1, retain=True)
+    legacy[givtcp_only] = json.dumps({"name": "x"})
+    entities = {
+        (t.split("/")[1], expand(p)["unique_id"]) for t, p in legacy.items() if "uniq_id" in p
+    }
+    assert len(legacy) > 250
+    assert all(t.split("/")[1] != "device" for t in legacy)
+
+    async with (
+        watching(port, f"{PREFIX}/#", f"{ROOT}/#") as ha,
+        running_daemon(tmp_path / "b", plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
+    ):
+        await announced(rig, ha)
+        for topic in legacy:
+            await ha.wait_topic(topic, "")
+        await ha.sync()
+    devices = [
+        s.seq for s in ha.log if s.topic.startswith(f"{PREFIX}/device/") and s.payload
+    ]  # fmt: skip
+    assert devices
+    for topic in legacy:
+        # Home Assistant's order: let go (keeping the entity), the device payload, then clear.
+        (migrate_at, migrate), (clear_at, clear) = _order(ha, topic)[-2:]
+        assert (migrate, clear) == (MIGRATE, "")
+        assert migrate_at < devices[0] < clear_at, topic
+    now = await retained(port)
+    assert {t.split("/")[1] for t in now} == {"device"}
+    taken = {(t.split("/")[1], c["unique_id"]) for t, c in ha_configs(now).items()}
+    assert entities <= taken  # every entity announced before is announced again, same id
+
+    # And back: the device payloads are handed over to per-entity configs the same way.
+    async with (
+        watching(port, f"{PREFIX}/#", f"{ROOT}/#") as ha,
+        running_daemon(
+            tmp_path / "c", plant_config=FROZEN,
+            mqtt=mqtt_settings(mosquitto, discovery_format="entity"),
+        ) as rig,
+    ):  # fmt: skip
+        await announced(rig, ha)
+        for topic in now:
+            await ha.wait_topic(topic, "")
+        await ha.sync()
+    first_entity = min(
+        s.seq
+        for s in ha.log
+        if s.topic.startswith(f"{PREFIX}/") and "/device/" not in s.topic and s.payload
+    )
+    for topic in now:
+        (migrate_at, migrate), (clear_at, clear) = _order(ha, topic)[-2:]
+        assert (migrate, clear) == (MIGRATE, "")
+        assert migrate_at < first_entity < clear_at
+    back = await retained(port)
+    assert all(t.split("/")[1] != "device" for t in back)
+    assert entities <= {(t.split("/")[1], expand(p)["unique_id"]) for t, p in back.items()}
+
+
+async def test_components_and_payloads_no_longer_announced_are_removed(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    port = mosquitto.port
+    async with (
+        watching(port, f"{ROOT}/#") as w,
+        running_daemon(
+            tmp_path / "a", plant_config=FROZEN,
+            mqtt=mqtt_settings(mosquitto, all_entities=True),
+        ) as rig,
+    ):  # fmt: skip
+        serial = await announced(rig, w)
+    before = await retained(port)
+    main = f"{PREFIX}/device/GivEnergy/{serial}/config"
+    time_payload = f"{PREFIX}/device/GivEnergy/{serial}_time/config"
+    assert time_payload in before
+    held = discovery.components(before[main])
+    diagnostics = {
+        topic.split("/")[3]
+        for topic, config in expand_device(main, before[main]).items()
+        if "/Diagnostics/" in config.get("state_topic", "")
+    }
+    assert len(diagnostics) > 80
+
+    # The default again, and every slot a select: the held-back values' components are
+    # removed from the inverter's payload, the time entities' payload is cleared.
+    async with (
+        watching(port, f"{ROOT}/#", main) as w,
+        running_daemon(
+            tmp_path / "b", plant_config=FROZEN,
+            mqtt=mqtt_settings(mosquitto, time_entities="select"),
+        ) as rig,
+    ):  # fmt: skip
+        await announced(rig, w)
+    # Its first announcement removes them (a later one, the meter's, has no more to remove).
+    first = next(s for s in w.log if s.topic == main and not s.retain)
+    removed = {k for k, c in json.loads(first.payload)["cmps"].items() if len(c) == 1}
+    assert removed == set(held) - set(discovery.components(first.payload))
+    assert removed >= diagnostics
+    after = await retained(port)
+    assert time_payload not in after
+    # The packs' and the meter's payloads stay (the meter is found after the first one).
+    assert {t.split("/")[3] for t in after} == {t.split("/")[3] for t in before} - {
+        f"{serial}_time"
+    }
+    cmps: Mapping[str, Any] = json.loads(after[main])["cmps"]
+    assert not diagnostics & set(discovery.components(after[main]))
+    slots = {c.get("name") for c in cmps.values() if c.get("p") == "select"}
+    assert "Charge Start Time Slot 2" in slots
