@@ -53,7 +53,10 @@ async def take_snapshot(workdir: Path) -> Snapshot:
 async def publish_costs(snap: Snapshot, port: int, repeat: int) -> list[Row]:
     topics = StateTopics(ROOT)
     cfg = discovery.DiscoveryConfig(root=ROOT)
-    rows: dict[str, list[Timer]] = {"state": [], "state (build only)": [], "discovery": []}
+    entity_cfg = discovery.DiscoveryConfig(root=ROOT, format="entity")
+    rows: dict[str, list[Timer]] = {
+        "state": [], "state (build only)": [], "discovery": [], "discovery, per entity": [],
+    }  # fmt: skip
     sizes: dict[str, tuple[int, int]] = {}
     async with aiomqtt.Client("127.0.0.1", port, identifier="bench-publisher") as client:
         for i in range(repeat + 1):  # round 0 warms up caches and the connection
@@ -65,17 +68,25 @@ async def publish_costs(snap: Snapshot, port: int, repeat: int) -> list[Row]:
                 state = topics.messages(snap)
                 await publish_all(client, state)  # what the service does
             with Timer() as announce:
-                configs = list(discovery.messages(snap, cfg))
+                configs = list(discovery.announcement(snap, cfg))
                 await publish_all(client, configs)
+            with Timer() as per_entity:
+                entity_configs = list(discovery.announcement(snap, entity_cfg))
+                await publish_all(client, entity_configs)
             if i:
                 rows["state"].append(whole)
                 rows["state (build only)"].append(build)
                 rows["discovery"].append(announce)
+                rows["discovery, per entity"].append(per_entity)
             sizes["state"] = sizes["state (build only)"] = (
                 len(state),
                 sum(len(m.payload) for m in state),
             )
             sizes["discovery"] = (len(configs), sum(len(m.payload) for m in configs))
+            sizes["discovery, per entity"] = (
+                len(entity_configs),
+                sum(len(m.payload) for m in entity_configs),
+            )
     summary: list[Row] = []
     for name, timers in rows.items():
         cpu = [t.cpu for t in timers]
@@ -86,7 +97,11 @@ async def publish_costs(snap: Snapshot, port: int, repeat: int) -> list[Row]:
             f"{statistics.median(t.wall for t in timers):.1f} ms"
         )
         if name != "state (build only)":
-            what = "full state publish" if name == "state" else "discovery announcement"
+            what = {
+                "state": "full state publish",
+                "discovery": "discovery announcement, per device",
+                "discovery, per entity": "discovery announcement, per entity",
+            }[name]
             summary.append(
                 Row(
                     f"MQTT: {what} ({n} messages, {size / 1024:.0f} KiB)",

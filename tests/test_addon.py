@@ -285,6 +285,7 @@ def test_the_default_options_with_a_host_and_the_supervisors_broker(tmp_path: Pa
     assert (mqtt["enabled"], mqtt["host"], mqtt["port"]) == (True, "core-mosquitto", 1883)
     assert (mqtt["username"], mqtt["password"]) == ("addons", "***")
     assert (mqtt["time_entities"], mqtt["time_step"], mqtt["discovery"]) == ("auto", 5, True)
+    assert mqtt["discovery_format"] == "device"
     assert settings["influx"]["enabled"] is False
     assert settings["logging"]["level"] == "INFO"
 
@@ -297,7 +298,8 @@ def test_every_option_reaches_its_setting(tmp_path: Path) -> None:
         ],
         "mqtt_host": "broker.lan", "mqtt_port": 8883, "mqtt_username": "ge",
         "mqtt_password": "secret", "mqtt_topic": "home/ge", "mqtt_retain": False,
-        "discovery": False, "time_entities": "time", "time_step": "1", "poll_interval": 30,
+        "discovery": False, "discovery_format": "entity", "time_entities": "time",
+        "time_step": "1", "poll_interval": 30,
         "settings_interval": 300, "influx_url": "http://influx.lan:8086", "influx_token": "t",
         "influx_org": "home", "influx_bucket": "solar", "rest_token": "sixteen-chars-or-more",
         "print_raw": True,
@@ -320,6 +322,7 @@ def test_every_option_reaches_its_setting(tmp_path: Path) -> None:
         False,
     )
     assert (mqtt["discovery"], mqtt["time_entities"], mqtt["time_step"]) == (False, "time", 1)
+    assert mqtt["discovery_format"] == "entity"
     influx = settings["influx"]
     assert (influx["url"], influx["org"], influx["bucket"]) == (
         "http://influx.lan:8086",

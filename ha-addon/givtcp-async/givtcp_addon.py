@@ -86,6 +86,7 @@ def environment(options: Mapping[str, Any], broker: Mapping[str, Any]) -> dict[s
         env["GIVTCP_MQTT__TOPIC"] = str(options.get("mqtt_topic") or "GivEnergy")
         env["GIVTCP_MQTT__RETAIN"] = _bool(options.get("mqtt_retain", True))
         env["GIVTCP_MQTT__DISCOVERY"] = _bool(options.get("discovery", True))
+        env["GIVTCP_MQTT__DISCOVERY_FORMAT"] = str(options.get("discovery_format") or "device")
         env["GIVTCP_MQTT__TIME_ENTITIES"] = str(options.get("time_entities") or "auto")
         env["GIVTCP_MQTT__TIME_STEP"] = str(options.get("time_step") or 5)
     else:

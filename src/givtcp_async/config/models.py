@@ -295,7 +295,7 @@ class MqttConfig(_Section):
     """Home Assistant's discovery prefix."""
     discovery_format: Literal["device", "entity"] = "device"
     """How discovery is published: "device" (one retained payload per device, Home Assistant
-    2024.12 and later; about 15% smaller) or "entity" (one per entity, GivTCP's topics: any
+    2024.11 and later; about 15% smaller) or "entity" (one per entity, GivTCP's topics: any
     Home Assistant). Configs the broker holds in the other format (GivTCP's, or an earlier
     setting's) are handed over: the entities keep their ids, names and history."""
     time_entities: Literal["auto", "select", "time"] = "auto"

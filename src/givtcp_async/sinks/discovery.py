@@ -2,10 +2,12 @@
 
 Pure (no I/O). Design:
 
-* **Per-entity discovery**, retained, on GivTCP's own topics
+* **Two formats**, retained: one payload per device (:func:`device_messages`, Home Assistant
+  2024.11 and later, the default) or per entity (:func:`messages`) on GivTCP's own topics
   ``<prefix>/<platform>/GivEnergy/<serial>_<Field>/config`` (battery entities
-  ``<serial>_<battery serial>_<Field>``). It works on every Home Assistant version and, with
-  GivTCP's topics and unique ids, replacing GivTCP updates its entities in place.
+  ``<serial>_<battery serial>_<Field>``), which works on every version. Both are built from the
+  same entities, with GivTCP's unique ids; the MQTT service hands configs of one format over to
+  the other (:mod:`givtcp_async.sinks.retained_configs`).
 * **Every Home Assistant from 2024.1**: the device block holds only the keys 2024.1's strict
   device schema takes (no ``serial_number`` or ``model_id``: an unknown key there drops the
   entity); unknown entity keys (``default_entity_id`` before 2025.10) are ignored.
@@ -129,7 +131,7 @@ _TOPIC_KEYS: Final = ("state_topic", "command_topic", "availability_topic")
 Platforms = Literal["sensor", "number", "select", "switch", "button", "time"]
 TimeEntities = Literal["auto", "select", "time"]
 DiscoveryFormat = Literal["device", "entity"]
-#: The payload that asks Home Assistant (2024.12 and later) to let go of a discovery topic
+#: The payload that asks Home Assistant (2024.11 and later) to let go of a discovery topic
 #: while keeping its entities, so that the other format can take them over unchanged.
 MIGRATE: Final = '{"migrate_discovery":true}'
 DEVICE: Final = "device"  # the discovery "platform" of a device payload
@@ -146,7 +148,7 @@ class DiscoveryConfig:
     selects and the others ``time`` entities; ``select`` and ``time`` make every slot one form.
     ``all_entities``: also announce the values held back for size (``HA.opt_in``); without it
     their configs are removed, in case an earlier announcement held them. ``format``: one
-    payload per device (``device``, Home Assistant 2024.12 and later) or per entity.
+    payload per device (``device``, Home Assistant 2024.11 and later) or per entity.
     """
 
     root: str = "GivEnergy"

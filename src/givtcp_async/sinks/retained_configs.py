@@ -3,7 +3,7 @@
 Home Assistant takes discovery in two formats: a payload per entity
 (``<prefix>/<platform>/GivEnergy/<object id>/config``, GivTCP's and this project's
 ``entity`` format) and a payload per device (``<prefix>/device/GivEnergy/<object id>/config``,
-the ``device`` format, 2024.12 and later). One entity must never be announced in both: Home
+the ``device`` format, 2024.11 and later). One entity must never be announced in both: Home
 Assistant keeps the first and refuses the second. :class:`RetainedConfigs` follows, for the
 announcing format:
 
