@@ -579,8 +579,8 @@ class MqttService:
     ) -> None:
         """Publish the device's discovery, taking over its configs of the other format: Home
         Assistant lets go of each (``migrate_discovery``, keeping its entity), the new configs
-        take the entities over, then the old ones are cleared. In the device format, a device
-        payload of the inverter's that is no longer announced is cleared too."""
+        take the entities over, then the old ones are cleared. In the device format, the time
+        entities' payload is cleared too where the device is announced without it."""
         own = isinstance(snap, Snapshot)
         handed = self._retained.others(snap.serial) if own else []
         if handed:
@@ -591,8 +591,6 @@ class MqttService:
         previous = self._retained.components()
         await self._publish(client, _noting(_announcement(snap, inv.discovery, previous), noted))
         retired = self._retained.retired(snap.serial, noted) if own else []
-        if inv.discovery.format == "entity":
-            retired = []
         await self._publish(client, (Message(t, "", True) for t in (*handed, *retired)))
         self._retained.handed_over(handed)
         inv.time_configs = {t for t in noted if "/time/" in t}
