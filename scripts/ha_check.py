@@ -3,14 +3,21 @@
 
 Not part of the test suite (it needs a Home Assistant install and a browser). It starts a
 mosquitto on a free 127.0.0.1 port, a Home Assistant from ``--hass`` (a venv with
-``homeassistant``, ``home-assistant-frontend`` and ``paho-mqtt`` installed; 2024.1.x runs on
-Python 3.11) with a fresh configuration (the MQTT integration pointed at that broker, a user,
-onboarding done), and ``givtcp-async demo`` publishing to the broker. Once the entities are in,
-it prints a JSON report (entity counts per platform, the ids Predbat uses that are missing,
-every warning and error in Home Assistant's log) and, with ``--screenshot FILE``, takes the
-inverter's device page with Chromium (playwright, ``/usr/bin/chromium``).
+``homeassistant``, ``home-assistant-frontend``, ``paho-mqtt`` and the requirements of the
+integrations it loads; started with ``--skip-pip`` unless ``--pip``; checked with 2025.4.4 on
+Python 3.13, earlier with 2024.1.6 on 3.11) with a fresh configuration (the MQTT integration
+pointed at that broker, a user, onboarding done), and ``givtcp-async demo`` publishing to the
+broker (``--env KEY=VALUE`` adds to its environment: ``GIVTCP_*`` set its configuration).
+Once the entities are in, it prints a JSON report: entity counts per platform, the ids Predbat
+uses that are missing, every MQTT entity's id against the one its discovery payload asks for
+and against its unique id, the payloads without an entity, the Energy dashboard's validation
+of the lifetime counters (after the recorder's first statistics), notifications, repairs,
+discovery flows and every warning and error in Home Assistant's log; with ``--screenshot
+FILE`` it takes the inverter's device page with Chromium (playwright, ``/usr/bin/chromium``).
+It exits 1 on a missing Predbat id, an id not as sent, a payload without an entity, an
+Energy validation issue or a log problem.
 
-    python scripts/ha_check.py --hass /tmp/ha --screenshot docs/img/ha-device-page.png
+    python scripts/ha_check.py --hass /tmp/ha13 --screenshot docs/img/ha-device-page.png
 """
 
 # Starting the broker, Home Assistant and the demo as plain processes is fine here: nothing waits
@@ -239,14 +246,6 @@ async def energy_check(base: str, bearer: str, serial: str, wait: float) -> Any:
     the recorder has their long-term statistics (compiled every 5 minutes; up to ``wait``
     seconds, else it reports ``statistics_not_defined``)."""
     ids = {k: f"sensor.givtcp_{serial}_{v}" for k, v in ENERGY_SOURCES.items()}
-    deadline = time.monotonic() + wait
-    while True:
-        (listed,) = await ws_calls(base, bearer, {"type": "recorder/list_statistic_ids"})
-        if set(ids.values()) <= {s["statistic_id"] for s in listed}:
-            break
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(10)
     prefs = {
         "type": "energy/save_prefs",
         "energy_sources": [
@@ -267,8 +266,14 @@ async def energy_check(base: str, bearer: str, serial: str, wait: float) -> Any:
         ],
         "device_consumption": [],
     }
-    _, result = await ws_calls(base, bearer, prefs, {"type": "energy/validate"})
-    return result
+    await ws_calls(base, bearer, prefs)
+    deadline = time.monotonic() + wait
+    while True:
+        (result,) = await ws_calls(base, bearer, {"type": "energy/validate"})
+        issues = [i["type"] for source in result["energy_sources"] for i in source]
+        if "statistics_not_defined" not in issues or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(10)
 
 
 async def screenshot(base: str, device: str, path: Path) -> None:
@@ -404,8 +409,12 @@ async def run(
         ]
         (registry,) = await ws_calls(base, bearer, {"type": "config/entity_registry/list"})
         ids_report = id_check(registry, await discovery_configs(mqtt_port))
-        notes, repairs = await ws_calls(
-            base, bearer, {"type": "persistent_notification/get"}, {"type": "repairs/list_issues"}
+        notes, repairs, flows = await ws_calls(
+            base,
+            bearer,
+            {"type": "persistent_notification/get"},
+            {"type": "repairs/list_issues"},
+            {"type": "config_entries/flow/progress"},
         )
         energy = await energy_check(base, bearer, serial, statistics_wait)
         log_lines = (work / "hass.log").read_text(errors="replace").splitlines()
@@ -429,6 +438,7 @@ async def run(
             "energy_validation": energy,
             "notifications": [n.get("title") or n.get("message") for n in notes],
             "repairs": [f"{i['domain']}: {i['translation_key']}" for i in repairs["issues"]],
+            "discovery_flows": [f"{f['handler']} ({f['context'].get('source')})" for f in flows],
             "log_problems": problems[:20],
             "work": str(work),
         }
