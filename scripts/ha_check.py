@@ -385,26 +385,65 @@ async def run(
         found = [s for s in await states(base, bearer) if "givtcp" in s["entity_id"]]
         ids = {s["entity_id"] for s in found}
         serial = "sa2347g000"
+        # Every id Predbat's template uses (/work/shared/reference/predbat.md), then others.
         predbat = [
-            f"sensor.givtcp_{serial}_soc_kwh",
-            f"sensor.givtcp_{serial}_pv_energy_today_kwh",
-            f"sensor.givtcp_{serial}_battery_power",
-            f"sensor.givtcp_{serial}_invertor_time",
-            f"number.givtcp_{serial}_battery_charge_rate",
-            f"number.givtcp_{serial}_target_soc",
-            f"number.givtcp_{serial}_battery_power_reserve",
-            f"select.givtcp_{serial}_mode",
-            f"select.givtcp_{serial}_charge_start_time_slot_1",
-            f"switch.givtcp_{serial}_enable_charge_schedule",
+            *(
+                f"sensor.givtcp_{serial}_{name}"
+                for name in (
+                    "soc_kwh",
+                    "load_energy_today_kwh",
+                    "import_energy_today_kwh",
+                    "export_energy_today_kwh",
+                    "pv_energy_today_kwh",
+                    "battery_power",
+                    "pv_power",
+                    "load_power",
+                    "grid_power",
+                    "battery_capacity_kwh",
+                    "invertor_time",
+                    "battery_charge_energy_today_kwh",
+                    "battery_discharge_energy_today_kwh",
+                )
+            ),
+            *(
+                f"number.givtcp_{serial}_{name}"
+                for name in (
+                    "battery_charge_rate",
+                    "battery_discharge_rate",
+                    "battery_power_reserve",
+                    "target_soc",
+                    "discharge_target_soc_1",
+                )
+            ),
+            *(
+                f"select.givtcp_{serial}_{name}"
+                for name in (
+                    "mode",
+                    "charge_start_time_slot_1",
+                    "charge_end_time_slot_1",
+                    "discharge_start_time_slot_1",
+                    "discharge_end_time_slot_1",
+                    "battery_pause_mode",
+                    "battery_pause_start_time_slot",
+                    "battery_pause_end_time_slot",
+                )
+            ),
+            *(
+                f"switch.givtcp_{serial}_{name}"
+                for name in (
+                    "enable_charge_target",
+                    "enable_charge_schedule",
+                    "enable_discharge_schedule",
+                    "real_time_control",
+                )
+            ),
             f"button.givtcp_{serial}_reboot_invertor",
             "sensor.givtcp_battery_stack_1_bms_temperature",
             "sensor.givtcp_dz2348g101_battery_soc",
             # Ids Home Assistant derives itself (no id sent): the device's name and the entity's.
             f"sensor.givtcp_{serial}_pv_power_string_1",
-            f"sensor.givtcp_{serial}_grid_power",
             "sensor.givtcp_dz2348g101_battery_voltage",
             # Sent as default_entity_id and object_id: not derivable from the name.
-            f"sensor.givtcp_{serial}_import_energy_today_kwh",
             f"sensor.givtcp_{serial}_invertor_temperature",
         ]
         (registry,) = await ws_calls(base, bearer, {"type": "config/entity_registry/list"})
