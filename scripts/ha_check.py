@@ -3,14 +3,21 @@
 
 Not part of the test suite (it needs a Home Assistant install and a browser). It starts a
 mosquitto on a free 127.0.0.1 port, a Home Assistant from ``--hass`` (a venv with
-``homeassistant``, ``home-assistant-frontend`` and ``paho-mqtt`` installed; 2024.1.x runs on
-Python 3.11) with a fresh configuration (the MQTT integration pointed at that broker, a user,
-onboarding done), and ``givtcp-async demo`` publishing to the broker. Once the entities are in,
-it prints a JSON report (entity counts per platform, the ids Predbat uses that are missing,
-every warning and error in Home Assistant's log) and, with ``--screenshot FILE``, takes the
-inverter's device page with Chromium (playwright, ``/usr/bin/chromium``).
+``homeassistant``, ``home-assistant-frontend``, ``paho-mqtt`` and the requirements of the
+integrations it loads; started with ``--skip-pip`` unless ``--pip``; checked with 2025.4.4 on
+Python 3.13, earlier with 2024.1.6 on 3.11) with a fresh configuration (the MQTT integration
+pointed at that broker, a user, onboarding done), and ``givtcp-async demo`` publishing to the
+broker (``--env KEY=VALUE`` adds to its environment: ``GIVTCP_*`` set its configuration).
+Once the entities are in, it prints a JSON report: entity counts per platform, the ids Predbat
+uses that are missing, every MQTT entity's id against the one its discovery payload asks for
+and against its unique id, the payloads without an entity, the Energy dashboard's validation
+of the lifetime counters (after the recorder's first statistics), notifications, repairs,
+discovery flows and every warning and error in Home Assistant's log; with ``--screenshot
+FILE`` it takes the inverter's device page with Chromium (playwright, ``/usr/bin/chromium``).
+It exits 1 on a missing Predbat id, an id not as sent, a payload without an entity, an
+Energy validation issue or a log problem.
 
-    python scripts/ha_check.py --hass /tmp/ha --screenshot docs/img/ha-device-page.png
+    python scripts/ha_check.py --hass /tmp/ha13 --screenshot docs/img/ha-device-page.png
 """
 
 # Starting the broker, Home Assistant and the demo as plain processes is fine here: nothing waits
@@ -24,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,8 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiomqtt
 
 CLIENT_ID = "http://127.0.0.1/"
+# Log lines this setup causes itself (not discovery's): the venv holds every requirement.
+EXPECTED = ("Skipping pip installation of required modules",)
 USER, PASSWORD = "givtcp", "givtcp-async-check"
 
 
@@ -55,7 +66,7 @@ def write_config(config: Path, http_port: int, mqtt_port: int) -> None:
         "  elevation: 10\n  unit_system: metric\n  time_zone: Europe/London\n"
         "  currency: GBP\n  country: GB\n"
         f"http:\n  server_host: 127.0.0.1\n  server_port: {http_port}\n"
-        "frontend:\nconfig:\nhistory:\nlogger:\n  default: warning\n"
+        "frontend:\nconfig:\nhistory:\nenergy:\nlogger:\n  default: warning\n"
     )
     entry = {
         "entry_id": uuid.uuid4().hex,
@@ -139,18 +150,130 @@ async def states(base: str, bearer: str) -> list[dict[str, Any]]:
         return result
 
 
-async def device_id(base: str, bearer: str, name: str) -> str:
-    """The device registry id of the device called ``name`` (over the websocket API)."""
+async def ws_calls(base: str, bearer: str, *calls: dict[str, Any]) -> list[Any]:
+    """The results of ``calls`` over the websocket API, in order."""
+    results: list[Any] = []
     async with aiohttp.ClientSession() as s, s.ws_connect(f"{base}/api/websocket") as ws:
         await ws.receive_json()
         await ws.send_json({"type": "auth", "access_token": bearer})
         await ws.receive_json()
-        await ws.send_json({"id": 1, "type": "config/device_registry/list"})
-        reply = await ws.receive_json()
-        for device in reply["result"]:
-            if device.get("name") == name:
-                return str(device["id"])
+        for n, call in enumerate(calls, 1):
+            await ws.send_json({"id": n, **call})
+            reply = await ws.receive_json()
+            if not reply.get("success"):
+                raise RuntimeError(f"{call['type']}: {reply.get('error')}")
+            results.append(reply["result"])
+    return results
+
+
+async def device_id(base: str, bearer: str, name: str) -> str:
+    """The device registry id of the device called ``name``."""
+    (devices,) = await ws_calls(base, bearer, {"type": "config/device_registry/list"})
+    for device in devices:
+        if device.get("name") == name:
+            return str(device["id"])
     raise RuntimeError(f"no device {name!r}")
+
+
+async def discovery_configs(port: int) -> dict[str, dict[str, Any]]:
+    """The retained discovery payloads on the broker, by unique id, with ``platform`` added
+    (they all arrive at once on subscribing: a quiet second ends the read)."""
+    configs: dict[str, dict[str, Any]] = {}
+    async with aiomqtt.Client("127.0.0.1", port, identifier="ha-check") as client:
+        await client.subscribe("homeassistant/+/GivEnergy/+/config")
+        with contextlib.suppress(TimeoutError):
+            while True:
+                async with asyncio.timeout(1.0):
+                    message = await anext(client.messages)
+                if not message.payload:
+                    continue
+                body = json.loads(bytes(message.payload))
+                body["platform"] = message.topic.value.split("/")[1]
+                configs[str(body.get("uniq_id", body.get("unique_id")))] = body
+    return configs
+
+
+def slug(text: str) -> str:
+    """Home Assistant's slugify for ASCII text: lower case, other runs to one underscore."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def id_check(registry: list[dict[str, Any]], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every MQTT entity's id against the one its payload asks for on this version (``object_id``
+    where sent, else the device's name and the entity's) and against the platform and the unique
+    id in lower case (GivTCP's rule, but for the battery stack's ``givtcp_battery_stack_1_*``)."""
+    mqtt = {e["unique_id"]: e for e in registry if e["platform"] == "mqtt"}
+    names = {
+        str(c.get("dev", {}).get("ids", [""])[0]): c["dev"]["name"]
+        for c in configs.values()
+        if "name" in c.get("dev", {})
+    }
+    not_as_sent, not_givtcp = [], []
+    for unique, entry in sorted(mqtt.items()):
+        domain = entry["entity_id"].split(".")[0]
+        config = configs.get(unique)
+        if config is not None:
+            object_id = config.get("obj_id", config.get("object_id"))
+            if object_id is None:
+                device = names.get(str(config["dev"]["ids"][0]), "")
+                object_id = slug(f"{device} {config['name']}")
+            if entry["entity_id"] != f"{domain}.{object_id}":
+                not_as_sent.append(f"{entry['entity_id']} (sent: {object_id})")
+        if entry["entity_id"] != f"{domain}.{slug(unique)}":
+            not_givtcp.append(f"{entry['entity_id']} (unique id {unique})")
+    return {
+        "registry_entries": len(mqtt),
+        "disabled": sum(e["disabled_by"] is not None for e in mqtt.values()),
+        "discovery_payloads": len(configs),
+        "payloads_without_entity": sorted(set(configs) - set(mqtt)),
+        "ids_not_as_sent": not_as_sent,
+        "ids_not_from_unique_id": not_givtcp,
+    }
+
+
+NO_PRICE = {"entity_energy_price": None, "number_energy_price": None}
+ENERGY_SOURCES = {
+    "grid_in": "import_energy_total_kwh",
+    "grid_out": "export_energy_total_kwh",
+    "solar": "pv_energy_total_kwh",
+    "battery_in": "battery_charge_energy_total_kwh",
+    "battery_out": "battery_discharge_energy_total_kwh",
+}
+
+
+async def energy_check(base: str, bearer: str, serial: str, wait: float) -> Any:
+    """The Energy dashboard's own validation of the sensors docs/home-assistant.md names, once
+    the recorder has their long-term statistics (compiled every 5 minutes; up to ``wait``
+    seconds, else it reports ``statistics_not_defined``)."""
+    ids = {k: f"sensor.givtcp_{serial}_{v}" for k, v in ENERGY_SOURCES.items()}
+    prefs = {
+        "type": "energy/save_prefs",
+        "energy_sources": [
+            {
+                "type": "grid",
+                "flow_from": [{"stat_energy_from": ids["grid_in"], **NO_PRICE, "stat_cost": None}],
+                "flow_to": [
+                    {"stat_energy_to": ids["grid_out"], **NO_PRICE, "stat_compensation": None}
+                ],
+                "cost_adjustment_day": 0,
+            },
+            {"type": "solar", "stat_energy_from": ids["solar"]},
+            {
+                "type": "battery",
+                "stat_energy_from": ids["battery_out"],
+                "stat_energy_to": ids["battery_in"],
+            },
+        ],
+        "device_consumption": [],
+    }
+    await ws_calls(base, bearer, prefs)
+    deadline = time.monotonic() + wait
+    while True:
+        (result,) = await ws_calls(base, bearer, {"type": "energy/validate"})
+        issues = [i["type"] for source in result["energy_sources"] for i in source]
+        if "statistics_not_defined" not in issues or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(10)
 
 
 async def screenshot(base: str, device: str, path: Path) -> None:
@@ -184,7 +307,14 @@ async def screenshot(base: str, device: str, path: Path) -> None:
         await browser.close()
 
 
-async def run(hass: Path, shot: Path | None, settle: float, time_entities: str) -> dict[str, Any]:
+async def run(
+    hass: Path,
+    shot: Path | None,
+    settle: float,
+    statistics_wait: float,
+    demo_env: dict[str, str],
+    pip: bool,
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ha-check-"))
     http_port, mqtt_port, rest_port = free_port(), free_port(), free_port()
     (work / "mosquitto.conf").write_text(
@@ -220,15 +350,20 @@ async def run(hass: Path, shot: Path | None, settle: float, time_entities: str) 
         with (work / "hass.log").open("wb") as log:
             procs.append(
                 subprocess.Popen(
-                    [python, "-m", "homeassistant", "-c", str(config)], stdout=log, stderr=log
+                    [
+                        python,
+                        "-m",
+                        "homeassistant",
+                        "-c",
+                        str(config),
+                        *([] if pip else ["--skip-pip"]),
+                    ],
+                    stdout=log,
+                    stderr=log,
                 )
             )
         await wait_http(f"{base}/manifest.json", 300)
-        env = {
-            **os.environ,
-            "GIVTCP_MQTT__PORT": str(mqtt_port),
-            "GIVTCP_MQTT__TIME_ENTITIES": time_entities,
-        }
+        env = {**os.environ, **demo_env, "GIVTCP_MQTT__PORT": str(mqtt_port)}
         with (work / "demo.log").open("wb") as log:
             procs.append(
                 subprocess.Popen(
@@ -250,30 +385,83 @@ async def run(hass: Path, shot: Path | None, settle: float, time_entities: str) 
         found = [s for s in await states(base, bearer) if "givtcp" in s["entity_id"]]
         ids = {s["entity_id"] for s in found}
         serial = "sa2347g000"
+        # Every id Predbat's template uses (/work/shared/reference/predbat.md), then others.
         predbat = [
-            f"sensor.givtcp_{serial}_soc_kwh",
-            f"sensor.givtcp_{serial}_pv_energy_today_kwh",
-            f"sensor.givtcp_{serial}_battery_power",
-            f"sensor.givtcp_{serial}_invertor_time",
-            f"number.givtcp_{serial}_battery_charge_rate",
-            f"number.givtcp_{serial}_target_soc",
-            f"number.givtcp_{serial}_battery_power_reserve",
-            f"select.givtcp_{serial}_mode",
-            f"select.givtcp_{serial}_charge_start_time_slot_1",
-            f"switch.givtcp_{serial}_enable_charge_schedule",
+            *(
+                f"sensor.givtcp_{serial}_{name}"
+                for name in (
+                    "soc_kwh",
+                    "load_energy_today_kwh",
+                    "import_energy_today_kwh",
+                    "export_energy_today_kwh",
+                    "pv_energy_today_kwh",
+                    "battery_power",
+                    "pv_power",
+                    "load_power",
+                    "grid_power",
+                    "battery_capacity_kwh",
+                    "invertor_time",
+                    "battery_charge_energy_today_kwh",
+                    "battery_discharge_energy_today_kwh",
+                )
+            ),
+            *(
+                f"number.givtcp_{serial}_{name}"
+                for name in (
+                    "battery_charge_rate",
+                    "battery_discharge_rate",
+                    "battery_power_reserve",
+                    "target_soc",
+                    "discharge_target_soc_1",
+                )
+            ),
+            *(
+                f"select.givtcp_{serial}_{name}"
+                for name in (
+                    "mode",
+                    "charge_start_time_slot_1",
+                    "charge_end_time_slot_1",
+                    "discharge_start_time_slot_1",
+                    "discharge_end_time_slot_1",
+                    "battery_pause_mode",
+                    "battery_pause_start_time_slot",
+                    "battery_pause_end_time_slot",
+                )
+            ),
+            *(
+                f"switch.givtcp_{serial}_{name}"
+                for name in (
+                    "enable_charge_target",
+                    "enable_charge_schedule",
+                    "enable_discharge_schedule",
+                    "real_time_control",
+                )
+            ),
             f"button.givtcp_{serial}_reboot_invertor",
             "sensor.givtcp_battery_stack_1_bms_temperature",
             "sensor.givtcp_dz2348g101_battery_soc",
             # Ids Home Assistant derives itself (no id sent): the device's name and the entity's.
             f"sensor.givtcp_{serial}_pv_power_string_1",
-            f"sensor.givtcp_{serial}_grid_power",
             "sensor.givtcp_dz2348g101_battery_voltage",
             # Sent as default_entity_id and object_id: not derivable from the name.
-            f"sensor.givtcp_{serial}_import_energy_today_kwh",
             f"sensor.givtcp_{serial}_invertor_temperature",
         ]
+        (registry,) = await ws_calls(base, bearer, {"type": "config/entity_registry/list"})
+        ids_report = id_check(registry, await discovery_configs(mqtt_port))
+        notes, repairs, flows = await ws_calls(
+            base,
+            bearer,
+            {"type": "persistent_notification/get"},
+            {"type": "repairs/list_issues"},
+            {"type": "config_entries/flow/progress"},
+        )
+        energy = await energy_check(base, bearer, serial, statistics_wait)
         log_lines = (work / "hass.log").read_text(errors="replace").splitlines()
-        problems = [line for line in log_lines if " WARNING " in line or " ERROR " in line]
+        problems = [
+            line
+            for line in log_lines
+            if (" WARNING " in line or " ERROR " in line) and not any(e in line for e in EXPECTED)
+        ]
         report: dict[str, Any] = {
             "home_assistant": subprocess.run(
                 [python, "-c", "import homeassistant.const as c;print(c.__version__)"],
@@ -285,6 +473,11 @@ async def run(hass: Path, shot: Path | None, settle: float, time_entities: str) 
             "by_platform": dict(Counter(s["entity_id"].split(".")[0] for s in found)),
             "unavailable": sum(s["state"] == "unavailable" for s in found),
             "predbat_ids_missing": [i for i in predbat if i not in ids],
+            "ids": ids_report,
+            "energy_validation": energy,
+            "notifications": [n.get("title") or n.get("message") for n in notes],
+            "repairs": [f"{i['domain']}: {i['translation_key']}" for i in repairs["issues"]],
+            "discovery_flows": [f"{f['handler']} ({f['context'].get('source')})" for f in flows],
             "log_problems": problems[:20],
             "work": str(work),
         }
@@ -310,15 +503,49 @@ def main() -> None:
     parser.add_argument("--screenshot", type=Path, help="PNG of the inverter's device page")
     parser.add_argument("--settle", type=float, default=45.0, help="seconds for discovery")
     parser.add_argument(
+        "--statistics-wait",
+        type=float,
+        default=330.0,
+        help="seconds to wait for the energy sensors' statistics before the Energy validation",
+    )
+    parser.add_argument(
         "--time-entities",
         default="select",
         choices=("auto", "select", "time"),
-        help="the demo's mqtt.time_entities (select: Home Assistant before 2026.5)",
+        help="the demo's mqtt.time_entities (select: Home Assistant before 2026.5); "
+        "short for --env GIVTCP_MQTT__TIME_ENTITIES=...",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a variable for the demo's environment (repeatable; GIVTCP_* set its config)",
+    )
+    parser.add_argument(
+        "--pip",
+        action="store_true",
+        help="let Home Assistant install missing requirements (default: --skip-pip)",
     )
     args = parser.parse_args()
-    report = asyncio.run(run(args.hass, args.screenshot, args.settle, args.time_entities))
+    demo_env = {"GIVTCP_MQTT__TIME_ENTITIES": args.time_entities}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--env {item!r}: expected KEY=VALUE")
+        demo_env[key] = value
+    report = asyncio.run(
+        run(args.hass, args.screenshot, args.settle, args.statistics_wait, demo_env, args.pip)
+    )
     print(json.dumps(report, indent=2))
-    sys.exit(1 if report["predbat_ids_missing"] or report["log_problems"] else 0)
+    failed = (
+        report["predbat_ids_missing"]
+        or report["log_problems"]
+        or report["ids"]["ids_not_as_sent"]
+        or report["ids"]["payloads_without_entity"]
+        or any(report["energy_validation"]["energy_sources"])
+    )
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

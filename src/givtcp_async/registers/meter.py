@@ -70,7 +70,9 @@ _VA_HA: Final = HA(device_class="apparent_power", state_class="measurement")
 
 
 def _reactive_energy(name: str) -> HA:
-    return HA(device_class="reactive_energy", state_class="total", name=name)
+    # No device class: ``reactive_energy`` is newer than Home Assistant 2025.4 (core#143941); those
+    # (2025.4.4 checked) refuse the whole entity for it.
+    return HA(state_class="total", name=name)
 
 
 _DECI_VA: Final = _EMS
