@@ -175,21 +175,36 @@ async def device_id(base: str, bearer: str, name: str) -> str:
     raise RuntimeError(f"no device {name!r}")
 
 
-async def discovery_configs(port: int) -> dict[str, dict[str, Any]]:
-    """The retained discovery payloads on the broker, by unique id, with ``platform`` added
-    (they all arrive at once on subscribing: a quiet second ends the read)."""
-    configs: dict[str, dict[str, Any]] = {}
+async def retained_topics(port: int) -> dict[str, bytes]:
+    """The retained discovery payloads of our node on the broker, by topic (they all arrive at
+    once on subscribing: a quiet second ends the read)."""
+    out: dict[str, bytes] = {}
     async with aiomqtt.Client("127.0.0.1", port, identifier="ha-check") as client:
         await client.subscribe("homeassistant/+/GivEnergy/+/config")
         with contextlib.suppress(TimeoutError):
             while True:
                 async with asyncio.timeout(1.0):
                     message = await anext(client.messages)
-                if not message.payload:
-                    continue
-                body = json.loads(bytes(message.payload))
-                body["platform"] = message.topic.value.split("/")[1]
-                configs[str(body.get("uniq_id", body.get("unique_id")))] = body
+                if message.payload:
+                    out[message.topic.value] = bytes(message.payload)
+    return out
+
+
+async def discovery_configs(port: int) -> dict[str, dict[str, Any]]:
+    """Every entity config the retained discovery payloads hold, by unique id, with ``platform``
+    added: a per-entity payload as it is, a device payload's components each with the device."""
+    configs: dict[str, dict[str, Any]] = {}
+    for topic, payload in (await retained_topics(port)).items():
+        body = json.loads(payload)
+        platform = topic.split("/")[1]
+        if platform == "device":
+            for comp in body.get("cmps", {}).values():
+                if len(comp) > 1:  # a component of its platform alone is a removal
+                    config = {**comp, "dev": body["dev"], "platform": comp["p"]}
+                    configs[str(config["uniq_id"])] = config
+        else:
+            body["platform"] = platform
+            configs[str(body.get("uniq_id", body.get("unique_id")))] = body
     return configs
 
 
@@ -307,6 +322,75 @@ async def screenshot(base: str, device: str, path: Path) -> None:
         await browser.close()
 
 
+def start_demo(log_path: Path, rest_port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "givtcp-async"),
+                "demo",
+                "--port",
+                str(rest_port),
+                "--mqtt-host",
+                "127.0.0.1",
+            ],
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+
+
+async def second_phase(
+    procs: list[subprocess.Popen[bytes]],
+    work: Path,
+    base: str,
+    bearer: str,
+    mqtt_port: int,
+    rest_port: int,
+    settle: float,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    """The demo stopped and started again with ``env`` (another discovery format, say), the
+    same Home Assistant watching: what changed in its entity registry, what its log said."""
+    demo = procs.pop()
+    demo.send_signal(signal.SIGTERM)
+    demo.wait(timeout=20)
+    (before,) = await ws_calls(base, bearer, {"type": "config/entity_registry/list"})
+    mark = len((work / "hass.log").read_text(errors="replace").splitlines())
+    procs.append(start_demo(work / "demo2.log", rest_port, env))
+    await asyncio.sleep(settle)
+    (after,) = await ws_calls(base, bearer, {"type": "config/entity_registry/list"})
+    old = {e["unique_id"]: e["entity_id"] for e in before if e["platform"] == "mqtt"}
+    new = {e["unique_id"]: e["entity_id"] for e in after if e["platform"] == "mqtt"}
+    found = [s for s in await states(base, bearer) if "givtcp" in s["entity_id"]]
+    enabled = {e["entity_id"] for e in after if e["platform"] == "mqtt" and not e["disabled_by"]}
+    lines = (work / "hass.log").read_text(errors="replace").splitlines()[mark:]
+    topics = await retained_topics(mqtt_port)
+    fmt = env.get("GIVTCP_MQTT__DISCOVERY_FORMAT", "device")
+    return {
+        "env": {k: v for k, v in env.items() if k.startswith("GIVTCP_")},
+        "registry_entries": len(new),
+        "entity_ids_changed": sorted(
+            f"{old[u]} -> {new[u]}" for u in old.keys() & new.keys() if old[u] != new[u]
+        ),
+        "entries_removed": sorted(old[u] for u in old.keys() - new.keys()),
+        "entries_added": sorted(new[u] for u in new.keys() - old.keys()),
+        "unavailable": sorted(
+            s["entity_id"]
+            for s in found
+            if s["state"] == "unavailable" and s["entity_id"] in enabled
+        ),
+        "retained_configs": dict(Counter(t.split("/")[1] for t in topics)),
+        "retained_other_format": sum(
+            (t.split("/")[1] == "device") != (fmt == "device") for t in topics
+        ),
+        "log_problems": [
+            line
+            for line in lines
+            if (" WARNING " in line or " ERROR " in line) and not any(e in line for e in EXPECTED)
+        ][:20],
+    }
+
+
 async def run(
     hass: Path,
     shot: Path | None,
@@ -314,6 +398,7 @@ async def run(
     statistics_wait: float,
     demo_env: dict[str, str],
     pip: bool,
+    then_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ha-check-"))
     http_port, mqtt_port, rest_port = free_port(), free_port(), free_port()
@@ -364,22 +449,7 @@ async def run(
             )
         await wait_http(f"{base}/manifest.json", 300)
         env = {**os.environ, **demo_env, "GIVTCP_MQTT__PORT": str(mqtt_port)}
-        with (work / "demo.log").open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(Path(sys.executable).parent / "givtcp-async"),
-                        "demo",
-                        "--port",
-                        str(rest_port),
-                        "--mqtt-host",
-                        "127.0.0.1",
-                    ],
-                    stdout=log,
-                    stderr=log,
-                    env=env,
-                )
-            )
+        procs.append(start_demo(work / "demo.log", rest_port, env))
         await asyncio.sleep(settle)
         bearer = await token(base)
         found = [s for s in await states(base, bearer) if "givtcp" in s["entity_id"]]
@@ -481,6 +551,10 @@ async def run(
             "log_problems": problems[:20],
             "work": str(work),
         }
+        if then_env:
+            report["then"] = await second_phase(
+                procs, work, base, bearer, mqtt_port, rest_port, settle, {**env, **then_env}
+            )
         if shot is not None:
             device = await device_id(base, bearer, "GivTCP SA2347G000")
             await screenshot(base, device, shot)
@@ -523,19 +597,37 @@ def main() -> None:
         help="a variable for the demo's environment (repeatable; GIVTCP_* set its config)",
     )
     parser.add_argument(
+        "--then-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="then restart the demo with this variable too (repeatable), and report what "
+        "changed in Home Assistant (e.g. GIVTCP_MQTT__DISCOVERY_FORMAT=device after =entity)",
+    )
+    parser.add_argument(
         "--pip",
         action="store_true",
         help="let Home Assistant install missing requirements (default: --skip-pip)",
     )
     args = parser.parse_args()
     demo_env = {"GIVTCP_MQTT__TIME_ENTITIES": args.time_entities}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            parser.error(f"--env {item!r}: expected KEY=VALUE")
-        demo_env[key] = value
+    then_env: dict[str, str] = {}
+    for into, items in ((demo_env, args.env), (then_env, args.then_env)):
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                parser.error(f"{item!r}: expected KEY=VALUE")
+            into[key] = value
     report = asyncio.run(
-        run(args.hass, args.screenshot, args.settle, args.statistics_wait, demo_env, args.pip)
+        run(
+            args.hass,
+            args.screenshot,
+            args.settle,
+            args.statistics_wait,
+            demo_env,
+            args.pip,
+            then_env,
+        )
     )
     print(json.dumps(report, indent=2))
     failed = (
@@ -545,6 +637,15 @@ def main() -> None:
         or report["ids"]["payloads_without_entity"]
         or any(report["energy_validation"]["energy_sources"])
     )
+    then = report.get("then")
+    if then is not None:
+        failed = failed or any(
+            then[k]
+            for k in (
+                "entity_ids_changed", "entries_removed", "entries_added", "unavailable",
+                "retained_other_format", "log_problems",
+            )
+        )  # fmt: skip
     sys.exit(1 if failed else 0)
 
 
