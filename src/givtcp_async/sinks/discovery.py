@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import zlib
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -874,7 +875,7 @@ def components(payload: str | bytes) -> dict[str, str]:
     for key, comp in cmps.items():
         platform = comp.get("p", comp.get("platform")) if isinstance(comp, dict) else None
         if isinstance(platform, str) and len(comp) > 1:
-            out[str(key)] = platform
+            out[str(key)] = sys.intern(platform)  # kept per inverter: one string per platform
     return out
 
 
