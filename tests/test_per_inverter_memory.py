@@ -3,6 +3,7 @@ the map entries, the specs every snapshot hands on, the specs merged with the da
 
 from __future__ import annotations
 
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from givtcp_async import tariffs
@@ -56,29 +57,58 @@ def test_specs_merged_with_the_daemons_own_are_one_mapping_per_layout() -> None:
 
 
 def held_of(gate: ValueGate, name: str) -> object:
-    return gate._tracks[name].held
+    return gate._held.get(gate.slots[name])
 
 
-def test_a_value_judged_plainly_keeps_a_small_track_and_its_value_once() -> None:
+def test_a_value_judged_plainly_keeps_its_reading_and_time_only() -> None:
     specs = {f.name: f for f in field_set(GEN3).inverter}
     gate = ValueGate(GEN3)
     plain, soc = specs["Grid_Voltage"], specs["SOC"]
     for i, now in enumerate((1.0, 2.0, 3.0)):
         gate.check(plain, 240.0 + i, now=now)
         gate.check(soc, 50, now=now)
-    track = gate._tracks["Grid_Voltage"]
-    assert track.held is None  # nothing of holding or unwrapping
-    assert track.reading is not None
-    assert track.value is track.reading.value == 242.0  # the value kept once, in its reading
-    assert not hasattr(track, "__dict__")
+    slot = gate.slots["Grid_Voltage"]
+    assert held_of(gate, "Grid_Voltage") is None  # nothing of holding or unwrapping
+    reading = gate._readings[slot]
+    assert reading is not None
+    assert gate.last("Grid_Voltage") is reading.value == 242.0  # the value kept once
+    assert gate._at[slot] == 3.0
     assert held_of(gate, "SOC") is None
-    # A suspicious value is held until confirmed: that track gets what holding needs.
+    # A suspicious value is held until confirmed: that value gets what holding needs.
     assert gate.check(soc, 0, now=4.0) == Reading(50, soc.unit, stale=True)
     held = held_of(gate, "SOC")
     assert isinstance(held, _Held)
     assert held.candidate == 0
     assert gate.check(soc, 50, now=5.0).value == 50
     assert held.candidate is None
+
+
+def test_gates_of_inverters_of_a_model_share_their_slots() -> None:
+    """Each gate keeps two lists by slot; the slots (a name each) are one mapping per model
+    and device kind, not one per inverter."""
+    fields = field_set(GEN3)
+    a = SnapshotAssembler(GEN3, "SA1234G567", fields, LONDON)
+    b = SnapshotAssembler(GEN3, "SA7654G321", fields, LONDON)
+    assert a._gate.slots is b._gate.slots
+    assert a._device_gate(0x32).slots is b._device_gate(0x33).slots
+    assert a._device_gate(0x32).slots is not a._gate.slots
+    assert SnapshotAssembler(GEN1, "SA1111G111", field_set(GEN1), LONDON)._gate.slots is not (
+        a._gate.slots
+    )
+    # Judging through either keeps its own values; a name one gate adds grows the other's lists
+    # when it first judges it.
+    plain = next(f for f in fields.inverter if f.name == "Grid_Voltage")
+    a._gate.check(plain, 240.0, now=1.0)
+    b._gate.check(plain, 250.0, now=1.0)
+    assert (a._gate.last("Grid_Voltage"), b._gate.last("Grid_Voltage")) == (240.0, 250.0)
+    extra = replace(plain, name="Not_In_The_Map")
+    a._gate.check(extra, 1.0, now=2.0)
+    assert b._gate.last("Not_In_The_Map") is None
+    assert b._gate.check(extra, 2.0, now=2.0).value == 2.0
+    assert a._gate.last("Not_In_The_Map") == 1.0
+    b._gate.forget()
+    assert b._gate.last("Grid_Voltage") is None
+    assert a._gate.last("Grid_Voltage") == 240.0
 
 
 def test_time_slot_texts_are_shared_and_unchanged() -> None:

@@ -17,7 +17,14 @@ import structlog
 
 from givtcp_async.cache import RegisterCache
 from givtcp_async.layout import TreeLayout, device_paths
-from givtcp_async.quality.gates import GateSettings, Reading, Rule, ValueGate, make_rule
+from givtcp_async.quality.gates import (
+    GateSettings,
+    Reading,
+    Rule,
+    ValueGate,
+    gate_slots,
+    make_rule,
+)
 from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import Decoder, compile_decoder, decoder_of
 from givtcp_async.registers.models import Model
@@ -109,14 +116,18 @@ _COMPILED: dict[tuple[Model, tuple[int, ...]], tuple[tuple[Field, ...], tuple[_E
 
 
 _Statics = tuple[
-    Mapping[str, Spec], Mapping[Source, Mapping[str, Spec]], tuple[tuple[Derived, Rule], ...]
+    Mapping[str, Spec],
+    Mapping[Source, Mapping[str, Spec]],
+    tuple[tuple[Derived, Rule], ...],
+    dict[Source, dict[str, int]],
 ]
 
 
 def _statics(fields: FieldSet, model: Model) -> _Statics:
     """What an assembler looks specs up in (every spec by name, each device kind's, the derived
     values' rules): made once per field set and model and shared, read-only, by every assembler
-    of it (each snapshot hands ``specs`` on to the sinks)."""
+    of it (each snapshot hands ``specs`` on to the sinks); and the value gates' slots by device
+    kind, which the gates of every assembler of it share (they only grow)."""
     key = (id(fields), model)
     hit = _STATICS.get(key)
     if hit is not None and hit[0] is fields:
@@ -128,7 +139,8 @@ def _statics(fields: FieldSet, model: Model) -> _Statics:
             specs[name] = replace(pack_fields[name], path=LIFTED_PATH)
     device_specs = {src: {f.name: f for f in fs} for src, fs in fields.devices.items()}
     derived = tuple((d, make_rule(d, model)) for d in fields.derived)
-    statics: _Statics = (specs, device_specs, derived)
+    slots = {src: gate_slots() for src in (Source.INVERTER, *fields.devices)}
+    statics: _Statics = (specs, device_specs, derived, slots)
     if len(_STATICS) >= 64:  # a handful of models per process; never unbounded
         _STATICS.pop(next(iter(_STATICS)))
     _STATICS[key] = (fields, statics)  # the field set keeps its id from being reused
@@ -158,9 +170,15 @@ class SnapshotAssembler:
     _compiled: dict[Source, tuple[_Entry, ...]] = field(init=False)
     _derived: tuple[tuple[Derived, Rule], ...] = field(init=False)
     _clock_entry: _Entry | None = field(init=False)
+    _slots: dict[Source, dict[str, int]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._gate = ValueGate(self.model, self.gate_settings, self.clock)
+        self._specs, self._device_specs, self._derived, self._slots = _statics(
+            self.fields, self.model
+        )
+        self._gate = ValueGate(
+            self.model, self.gate_settings, self.clock, slots=self._slots[Source.INVERTER]
+        )
         self._compiled = {
             Source.INVERTER: _compile(
                 [f for f in self.fields.inverter if f.source is Source.INVERTER], self.model
@@ -169,7 +187,6 @@ class SnapshotAssembler:
         }
         clock_fields = [f for f in self.fields.inverter if f.enc is Enc.DATETIME]
         self._clock_entry = _compile(clock_fields[:1], self.model)[0] if clock_fields else None
-        self._specs, self._device_specs, self._derived = _statics(self.fields, self.model)
 
     @property
     def rejections(self) -> dict[str, int]:
@@ -538,8 +555,9 @@ class SnapshotAssembler:
     def _device_gate(self, address: int) -> ValueGate:
         gate = self._device_gates.get(str(address))
         if gate is None:
+            slots = self._slots.setdefault(source_of(address), gate_slots())
             gate = self._device_gates[str(address)] = ValueGate(
-                self.model, self.gate_settings, self.clock
+                self.model, self.gate_settings, self.clock, slots=slots
             )
         return gate
 
