@@ -3,13 +3,17 @@ the map entries, the specs every snapshot hands on, the specs merged with the da
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from givtcp_async import tariffs
-from givtcp_async.assemble import LIFTED_PACK_TOTALS, SnapshotAssembler
+from givtcp_async.assemble import LIFTED_PACK_TOTALS, SnapshotAssembler, reuse_equal
+from givtcp_async.cache import RegisterCache
 from givtcp_async.control.overrides import STATE_SPECS
 from givtcp_async.coordinator import merged_specs
+from givtcp_async.protocol.frames import FunctionCode, ReadResponse
 from givtcp_async.quality.gates import Reading, ValueGate, _Held
 from givtcp_async.reader import field_set
 from givtcp_async.registers.models import detect_model
@@ -119,3 +123,62 @@ def test_time_slot_texts_are_shared_and_unchanged() -> None:
     assert time_slot(130.0, 445) == "TimeSlot(start=None, end=None)"  # not an int: no time
     assert time_slot(True, 445) == time_slot(1, 445)  # as before: a bool is an int
     assert time_slot(None, 445) == "TimeSlot(start=None, end=None)"
+
+
+def _page(function: FunctionCode, base: int, values: Sequence[int]) -> ReadResponse:
+    return ReadResponse(0x11, function, b"SA1234G567", base, tuple(values))
+
+
+def _holding() -> list[int]:
+    hr = [0] * 60
+    hr[0], hr[19], hr[21] = 0x2001, 308, 308  # a Gen3 hybrid
+    return hr
+
+
+def test_caches_of_every_inverter_share_the_register_numbers() -> None:
+    one, two = RegisterCache(), RegisterCache()
+    for cache in (one, two):
+        cache.offer(_page(FunctionCode.READ_INPUT, 300, [7] * 60))
+    keys = [list(c.registers(0x11, "IR")) for c in (one, two)]
+    assert keys[0] == keys[1] == list(range(300, 360))
+    assert all(a is b for a, b in zip(*keys, strict=True))  # not 60 new numbers per inverter
+    assert all(a is b for a, b in zip(keys[0], one.page_index(0x11, "IR"), strict=True))
+    assert one.get(0x11, "IR", 301) == 7
+
+
+def test_raw_values_that_did_not_change_are_the_last_snapshots_objects() -> None:
+    cache = RegisterCache()
+    model = detect_model(dict(enumerate(_holding())))
+    fields = field_set(model)
+    assembler = SnapshotAssembler(model, "SA1234G567", fields, LONDON, print_raw=True)
+    ir = [1000 + i for i in range(60)]
+    cache.offer(_page(FunctionCode.READ_HOLDING, 0, _holding()))
+    cache.offer(_page(FunctionCode.READ_INPUT, 0, ir))
+    now = datetime(2026, 6, 21, 13, tzinfo=LONDON)
+    first = assembler.build(cache, now=now).raw
+    assert first is not None
+    assert assembler.build(cache, now=now).raw is first  # nothing changed: the same tree
+    ir[5] += 1  # one register on
+    cache.offer(_page(FunctionCode.READ_INPUT, 0, ir))
+    later = assembler.build(cache, now=now).raw
+    assert later is not None
+    fresh = SnapshotAssembler(model, "SA1234G567", fields, LONDON, print_raw=True)
+    assert later == fresh.build(cache, now=now).raw  # what a new assembler makes of the cache
+    assert later is not first
+    assert later != first
+    inv, inv_before = later["invertor"], first["invertor"]
+    changed = {k for k in inv if inv[k] != inv_before[k]}
+    assert changed  # the value on IR 5 (and any made of it)
+    assert all(inv[k] is inv_before[k] for k in inv if k not in changed)
+    assert later["batteries"] is first["batteries"]
+
+
+def test_reuse_equal_keeps_types_and_order() -> None:
+    old = {"a": 1.0, "b": {"c": 2}, "d": True}
+    assert reuse_equal({"a": 1, "b": {"c": 2}, "d": True}, old)["a"].__class__ is int
+    assert reuse_equal({"a": 1.0, "b": {"c": 2}, "d": 1}, old)["d"] is 1  # noqa: F632
+    swapped = reuse_equal({"d": True, "b": {"c": 2}, "a": 1.0}, old)
+    assert list(swapped) == ["d", "b", "a"]
+    assert swapped["b"] is old["b"]
+    assert reuse_equal({"a": 1.0, "b": {"c": 2}, "d": True}, old) is old
+    assert reuse_equal({"a": 1.0}, None) == {"a": 1.0}

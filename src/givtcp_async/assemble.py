@@ -171,6 +171,8 @@ class SnapshotAssembler:
     _derived: tuple[tuple[Derived, Rule], ...] = field(init=False)
     _clock_entry: _Entry | None = field(init=False)
     _slots: dict[Source, dict[str, int]] = field(init=False)
+    # The raw tree of the last snapshot: what did not change is handed on as the same objects.
+    _raw_before: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._specs, self._device_specs, self._derived, self._slots = _statics(
@@ -396,6 +398,8 @@ class SnapshotAssembler:
                 raw[snap.serial or f"0x{snap.address:02x}"] = cache.raw(snap.address)
         elif self.print_raw:
             raw = self._named_raw(cache, readings, batteries, meters)
+        if raw is not None:
+            raw = self._raw_before = reuse_equal(raw, self._raw_before)
         snapshot = Snapshot(
             serial=self.serial,
             model=self.model,
@@ -569,3 +573,29 @@ class SnapshotAssembler:
         return DeviceSnapshot(
             address, serial, readings, self._device_specs.get(source_of(address), {})
         )
+
+
+_ABSENT: Any = object()
+
+
+def reuse_equal(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """``new`` with every value equal to ``old``'s under the same key (same type) as ``old``'s
+    very object, nested dicts alike; ``old`` itself when nothing differs (keys in the same
+    order). What did not change since the last snapshot is then not a second copy: each poll
+    leaves only what changed behind (issue #16)."""
+    if old is None:
+        return new
+    same = len(new) == len(old)
+    for key, value in new.items():
+        before = old.get(key, _ABSENT)
+        if before is value:
+            continue
+        if value.__class__ is dict and before.__class__ is dict:
+            kept = reuse_equal(value, before)
+            new[key] = kept
+            same = same and kept is before
+        elif before.__class__ is value.__class__ and before == value:
+            new[key] = before
+        else:
+            same = False
+    return old if same and all(a == b for a, b in zip(new, old, strict=True)) else new

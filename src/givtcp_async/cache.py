@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse, WriteResponse
 from givtcp_async.quality.pages import PageKey, PageVerdict, judge_page
@@ -26,6 +27,13 @@ class Page:
     values: tuple[int, ...]
     received: float  # monotonic clock
     solicited: bool
+
+
+@lru_cache(maxsize=256)
+def _span(base: int, count: int) -> tuple[int, ...]:
+    """The register numbers of a page: one tuple per page shape for the process, so that every
+    inverter's look-ups (by register, values and pages) share the number objects as keys."""
+    return tuple(range(base, base + count))
 
 
 # Judges a page before the page gate: None admits it, a verdict refuses it (the identity check).
@@ -64,7 +72,7 @@ class RegisterCache:
             self.rejections[verdict] += 1
             return verdict
         page = self._pages[key] = Page(key, frame.values, self._clock(), solicited)
-        span = range(frame.base_register, frame.base_register + len(frame.values))
+        span = _span(frame.base_register, len(frame.values))
         self._registers.setdefault((frame.device_address, bank), {}).update(
             zip(span, frame.values, strict=True)
         )
