@@ -536,7 +536,7 @@ class MqttService:
                     inv.topics.reset()  # state after config, for non-retained state
                     self.stats.announcements += 1
                     log.info("discovery announced", serial=snap.serial)
-            await self._publish(client, inv.topics.messages(snap))
+            await self._publish(client, inv.topics.each_message(snap))
             await self._update_status(client, inv)
 
     async def _publish(self, client: aiomqtt.Client, messages: Iterable[Message]) -> None:
