@@ -142,8 +142,30 @@ def test_caches_of_every_inverter_share_the_register_numbers() -> None:
     keys = [list(c.registers(0x11, "IR")) for c in (one, two)]
     assert keys[0] == keys[1] == list(range(300, 360))
     assert all(a is b for a, b in zip(*keys, strict=True))  # not 60 new numbers per inverter
-    assert all(a is b for a, b in zip(keys[0], one.page_index(0x11, "IR"), strict=True))
     assert one.get(0x11, "IR", 301) == 7
+
+
+def test_the_page_of_each_register_is_a_list_by_register_number() -> None:
+    cache = RegisterCache()
+    cache.offer(_page(FunctionCode.READ_INPUT, 60, [7] * 60))
+    first = cache.page(0x11, "IR", 60)
+    index = cache.page_index(0x11, "IR")
+    assert isinstance(index, list)
+    assert len(index) == 120  # not one mapping entry per register
+    assert index[:60] == [None] * 60
+    assert all(p is first for p in index[60:])
+    cache.offer(_page(FunctionCode.READ_INPUT, 90, [8] * 60))  # overlaps: the later page wins
+    later = cache.page(0x11, "IR", 90)
+    assert later is not None
+    assert cache.page_of(0x11, "IR", 89) is first
+    assert cache.page_of(0x11, "IR", 90) is later
+    assert cache.updated_at(0x11, "IR", 149) == later.received
+    assert cache.page_of(0x11, "IR", 150) is None
+    # A page far above every register map (another client's read) is cached, not indexed.
+    cache.offer(_page(FunctionCode.READ_INPUT, 60000, [9] * 60))
+    assert cache.get(0x11, "IR", 60001) == 9
+    assert len(cache.page_index(0x11, "IR")) == 150
+    assert cache.page_of(0x11, "IR", 60001) is None
 
 
 def test_raw_values_that_did_not_change_are_the_last_snapshots_objects() -> None:

@@ -218,7 +218,10 @@ class SnapshotAssembler:
         missed_here = [b for b in missed if b.device_address == address]
         if not missed_here and not stale_pages:  # the common case: the loop below, written out
             for _, bank, first, decode, _rule, localise in entries:
-                page = pages[bank].get(first)
+                try:
+                    page = pages[bank][first]
+                except IndexError:  # past the last page read
+                    page = None
                 if page is None:
                     append(UNREFRESHED)
                 elif localise:
@@ -230,7 +233,10 @@ class SnapshotAssembler:
                     append(decode(getters[bank]))
             return out
         for _, bank, first, decode, rule, localise in entries:
-            page = pages[bank].get(first)
+            try:
+                page = pages[bank][first]
+            except IndexError:
+                page = None
             if page is None or (stale_pages and id(page) in stale_pages):
                 append(UNREFRESHED)
                 continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from sys import intern
@@ -116,7 +116,7 @@ class StateTopics:
         """The messages worth publishing of ``snapshot``, all at once."""
         return list(self.each_message(snapshot))
 
-    def each_message(self, snapshot: Tree) -> Iterator[Message]:
+    def each_message(self, snapshot: Tree) -> Generator[Message, None, None]:
         """:meth:`messages` one at a time, as a publisher takes them: a value counts as
         published once its message is taken (a full state's ~700 messages never wait in memory
         together, issue #16)."""
