@@ -3,6 +3,7 @@ keeps per inverter is that form compactly, not the snapshots."""
 
 from __future__ import annotations
 
+from array import array
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,24 +69,31 @@ def test_full_cache_keeps_no_snapshot_only_what_changed() -> None:
     # One tuple of paths per distinct set of paths (snapshots 7 and 8 lack PV_Power).
     assert len({id(row[0]) for row in rows}) == 2
     assert rows[0][0] is rows[-1][0]
-    # The oldest is whole, and so is each one whose paths differ from the one before it (7
-    # and 9); every other holds only the values that changed since the one before it.
-    assert [row[1] is not None for row in rows] == [i in (3, 7, 9) for i in range(3, 13)]
-    paths, _, at, changed = rows[-1]
+    # The newest is whole, and so is each one whose paths differ from the one after it (6
+    # and 8); every other holds only the values that differ in the one after it.
+    assert [row[1] is not None for row in rows] == [i in (6, 8, 12) for i in range(3, 13)]
+    paths, _, at, before = rows[-2]
     assert at is not None
-    assert changed is not None
+    assert before is not None
     assert {paths[i] for i in at} == {
         "Power/Power/SOC",
         "Power/Power/Grid_Voltage",
         "Stats/Time_Since_Last_Update",
         "raw/invertor/soc",
     }
-    flat = snaps[-1].flat()
-    assert list(changed) == [flat[paths[i]] for i in at]
-    # After the oldest is dropped, the new oldest is whole.
-    history.append(snaps[-1])
-    assert history._rows[0][1] is not None
-    assert history.flats() == [s.flat() for s in [*snaps[-9:], snaps[-1]]]
+    flat = snaps[-2].flat()
+    assert list(before) == [flat[paths[i]] for i in at]
+    # While the paths stay, one row is whole: dropping the oldest leaves the rest as they are;
+    # a value equal to the one before it is the very object before it.
+    newest = rows[-1][1]
+    assert newest is not None
+    for _ in range(10):
+        history.append(snapshot(12, {**every_value(), "SOC": 52, "Grid_Voltage": 240.0}))
+    assert [row[1] is not None for row in history._rows] == [False] * 9 + [True]
+    assert [row[2] for row in list(history._rows)[1:-1]] == [array("I")] * 8  # no difference
+    assert all(a is b for a, b in zip(history._rows[-1][1] or (), newest, strict=True))
+    assert history.flats() == [snaps[-1].flat()] * 10
+    assert history.flats() == [snaps[-1].flat()] * 10
     # The paths are interned: every inverter's history holds the same strings.
     other = FlatHistory(10)
     other.append(snaps[0])
@@ -107,6 +115,6 @@ def test_a_leaf_under_another_path_makes_a_whole_row() -> None:
         history.append(snap)
     assert history.flats() == [s.flat() for s in [*snaps, renamed, snaps[0]]]
     rows = list(history._rows)
-    assert [row[1] is not None for row in rows] == [True, False, False, True, True]
+    assert [row[1] is not None for row in rows] == [False, False, True, True, True]
     assert rows[4][0] is rows[0][0]  # the paths before are found again
     assert "Stats/state" in rows[3][0]

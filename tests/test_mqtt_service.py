@@ -406,6 +406,37 @@ async def test_two_inverters_each_have_their_own_topics_device_and_commands(
         assert holding(rig.simulators[0]) == before_first
 
 
+async def test_inverters_polled_together_publish_their_states_one_after_the_other(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """Issue #16: one inverter's state messages at a time (each inverter's tree, messages and
+    publishes in flight never pile up with another's): at the broker, every state publish of
+    an inverter runs from its first message to its runAll with none of another's between."""
+    async with (
+        running_daemon(
+            tmp_path, plants=3, plant_config=PlantConfig(speed=1), mqtt=mqtt_settings(mosquitto)
+        ) as rig,
+        watching(mosquitto.port, f"{ROOT}/#") as w,
+    ):
+        serials = [await started(rig, w, i) for i in range(3)]
+        for serial in serials:  # a first (full) state and a later one of each
+            first = await w.wait_topic(f"{ROOT}/{serial}/runAll")
+            await w.wait_topic(f"{ROOT}/{serial}/runAll", after=first.seq + 1, timeout=20)
+        state = [
+            (s.topic.split("/")[1], s.topic.endswith("/runAll"))
+            for s in w.log
+            if s.topic.split("/")[1] in serials and not s.topic.endswith("/Stats/status")
+            and "/control/" not in s.topic
+        ]  # fmt: skip
+        runs = 0
+        current = None
+        for serial, last in state:
+            assert current in (None, serial), f"{serial}'s state amid {current}'s"
+            current = None if last else serial
+            runs += last
+        assert runs >= 6
+
+
 def _connections_to(port: int) -> int:
     """Established TCP connections from this process's sockets to 127.0.0.1:``port``."""
     import os

@@ -89,6 +89,20 @@ def test_inverters_share_their_state_paths_and_keep_no_payloads() -> None:
     assert not any(isinstance(v, tuple) for v in two._last.values())
 
 
+def test_state_messages_are_made_as_the_publisher_takes_them() -> None:
+    """Issue #16: a full state's messages are not all in memory at once; a value counts as
+    published when its message is taken, so one not taken is offered again."""
+    topics = StateTopics("GivEnergy", publish_json=False)
+    every = topics.messages(snapshot({"SOC": 50, "Grid_Voltage": 240.0}))
+    topics.reset()
+    each = topics.each_message(snapshot({"SOC": 50, "Grid_Voltage": 240.0}))
+    assert next(each) == every[0]
+    assert len(topics._last) == 1  # the second not made yet
+    each.close()  # the publisher stopped (the connection went)
+    rest = topics.messages(snapshot({"SOC": 50, "Grid_Voltage": 240.0}))
+    assert rest == every[1:]
+
+
 def test_state_topics_never_publish_unavailable_or_excluded_values() -> None:
     topics = StateTopics("GivEnergy", exclude=("Stats/status",), publish_json=False)
     snap = snapshot(

@@ -17,7 +17,14 @@ import structlog
 
 from givtcp_async.cache import RegisterCache
 from givtcp_async.layout import TreeLayout, device_paths
-from givtcp_async.quality.gates import GateSettings, Reading, Rule, ValueGate, make_rule
+from givtcp_async.quality.gates import (
+    GateSettings,
+    Reading,
+    Rule,
+    ValueGate,
+    gate_slots,
+    make_rule,
+)
 from givtcp_async.quality.pages import is_valid_serial
 from givtcp_async.registers.decode import Decoder, compile_decoder, decoder_of
 from givtcp_async.registers.models import Model
@@ -109,14 +116,18 @@ _COMPILED: dict[tuple[Model, tuple[int, ...]], tuple[tuple[Field, ...], tuple[_E
 
 
 _Statics = tuple[
-    Mapping[str, Spec], Mapping[Source, Mapping[str, Spec]], tuple[tuple[Derived, Rule], ...]
+    Mapping[str, Spec],
+    Mapping[Source, Mapping[str, Spec]],
+    tuple[tuple[Derived, Rule], ...],
+    dict[Source, dict[str, int]],
 ]
 
 
 def _statics(fields: FieldSet, model: Model) -> _Statics:
     """What an assembler looks specs up in (every spec by name, each device kind's, the derived
     values' rules): made once per field set and model and shared, read-only, by every assembler
-    of it (each snapshot hands ``specs`` on to the sinks)."""
+    of it (each snapshot hands ``specs`` on to the sinks); and the value gates' slots by device
+    kind, which the gates of every assembler of it share (they only grow)."""
     key = (id(fields), model)
     hit = _STATICS.get(key)
     if hit is not None and hit[0] is fields:
@@ -128,7 +139,8 @@ def _statics(fields: FieldSet, model: Model) -> _Statics:
             specs[name] = replace(pack_fields[name], path=LIFTED_PATH)
     device_specs = {src: {f.name: f for f in fs} for src, fs in fields.devices.items()}
     derived = tuple((d, make_rule(d, model)) for d in fields.derived)
-    statics: _Statics = (specs, device_specs, derived)
+    slots = {src: gate_slots() for src in (Source.INVERTER, *fields.devices)}
+    statics: _Statics = (specs, device_specs, derived, slots)
     if len(_STATICS) >= 64:  # a handful of models per process; never unbounded
         _STATICS.pop(next(iter(_STATICS)))
     _STATICS[key] = (fields, statics)  # the field set keeps its id from being reused
@@ -158,9 +170,17 @@ class SnapshotAssembler:
     _compiled: dict[Source, tuple[_Entry, ...]] = field(init=False)
     _derived: tuple[tuple[Derived, Rule], ...] = field(init=False)
     _clock_entry: _Entry | None = field(init=False)
+    _slots: dict[Source, dict[str, int]] = field(init=False)
+    # The raw tree of the last snapshot: what did not change is handed on as the same objects.
+    _raw_before: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self._gate = ValueGate(self.model, self.gate_settings, self.clock)
+        self._specs, self._device_specs, self._derived, self._slots = _statics(
+            self.fields, self.model
+        )
+        self._gate = ValueGate(
+            self.model, self.gate_settings, self.clock, slots=self._slots[Source.INVERTER]
+        )
         self._compiled = {
             Source.INVERTER: _compile(
                 [f for f in self.fields.inverter if f.source is Source.INVERTER], self.model
@@ -169,7 +189,6 @@ class SnapshotAssembler:
         }
         clock_fields = [f for f in self.fields.inverter if f.enc is Enc.DATETIME]
         self._clock_entry = _compile(clock_fields[:1], self.model)[0] if clock_fields else None
-        self._specs, self._device_specs, self._derived = _statics(self.fields, self.model)
 
     @property
     def rejections(self) -> dict[str, int]:
@@ -199,7 +218,10 @@ class SnapshotAssembler:
         missed_here = [b for b in missed if b.device_address == address]
         if not missed_here and not stale_pages:  # the common case: the loop below, written out
             for _, bank, first, decode, _rule, localise in entries:
-                page = pages[bank].get(first)
+                try:
+                    page = pages[bank][first]
+                except IndexError:  # past the last page read
+                    page = None
                 if page is None:
                     append(UNREFRESHED)
                 elif localise:
@@ -211,7 +233,10 @@ class SnapshotAssembler:
                     append(decode(getters[bank]))
             return out
         for _, bank, first, decode, rule, localise in entries:
-            page = pages[bank].get(first)
+            try:
+                page = pages[bank][first]
+            except IndexError:
+                page = None
             if page is None or (stale_pages and id(page) in stale_pages):
                 append(UNREFRESHED)
                 continue
@@ -379,6 +404,8 @@ class SnapshotAssembler:
                 raw[snap.serial or f"0x{snap.address:02x}"] = cache.raw(snap.address)
         elif self.print_raw:
             raw = self._named_raw(cache, readings, batteries, meters)
+        if raw is not None:
+            raw = self._raw_before = reuse_equal(raw, self._raw_before)
         snapshot = Snapshot(
             serial=self.serial,
             model=self.model,
@@ -538,8 +565,9 @@ class SnapshotAssembler:
     def _device_gate(self, address: int) -> ValueGate:
         gate = self._device_gates.get(str(address))
         if gate is None:
+            slots = self._slots.setdefault(source_of(address), gate_slots())
             gate = self._device_gates[str(address)] = ValueGate(
-                self.model, self.gate_settings, self.clock
+                self.model, self.gate_settings, self.clock, slots=slots
             )
         return gate
 
@@ -551,3 +579,29 @@ class SnapshotAssembler:
         return DeviceSnapshot(
             address, serial, readings, self._device_specs.get(source_of(address), {})
         )
+
+
+_ABSENT: Any = object()
+
+
+def reuse_equal(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """``new`` with every value equal to ``old``'s under the same key (same type) as ``old``'s
+    very object, nested dicts alike; ``old`` itself when nothing differs (keys in the same
+    order). What did not change since the last snapshot is then not a second copy: each poll
+    leaves only what changed behind (issue #16)."""
+    if old is None:
+        return new
+    same = len(new) == len(old)
+    for key, value in new.items():
+        before = old.get(key, _ABSENT)
+        if before is value:
+            continue
+        if value.__class__ is dict and before.__class__ is dict:
+            kept = reuse_equal(value, before)
+            new[key] = kept
+            same = same and kept is before
+        elif before.__class__ is value.__class__ and before == value:
+            new[key] = before
+        else:
+            same = False
+    return old if same and all(a == b for a, b in zip(new, old, strict=True)) else new

@@ -10,6 +10,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
 
 from givtcp_async.protocol.frames import FunctionCode, ReadResponse, WriteResponse
 from givtcp_async.quality.pages import PageKey, PageVerdict, judge_page
@@ -28,6 +30,18 @@ class Page:
     solicited: bool
 
 
+@lru_cache(maxsize=256)
+def _span(base: int, count: int) -> tuple[int, ...]:
+    """The register numbers of a page: one tuple per page shape for the process, so that every
+    inverter's look-ups (by register, values and pages) share the number objects as keys."""
+    return tuple(range(base, base + count))
+
+
+# Registers from here up are in no register map (the highest is IR 2094): their pages are not
+# indexed by register, so that a page read there (by another client) costs no list that long.
+INDEXED: Final = 4096
+
+
 # Judges a page before the page gate: None admits it, a verdict refuses it (the identity check).
 Admission = Callable[[ReadResponse, bool, Sequence[int] | None], PageVerdict | None]
 
@@ -44,8 +58,10 @@ class RegisterCache:
         self._clock = clock
         self._pages: dict[PageKey, Page] = {}
         self._registers: dict[tuple[int, str], dict[int, int]] = {}
-        # The page that last delivered each register: freshness is judged per page.
-        self._page_of: dict[tuple[int, str], dict[int, Page]] = {}
+        # The page that last delivered each register (by register number, None where none
+        # has): freshness is judged per page. Registers from INDEXED up are in no register
+        # map: not indexed (their values are cached all the same).
+        self._page_of: dict[tuple[int, str], list[Page | None]] = {}
         self.rejections: Counter[PageVerdict] = Counter()
         self.accepted = 0
 
@@ -64,11 +80,16 @@ class RegisterCache:
             self.rejections[verdict] += 1
             return verdict
         page = self._pages[key] = Page(key, frame.values, self._clock(), solicited)
-        span = range(frame.base_register, frame.base_register + len(frame.values))
+        span = _span(frame.base_register, len(frame.values))
         self._registers.setdefault((frame.device_address, bank), {}).update(
             zip(span, frame.values, strict=True)
         )
-        self._page_of.setdefault((frame.device_address, bank), {}).update(dict.fromkeys(span, page))
+        base, end = frame.base_register, min(frame.base_register + len(frame.values), INDEXED)
+        if base < end:
+            index = self._page_of.setdefault((frame.device_address, bank), [])
+            if len(index) < end:
+                index += [None] * (end - len(index))
+            index[base:end] = [page] * (end - base)
         self.accepted += 1
         return verdict
 
@@ -92,13 +113,20 @@ class RegisterCache:
         """Every cached register of one device and bank (read-only for callers)."""
         return self._registers.setdefault((device_address, bank), {})
 
-    def page_index(self, device_address: int, bank: str) -> dict[int, Page]:
-        """The page that last delivered each register of one device and bank (read-only)."""
-        return self._page_of.setdefault((device_address, bank), {})
+    def page_index(self, device_address: int, bank: str) -> list[Page | None]:
+        """The page that last delivered each register of one device and bank, by register
+        number below :data:`INDEXED` (None where none has; read-only): a list, not a mapping
+        of ~60 entries per page (issue #16)."""
+        return self._page_of.setdefault((device_address, bank), [])
+
+    def page_of(self, device_address: int, bank: str, register: int) -> Page | None:
+        """The page that last delivered the register (None for none, or from :data:`INDEXED`)."""
+        index = self._page_of.get((device_address, bank), ())
+        return index[register] if 0 <= register < len(index) else None
 
     def updated_at(self, device_address: int, bank: str, register: int) -> float | None:
         """Monotonic time the page that last delivered the register was received."""
-        page = self._page_of.get((device_address, bank), {}).get(register)
+        page = self.page_of(device_address, bank, register)
         return None if page is None else page.received
 
     def page(self, device_address: int, bank: str, base: int) -> Page | None:

@@ -159,21 +159,22 @@ class FlatHistory:
     what GivTCP 3's /fullCache shows.
 
     Kept compact (issue #16): not the snapshots themselves (each its readings, raw registers and
-    devices, ~60 KiB of its own) but their leaves: the oldest kept as a tuple of values under a
-    tuple of paths, each later one with the same paths as only the values that changed since
-    the one before it (their positions and values), one with other paths whole again. The paths
-    are interned, and rows with the same paths share one tuple of them; a value equal to the one
-    before it (same type) is the very object before it. A flat form depends on nothing but its
-    snapshot, so making it on arrival shows what making it on request did.
+    devices, ~60 KiB of its own) but their leaves: the newest as a tuple of values under a tuple
+    of paths, each older one with the same paths as only the values that differ from the row
+    after it (their positions and values), one with other paths whole. So one whole row is kept
+    while the paths stay. The paths are interned, and rows with the same paths share one tuple
+    of them; a value equal to the one before it (same type) is the very object before it. A
+    flat form depends on nothing but its snapshot, so making it on arrival shows what making it
+    on request did.
     """
 
-    __slots__ = ("_last", "_maxlen", "_rows")
+    __slots__ = ("_maxlen", "_rows")
 
     def __init__(self, maxlen: int) -> None:
         self._maxlen = maxlen
-        # (paths, every value, None, None) or (paths, None, positions changed, their values)
+        # (paths, every value, None, None) for the newest row and any row whose paths the row
+        # after it does not have; else (paths, None, positions, their values in this row)
         self._rows: deque[_Row] = deque()
-        self._last: tuple[Any, ...] = ()  # every value of the newest row
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -184,49 +185,41 @@ class FlatHistory:
         # The leaves where the newest row has them (the common case): no path text is made.
         leaves = _leaves_at(tree, rows[-1][0]) if rows else None
         if leaves is not None:
+            paths, last, _, _ = rows[-1]
+            assert last is not None
             at = array("I")
-            changed: list[Any] = []
-            values = list(self._last)
-            for i, (old, new) in enumerate(zip(self._last, leaves, strict=True)):
+            before: list[Any] = []
+            values = list(last)
+            for i, (old, new) in enumerate(zip(last, leaves, strict=True)):
                 if not (old is new or (old.__class__ is new.__class__ and old == new)):
                     at.append(i)
-                    changed.append(new)
+                    before.append(old)
                     values[i] = new
-            rows.append((rows[-1][0], None, at, tuple(changed)))
-            self._last = tuple(values)
+            rows[-1] = (paths, None, at, tuple(before))
+            rows.append((paths, tuple(values), None, None))
         else:
             flat: dict[str, Any] = {}
             _flatten(tree, "", flat)
-            paths = next((r[0] for r in rows if _same_paths(r[0], flat)), None)
-            if paths is None:
-                paths = tuple(map(intern, flat))
-            self._last = tuple(flat.values())
-            rows.append((paths, self._last, None, None))
+            found = next((r[0] for r in rows if _same_paths(r[0], flat)), None)
+            paths = tuple(map(intern, flat)) if found is None else found
+            rows.append((paths, tuple(flat.values()), None, None))
         if len(rows) > self._maxlen:
-            oldest = rows.popleft()[1]
-            paths, whole, moved, moved_to = rows[0]
-            if whole is None:  # the new oldest row: whole now
-                assert oldest is not None
-                assert moved is not None
-                assert moved_to is not None
-                every = list(oldest)
-                for i, value in zip(moved, moved_to, strict=True):
-                    every[i] = value
-                rows[0] = (paths, tuple(every), None, None)
+            rows.popleft()  # whole, or the differences from the row after it: not needed
 
     def flats(self) -> list[dict[str, Any]]:
         """Each kept snapshot's :meth:`Snapshot.flat`, oldest first."""
         out: list[dict[str, Any]] = []
         values: list[Any] = []
-        for paths, whole, at, changed in self._rows:
+        for paths, whole, at, before in reversed(self._rows):
             if whole is not None:
                 values = list(whole)
             else:
                 assert at is not None
-                assert changed is not None
-                for i, value in zip(at, changed, strict=True):
+                assert before is not None
+                for i, value in zip(at, before, strict=True):
                     values[i] = value
             out.append(dict(zip(paths, values, strict=True)))
+        out.reverse()
         return out
 
 

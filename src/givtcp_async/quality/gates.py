@@ -15,6 +15,7 @@ unavailable (``None``). It is never replaced by 0. Every rejection is counted wi
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,7 +51,8 @@ class Reading:
 @dataclass(slots=True)
 class _Held:
     """What few values ever need (lifetime counters, suspicious values): made when first
-    needed, so that the track of every other value stays small (one per value per inverter)."""
+    needed, so that every other value keeps only its reading and time (one per value per
+    inverter)."""
 
     offset: float = 0  # added to a wrapped 16-bit counter
     candidate: Any = None  # a suspicious value waiting for confirmation
@@ -58,25 +60,10 @@ class _Held:
     reset_day: date | None = None  # the day whose midnight reset of a daily total was taken
 
 
-@dataclass(slots=True)
-class _Track:
-    at: float = 0.0  # monotonic time the last good value was last confirmed
-    # The last good value (as published, after unwrapping) as its fresh reading, handed out
-    # again while unchanged: the value is kept once, in it.
-    reading: Reading | None = None
-    held: _Held | None = None
-
-    @property
-    def value(self) -> Any:
-        """The last good value (None before the first)."""
-        reading = self.reading
-        return None if reading is None else reading.value
-
-    def hold(self) -> _Held:
-        held = self.held
-        if held is None:
-            held = self.held = _Held()
-        return held
+def gate_slots() -> dict[str, int]:
+    """A slot for each value's name, in the order first judged: gates of devices of one kind
+    and model share one (``ValueGate(slots=...)``), so that each keeps only two lists."""
+    return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +83,7 @@ Spec = Field | Derived
 # Which judgement a numeric value gets after its bounds (worked out once per spec).
 _PLAIN, _TOTAL, _TODAY, _SOC = range(4)
 _NUMBER = (int, float)
+_NO_SLOT = sys.maxsize  # past the end of every list
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,19 +137,38 @@ class ValueGate:
     """Keeps the last good value of every field of one device and judges new readings.
 
     Every judgement takes the time of the build it belongs to (``now``, monotonic): the clock
-    is read once per snapshot, not once per value.
+    is read once per snapshot, not once per value. What is kept per value: its last good value
+    as its fresh reading and the time it was last confirmed, in two lists indexed by the
+    value's slot (``slots``, which gates of devices of one kind and model share), and what
+    holding and unwrapping need for the few values that need it.
     """
 
     model: Model | None
     settings: GateSettings = field(default_factory=GateSettings)
     clock: Callable[[], float] = time.monotonic
     rejections: Counter[tuple[str, Reason]] = field(default_factory=Counter)
-    _tracks: dict[str, _Track] = field(default_factory=dict)
+    slots: dict[str, int] = field(default_factory=gate_slots)
+    # The last good value (as published, after unwrapping) as its fresh reading, handed out
+    # again while unchanged, and the monotonic time it was last confirmed; by slot.
+    _readings: list[Reading | None] = field(default_factory=list)
+    _at: list[float] = field(default_factory=list)
+    _held: dict[int, _Held] = field(default_factory=dict)
     _rules: dict[str, Rule] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._grow()
+
+    def _grow(self) -> None:
+        more = len(self.slots) - len(self._readings)
+        if more > 0:
+            self._readings += [None] * more
+            self._at += [0.0] * more
 
     def forget(self) -> None:
         """Drop every last-good value (a different device now answers at this address)."""
-        self._tracks.clear()
+        self._readings = [None] * len(self.slots)
+        self._at = [0.0] * len(self.slots)
+        self._held.clear()
 
     def rule(self, spec: Spec) -> Rule:
         """The rule this gate judges ``spec`` by (made once per spec)."""
@@ -170,41 +177,62 @@ class ValueGate:
             rule = self._rules[spec.name] = make_rule(spec, self.model)
         return rule
 
-    def _track(self, name: str) -> _Track:
-        track = self._tracks.get(name)
-        if track is None:
-            track = self._tracks[name] = _Track()
-        return track
+    def _slot(self, name: str) -> int:
+        i = self.slots.get(name)
+        if i is None:
+            i = self.slots[name] = len(self.slots)
+        if i >= len(self._readings):
+            self._grow()
+        return i
+
+    def last(self, name: str) -> Any:
+        """The last good value of ``name`` (None before the first)."""
+        i = self.slots.get(name)
+        if i is None or i >= len(self._readings):
+            return None
+        reading = self._readings[i]
+        return None if reading is None else reading.value
+
+    def _value(self, i: int) -> Any:
+        reading = self._readings[i]
+        return None if reading is None else reading.value
+
+    def _hold_of(self, i: int) -> _Held:
+        held = self._held.get(i)
+        if held is None:
+            held = self._held[i] = _Held()
+        return held
 
     def unrefreshed(self, spec: Spec | Rule, now: float | None = None) -> Reading:
         """The reading of a value whose page was not refreshed: its last good value, stale."""
         rule = spec if isinstance(spec, Rule) else self.rule(spec)
-        return self._last_good(self._track(rule.name), rule, self.clock() if now is None else now)
+        return self._last_good(self._slot(rule.name), rule, self.clock() if now is None else now)
 
-    def _reject(self, reason: Reason, track: _Track, rule: Rule, now: float) -> Reading:
+    def _reject(self, reason: Reason, i: int, rule: Rule, now: float) -> Reading:
         self.rejections[(rule.name, reason)] += 1
-        return self._last_good(track, rule, now)
+        return self._last_good(i, rule, now)
 
-    def _last_good(self, track: _Track, rule: Rule, now: float) -> Reading:
-        if track.value is None or now - track.at > self.settings.stale_after:
+    def _last_good(self, i: int, rule: Rule, now: float) -> Reading:
+        value = self._value(i)
+        if value is None or now - self._at[i] > self.settings.stale_after:
             return Reading(None, rule.unit, stale=True)
-        return Reading(track.value, rule.unit, stale=True)
+        return Reading(value, rule.unit, stale=True)
 
-    def _accept(self, track: _Track, value: Any, rule: Rule, now: float) -> Reading:
-        track.at = now
-        held = track.held
+    def _accept(self, i: int, value: Any, rule: Rule, now: float) -> Reading:
+        self._at[i] = now
+        held = self._held.get(i)
         if held is not None:
             held.candidate = None
             held.confirmations = 0
-        reading = track.reading
+        reading = self._readings[i]
         if reading is None or not _equal(reading.value, value):
-            reading = track.reading = Reading(value, rule.unit)
+            reading = self._readings[i] = Reading(value, rule.unit)
         return reading
 
     def _hold(
         self,
         reason: Reason,
-        track: _Track,
+        i: int,
         value: Any,
         rule: Rule,
         now: float,
@@ -212,15 +240,15 @@ class ValueGate:
         agrees: Callable[[Any, Any], bool],
     ) -> Reading:
         """Hold a suspicious value until ``needed`` consecutive readings agree with it."""
-        held = track.hold()
+        held = self._hold_of(i)
         if held.candidate is not None and agrees(held.candidate, value):
             held.confirmations += 1
         else:
             held.candidate = value
             held.confirmations = 1
         if held.confirmations >= needed:
-            return self._accept(track, value, rule, now)
-        return self._reject(reason, track, rule, now)
+            return self._accept(i, value, rule, now)
+        return self._reject(reason, i, rule, now)
 
     def check(
         self,
@@ -249,87 +277,90 @@ class ValueGate:
         inverter_time: datetime | None = None,
     ) -> Reading:
         """:meth:`check` by a rule made by :meth:`rule`, at monotonic time ``now``."""
-        track = self._tracks.get(rule.name)
-        if track is None:
-            track = self._tracks[rule.name] = _Track()
+        i = self.slots.get(rule.name, _NO_SLOT)
+        try:
+            reading = self._readings[i]
+        except IndexError:  # no slot yet, or one this gate's lists do not reach yet
+            i = self._slot(rule.name)
+            reading = None
         cls = value.__class__
         if cls is int or cls is float or (cls is not bool and isinstance(value, _NUMBER)):
             bounds = rule.bounds
             if bounds is not None and not bounds[0] <= value <= bounds[1]:
-                return self._reject(Reason.OUT_OF_BOUNDS, track, rule, now)
+                return self._reject(Reason.OUT_OF_BOUNDS, i, rule, now)
             kind = rule.kind
             if kind == _TOTAL:
-                return self._check_total(rule, value, track, now)
+                return self._check_total(rule, value, i, now)
             if kind == _TODAY:
-                return self._check_today(rule, value, track, now, local_time, inverter_time)
+                return self._check_today(rule, value, i, now, local_time, inverter_time)
             if kind == _SOC:
-                return self._check_soc(rule, value, track, now)
+                return self._check_soc(rule, value, i, now)
         elif value is None:
-            return self._reject(Reason.MISSING, track, rule, now)
+            return self._reject(Reason.MISSING, i, rule, now)
         # Accepted as it is (the common case, written out: this runs for every value).
-        track.at = now
-        held = track.held
-        if held is not None and held.candidate is not None:
-            held.candidate = None
-            held.confirmations = 0
-        reading = track.reading
+        self._at[i] = now
+        if self._held:
+            held = self._held.get(i)
+            if held is not None and held.candidate is not None:
+                held.candidate = None
+                held.confirmations = 0
         if reading is not None:
             last = reading.value
             if last is value or (last.__class__ is cls and last == value):
                 return reading
-        reading = track.reading = Reading(value, rule.unit)
+        reading = self._readings[i] = Reading(value, rule.unit)
         return reading
 
-    def _max_rise(self, track: _Track, now: float) -> float:
-        hours = max(0.0, now - track.at) / 3600.0
+    def _max_rise(self, i: int, now: float) -> float:
+        hours = max(0.0, now - self._at[i]) / 3600.0
         return self.settings.max_power_kw * hours + self.settings.jump_slack_kwh
 
-    def _check_total(self, rule: Rule, raw: float, track: _Track, now: float) -> Reading:
+    def _check_total(self, rule: Rule, raw: float, i: int, now: float) -> Reading:
         s = self.settings
         wrap = rule.wrap
-        held = track.held
+        held = self._held.get(i)
         value = raw + held.offset if held is not None else raw
-        if track.value is None:
+        last_value = self._value(i)
+        if last_value is None:
             if raw == 0:
                 return self._hold(
                     Reason.ZERO_TOTAL,
-                    track,
+                    i,
                     value,
                     rule,
                     now,
                     s.confirm_zero_total,
                     lambda a, b: a == b,
                 )
-            return self._accept(track, value, rule, now)
-        last = float(track.value)
+            return self._accept(i, value, rule, now)
+        last = float(last_value)
         if value < last:
             if wrap is not None and last - value > wrap / 2:
                 # A 16-bit counter rolled over (e.g. battery totals at 6553.5 kWh).
-                track.hold().offset += wrap
+                self._hold_of(i).offset += wrap
                 value += wrap
             elif last - value <= s.backwards_tolerance:
-                return self._accept(track, track.value, rule, now)
+                return self._accept(i, last_value, rule, now)
             else:
-                return self._reject(Reason.WENT_BACKWARDS, track, rule, now)
-        if value - last > self._max_rise(track, now):
-            return self._hold(
-                Reason.JUMP, track, value, rule, now, s.confirm_jump, lambda a, b: b >= a
-            )
-        return self._accept(track, _round_like(value, raw), rule, now)
+                return self._reject(Reason.WENT_BACKWARDS, i, rule, now)
+        if value - last > self._max_rise(i, now):
+            return self._hold(Reason.JUMP, i, value, rule, now, s.confirm_jump, lambda a, b: b >= a)
+        return self._accept(i, _round_like(value, raw), rule, now)
 
     def _check_today(
         self,
         rule: Rule,
         value: float,
-        track: _Track,
+        i: int,
         now: float,
         local_time: datetime | None,
         inverter_time: datetime | None,
     ) -> Reading:
         s = self.settings
-        if track.value is None:
-            return self._accept(track, value, rule, now)
-        last = float(track.value)
+        last_value = self._value(i)
+        if last_value is None:
+            return self._accept(i, value, rule, now)
+        last = float(last_value)
         if value < last:
             starting = [
                 _day_starting(t, s.midnight_before)
@@ -338,39 +369,38 @@ class ValueGate:
             ]
             if not starting:
                 if last - value <= s.backwards_tolerance:
-                    return self._accept(track, track.value, rule, now)
-                return self._reject(Reason.RESET_OUTSIDE_MIDNIGHT, track, rule, now)
-            if value > self._max_rise(track, now):
-                return self._reject(Reason.JUMP, track, rule, now)
+                    return self._accept(i, last_value, rule, now)
+                return self._reject(Reason.RESET_OUTSIDE_MIDNIGHT, i, rule, now)
+            if value > self._max_rise(i, now):
+                return self._reject(Reason.JUMP, i, rule, now)
             # A small total (0.1 kWh) falling to about nothing is the day's reset, not a dip:
             # taken once per midnight, so a dip of a larger total is still absorbed.
             day = max(starting)
             if last - value <= s.backwards_tolerance and not (
-                day != (track.held.reset_day if track.held is not None else None)
+                day != (held.reset_day if (held := self._held.get(i)) is not None else None)
                 and value <= s.backwards_tolerance
             ):
-                return self._accept(track, track.value, rule, now)
-            track.hold().reset_day = day
-            return self._accept(track, value, rule, now)
-        if value - last > self._max_rise(track, now):
-            return self._hold(
-                Reason.JUMP, track, value, rule, now, s.confirm_jump, lambda a, b: b >= a
-            )
-        return self._accept(track, value, rule, now)
+                return self._accept(i, last_value, rule, now)
+            self._hold_of(i).reset_day = day
+            return self._accept(i, value, rule, now)
+        if value - last > self._max_rise(i, now):
+            return self._hold(Reason.JUMP, i, value, rule, now, s.confirm_jump, lambda a, b: b >= a)
+        return self._accept(i, value, rule, now)
 
-    def _check_soc(self, rule: Rule, value: float, track: _Track, now: float) -> Reading:
+    def _check_soc(self, rule: Rule, value: float, i: int, now: float) -> Reading:
         # A momentary 0 % is a well-known glitch (SPEC §6.2): believe it only when it persists.
-        if value == 0 and track.value is not None and float(track.value) > 2:
+        last = self._value(i)
+        if value == 0 and last is not None and float(last) > 2:
             return self._hold(
                 Reason.SOC_GLITCH,
-                track,
+                i,
                 value,
                 rule,
                 now,
                 self.settings.confirm_zero_total,
                 lambda a, b: a == b,
             )
-        return self._accept(track, value, rule, now)
+        return self._accept(i, value, rule, now)
 
 
 def _round_like(value: float, raw: float) -> float:

@@ -392,6 +392,7 @@ class MqttService:
         self._busy_refusals = 0  # commands refused in a row for too many waiting
         self._sessions = asyncio.Condition()
         self._announcing = asyncio.Lock()
+        self._publishing = asyncio.Lock()  # one inverter's state at a time
         self._leftovers: set[str] = set()  # retained time configs, cleared unless announced
         self._retained = self._new_retained()
         # Answered by the broker once it has sent every retained config subscribed to.
@@ -555,7 +556,11 @@ class MqttService:
                     inv.topics.reset()  # state after config, for non-retained state
                     self.stats.announcements += 1
                     log.info("discovery announced", serial=snap.serial)
-            await self._publish(client, inv.topics.messages(snap))
+            # One inverter's state at a time: the inverters a daemon polls together would
+            # otherwise each hold their tree, messages and publishes in flight at once (issue
+            # #16); made only once its turn comes.
+            async with self._publishing:
+                await self._publish(client, inv.topics.each_message(snap))
             await self._update_status(client, inv)
 
     def _new_retained(self) -> RetainedConfigs:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from sys import intern
@@ -113,9 +113,15 @@ class StateTopics:
         return out
 
     def messages(self, snapshot: Tree) -> list[Message]:
+        """The messages worth publishing of ``snapshot``, all at once."""
+        return list(self.each_message(snapshot))
+
+    def each_message(self, snapshot: Tree) -> Generator[Message, None, None]:
+        """:meth:`messages` one at a time, as a publisher takes them: a value counts as
+        published once its message is taken (a full state's ~700 messages never wait in memory
+        together, issue #16)."""
         base = state_base(self.root, snapshot.serial)
         tree = snapshot.runall()
-        out: list[Message] = []
         if base != self._base:
             self._last.clear()
             self._base = base
@@ -144,11 +150,10 @@ class StateTopics:
                 and payload_text(seen) == text
             ):
                 continue  # a different value that reads the same (e.g. past 3 decimals)
-            out.append(Message(f"{base}/{path}", text, self.retain))
+            yield Message(f"{base}/{path}", text, self.retain)
         if self.publish_json:
             doc = json.dumps(tree, separators=(",", ":"), default=_json_default)
-            out.append(Message(f"{base}/{JSON_DOCUMENT}", doc, self.retain))
-        return out
+            yield Message(f"{base}/{JSON_DOCUMENT}", doc, self.retain)
 
 
 # Types whose different values always read differently: a change of one needs no second format.
