@@ -21,6 +21,7 @@ import pytest
 from givtcp_async.simulator.plant import PlantConfig
 from givtcp_async.sinks import discovery
 from givtcp_async.sinks.discovery import MIGRATE, DiscoveryConfig
+from givtcp_async.sinks.retained_configs import MAX_REMEMBERED, RetainedConfigs
 from givtcp_async.snapshot import Snapshot
 from tests.harness import Rig, running_daemon
 from tests.mqtt_support import (
@@ -136,6 +137,46 @@ def test_a_component_no_longer_announced_is_removed_and_ids_stay() -> None:
     assert cmps["zz9"] == {"p": "sensor"}
     assert discovery.components(after[topic]) == held
     assert "zz9" not in {t.split("/")[3] for t in expand_device(topic, after[topic])}
+
+
+def test_components_read_back_from_the_broker_are_checked() -> None:
+    # Whatever the broker holds on our topic may be anyone's: only ids Home Assistant takes,
+    # platforms this project announces, and a bounded number of them, become removals.
+    held = {
+        "ok1": {"p": "sensor", "name": "x"},
+        "bad id": {"p": "sensor", "name": "x"},
+        "k2": {"p": "alarm_control_panel", "name": "x"},
+        "k3": {"p": "sensor"},
+        "k4": "text",
+        "k" * 200: {"p": "sensor", "name": "x"},
+    }
+    assert discovery.components(json.dumps({"cmps": held})) == {"ok1": "sensor"}
+    assert discovery.components("not json") == {}
+    assert discovery.components(json.dumps([1, 2])) == {}
+    many = {f"c{i}": {"p": "sensor", "name": "x"} for i in range(5000)}
+    assert len(discovery.components(json.dumps({"cmps": many}))) == discovery.MAX_COMPONENTS
+
+
+def test_what_the_broker_holds_is_remembered_within_bounds() -> None:
+    retained = RetainedConfigs(PREFIX, "device", bound=50)
+    payload = json.dumps({"cmps": {f"c{i}": {"p": "sensor", "name": "x"} for i in range(1024)}})
+    for n in range(60):  # more payloads than fit, each of the most components read
+        retained.seen(f"{PREFIX}/device/GivEnergy/SA2347G000_{n}/config", payload)
+        retained.seen(f"{PREFIX}/sensor/GivEnergy/SA2347G000_F{n}/config", '{"name":"x"}')
+    held = retained.components()
+    assert sum(len(c) for c in held.values()) <= MAX_REMEMBERED
+    assert len(held) == MAX_REMEMBERED // 1024
+    assert len(retained.others("SA2347G000")) == 50
+    # A payload cleared at the broker is forgotten, and makes room.
+    retained.seen(f"{PREFIX}/device/GivEnergy/SA2347G000_0/config", "")
+    retained.seen(f"{PREFIX}/device/GivEnergy/SA2347G000_59/config", payload)
+    assert "SA2347G000_0" not in retained.components()
+    assert "SA2347G000_59" in retained.components()
+    # Our own migrate marker and an empty config are not configs to hand over.
+    retained.seen(f"{PREFIX}/sensor/GivEnergy/SA2347G000_F0/config", MIGRATE)
+    retained.seen(f"{PREFIX}/sensor/GivEnergy/SA2347G000_F1/config", "")
+    assert len(retained.others("SA2347G000")) == 48
+    assert retained.others("SA2347G001") == []
 
 
 # --- the daemon on a real broker ------------------------------------------------------------

@@ -39,12 +39,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import zlib
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from givtcp_async import __version__
 from givtcp_async.control.catalogue import CATALOGUE, Catalogue, ControlFunction, Platform
@@ -130,6 +129,10 @@ ORIGIN_ABBREVIATIONS: Final = {"sw_version": "sw"}
 _TOPIC_KEYS: Final = ("state_topic", "command_topic", "availability_topic")
 
 Platforms = Literal["sensor", "number", "select", "switch", "button", "time"]
+_PLATFORMS: Final = {p: p for p in get_args(Platforms)}
+_COMPONENT_ID: Final = re.compile(r"[A-Za-z0-9_-]+")
+MAX_ID: Final = 128  # the longest component id read back from the broker
+MAX_COMPONENTS: Final = 1024  # the most components of one device payload read back (347 at most)
 TimeEntities = Literal["auto", "select", "time"]
 DiscoveryFormat = Literal["device", "entity"]
 #: The payload that asks Home Assistant (2024.11 and later) to let go of a discovery topic
@@ -863,7 +866,9 @@ def component_id(unique_id: str) -> str:
 
 def components(payload: str | bytes) -> dict[str, str]:
     """The components (id -> platform) a device payload announces (not those it removes);
-    empty for anything that is not one."""
+    empty for anything that is not one. What the broker holds is not trusted: only ids of
+    Home Assistant's discovery id characters, platforms this module announces, and at most
+    :data:`MAX_COMPONENTS` of them, are kept."""
     try:
         data = json.loads(payload)
         cmps = data.get("cmps", data.get("components")) if isinstance(data, dict) else None
@@ -874,8 +879,11 @@ def components(payload: str | bytes) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, comp in cmps.items():
         platform = comp.get("p", comp.get("platform")) if isinstance(comp, dict) else None
-        if isinstance(platform, str) and len(comp) > 1:
-            out[str(key)] = sys.intern(platform)  # kept per inverter: one string per platform
+        known = _PLATFORMS.get(platform) if isinstance(platform, str) else None
+        if known and len(comp) > 1 and len(key) <= MAX_ID and _COMPONENT_ID.fullmatch(key):
+            out[key] = known  # kept per inverter: one string per platform
+            if len(out) >= MAX_COMPONENTS:
+                break
     return out
 
 

@@ -14,15 +14,19 @@ announcing format:
   that one no longer announced is removed (Home Assistant keeps a component its payload omits),
   and the time entities' payload, cleared when its device is announced without it.
 
-Everything is bounded: at most ``bound`` topics are remembered.
+Everything is bounded: at most ``bound`` topics of each kind, and :data:`MAX_REMEMBERED`
+components in all, are remembered (a broker may hold anything on these topics).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 from givtcp_async.sinks import discovery
 from givtcp_async.sinks.discovery import DEVICE, MIGRATE, NODE_ID, DiscoveryFormat
+
+MAX_REMEMBERED: Final = 32 * 1024  # components of all device payloads (~100 bytes each)
 
 
 class RetainedConfigs:
@@ -35,6 +39,7 @@ class RetainedConfigs:
         self.bound = bound
         self._other: set[str] = set()  # retained configs of the other format
         self._payloads: dict[str, dict[str, str]] = {}  # device payload id -> components
+        self._remembered = 0  # components in _payloads
 
     def filters(self) -> list[str]:
         """The subscriptions that show the retained configs this tracks."""
@@ -54,10 +59,14 @@ class RetainedConfigs:
             if text is None:
                 pass  # unread: what is known of it stays
             elif text:
-                if object_id in self._payloads or len(self._payloads) < self.bound:
-                    self._payloads[object_id] = discovery.components(text)
+                held = discovery.components(text)
+                others = self._remembered - len(self._payloads.get(object_id, ()))
+                fits = object_id in self._payloads or len(self._payloads) < self.bound
+                if fits and others + len(held) <= MAX_REMEMBERED:
+                    self._payloads[object_id] = held
+                    self._remembered = others + len(held)
             else:
-                self._payloads.pop(object_id, None)
+                self._remembered -= len(self._payloads.pop(object_id, {}))
             return object_id
         if (platform == DEVICE) == (self.format == "device"):
             return None  # the format announced (entity: the time leftovers are handled apart)
