@@ -172,8 +172,8 @@ def test_aiohttp_imported_with_the_pure_python_frozenlist_and_websocket_reader(h
 
 _DATEUTIL = """
 import json, sys
-from givtcp_async.sinks.influx import _client_class
-_client_class()
+from givtcp_async.sinks.influx import _client_parts
+_client_parts()
 import dateutil.tz
 from dateutil import parser
 print(json.dumps({
@@ -203,27 +203,24 @@ def test_the_influx_client_imported_without_dateutils_windows_time_zones_nor_cty
 
 _WRITER = """
 import asyncio, json, sys
-from givtcp_async.sinks.influx import _client_class, _status, _write_errors
+from givtcp_async.sinks.influx import InfluxWriter, _status, _write_errors
 
 async def main(url: str, refusing: str) -> None:
     errors = _write_errors()  # any of the output's entry points imports the client the light way
-    from influxdb_client.domain.write_precision import WritePrecision
-    client = _client_class()(url=url, token="t", org="home")
-    ms = WritePrecision.MS
-    await client.write_api().write(bucket="givenergy", org="home", write_precision=ms,
-                                   record=["lazy_probe,serial=LAZY1 v=1 1700000000000"])
+    client = InfluxWriter(url, "t", "home", 10_000)
+    await client.write("givenergy", "home", ["lazy_probe,serial=LAZY1 v=1 1700000000000"])
     await client.close()
-    client = _client_class()(url=refusing, token="t", org="home")
+    client = InfluxWriter(refusing, "t", "home", 10_000)
     refused = None
     try:
-        await client.write_api().write(bucket="givenergy", org="home", record=["x v=1"],
-                                       write_precision=WritePrecision.MS)
+        await client.write("givenergy", "home", ["x v=1"])
     except errors as err:
         refused = _status(err)
     await client.close()
     loaded = [m for m in sys.modules if m.startswith("influxdb_client")]
     print(json.dumps({"refused": refused, "modules": len(loaded),
-                      "models": sum(m.startswith("influxdb_client.domain.") for m in loaded)}))
+                      "models": sum(m.startswith("influxdb_client.domain.") for m in loaded),
+                      "reactivex": any(m.startswith("reactivex") for m in sys.modules)}))
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
@@ -243,6 +240,7 @@ async def test_the_lazily_imported_influx_client_writes_and_reports_errors(
     seen = json.loads(out)
     assert seen["refused"] == 400  # the ApiException came through with its status
     assert seen["models"] < 50  # of ~370: only what writing needs
+    assert seen["reactivex"] is False  # the batching write API's library (~1.7 MiB) never loads
     samples = await stored(victoria, "LAZY1", until=1)
     assert samples == [("lazy_probe_v", (("serial", "LAZY1"),), 1700000000000)]
 

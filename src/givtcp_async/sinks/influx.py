@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import re
@@ -335,13 +336,41 @@ _LAZY_PACKAGES: Final = (
 )
 
 
-def _client_class() -> Any:
-    """influxdb-client's ``InfluxDBClientAsync``, imported without what the output never uses."""
+@functools.cache
+def _client_parts() -> tuple[Any, Any, Any]:
+    """influxdb-client's client configuration, async REST client and write service, imported
+    without what the output never uses (whichever of its names is needed first)."""
     with _no_windows_time_zones():
-        module = import_with_lazy_packages(
-            "influxdb_client.client.influxdb_client_async", _LAZY_PACKAGES
-        )
-    return module.InfluxDBClientAsync
+        base = import_with_lazy_packages("influxdb_client.client._base", _LAZY_PACKAGES)
+        rest = import_with_lazy_packages("influxdb_client._async.api_client", _LAZY_PACKAGES)
+        service = import_with_lazy_packages("influxdb_client.service.write_service", _LAZY_PACKAGES)
+    return base._BaseClient, rest.ApiClientAsync, service.WriteService
+
+
+class InfluxWriter:
+    """Writes line protocol to one InfluxDB v2 with influxdb-client's async REST client and
+    write service. Not ``InfluxDBClientAsync``: its module imports the batching write API and
+    with it reactivex (80 modules, ~1.7 MiB), which writing lines never uses. Must be made in a
+    running event loop; :meth:`write` raises influxdb-client's ``ApiException`` for a refusal."""
+
+    def __init__(self, url: str, token: str, org: str, timeout_ms: int, ssl: Any = None) -> None:
+        base_class, api_class, service_class = _client_parts()
+        base = base_class(url=url, token=token, org=org, timeout=timeout_ms,
+                          http_client_logger="aiohttp.client", ssl_context=ssl)  # fmt: skip
+        self._api = api_class(configuration=base.conf, header_name=base.auth_header_name,
+                              header_value=base.auth_header_value, ssl_context=ssl)  # fmt: skip
+        self._service = service_class(self._api)
+
+    async def write(self, bucket: str, org: str, lines: Sequence[str]) -> None:
+        """One batch, timestamps in milliseconds."""
+        await self._service.post_write_async(
+            org=org, bucket=bucket, body="\n".join(lines).encode(), precision="ms",
+            async_req=False, _return_http_data_only=False,
+            content_type="text/plain; charset=utf-8",
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        await self._api.close()
 
 
 # dateutil (the client's date parser) tries its Windows time zones at import: the module imports
@@ -371,7 +400,7 @@ def _no_windows_time_zones() -> Iterator[None]:
 
 
 def _write_errors() -> tuple[type[BaseException], ...]:
-    _client_class()  # influxdb-client the light way, whichever of its names is needed first
+    _client_parts()  # influxdb-client the light way, whichever of its names is needed first
     from influxdb_client.client.exceptions import InfluxDBError
 
     return (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
@@ -406,7 +435,7 @@ def _permanent(err: BaseException) -> bool:
 
 def _status(err: BaseException) -> int | None:
     """The HTTP status InfluxDB answered with (not aiohttp's own 400 for a garbled reply)."""
-    _client_class()
+    _client_parts()
     from influxdb_client.rest import ApiException
 
     status = getattr(err, "status", None) if isinstance(err, ApiException) else None
@@ -493,18 +522,16 @@ class InfluxService:
     # --- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        client_class = _client_class()
         secret = self.config.token.get_secret_value() if self.config.token else None
-        client = client_class(
-            url=self.config.url,
-            token=secret or "",
-            org=self.config.org or "",
-            timeout=int(self.request_timeout * 1000),
+        api = InfluxWriter(
+            self.config.url or "",  # set whenever the output runs (the settings check it)
+            secret or "",
+            self.config.org or "",
+            int(self.request_timeout * 1000),
             # The client's own default context, with the CA certificates loaded only if an
             # https:// URL is ever used (~2 MiB otherwise held for nothing).
-            ssl_context=client_context(),
+            client_context(),
         )
-        api = client.write_api()
         log.info("influx output started", url=self.config.url, bucket=self.config.bucket,
                  layout="givtcp" if self.config.legacy_measurement else "grouped")  # fmt: skip
         try:
@@ -517,7 +544,7 @@ class InfluxService:
                 tg.create_task(self._write_loop(api), name="influx-writer")
         finally:
             await self._last_flush(api)
-            await client.close()
+            await api.close()
 
     async def _follow(self, view: InverterView) -> None:
         legacy = self.config.legacy_measurement
@@ -532,7 +559,7 @@ class InfluxService:
             self.snapshots += 1
             self._notify()
 
-    async def _write_loop(self, api: Any) -> None:
+    async def _write_loop(self, api: InfluxWriter) -> None:
         while True:
             await self.wait_for(lambda: self.buffer.waiting > 0)
             lines = self.buffer.take(self.batch_size)
@@ -545,18 +572,10 @@ class InfluxService:
             else:
                 self._notify()
 
-    async def _write(self, api: Any, lines: list[str]) -> bool:
+    async def _write(self, api: InfluxWriter, lines: list[str]) -> bool:
         """One batch; True when InfluxDB took it (or refused it for good)."""
-        _client_class()
-        from influxdb_client.domain.write_precision import WritePrecision
-
         try:
-            await api.write(
-                bucket=self.config.bucket,
-                org=self.config.org or "",
-                record=lines,
-                write_precision=WritePrecision.MS,
-            )
+            await api.write(self.config.bucket or "", self.config.org or "", lines)
         except asyncio.CancelledError:
             self.buffer.retry()
             raise
@@ -587,7 +606,7 @@ class InfluxService:
             self._failing_since = None
         return True
 
-    async def _last_flush(self, api: Any, budget: float = 1.0) -> None:
+    async def _last_flush(self, api: InfluxWriter, budget: float = 1.0) -> None:
         """On the way out, one bounded attempt to send what is waiting."""
         if self.up and self.buffer.waiting:
             with contextlib.suppress(TimeoutError):
