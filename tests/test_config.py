@@ -453,6 +453,13 @@ def test_an_unknown_time_entities_form_names_the_allowed_ones() -> None:
     assert msg.endswith("[from GIVTCP_MQTT__TIME_ENTITIES]")
 
 
+def test_an_unknown_discovery_format_names_the_allowed_ones() -> None:
+    environ = {**BASE, "GIVTCP_MQTT__DISCOVERY_FORMAT": "component"}
+    msg = error_of(lambda: load_config(None, environ=environ))
+    assert msg.startswith("mqtt.discovery_format: Input should be 'device' or 'entity'")
+    assert msg.endswith("[from GIVTCP_MQTT__DISCOVERY_FORMAT]")
+
+
 def test_a_bad_all_entities_value_names_the_key_and_the_variable() -> None:
     environ = {**BASE, "GIVTCP_MQTT__ALL_ENTITIES": "some"}
     msg = error_of(lambda: load_config(None, environ=environ))
