@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -80,8 +80,7 @@ def per_device(snap: Snapshot, cfg: DiscoveryConfig) -> dict[Key, dict[str, Any]
     assert all(t.startswith(f"{PREFIX}/device/GivEnergy/{snap.serial}") for t in latest)
     out: dict[Key, dict[str, Any]] = {}
     for topic, config in ha_configs(latest).items():
-        assert config.pop("origin") == {"name": "givtcp-async", "sw_version": discovery.ORIGIN[
-            "sw_version"]}  # fmt: skip
+        assert config.pop("origin") == discovery.ORIGIN
         key = (topic.split("/")[1], config["unique_id"])
         assert key not in out, key
         out[key] = config
@@ -235,8 +234,38 @@ async def test_the_demo_announces_one_payload_per_device_under_100_kb(
         assert entity in by_id, entity
 
 
-def _order(w: Watcher, topic: str) -> list[tuple[int, str]]:
-    return [(s.seq, s.payload) for s in w.log if s.topic == topic]
+async def switched(
+    tmp_path: Path, mosquitto: Mosquitto, old: Iterable[str], **mqtt: Any
+) -> Watcher:
+    """What a watcher saw of a daemon started with ``mqtt`` settings on a broker that holds
+    the ``old`` configs, once each of them is cleared."""
+    async with (
+        watching(mosquitto.port, f"{PREFIX}/#", f"{ROOT}/#") as ha,
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto, **mqtt)) as rig,
+    ):  # fmt: skip
+        await announced(rig, ha)
+        for topic in old:
+            await ha.wait_topic(topic, "")
+        await ha.sync()
+    return ha
+
+
+def assert_handed_over(ha: Watcher, old: Iterable[str], *, to_device: bool) -> None:
+    """Home Assistant's order on each old topic: let go (keeping the entity), the first config
+    of the new format, then clear."""
+    first_new = min(
+        s.seq
+        for s in ha.log
+        if s.topic.startswith(f"{PREFIX}/")
+        and s.payload
+        and (s.topic.startswith(f"{PREFIX}/device/") == to_device)
+    )
+    for topic in old:
+        (migrate_at, migrate), (clear_at, clear) = [
+            (s.seq, s.payload) for s in ha.log if s.topic == topic
+        ][-2:]
+        assert (migrate, clear) == (MIGRATE, "")
+        assert migrate_at < first_new < clear_at, topic
 
 
 async def test_per_entity_configs_are_handed_over_to_device_payloads_and_back(
@@ -264,49 +293,16 @@ async def test_per_entity_configs_are_handed_over_to_device_payloads_and_back(
     assert len(legacy) > 250
     assert all(t.split("/")[1] != "device" for t in legacy)
 
-    async with (
-        watching(port, f"{PREFIX}/#", f"{ROOT}/#") as ha,
-        running_daemon(tmp_path / "b", plant_config=FROZEN, mqtt=mqtt_settings(mosquitto)) as rig,
-    ):
-        await announced(rig, ha)
-        for topic in legacy:
-            await ha.wait_topic(topic, "")
-        await ha.sync()
-    devices = [
-        s.seq for s in ha.log if s.topic.startswith(f"{PREFIX}/device/") and s.payload
-    ]  # fmt: skip
-    assert devices
-    for topic in legacy:
-        # Home Assistant's order: let go (keeping the entity), the device payload, then clear.
-        (migrate_at, migrate), (clear_at, clear) = _order(ha, topic)[-2:]
-        assert (migrate, clear) == (MIGRATE, "")
-        assert migrate_at < devices[0] < clear_at, topic
+    ha = await switched(tmp_path / "b", mosquitto, legacy)
+    assert_handed_over(ha, legacy, to_device=True)
     now = await retained(port)
     assert {t.split("/")[1] for t in now} == {"device"}
     taken = {(t.split("/")[1], c["unique_id"]) for t, c in ha_configs(now).items()}
     assert entities <= taken  # every entity announced before is announced again, same id
 
     # And back: the device payloads are handed over to per-entity configs the same way.
-    async with (
-        watching(port, f"{PREFIX}/#", f"{ROOT}/#") as ha,
-        running_daemon(
-            tmp_path / "c", plant_config=FROZEN,
-            mqtt=mqtt_settings(mosquitto, discovery_format="entity"),
-        ) as rig,
-    ):  # fmt: skip
-        await announced(rig, ha)
-        for topic in now:
-            await ha.wait_topic(topic, "")
-        await ha.sync()
-    first_entity = min(
-        s.seq
-        for s in ha.log
-        if s.topic.startswith(f"{PREFIX}/") and "/device/" not in s.topic and s.payload
-    )
-    for topic in now:
-        (migrate_at, migrate), (clear_at, clear) = _order(ha, topic)[-2:]
-        assert (migrate, clear) == (MIGRATE, "")
-        assert migrate_at < first_entity < clear_at
+    ha = await switched(tmp_path / "c", mosquitto, now, discovery_format="entity")
+    assert_handed_over(ha, now, to_device=False)
     back = await retained(port)
     assert all(t.split("/")[1] != "device" for t in back)
     assert entities <= {(t.split("/")[1], expand(p)["unique_id"]) for t, p in back.items()}

@@ -225,14 +225,11 @@ def discovery_parts(prefix: str, topic: str) -> tuple[str, str] | None:
     return parts[0], parts[2]
 
 
-def owned_by(object_id: str, serials: Iterable[str]) -> str | None:
-    """The serial among ``serials`` whose discovery topics ``object_id`` belongs to (every
-    object id of an inverter's entities and device payloads starts with its serial)."""
-    for serial in serials:
-        safe = _safe_id(serial)
-        if serial and (object_id == safe or object_id.startswith(f"{safe}_")):
-            return serial
-    return None
+def owned_by(object_id: str, serial: str) -> bool:
+    """Whether ``object_id`` is one of ``serial``'s discovery topics (every object id of an
+    inverter's entities and device payloads starts with its serial)."""
+    safe = _safe_id(serial)
+    return bool(serial) and (object_id == safe or object_id.startswith(f"{safe}_"))
 
 
 def ha_status_topic(prefix: str) -> str:

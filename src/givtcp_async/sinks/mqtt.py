@@ -616,7 +616,7 @@ class MqttService:
         raw = message.payload
         payload = raw if isinstance(raw, bytes | str) else b""
         too_large = len(payload) > MAX_CONFIG
-        return self._retained.seen(topic, None if too_large else payload) is not None
+        return self._retained.seen(topic, None if too_large else payload)
 
     async def _publish(self, client: aiomqtt.Client, messages: Iterable[Message]) -> None:
         self.stats.messages += await publish_all(client, messages)

@@ -47,12 +47,12 @@ class RetainedConfigs:
             return [f"{self.prefix}/+/{NODE_ID}/+/config"]
         return [discovery.discovery_topic(self.prefix, DEVICE, "+")]
 
-    def seen(self, topic: str, payload: str | bytes | None) -> str | None:
+    def seen(self, topic: str, payload: str | bytes | None) -> bool:
         """Note one retained config (an empty payload: none; None: one too large to read).
-        Returns its object id when it is one this tracks, else None."""
+        Returns whether it is one this tracks."""
         parts = discovery.discovery_parts(self.prefix, topic)
         if parts is None:
-            return None
+            return False
         platform, object_id = parts
         text = payload.decode(errors="replace") if isinstance(payload, bytes) else payload
         if platform == DEVICE and self.format == "device":
@@ -67,15 +67,15 @@ class RetainedConfigs:
                     self._remembered = others + len(held)
             else:
                 self._remembered -= len(self._payloads.pop(object_id, {}))
-            return object_id
+            return True
         if (platform == DEVICE) == (self.format == "device"):
-            return None  # the format announced (entity: the time leftovers are handled apart)
+            return False  # the format announced (entity: the time leftovers are handled apart)
         if text is None or (text and text != MIGRATE):
             if len(self._other) < self.bound:
                 self._other.add(topic)
         else:
             self._other.discard(topic)
-        return object_id
+        return True
 
     def others(self, serial: str) -> list[str]:
         """The retained configs of the other format that belong to ``serial``."""
@@ -105,4 +105,4 @@ class RetainedConfigs:
 
     def _owned(self, topic: str, serial: str) -> bool:
         parts = discovery.discovery_parts(self.prefix, topic)
-        return parts is not None and discovery.owned_by(parts[1], (serial,)) is not None
+        return parts is not None and discovery.owned_by(parts[1], serial)
