@@ -99,9 +99,15 @@ async def test_discovery_payloads_follow_ha_rules_and_every_state_topic_has_a_va
     }
     retained = {s.topic: s.payload for s in ha.log[:mark]}
     assert len(configs) > 200
-    # The demo plant's whole announcement: 834 KiB with 1,440 options per slot select, 185 KiB
-    # with light selects and two availability topics, 110,139 bytes now (docs/mqtt.md).
-    size = sum(len(s.payload) for s in ha.log[:mark] if s.topic.startswith("homeassistant/"))
+    # The inverter's and its packs' announcement: 834 KiB with 1,440 options per slot select,
+    # 185 KiB with light selects and two availability topics, 110,139 bytes now (docs/mqtt.md).
+    # The meter's configs are left out: the meter scan announces them a poll or two later,
+    # before or after the daemon stops here (5,342 bytes more; they meet the rules below).
+    size = sum(
+        len(s.payload)
+        for s in ha.log[:mark]
+        if s.topic.startswith("homeassistant/") and "_Meter_ID" not in s.topic
+    )
     assert size < 112_000
     found: list[str] = []
     for topic, config in configs.items():
