@@ -19,7 +19,14 @@ in a subprocess the same way (``detect()``, ``load_config()``, then ``refresh()`
 the window, as % of one core. The bare and MQTT + REST runs use a window of at most 20 s (their
 memory figure needs no more).
 
-Run: ``.venv/bin/python -m bench.bench_memory [--inverters 1 20] [--settle S] [--window S]``
+``--without-stdlib-bytecode`` also runs MQTT + REST with the standard library's bytecode out of
+reach, as in the python slim image the Dockerfile starts from (it deletes every ``.pyc``, and
+the daemon's user cannot write them): ``PYTHONPYCACHEPREFIX`` points at a tree holding only the
+installed packages' bytecode, with ``PYTHONDONTWRITEBYTECODE``. It prints that RSS beside the
+one with bytecode, and the time to import the daemon's modules each way (median of 5).
+
+Run: ``.venv/bin/python -m bench.bench_memory [--inverters 1 20] [--settle S] [--window S]
+[--without-stdlib-bytecode]``
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ import contextlib
 import logging
 import os
 import signal
+import site
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,12 +94,15 @@ class Setup:
 
     outputs: str
     inverters: int
+    stdlib_bytecode: bool = True
 
     @property
     def label(self) -> str:
         what = {"bare": "bare poll loop", "mqtt+rest": "MQTT + discovery, REST",
                 "all": "MQTT + discovery, REST, InfluxDB",
                 "peer": "givenergy-modbus 2.13.0 bare poll loop"}[self.outputs]  # fmt: skip
+        if not self.stdlib_bytecode:
+            what += ", standard library without bytecode"
         return f"{self.inverters} inverter{'s' if self.inverters > 1 else ''}, {what}"
 
 
@@ -213,7 +226,7 @@ async def measure_daemon(
     window: float,
 ) -> Sample:
     n = setup.inverters
-    run_dir = workdir / f"{setup.outputs}-{n}"
+    run_dir = workdir / f"{setup.outputs}-{n}{'' if setup.stdlib_bytecode else '-no-stdlib-pyc'}"
     run_dir.mkdir()
     async with simulated_plants(n) as sims:
         rest = free_port()
@@ -228,6 +241,8 @@ async def measure_daemon(
             argv = [*launcher("givtcp-async", CLI), "run", "--config", str(config)]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(run_dir),
                "LANG": "C.UTF-8", **passed_on()}  # fmt: skip
+        if not setup.stdlib_bytecode:
+            env.update(without_stdlib_bytecode(workdir))
         with (run_dir / "process.log").open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
@@ -279,7 +294,43 @@ def compile_package() -> None:
         compileall.compile_dir(path, quiet=1)
 
 
-async def measure(counts: Sequence[int], settle: float, window: float) -> list[Row]:
+def without_stdlib_bytecode(workdir: Path) -> dict[str, str]:
+    """The environment of an interpreter that finds the installed packages' bytecode but not the
+    standard library's, and writes none (the slim image's case): the packages are compiled into
+    a ``PYTHONPYCACHEPREFIX`` tree of their own, once per ``workdir``."""
+    prefix = workdir / "pyc-packages-only"
+    env = {"PYTHONPYCACHEPREFIX": str(prefix), "PYTHONDONTWRITEBYTECODE": "1"}
+    if not prefix.exists():
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", "-j", "0", *site.getsitepackages(),
+             *givtcp_async.__path__],
+            env={**os.environ, "PYTHONPYCACHEPREFIX": str(prefix)}, check=False,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    return env
+
+
+# The daemon's modules with every output, as it imports them at start.
+DAEMON_IMPORTS = (
+    "import givtcp_async.cli, givtcp_async.daemon, givtcp_async.sinks.tls, "
+    "givtcp_async.sinks.mqtt, givtcp_async.sinks.rest, givtcp_async.sinks.influx"
+)
+
+
+def import_seconds(env: dict[str, str], repeats: int = 5) -> float:
+    """Median wall time of a production-like interpreter importing the daemon's modules."""
+    argv = launcher("givtcp-async", DAEMON_IMPORTS)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(argv, env={**os.environ, **passed_on(), **env}, cwd=ROOT, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def measure(
+    counts: Sequence[int], settle: float, window: float, stdlib_bytecode_too: bool = False
+) -> list[Row]:
     """Measure each setup once; print and return the figures."""
     compile_package()
     short = min(window, 20.0)
@@ -287,6 +338,7 @@ async def measure(counts: Sequence[int], settle: float, window: float) -> list[R
         (Setup("peer", 1), short),
         (Setup("bare", 1), short),
         (Setup("mqtt+rest", 1), short),
+        *([(Setup("mqtt+rest", 1, stdlib_bytecode=False), short)] if stdlib_bytecode_too else []),
         *((Setup("all", n), window) for n in counts),
     ]
     samples: dict[Setup, Sample] = {}
@@ -307,6 +359,10 @@ async def measure(counts: Sequence[int], settle: float, window: float) -> list[R
                     f"{s.cpu * 1000 / s.polls:.1f} ms per inverter per poll; {s.requests} "
                     f"requests answered ({s.requests / s.inverters:.0f} per inverter)"
                 )
+            if stdlib_bytecode_too:
+                imports = (import_seconds({}), import_seconds(without_stdlib_bytecode(workdir)))
+                print(f"the daemon's imports: {imports[0]:.2f} s with the standard library's "
+                      f"bytecode, {imports[1]:.2f} s without (median of 5)")  # fmt: skip
         finally:
             broker.stop()
             victoria.stop()
@@ -319,6 +375,15 @@ async def measure(counts: Sequence[int], settle: float, window: float) -> list[R
             f"{samples[Setup('mqtt+rest', 1)].rss / MIB:.1f} MiB",
             metric="memory.rss_mqtt_rest_mib", number=samples[Setup("mqtt+rest", 1)].rss / MIB),
     ]  # fmt: skip
+    if stdlib_bytecode_too:
+        with_, without = samples[Setup("mqtt+rest", 1)], samples[Setup("mqtt+rest", 1, False)]
+        rows.append(
+            Row("daemon RSS, 1 inverter, MQTT + discovery, REST, standard library without "
+                "bytecode (the slim base image without the Dockerfile's compile step)",
+                f"{without.rss / MIB:.1f} MiB",
+                f"+{(without.rss - with_.rss) / MIB:.1f} MiB; the daemon's imports take "
+                f"{imports[1]:.2f} s against {imports[0]:.2f} s with bytecode")
+        )  # fmt: skip
     everything = [samples[Setup("all", n)] for n in counts]
     rows += [
         Row(f"daemon RSS, {s.setup.label}", f"{s.rss / MIB:.1f} MiB",
@@ -356,9 +421,13 @@ def main() -> None:
     )
     parser.add_argument("--settle", type=float, default=30.0, help="seconds before measuring (30)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds measured (60)")
+    parser.add_argument(
+        "--without-stdlib-bytecode", action="store_true",
+        help="also MQTT + REST without the standard library's bytecode (the slim image's case)",
+    )  # fmt: skip
     args = parser.parse_args()
     quiet_logs(logging.CRITICAL)
-    asyncio.run(measure(args.inverters, args.settle, args.window))
+    asyncio.run(measure(args.inverters, args.settle, args.window, args.without_stdlib_bytecode))
 
 
 if __name__ == "__main__":

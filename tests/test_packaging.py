@@ -169,6 +169,54 @@ def test_build_context_is_only_what_the_build_copies() -> None:
     assert copied == {"pyproject.toml", "README.md", "src"}
 
 
+# What the daemon imports with every output on; the check lists the standard library's modules
+# among them whose bytecode is not where the interpreter looks (sys.pycache_prefix when set).
+_UNCOMPILED = """
+import importlib, importlib.util, json, os, sys, sysconfig
+for name in ("givtcp_async.cli", "givtcp_async.daemon", "givtcp_async.sinks.tls",
+             "givtcp_async.sinks.mqtt", "givtcp_async.sinks.rest", "givtcp_async.sinks.influx",
+             "givtcp_async.sinks.openapi", "givtcp_async.sinks.broker"):
+    importlib.import_module(name)
+stdlib = os.path.realpath(sysconfig.get_path("stdlib")) + os.sep
+files = {os.path.realpath(f) for m in list(sys.modules.values())
+         if isinstance(f := getattr(m, "__file__", None), str) and f.endswith(".py")}
+standard = sorted(f for f in files if f.startswith(stdlib) and "site-packages" not in f)
+print(json.dumps([len(standard),
+                  [f for f in standard if not os.path.exists(importlib.util.cache_from_source(f))]]))
+"""
+
+
+def _uncompiled_standard_modules(prefix: Path) -> tuple[int, list[str]]:
+    """(standard modules the daemon imports, those without bytecode under ``prefix``)."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(prefix), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _UNCOMPILED], env=env, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    count, missing = json.loads(done.stdout)
+    return count, missing
+
+
+def test_image_compiles_the_standard_library_the_daemon_imports(tmp_path: Path) -> None:
+    """The slim base image deletes the standard library's bytecode; the image's compile step,
+    run here with this interpreter (its bytecode written under a prefix of its own), must cover
+    every standard module the daemon imports, or each start compiles them again in memory."""
+    final = _final_stage()
+    (step,) = [args for word, args in final if word == "RUN" and "compileall" in args]
+    installs = [i for i, (word, args) in enumerate(final) if "pip install" in args]
+    assert installs and final.index(("RUN", step)) > installs[-1], "after what pip installs"
+    prefix = tmp_path / "pyc"
+    # Nothing compiled yet: the check finds the daemon's standard modules without bytecode.
+    count, missing = _uncompiled_standard_modules(prefix)
+    assert count > 150 and len(missing) == count
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(prefix),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    subprocess.run(["sh", "-c", step], env=env, check=True, timeout=300)
+    count, missing = _uncompiled_standard_modules(prefix)
+    assert count > 150
+    assert missing == []
+
+
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
