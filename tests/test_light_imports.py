@@ -170,6 +170,47 @@ def test_aiohttp_imported_with_the_pure_python_frozenlist_and_websocket_reader(h
     }
 
 
+_MIME = """
+import json, mimetypes, sys
+mimetypes.knownfiles = [sys.argv[2]]  # this test's system table: one type of its own
+from givtcp_async.config import load_config
+from givtcp_async.daemon import import_outputs
+environ = {"GIVTCP_MQTT__ENABLED": "false", "INVERTOR_IP": "127.0.0.1"}
+if sys.argv[1] == "client":
+    environ.update(GIVTCP_INFLUX__URL="http://127.0.0.1:1", GIVTCP_INFLUX__BUCKET="b",
+                   GIVTCP_INFLUX__ORG="o")
+settings = load_config(None, environ=environ)
+import_outputs(settings)
+from aiohttp import web_fileresponse
+print(json.dumps({
+    "outputs": [settings.rest.enabled, settings.influx.enabled],
+    "database": mimetypes._db is not None,
+    "inited": mimetypes.inited,
+    "aiohttp": web_fileresponse.CONTENT_TYPES.guess_type("a.json")[0],
+    "module": mimetypes.guess_type("a.givtcp-test")[0],
+}))
+"""
+
+
+@pytest.mark.parametrize("half", ["server", "client"])
+def test_outputs_imported_without_the_systems_mime_table(half: str, tmp_path: Path) -> None:
+    """Importing the outputs (aiohttp's server makes its file-response table, of Python's
+    built-in types) does not build the mimetypes module's database from the system's table
+    (~0.4 MiB of strings the daemon never uses); the module still builds it on first use."""
+    table = tmp_path / "mime.types"
+    table.write_text("application/x-givtcp-test givtcp-test\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIVTCP_", "MQTT_", "INFLUX"))}
+    out = subprocess.run([sys.executable, "-c", _MIME, half, str(table)], capture_output=True,
+                         text=True, check=True, timeout=60, env=env)  # fmt: skip
+    assert json.loads(out.stdout) == {
+        "outputs": [True, half == "client"],
+        "database": False,
+        "inited": False,
+        "aiohttp": "application/json",
+        "module": "application/x-givtcp-test",
+    }
+
+
 _DATEUTIL = """
 import json, sys
 from givtcp_async.sinks.influx import _client_parts

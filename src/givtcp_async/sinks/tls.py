@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
+import mimetypes
 import os
 import re
 import ssl
@@ -126,6 +127,25 @@ def _import_frozenlist() -> None:
         importlib.import_module("frozenlist")
     finally:
         del os.environ[_FROZENLIST_SWITCH]
+
+
+@contextlib.contextmanager
+def builtin_mime_types() -> Iterator[None]:
+    """While the outputs import: creating a :class:`mimetypes.MimeTypes` does not also build the
+    module's own database from the system's table (``/etc/mime.types``, ~2,000 types, ~0.4 MiB
+    of strings that would stay live).
+
+    aiohttp's server creates one at import (its file-response table, which holds Python's
+    built-in types either way); that creation is what initialises the module's database as a
+    side effect. The database is built as always on first use (``mimetypes.guess_type``)."""
+    if mimetypes.inited:
+        yield
+        return
+    mimetypes.inited = True  # what MimeTypes() consults before initialising the module
+    try:
+        yield
+    finally:
+        mimetypes.inited = False
 
 
 # aiohttp's compiled WebSocket frame reader (~0.3 MiB mapped): nothing of the daemon speaks
