@@ -181,8 +181,8 @@ stdlib = os.path.realpath(sysconfig.get_path("stdlib")) + os.sep
 files = {os.path.realpath(f) for m in list(sys.modules.values())
          if isinstance(f := getattr(m, "__file__", None), str) and f.endswith(".py")}
 standard = sorted(f for f in files if f.startswith(stdlib) and "site-packages" not in f)
-print(json.dumps([len(standard),
-                  [f for f in standard if not os.path.exists(importlib.util.cache_from_source(f))]]))
+missing = [f for f in standard if not os.path.exists(importlib.util.cache_from_source(f))]
+print(json.dumps([len(standard), missing]))
 """
 
 
@@ -204,11 +204,13 @@ def test_image_compiles_the_standard_library_the_daemon_imports(tmp_path: Path) 
     final = _final_stage()
     (step,) = [args for word, args in final if word == "RUN" and "compileall" in args]
     installs = [i for i, (word, args) in enumerate(final) if "pip install" in args]
-    assert installs and final.index(("RUN", step)) > installs[-1], "after what pip installs"
+    assert installs
+    assert final.index(("RUN", step)) > installs[-1], "after what pip installs"
     prefix = tmp_path / "pyc"
     # Nothing compiled yet: the check finds the daemon's standard modules without bytecode.
     count, missing = _uncompiled_standard_modules(prefix)
-    assert count > 150 and len(missing) == count
+    assert count > 150
+    assert len(missing) == count
     env = {**os.environ, "PYTHONPYCACHEPREFIX": str(prefix),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
     subprocess.run(["sh", "-c", step], env=env, check=True, timeout=300)
