@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from givtcp_async.simulator.plant import PlantConfig
+from givtcp_async.simulator.plant import Plant, PlantConfig
 from givtcp_async.sinks import discovery
 from givtcp_async.sinks.discovery import MIGRATE, DiscoveryConfig
 from givtcp_async.sinks.retained_configs import MAX_REMEMBERED, RetainedConfigs
@@ -171,11 +171,22 @@ def test_what_the_broker_holds_is_remembered_within_bounds() -> None:
     retained.seen(f"{PREFIX}/device/GivEnergy/SA2347G000_59/config", payload)
     assert "SA2347G000_0" not in retained.components()
     assert "SA2347G000_59" in retained.components()
-    # Our own migrate marker and an empty config are not configs to hand over.
-    retained.seen(f"{PREFIX}/sensor/GivEnergy/SA2347G000_F0/config", MIGRATE)
-    retained.seen(f"{PREFIX}/sensor/GivEnergy/SA2347G000_F1/config", "")
+    # The echo of a migrate marker this connection published, and an empty config, are not
+    # configs to hand over.
+    f0, f1 = (f"{PREFIX}/sensor/GivEnergy/SA2347G000_F{n}/config" for n in (0, 1))
+    retained.marking([f0])
+    retained.seen(f0, MIGRATE)
+    retained.seen(f1, "")
     assert len(retained.others("SA2347G000")) == 48
     assert retained.others("SA2347G001") == []
+    # A marker it did not publish was left by a hand-over cut short: it is cleared like a config.
+    left = f"{PREFIX}/sensor/GivEnergy/SA2347G001_F0/config"
+    retained.seen(left, MIGRATE)
+    assert retained.others("SA2347G001") == [left]
+    # Once a topic's clearing came back, a marker on it is no longer this connection's echo.
+    retained.seen(f0, "")
+    retained.seen(f0, MIGRATE)
+    assert f0 in retained.others("SA2347G000")
 
 
 # --- the daemon on a real broker ------------------------------------------------------------
@@ -306,6 +317,24 @@ async def test_per_entity_configs_are_handed_over_to_device_payloads_and_back(
     back = await retained(port)
     assert all(t.split("/")[1] != "device" for t in back)
     assert entities <= {(t.split("/")[1], expand(p)["unique_id"]) for t, p in back.items()}
+
+
+async def test_markers_left_by_a_hand_over_cut_short_are_cleared(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A connection lost between the migrate markers and the clearing leaves the markers
+    retained; the next connection hands them over like configs. Another inverter's stay."""
+    serial = Plant(FROZEN).serial
+    ours = f"{PREFIX}/sensor/GivEnergy/{serial}_Battery_SOC/config"
+    theirs = f"{PREFIX}/sensor/GivEnergy/SA0000X999_Battery_SOC/config"
+    async with watching(mosquitto.port) as old:
+        for topic in (ours, theirs):
+            await old.client.publish(topic, MIGRATE, qos=1, retain=True)
+    ha = await switched(tmp_path, mosquitto, [ours])  # waits until it is cleared
+    assert_handed_over(ha, [ours], to_device=True)
+    held = await retained(mosquitto.port)
+    assert ours not in held
+    assert held[theirs] == MIGRATE
 
 
 async def test_components_and_payloads_no_longer_announced_are_removed(

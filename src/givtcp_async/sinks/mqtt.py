@@ -591,6 +591,7 @@ class MqttService:
         if handed:
             log.info("handing discovery over from the other format", serial=snap.serial,
                      configs=len(handed), format=inv.discovery.format)  # fmt: skip
+        self._retained.marking(handed)  # their echo is ours, not a marker left behind
         await self._publish(client, (Message(t, discovery.MIGRATE, True) for t in handed))
         noted: set[str] = set()
         previous = self._retained.components()

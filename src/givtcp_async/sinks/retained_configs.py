@@ -9,7 +9,9 @@ announcing format:
 
 * the configs of the *other* format that the broker holds for an inverter (GivTCP's, or an
   earlier setting's): the announcement hands them over (``migrate_discovery``, then the new
-  configs, then an empty retained message on each);
+  configs, then an empty retained message on each). A ``migrate_discovery`` marker counts as
+  one unless this connection published it: a hand-over cut short (the connection lost between
+  the markers and the clearing) leaves markers retained, which the next connection clears;
 * in the device format, the components each of our device payloads holds at the broker, so
   that one no longer announced is removed (Home Assistant keeps a component its payload omits),
   and the time entities' payload, cleared when its device is announced without it.
@@ -38,6 +40,7 @@ class RetainedConfigs:
         self.format = fmt
         self.bound = bound
         self._other: set[str] = set()  # retained configs of the other format
+        self._marking: set[str] = set()  # topics this connection published a marker on
         self._payloads: dict[str, dict[str, str]] = {}  # device payload id -> components
         self._remembered = 0  # components in _payloads
 
@@ -70,16 +73,26 @@ class RetainedConfigs:
             return True
         if (platform == DEVICE) == (self.format == "device"):
             return False  # the format announced (entity: the time leftovers are handled apart)
-        if text is None or (text and text != MIGRATE):
+        echo = text == MIGRATE and topic in self._marking  # ours: the hand-over is under way
+        if text is None or (text and not echo):
             if len(self._other) < self.bound:
                 self._other.add(topic)
         else:
             self._other.discard(topic)
+            if not text:
+                self._marking.discard(topic)
         return True
 
     def others(self, serial: str) -> list[str]:
         """The retained configs of the other format that belong to ``serial``."""
         return sorted(t for t in self._other if self._owned(t, serial))
+
+    def marking(self, topics: Iterable[str]) -> None:
+        """A ``migrate_discovery`` marker is about to be published on each of ``topics`` (taken
+        from :meth:`others`; the echo of their clearing forgets them)."""
+        for topic in topics:
+            if len(self._marking) < self.bound:
+                self._marking.add(topic)
 
     def handed_over(self, topics: Iterable[str]) -> None:
         """``topics`` were cleared."""
