@@ -209,8 +209,11 @@ async def test_discover_identifies_a_charger_by_its_registers(tmp_path: Path) ->
     async with other:
         assert await probe_charger("127.0.0.1", other.port, timeout=1.0) is None
     # An open port that does not speak Modbus at all.
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    silent: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda r, w: silent.append(w), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with server:
+    async with server:  # from Python 3.12 its exit waits for the connections to end
         assert await probe_charger("127.0.0.1", port, timeout=0.5) is None
+        for writer in silent:
+            writer.close()
     assert await probe_charger("127.0.0.1", port, timeout=0.5) is None  # nothing listening
