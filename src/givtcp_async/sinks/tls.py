@@ -45,6 +45,8 @@ class CertsOnFirstUse(ssl.SSLContext):
         super().__init__()
         self.verify_mode = ssl.CERT_REQUIRED
         self.check_hostname = True
+        if sys.version_info >= (3, 13):  # what create_default_context adds from 3.13 on
+            self.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
         self._certs_pending = True
         keylog = os.environ.get("SSLKEYLOGFILE")
         if keylog and not sys.flags.ignore_environment:
