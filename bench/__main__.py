@@ -50,6 +50,7 @@ class Options:
     settle: float
     window: float
     inverters: list[int]
+    without_stdlib_bytecode: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,8 @@ BENCHES = (
     Bench("startup", "read as a whole process, run until /runAll first answers",
           lambda o: asyncio.run(bench_startup.measure(0.25, 1 if o.quick else 3))),
     Bench("memory", "daemon RSS and CPU share: bare, MQTT + REST, everything with 1 and 20",
-          lambda o: asyncio.run(bench_memory.measure(o.inverters, o.settle, o.window))),
+          lambda o: asyncio.run(bench_memory.measure(o.inverters, o.settle, o.window,
+                                                     o.without_stdlib_bytecode))),
     Bench("fuzz", "mutation fuzzing of the decoder", _fuzz),
 )  # fmt: skip
 NAMES = [b.name for b in BENCHES]
@@ -153,6 +155,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="memory: seconds before measuring (30; 20 with --quick)")  # fmt: skip
     parser.add_argument("--inverters", type=int, nargs="+", default=[1, 20], metavar="N",
                         help="memory: inverter counts (1 20)")  # fmt: skip
+    parser.add_argument("--without-stdlib-bytecode", action="store_true",
+                        help="memory: also MQTT + REST without the standard library's bytecode "
+                             "(the slim base image's case)")  # fmt: skip
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--update-baseline", action="store_true",
@@ -169,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         settle=args.settle if args.settle is not None else 20.0 if args.quick else 30.0,
         window=args.window if args.window is not None else 15.0 if args.quick else 60.0,
         inverters=args.inverters,
+        without_stdlib_bytecode=args.without_stdlib_bytecode,
     )
     chosen = [b for b in BENCHES if (not args.only or b.name in args.only)]
     chosen = [b for b in chosen if b.name not in args.skip]
