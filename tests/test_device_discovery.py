@@ -245,6 +245,19 @@ async def test_the_demo_announces_one_payload_per_device_under_100_kb(
         assert entity in by_id, entity
 
 
+async def first_announced(
+    tmp_path: Path, mosquitto: Mosquitto, **mqtt: Any
+) -> tuple[str, dict[str, str]]:
+    """A daemon started with ``mqtt`` settings and stopped once its whole plant is announced:
+    its serial, and the discovery configs the broker retains after it."""
+    async with (
+        watching(mosquitto.port, f"{ROOT}/#") as w,
+        running_daemon(tmp_path, plant_config=FROZEN, mqtt=mqtt_settings(mosquitto, **mqtt)) as rig,
+    ):  # fmt: skip
+        serial = await announced(rig, w)
+    return serial, await retained(mosquitto.port)
+
+
 async def switched(
     tmp_path: Path, mosquitto: Mosquitto, old: Iterable[str], **mqtt: Any
 ) -> Watcher:
@@ -283,15 +296,7 @@ async def test_per_entity_configs_are_handed_over_to_device_payloads_and_back(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     port = mosquitto.port
-    async with (
-        watching(port, f"{ROOT}/#") as w,
-        running_daemon(
-            tmp_path / "a", plant_config=FROZEN,
-            mqtt=mqtt_settings(mosquitto, discovery_format="entity"),
-        ) as rig,
-    ):  # fmt: skip
-        serial = await announced(rig, w)
-    legacy = await retained(port)
+    serial, legacy = await first_announced(tmp_path / "a", mosquitto, discovery_format="entity")
     # GivTCP's configs of an entity this daemon does not announce (its own unique id) are
     # handed over as well: every config of the inverter's serial is.
     givtcp_only = f"{PREFIX}/sensor/GivEnergy/{serial}_Some_Old_Value/config"
@@ -341,15 +346,7 @@ async def test_components_and_payloads_no_longer_announced_are_removed(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     port = mosquitto.port
-    async with (
-        watching(port, f"{ROOT}/#") as w,
-        running_daemon(
-            tmp_path / "a", plant_config=FROZEN,
-            mqtt=mqtt_settings(mosquitto, all_entities=True),
-        ) as rig,
-    ):  # fmt: skip
-        serial = await announced(rig, w)
-    before = await retained(port)
+    serial, before = await first_announced(tmp_path / "a", mosquitto, all_entities=True)
     main = f"{PREFIX}/device/GivEnergy/{serial}/config"
     time_payload = f"{PREFIX}/device/GivEnergy/{serial}_time/config"
     assert time_payload in before
