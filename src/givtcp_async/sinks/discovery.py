@@ -956,11 +956,10 @@ def is_leftover(
 ) -> bool:
     """Whether ``topic`` is a time-entity config of one of ``serials``' slots that is not in
     ``current`` (the time configs the latest announcements hold)."""
-    head = f"{prefix}/time/{NODE_ID}/"
-    if not (topic.startswith(head) and topic.endswith("/config")) or topic in current:
+    parts = discovery_parts(prefix, topic)
+    if parts is None or parts[0] != "time" or topic in current:
         return False
-    object_id = topic[len(head) : -len("/config")]
-    return any(object_id.startswith(f"{_safe_id(s)}_") for s in serials if s)
+    return any(owned_by(parts[1], s) for s in serials)
 
 
 def state_topics(entities_: Iterable[Entity]) -> set[str]:
