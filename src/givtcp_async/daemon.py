@@ -13,6 +13,7 @@ published, sockets closed) within ``shutdown_timeout``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import signal
 from collections.abc import Sequence
@@ -67,13 +68,11 @@ def import_outputs(settings: Settings) -> None:
     """Import the enabled outputs' modules (the daemon does it in a thread; see ``run``); aiohttp
     (REST, InfluxDB) without CA certificates in its unused default contexts, and only its server
     half when nothing but REST needs it, and without the system's MIME table (sinks.tls)."""
-    if not (settings.rest.enabled or settings.influx.enabled):
-        for module in output_modules(settings):
-            importlib.import_module(module)
-        return
-    tls = importlib.import_module("givtcp_async.sinks.tls")
-    with tls.builtin_mime_types():
-        tls.import_aiohttp(client=settings.influx.enabled)
+    with contextlib.ExitStack() as stack:
+        if settings.rest.enabled or settings.influx.enabled:
+            tls = importlib.import_module("givtcp_async.sinks.tls")
+            stack.enter_context(tls.builtin_mime_types())
+            tls.import_aiohttp(client=settings.influx.enabled)
         for module in output_modules(settings):
             importlib.import_module(module)
 
